@@ -1,0 +1,108 @@
+//! The leader's (and candidate's) view of the membership: the voter and learner sets, one
+//! `Progress` per member, and the votes of an election in progress.
+
+use super::message::{ConfState, NodeId};
+use super::progress::Progress;
+use super::quorum::{JointConfig, VoteResult};
+use std::collections::{BTreeMap, BTreeSet};
+
+pub type ProgressMap = BTreeMap<NodeId, Progress>;
+
+/// The membership, as the tracker holds it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TrackerConfig {
+    pub voters: JointConfig,
+    /// Non-voting members; never also voters.
+    pub learners: BTreeSet<NodeId>,
+    /// Outgoing voters that turn into learners when the joint configuration is left.
+    pub learners_next: BTreeSet<NodeId>,
+    /// Leave the joint configuration automatically once it is applied.
+    pub auto_leave: bool,
+}
+
+impl TrackerConfig {
+    pub fn conf_state(&self) -> ConfState {
+        ConfState {
+            voters: self.voters.incoming.voters.iter().copied().collect(),
+            learners: self.learners.iter().copied().collect(),
+            voters_outgoing: self.voters.outgoing.voters.iter().copied().collect(),
+            learners_next: self.learners_next.iter().copied().collect(),
+            auto_leave: self.auto_leave,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct ProgressTracker {
+    pub config: TrackerConfig,
+    pub progress: ProgressMap,
+    pub votes: BTreeMap<NodeId, bool>,
+    pub inflight_max: usize,
+}
+
+impl ProgressTracker {
+    pub fn new(inflight_max: usize) -> ProgressTracker {
+        ProgressTracker {
+            config: TrackerConfig::default(),
+            progress: ProgressMap::new(),
+            votes: BTreeMap::new(),
+            inflight_max,
+        }
+    }
+
+    pub fn conf_state(&self) -> ConfState {
+        self.config.conf_state()
+    }
+
+    /// One voter and no joint change: the leader decides alone.
+    pub fn is_singleton(&self) -> bool {
+        self.config.voters.incoming.voters.len() == 1 && !self.config.voters.is_joint()
+    }
+
+    pub fn voter_ids(&self) -> BTreeSet<NodeId> {
+        self.config.voters.ids()
+    }
+
+    /// The largest index replicated on a quorum.
+    pub fn committed(&self) -> u64 {
+        self.config
+            .voters
+            .committed_index(&|id| self.progress.get(&id).map(|p| p.matched))
+    }
+
+    /// Whether a quorum (counting `self_id`) was heard from since the last check.
+    pub fn quorum_active(&self, self_id: NodeId) -> bool {
+        let votes: BTreeMap<NodeId, bool> = self
+            .progress
+            .iter()
+            .filter(|(id, p)| !p.is_learner && self.config.voters.contains(**id))
+            .map(|(&id, p)| (id, id == self_id || p.recent_active))
+            .collect();
+        self.config.voters.vote_result(&votes) == VoteResult::Won
+    }
+
+    pub fn reset_votes(&mut self) {
+        self.votes.clear();
+    }
+
+    /// Records `id`'s answer; only the first answer of each voter counts.
+    pub fn record_vote(&mut self, id: NodeId, granted: bool) {
+        self.votes.entry(id).or_insert(granted);
+    }
+
+    /// (granted, rejected, result) of the election in progress.
+    pub fn tally_votes(&self) -> (usize, usize, VoteResult) {
+        let (mut granted, mut rejected) = (0, 0);
+        for (id, &v) in &self.votes {
+            if !self.config.voters.contains(*id) {
+                continue;
+            }
+            if v {
+                granted += 1;
+            } else {
+                rejected += 1;
+            }
+        }
+        (granted, rejected, self.config.voters.vote_result(&self.votes))
+    }
+}
