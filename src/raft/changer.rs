@@ -48,7 +48,9 @@ impl Changer<'_> {
         }
         for id in std::mem::take(&mut cfg.learners_next) {
             cfg.learners.insert(id);
-            prs.get_mut(&id).expect("learner_next has progress").is_learner = true;
+            prs.get_mut(&id)
+                .expect("learner_next has progress")
+                .is_learner = true;
         }
         let outgoing = std::mem::take(&mut cfg.voters.outgoing);
         for id in outgoing.voters {
@@ -172,7 +174,9 @@ fn check_invariants(cfg: &TrackerConfig, prs: &ProgressMap) -> Result<()> {
     }
     for id in &cfg.learners_next {
         if !cfg.voters.outgoing.voters.contains(id) {
-            return invalid(format!("{id} is in learners_next but not an outgoing voter"));
+            return invalid(format!(
+                "{id} is in learners_next but not an outgoing voter"
+            ));
         }
         if prs[id].is_learner {
             return invalid(format!("{id} is in learners_next but already a learner"));

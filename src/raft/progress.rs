@@ -46,6 +46,13 @@ impl Inflights {
         }
     }
 
+    /// Frees the oldest message: it may have been lost, and a full window would otherwise
+    /// never send again. A lost append shows up as a gap the follower rejects, which sends the
+    /// leader back to probing.
+    pub fn free_first_one(&mut self) {
+        self.last_indexes.pop_front();
+    }
+
     pub fn full(&self) -> bool {
         self.last_indexes.len() >= self.cap
     }

@@ -101,11 +101,8 @@ impl<S: Storage> Raft<S> {
         config.validate()?;
         let raft_log = RaftLog::new(storage);
         let (hard_state, conf_state) = raft_log.storage.initial_state()?;
-        let (cfg, prs) = changer::restore(
-            &conf_state,
-            raft_log.last_index(),
-            config.max_inflight_msgs,
-        )?;
+        let (cfg, prs) =
+            changer::restore(&conf_state, raft_log.last_index(), config.max_inflight_msgs)?;
         let mut r = Raft {
             id: config.id,
             term: 0,
@@ -278,7 +275,11 @@ impl<S: Storage> Raft<S> {
             Err(StorageError::SnapshotTemporarilyUnavailable) => return false,
             Err(e) => panic!("{}: failed to get a snapshot for {to}: {e}", self.id),
         };
-        assert!(!snapshot.is_empty(), "{}: need a non-empty snapshot", self.id);
+        assert!(
+            !snapshot.is_empty(),
+            "{}: need a non-empty snapshot",
+            self.id
+        );
         let index = snapshot.metadata.index;
         self.tracker
             .progress
@@ -375,7 +376,10 @@ impl<S: Storage> Raft<S> {
     }
 
     fn become_pre_candidate(&mut self) {
-        assert!(self.state != StateRole::Leader, "leader cannot pre-campaign");
+        assert!(
+            self.state != StateRole::Leader,
+            "leader cannot pre-campaign"
+        );
         // No term change, no vote: a pre-vote round changes nothing durable.
         self.tracker.reset_votes();
         self.lead = NONE;
@@ -730,7 +734,10 @@ impl<S: Storage> Raft<S> {
         }
         let bytes: u64 = entries.iter().map(Entry::payload_bytes).sum();
         let limit = self.config.max_uncommitted_bytes;
-        if limit > 0 && self.uncommitted_bytes > 0 && bytes > 0 && self.uncommitted_bytes + bytes > limit
+        if limit > 0
+            && self.uncommitted_bytes > 0
+            && bytes > 0
+            && self.uncommitted_bytes + bytes > limit
         {
             return false;
         }
@@ -855,6 +862,9 @@ impl<S: Storage> Raft<S> {
         let pr = self.tracker.progress.get_mut(&m.from).expect("checked");
         pr.recent_active = true;
         pr.probe_sent = false;
+        if pr.state == ProgressState::Replicate && pr.inflights.full() {
+            pr.inflights.free_first_one();
+        }
         if pr.matched < self.raft_log.last_index() {
             self.send_append(m.from);
         }
@@ -1007,13 +1017,10 @@ impl<S: Storage> Raft<S> {
             return;
         }
         let skip_prev_check = self.bug(PlantedBug::AcceptConflictingAppend);
-        match self.raft_log.maybe_append(
-            m.index,
-            m.log_term,
-            m.commit,
-            &m.entries,
-            skip_prev_check,
-        ) {
+        match self
+            .raft_log
+            .maybe_append(m.index, m.log_term, m.commit, &m.entries, skip_prev_check)
+        {
             Some(last) => self.send(Message {
                 kind: MessageKind::AppendResponse,
                 to: m.from,
@@ -1134,7 +1141,8 @@ impl<S: Storage> Raft<S> {
                 self.maybe_send_append(id, false);
             }
         }
-        if self.lead_transferee != NONE && !self.tracker.config.voters.contains(self.lead_transferee)
+        if self.lead_transferee != NONE
+            && !self.tracker.config.voters.contains(self.lead_transferee)
         {
             self.lead_transferee = NONE;
         }

@@ -22,7 +22,10 @@ pub trait Storage {
     fn first_index(&self) -> Result<u64>;
     /// The last index held (the snapshot's index when no entries follow it).
     fn last_index(&self) -> Result<u64>;
-    /// The latest snapshot, to send to a follower that needs one.
+    /// The latest snapshot, to send to a follower that needs one. A member only accepts a
+    /// snapshot whose membership includes it: an owner whose stored snapshot predates the
+    /// receiver joining must send a fresh one of its applied state instead (as etcd's server
+    /// does), replacing the snapshot in the outgoing message.
     fn snapshot(&self) -> Result<Snapshot>;
 }
 
@@ -67,8 +70,8 @@ impl MemStorage {
     }
 
     /// Storage for a founding member of a new cluster: a bootstrap snapshot at index 1, term 1
-    /// that carries the initial membership (so that members added later, which cannot replay
-    /// it from the log, receive it as a snapshot).
+    /// that carries the initial membership. Members added later cannot replay it from the log:
+    /// they need a snapshot whose membership includes them (see `Storage::snapshot`).
     pub fn new_with_conf_state(conf_state: ConfState) -> MemStorage {
         let mut storage = MemStorage::default();
         let snapshot = Snapshot {
@@ -98,7 +101,7 @@ impl MemStorage {
         self.hard_state = hard_state;
     }
 
-    /// Sets the commit index and the membership together (used by tests).
+    /// Replaces the membership recorded with the snapshot (used by tests).
     pub fn set_conf_state(&mut self, conf_state: ConfState) {
         self.snapshot.metadata.conf_state = conf_state;
     }

@@ -103,6 +103,10 @@ impl ProgressTracker {
                 rejected += 1;
             }
         }
-        (granted, rejected, self.config.voters.vote_result(&self.votes))
+        (
+            granted,
+            rejected,
+            self.config.voters.vote_result(&self.votes),
+        )
     }
 }

@@ -1,0 +1,6 @@
+//! oxcd's simulators and checkers. `raft_sim` drives the sans-IO Raft core through a seeded,
+//! in-process world (network, disks, crashes, clients) and checks Raft's safety and liveness
+//! properties after every step.
+
+pub mod fnv;
+pub mod raft_sim;
