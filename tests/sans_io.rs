@@ -54,6 +54,13 @@ fn the_core_takes_time_randomness_and_io_as_arguments() {
             scan(&dir, &mut hits, &mut files);
         }
     }
-    assert!(files >= 10, "found only {files} core files: is the scan looking in the right place?");
-    assert!(hits.is_empty(), "the core reaches outside itself:\n{}", hits.join("\n"));
+    assert!(
+        files >= 10,
+        "found only {files} core files: is the scan looking in the right place?"
+    );
+    assert!(
+        hits.is_empty(),
+        "the core reaches outside itself:\n{}",
+        hits.join("\n")
+    );
 }

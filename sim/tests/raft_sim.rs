@@ -79,7 +79,11 @@ fn caught(bug: PlantedBug, properties: &[&str]) {
 fn catches_a_vote_granted_before_it_is_durable() {
     caught(
         PlantedBug::VoteBeforePersist,
-        &["election-safety", "leader-completeness", "state-machine-safety"],
+        &[
+            "election-safety",
+            "leader-completeness",
+            "state-machine-safety",
+        ],
     );
 }
 
@@ -93,13 +97,21 @@ fn catches_an_old_term_entry_committed_by_counting_replicas() {
 
 #[test]
 fn catches_read_index_served_without_a_heartbeat_round() {
-    caught(PlantedBug::ReadIndexWithoutHeartbeat, &["read-index-linearizable"]);
+    caught(
+        PlantedBug::ReadIndexWithoutHeartbeat,
+        &["read-index-linearizable"],
+    );
 }
 
 #[test]
 fn catches_a_follower_accepting_a_conflicting_append() {
     caught(
         PlantedBug::AcceptConflictingAppend,
-        &["log-matching", "state-machine-safety", "commit-monotonic", "panic"],
+        &[
+            "log-matching",
+            "state-machine-safety",
+            "commit-monotonic",
+            "panic",
+        ],
     );
 }
