@@ -281,3 +281,107 @@ impl<S: Storage> RaftLog<S> {
         self.slice(lo + 1, hi + 1, u64::MAX).unwrap_or_default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::MemStorage;
+    use proptest::prelude::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        /// Append `count` entries of `term` after `back` entries from the end (not below commit).
+        Append {
+            back: u64,
+            count: u64,
+            term_step: u64,
+        },
+        /// The owner persists everything unstable.
+        Persist,
+        /// Commit up to a fraction of the log.
+        Commit { permille: u64 },
+        /// Snapshot and compact the durable log at a fraction of the commit index.
+        Compact { permille: u64 },
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0u64..4, 1u64..4, 0u64..2).prop_map(|(back, count, term_step)| Op::Append {
+                back,
+                count,
+                term_step
+            }),
+            Just(Op::Persist),
+            (0u64..=1000).prop_map(|permille| Op::Commit { permille }),
+            (0u64..=1000).prop_map(|permille| Op::Compact { permille }),
+        ]
+    }
+
+    proptest! {
+        /// The log (durable part, unstable part, compaction) always answers like a plain vector
+        /// of (index, term) pairs: same terms, same entries, same bounds.
+        #[test]
+        fn log_matches_a_vector_model(ops in proptest::collection::vec(op(), 1..60)) {
+            let mut log = RaftLog::new(MemStorage::new());
+            // model[i] = term of index i; index 0 is the empty start.
+            let mut model: Vec<u64> = vec![0];
+            let mut term = 1;
+            for op in ops {
+                match op {
+                    Op::Append { back, count, term_step } => {
+                        let last = model.len() as u64 - 1;
+                        let after = last.saturating_sub(back).max(log.committed);
+                        term += term_step;
+                        let entries: Vec<Entry> = (1..=count)
+                            .map(|i| Entry { index: after + i, term, ..Entry::default() })
+                            .collect();
+                        model.truncate(after as usize + 1);
+                        model.extend(entries.iter().map(|e| e.term));
+                        prop_assert_eq!(log.append(&entries), model.len() as u64 - 1);
+                    }
+                    Op::Persist => {
+                        let unstable = log.unstable_entries().to_vec();
+                        log.storage.append(&unstable).unwrap();
+                        if let Some(e) = unstable.last() {
+                            log.stable_to(e.index, e.term);
+                            prop_assert!(log.unstable_entries().is_empty());
+                            prop_assert_eq!(log.persisted, e.index);
+                        }
+                    }
+                    Op::Commit { permille } => {
+                        let last = model.len() as u64 - 1;
+                        log.commit_to(log.committed.max(last * permille / 1000));
+                    }
+                    Op::Compact { permille } => {
+                        let durable = log.persisted.min(log.committed);
+                        let at = durable * permille / 1000;
+                        if at >= log.storage.first_index().unwrap() {
+                            let cs = crate::raft::ConfState::with_voters([1]);
+                            log.storage.create_snapshot(at, cs, bytes::Bytes::new()).unwrap();
+                            log.storage.compact(at).unwrap();
+                        }
+                    }
+                }
+                let last = model.len() as u64 - 1;
+                prop_assert_eq!(log.last_index(), last);
+                prop_assert!(log.persisted <= last && log.committed <= last);
+                prop_assert!(log.persisted < log.unstable.offset.max(1) || log.unstable_entries().is_empty());
+                let first = log.first_index();
+                for i in first - 1..=last {
+                    prop_assert_eq!(log.term(i), Ok(model[i as usize]), "term at {}", i);
+                }
+                if first > 1 {
+                    prop_assert_eq!(log.term(first - 2), Err(StorageError::Compacted));
+                }
+                prop_assert_eq!(log.term(last + 1), Err(StorageError::Unavailable));
+                let all = log.slice(first, last + 1, u64::MAX).unwrap();
+                let terms: Vec<u64> = all.iter().map(|e| e.term).collect();
+                prop_assert_eq!(&terms[..], &model[first as usize..]);
+                // A size limit of zero still yields one entry.
+                if first <= last {
+                    prop_assert_eq!(log.slice(first, last + 1, 0).unwrap().len(), 1);
+                }
+            }
+        }
+    }
+}

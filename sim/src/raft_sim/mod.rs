@@ -810,27 +810,28 @@ pub fn run_many(options: &[Options], jobs: usize) -> Vec<Report> {
     reports
 }
 
-/// The one-line summary of a set of runs; `hash` is the last run's trace hash.
+/// The one-line summary of a set of runs; `hash` is the last run's trace hash. The keys up to
+/// `hash` are an interface other tools parse: keep their order.
 pub fn summary(reports: &[Report], nodes: usize, elapsed_s: f64) -> String {
     let mut faults = nemesis::FaultCounts::default();
     for r in reports {
         faults.add(&r.faults);
     }
     format!(
-        "raft seeds={} nodes={} violations={} ticks={} messages={} committed={} reads={} faults=partition:{},crash:{},membership:{},transfer:{} elapsed_s={:.2} hash={:016x}",
+        "raft seeds={} nodes={} violations={} ticks={} messages={} elapsed_s={:.2} hash={:016x} committed={} reads={} faults=partition:{},crash:{},membership:{},transfer:{}",
         reports.len(),
         nodes,
         reports.iter().filter(|r| r.violation.is_some()).count(),
         reports.iter().map(|r| r.ticks).sum::<u64>(),
         reports.iter().map(|r| r.messages).sum::<u64>(),
+        elapsed_s,
+        reports.last().map_or(0, |r| r.hash),
         reports.iter().map(|r| r.proposals_committed).sum::<u64>(),
         reports.iter().map(|r| r.reads_checked).sum::<u64>(),
         faults.partitions,
         faults.crashes,
         faults.membership_changes,
         faults.transfers,
-        elapsed_s,
-        reports.last().map_or(0, |r| r.hash),
     )
 }
 
