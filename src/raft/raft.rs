@@ -1149,6 +1149,50 @@ impl<S: Storage> Raft<S> {
         conf_state
     }
 
+    /// Checks the invariants that hold between any two inputs. Cheap enough for every step in
+    /// debug builds (tests and the simulator run with them).
+    pub fn debug_assert_invariants(&self) {
+        let log = &self.raft_log;
+        debug_assert!(
+            log.applied <= log.committed,
+            "{}: applied {} > committed {}",
+            self.id,
+            log.applied,
+            log.committed
+        );
+        debug_assert!(
+            log.committed <= log.last_index(),
+            "{}: committed {} > last {}",
+            self.id,
+            log.committed,
+            log.last_index()
+        );
+        debug_assert!(log.persisted <= log.last_index());
+        debug_assert!(log.first_index() >= 1 && log.first_index() <= log.last_index() + 1);
+        match self.state {
+            StateRole::Leader => {
+                debug_assert_eq!(self.lead, self.id, "a leader leads");
+                debug_assert_eq!(self.vote, self.id, "a leader voted for itself");
+                let me = self.tracker.progress.get(&self.id);
+                debug_assert!(
+                    me.is_some_and(|p| p.matched <= log.persisted),
+                    "{}: a leader counts only its durable log",
+                    self.id
+                );
+            }
+            StateRole::Candidate => debug_assert_eq!(self.vote, self.id),
+            StateRole::PreCandidate | StateRole::Follower => {}
+        }
+        for (id, pr) in &self.tracker.progress {
+            debug_assert!(
+                pr.next > pr.matched,
+                "{id}: next {} <= match {}",
+                pr.next,
+                pr.matched
+            );
+        }
+    }
+
     // ----- acknowledgements from the owner ---------------------------------------------------
 
     /// The owner made the log durable up to `raft_log.persisted`: a leader counts its own copy.

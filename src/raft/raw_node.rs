@@ -98,6 +98,7 @@ impl<S: Storage> RawNode<S> {
     /// Advances the logical clock by one tick.
     pub fn tick(&mut self) {
         self.raft.tick();
+        self.raft.debug_assert_invariants();
     }
 
     /// Starts an election now (if this member may lead).
@@ -144,7 +145,9 @@ impl<S: Storage> RawNode<S> {
         if m.kind.is_response() && !self.raft.tracker.progress.contains_key(&m.from) {
             return Err(Error::StepPeerNotFound(m.from));
         }
-        self.raft.step(m)
+        let result = self.raft.step(m);
+        self.raft.debug_assert_invariants();
+        result
     }
 
     /// Asks for a linearizable read; the answer arrives as a `ReadState` tagged `ctx`.
@@ -263,6 +266,7 @@ impl<S: Storage> RawNode<S> {
         }
         self.raft.on_persisted();
         self.raft.on_applied(done.committed_payload_bytes);
+        self.raft.debug_assert_invariants();
     }
 
     pub fn status(&self) -> Status {
