@@ -91,7 +91,13 @@ impl ConfChange {
         }
     }
 
+    /// Encodes the change. Leaving a joint configuration encodes as no bytes at all (as etcd's
+    /// empty change does), so that the leader's automatic leave never counts against its
+    /// uncommitted byte limit.
     pub fn encode(&self) -> Bytes {
+        if *self == ConfChange::leave_joint() {
+            return Bytes::new();
+        }
         let mut b = BytesMut::with_capacity(10 + self.changes.len() * 9 + self.context.len());
         b.put_u8(ENCODING_VERSION);
         b.put_u8(match self.transition {
@@ -115,6 +121,9 @@ impl ConfChange {
 
     /// Decodes what `encode` wrote; any other input is an error, never a panic.
     pub fn decode(data: &[u8]) -> Result<ConfChange> {
+        if data.is_empty() {
+            return Ok(ConfChange::leave_joint());
+        }
         let mut r = Reader(data);
         if r.u8()? != ENCODING_VERSION {
             return Err(Error::Decode("unknown conf change encoding version".into()));

@@ -20,6 +20,8 @@ pub enum DropReason {
     ConfChangeRefused,
     /// This member is not part of the configuration (removed), so it cannot lead a proposal.
     NotMember,
+    /// Too many reads wait on this leader already.
+    PendingReadLimit,
 }
 
 /// Errors from the storage that the Raft log reads.
@@ -54,6 +56,8 @@ pub enum Error {
     ConfChangeInvalid(String),
     #[error("raft: malformed data: {0}")]
     Decode(String),
+    #[error("raft: malformed message from {from}: {why}")]
+    InvalidMessage { from: u64, why: &'static str },
     #[error("raft storage: {0}")]
     Storage(#[from] StorageError),
 }

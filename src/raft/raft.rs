@@ -16,7 +16,7 @@ use super::message::{
 };
 use super::progress::{Progress, ProgressState};
 use super::quorum::VoteResult;
-use super::read_only::{ReadOnly, decode_round, encode_round};
+use super::read_only::{Added, ReadOnly, decode_round, encode_round};
 use super::storage::Storage;
 use super::tracker::{ProgressMap, ProgressTracker, TrackerConfig};
 use bytes::Bytes;
@@ -152,7 +152,7 @@ impl<S: Storage> Raft<S> {
     }
 
     #[inline(always)]
-    fn bug(&self, _bug: PlantedBug) -> bool {
+    pub(crate) fn bug(&self, _bug: PlantedBug) -> bool {
         #[cfg(feature = "planted-bugs")]
         return self.config.planted_bug == Some(_bug);
         #[cfg(not(feature = "planted-bugs"))]
@@ -657,10 +657,7 @@ impl<S: Storage> Raft<S> {
                 return Ok(());
             }
             MessageKind::Propose => return self.propose_as_leader(std::mem::take(&mut m.entries)),
-            MessageKind::ReadIndex => {
-                self.read_index_as_leader(std::mem::take(m));
-                return Ok(());
-            }
+            MessageKind::ReadIndex => return self.read_index_as_leader(std::mem::take(m)),
             _ => {}
         }
         if !self.tracker.progress.contains_key(&m.from) {
@@ -694,7 +691,12 @@ impl<S: Storage> Raft<S> {
     }
 
     fn propose_as_leader(&mut self, mut entries: Vec<Entry>) -> Result<()> {
-        assert!(!entries.is_empty(), "{}: empty proposal", self.id);
+        if entries.is_empty() {
+            return Err(Error::InvalidMessage {
+                from: NONE,
+                why: "empty proposal",
+            });
+        }
         if !self.tracker.progress.contains_key(&self.id) {
             return Err(Error::ProposalDropped(DropReason::NotMember));
         }
@@ -702,6 +704,7 @@ impl<S: Storage> Raft<S> {
             return Err(Error::ProposalDropped(DropReason::LeaderTransfer));
         }
         let last = self.raft_log.last_index();
+        let mut conf_index = None;
         for (i, e) in entries.iter_mut().enumerate() {
             if e.kind != EntryKind::ConfChange {
                 continue;
@@ -709,16 +712,20 @@ impl<S: Storage> Raft<S> {
             let Ok(cc) = ConfChange::decode(&e.data) else {
                 return Err(Error::ProposalDropped(DropReason::ConfChangeRefused));
             };
-            let pending = self.pending_conf_index > self.raft_log.applied;
+            let pending = conf_index.is_some() || self.pending_conf_index > self.raft_log.applied;
             let joint = self.tracker.config.voters.is_joint();
             let leaves = cc.is_leave_joint();
             if pending || joint != leaves {
                 return Err(Error::ProposalDropped(DropReason::ConfChangeRefused));
             }
-            self.pending_conf_index = last + i as u64 + 1;
+            conf_index = Some(last + i as u64 + 1);
         }
         if !self.append_entries(entries) {
             return Err(Error::ProposalDropped(DropReason::UncommittedLimit));
+        }
+        // Only now: a refused proposal must not leave a change marked pending.
+        if let Some(index) = conf_index {
+            self.pending_conf_index = index;
         }
         self.bcast_append();
         Ok(())
@@ -764,33 +771,43 @@ impl<S: Storage> Raft<S> {
     fn on_commit(&mut self) {
         if !self.reads_before_commit.is_empty() && self.committed_entry_in_current_term() {
             for m in std::mem::take(&mut self.reads_before_commit) {
-                self.read_index_as_leader(m);
+                // Refused reads here were forwarded or local ones already acknowledged: their
+                // callers time out and retry, as after a leader change.
+                let _ = self.read_index_as_leader(m);
             }
         }
         self.bcast_append();
     }
 
-    fn read_index_as_leader(&mut self, m: Message) {
+    /// Takes a read on the leader. Refused (typed) when too many reads wait already.
+    fn read_index_as_leader(&mut self, m: Message) -> Result<()> {
         if self.bug(PlantedBug::ReadIndexWithoutHeartbeat) {
             let index = self.raft_log.committed;
             self.answer_read(m, index);
-            return;
+            return Ok(());
         }
+        let refused = Err(Error::ProposalDropped(DropReason::PendingReadLimit));
         if !self.committed_entry_in_current_term() {
             // A new leader's commit index may lag behind entries committed by its
             // predecessors: it serves no read until it commits an entry of its own term.
-            if self.reads_before_commit.len() < READS_BEFORE_COMMIT_MAX {
-                self.reads_before_commit.push(m);
+            if self.reads_before_commit.len() >= READS_BEFORE_COMMIT_MAX {
+                return refused;
             }
-            return;
+            self.reads_before_commit.push(m);
+            return Ok(());
         }
         let index = self.raft_log.committed;
         if self.tracker.is_singleton() {
             self.answer_read(m, index);
-            return;
+            return Ok(());
         }
-        if let Some(round) = self.read_only.add(m, index) {
-            self.bcast_heartbeat_with(Some(round));
+        match self.read_only.add(m, index) {
+            Added::Refused => refused,
+            Added::Queued => Ok(()),
+            Added::StartRound(round) => {
+                self.bcast_heartbeat_with(Some(round));
+                Ok(())
+            }
         }
     }
 
@@ -871,22 +888,37 @@ impl<S: Storage> Raft<S> {
         let Some(round) = decode_round(&m.context) else {
             return;
         };
-        let id = self.id;
-        let voters = &self.tracker.config.voters;
-        let done = self.read_only.ack(m.from, round, |acked| {
-            voters.committed_index(&|peer| {
-                if peer == id {
-                    Some(u64::MAX)
-                } else {
-                    acked.get(&peer).copied()
-                }
-            })
-        });
-        for read in done {
-            self.answer_read(read.request, read.index);
-        }
-        if let Some(round) = self.read_only.start_waiting_round() {
-            self.bcast_heartbeat_with(Some(round));
+        self.read_only.record_ack(m.from, round);
+        self.release_confirmed_reads();
+    }
+
+    /// Answers every read whose round a quorum has confirmed, and starts the round that
+    /// waiting reads need. Also called when the configuration changes (a smaller quorum may
+    /// confirm rounds already answered by enough peers, or by the leader alone).
+    fn release_confirmed_reads(&mut self) {
+        loop {
+            let id = self.id;
+            let voters = &self.tracker.config.voters;
+            let done = self.read_only.confirmed(|acked| {
+                voters.committed_index(&|peer| {
+                    if peer == id {
+                        Some(u64::MAX)
+                    } else {
+                        acked.get(&peer).copied()
+                    }
+                })
+            });
+            for read in done {
+                self.answer_read(read.request, read.index);
+            }
+            let Some(round) = self.read_only.start_waiting_round() else {
+                return;
+            };
+            if !self.tracker.is_singleton() {
+                self.bcast_heartbeat_with(Some(round));
+                return;
+            }
+            // Alone in the configuration: the new round is confirmed at once.
         }
     }
 
@@ -1088,14 +1120,13 @@ impl<S: Storage> Raft<S> {
             self.raft_log.commit_to(meta.index);
             return false;
         }
-        let conf_state = meta.conf_state.clone();
+        let Ok((cfg, prs)) =
+            changer::restore(&meta.conf_state, meta.index, self.config.max_inflight_msgs)
+        else {
+            // A correct leader never sends this; refuse it rather than adopt it.
+            return false;
+        };
         self.raft_log.restore(snapshot);
-        let (cfg, prs) = changer::restore(
-            &conf_state,
-            self.raft_log.last_index(),
-            self.config.max_inflight_msgs,
-        )
-        .expect("a leader's snapshot holds a valid configuration");
         self.tracker = ProgressTracker::new(self.config.max_inflight_msgs);
         self.switch_to_config(cfg, prs);
         true
@@ -1217,15 +1248,19 @@ impl<S: Storage> Raft<S> {
             return;
         }
         self.uncommitted_bytes = self.uncommitted_bytes.saturating_sub(payload_bytes);
-        if self.tracker.config.auto_leave && self.raft_log.applied >= self.pending_conf_index {
+        if self.tracker.config.auto_leave
+            && self.raft_log.applied >= self.pending_conf_index
+            && self.lead_transferee == NONE
+        {
             // The joint configuration is in force: propose leaving it.
             let entry = Entry {
                 kind: EntryKind::ConfChange,
                 data: ConfChange::leave_joint().encode(),
                 ..Entry::default()
             };
+            debug_assert!(entry.data.is_empty(), "leave-joint encodes as no bytes");
             let appended = self.append_entries(vec![entry]);
-            assert!(appended, "an empty configuration change always fits");
+            assert!(appended, "an entry without payload always fits");
             self.pending_conf_index = self.raft_log.last_index();
             self.bcast_append();
         }

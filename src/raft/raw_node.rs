@@ -9,7 +9,7 @@ use super::message::{
     Snapshot, SnapshotStatus,
 };
 use super::progress::Progress;
-use super::raft::{Raft, SoftState};
+use super::raft::{PlantedBug, Raft, SoftState};
 use super::storage::Storage;
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
@@ -19,7 +19,8 @@ use std::collections::BTreeMap;
 ///
 /// 1. Send `messages`. They may leave at once, even while step 2 is under way: they are the
 ///    leader's appends, heartbeats, snapshots and forwarded requests, none of which depends on
-///    this Ready being durable (a leader counts its own log only once it is durable).
+///    this Ready being durable (a leader counts its own log only once it is durable). When the
+///    Ready changes the term or the vote, `messages` is empty: everything waits for step 2.
 /// 2. Persist `snapshot` (if any), then `entries` (replacing any stored entries from the first
 ///    one's index on), then `hard_state` (if any). Sync the disk when `must_sync` is set.
 /// 3. Only then send `persisted_messages`: votes, vote requests, append and heartbeat
@@ -66,6 +67,53 @@ pub struct Status {
     /// The leader's view of every member; empty on other roles.
     pub progress: BTreeMap<NodeId, Progress>,
     pub lead_transferee: NodeId,
+}
+
+/// Upper bound on any index, term or commit a peer may send: far beyond any real log, and far
+/// enough below `u64::MAX` that `index + 1` never overflows.
+pub const PEER_INDEX_MAX: u64 = 1 << 62;
+
+/// Structural checks of a message from a peer. Semantic rules (terms, matching logs) are the
+/// protocol's business; these only keep malformed input from reaching code that trusts the
+/// shape of what a correct peer sends.
+fn check_remote(own_id: NodeId, m: &Message) -> Result<()> {
+    let invalid = |why| Err(Error::InvalidMessage { from: m.from, why });
+    if m.from == NONE || m.from == own_id {
+        return invalid("sender id is missing or this member's own");
+    }
+    if [m.term, m.index, m.log_term, m.commit, m.reject_hint]
+        .iter()
+        .any(|&v| v >= PEER_INDEX_MAX)
+    {
+        return invalid("index or term out of range");
+    }
+    let needs_term = !matches!(m.kind, MessageKind::Propose | MessageKind::ReadIndex);
+    if needs_term && m.term == 0 {
+        return invalid("missing term");
+    }
+    match m.kind {
+        MessageKind::Propose if m.entries.is_empty() => return invalid("empty proposal"),
+        MessageKind::Append => {
+            let contiguous = m
+                .entries
+                .iter()
+                .enumerate()
+                .all(|(i, e)| e.index == m.index + 1 + i as u64 && e.term <= m.term);
+            if !contiguous {
+                return invalid("append entries do not follow the previous index");
+            }
+        }
+        MessageKind::Snapshot => {
+            let Some(s) = &m.snapshot else {
+                return invalid("snapshot message without a snapshot");
+            };
+            if s.metadata.index >= PEER_INDEX_MAX || s.metadata.term > m.term {
+                return invalid("snapshot index or term out of range");
+            }
+        }
+        _ => {}
+    }
+    Ok(())
 }
 
 /// One Raft member, driven by its owner.
@@ -137,11 +185,14 @@ impl<S: Storage> RawNode<S> {
         self.raft.apply_conf_change(cc)
     }
 
-    /// Handles a message from a peer.
+    /// Handles a message from a peer. Refuses, with a typed error and no change of state,
+    /// messages no correct peer sends: local kinds, responses from non-members or from this
+    /// member's own id, and structurally malformed ones (see `check_remote`).
     pub fn step(&mut self, m: Message) -> Result<()> {
         if m.kind.is_local() {
             return Err(Error::StepLocalMessage(m.kind));
         }
+        check_remote(self.raft.id, &m)?;
         if m.kind.is_response() && !self.raft.tracker.progress.contains_key(&m.from) {
             return Err(Error::StepPeerNotFound(m.from));
         }
@@ -219,18 +270,31 @@ impl<S: Storage> RawNode<S> {
             .next_committed_entries(r.config().max_committed_size_per_ready);
         let soft = r.soft_state();
         let hard = r.hard_state();
-        let must_sync = !entries.is_empty()
-            || snapshot.is_some()
-            || hard.term != self.prev_hard.term
-            || hard.vote != self.prev_hard.vote;
+        let new_term_or_vote = hard.term != self.prev_hard.term || hard.vote != self.prev_hard.vote;
+        let must_sync = !entries.is_empty() || snapshot.is_some() || new_term_or_vote;
+        let mut messages = std::mem::take(&mut r.msgs);
+        let mut persisted_messages = std::mem::take(&mut r.msgs_after_persist);
+        if new_term_or_vote {
+            // Nothing said in a term may leave before the term (and the vote in it) is durable:
+            // a member that won alone (one voter) would otherwise lead a term it can forget.
+            messages.append(&mut persisted_messages);
+            persisted_messages = messages;
+            messages = Vec::new();
+            if r.bug(PlantedBug::VoteBeforePersist) {
+                let (early, late) = persisted_messages
+                    .into_iter()
+                    .partition(|m| m.kind == MessageKind::RequestVoteResponse && !m.reject);
+                (messages, persisted_messages) = (early, late);
+            }
+        }
         let rd = Ready {
             soft_state: (soft != self.prev_soft).then_some(soft),
             hard_state: (hard != self.prev_hard).then_some(hard),
             read_states: std::mem::take(&mut r.read_states),
             snapshot,
             committed_entries,
-            messages: std::mem::take(&mut r.msgs),
-            persisted_messages: std::mem::take(&mut r.msgs_after_persist),
+            messages,
+            persisted_messages,
             must_sync,
             entries,
         };

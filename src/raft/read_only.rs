@@ -18,6 +18,17 @@ pub struct PendingRead {
     pub round: u64,
 }
 
+/// What became of a read handed to `ReadOnly::add`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Added {
+    /// Send heartbeats for this new round now.
+    StartRound(u64),
+    /// It waits for the round after the one in flight.
+    Queued,
+    /// Too many reads wait already.
+    Refused,
+}
+
 #[derive(Debug, Default)]
 pub struct ReadOnly {
     pending: VecDeque<PendingRead>,
@@ -31,11 +42,12 @@ pub struct ReadOnly {
 pub const PENDING_READS_MAX: usize = 64 * 1024;
 
 impl ReadOnly {
-    /// Queues a read. Returns the round to start now, if no round is in flight for it (a round
-    /// already in flight was sent before this read arrived and cannot confirm it).
-    pub fn add(&mut self, request: Message, index: u64) -> Option<u64> {
+    /// Queues a read. It starts a round now if no round is in flight for it (a round already
+    /// in flight was sent before this read arrived and cannot confirm it). Refuses the read
+    /// when `PENDING_READS_MAX` reads wait already.
+    pub fn add(&mut self, request: Message, index: u64) -> Added {
         if self.pending.len() >= PENDING_READS_MAX {
-            return None;
+            return Added::Refused;
         }
         let round = self.started_round + 1;
         let start_now = !self.round_in_flight();
@@ -46,9 +58,9 @@ impl ReadOnly {
         });
         if start_now {
             self.started_round = round;
-            Some(round)
+            Added::StartRound(round)
         } else {
-            None
+            Added::Queued
         }
     }
 
@@ -70,18 +82,19 @@ impl ReadOnly {
         (!self.pending.is_empty()).then_some(self.started_round)
     }
 
-    /// Records that `from` answered a heartbeat of `round`; `confirmed` tells the highest
-    /// round a quorum has answered, given everyone's acknowledged round. Returns the reads
-    /// now confirmed, in arrival order.
-    pub fn ack(
-        &mut self,
-        from: NodeId,
-        round: u64,
-        confirmed: impl Fn(&BTreeMap<NodeId, u64>) -> u64,
-    ) -> Vec<PendingRead> {
+    /// Records that `from` answered a heartbeat of `round` (which confirms every earlier round).
+    pub fn record_ack(&mut self, from: NodeId, round: u64) {
         let acked = self.acked_rounds.entry(from).or_default();
         *acked = (*acked).max(round);
-        let confirmed = confirmed(&self.acked_rounds).min(self.started_round);
+    }
+
+    /// Removes and returns the reads whose round is confirmed, in arrival order. `quorum_round`
+    /// tells the highest round a quorum has answered, given each peer's highest answered round.
+    pub fn confirmed(
+        &mut self,
+        quorum_round: impl Fn(&BTreeMap<NodeId, u64>) -> u64,
+    ) -> Vec<PendingRead> {
+        let confirmed = quorum_round(&self.acked_rounds).min(self.started_round);
         let mut done = Vec::new();
         while self.pending.front().is_some_and(|r| r.round <= confirmed) {
             done.push(self.pending.pop_front().expect("checked"));
