@@ -1177,6 +1177,8 @@ impl<S: Storage> Raft<S> {
         {
             self.lead_transferee = NONE;
         }
+        // A smaller quorum may already confirm waiting reads (the leader alone, at the least).
+        self.release_confirmed_reads();
         conf_state
     }
 
