@@ -4,4 +4,6 @@
 //! machines that take time, randomness and messages as arguments and hand back what they want
 //! done. The server, the simulator and the tests each drive the same core.
 
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod raft;

@@ -1,0 +1,6 @@
+//! `ConfChange::decode` on arbitrary bytes: see `oxcd::fuzzing::conf_change_decode`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| oxcd::fuzzing::conf_change_decode(data));
