@@ -476,3 +476,78 @@ fn conf_change_refused_for_uncommitted_limit_does_not_block_the_next() {
     net.stabilize();
     assert_eq!(net.rn(1).raft.tracker.conf_state().learners, vec![2]);
 }
+
+/// Guards against restoring a snapshot while the owner still has committed configuration
+/// changes to apply from the outstanding Ready: applying them afterwards would lay them over the
+/// snapshot's (newer) membership. The member refuses the snapshot until they are applied, then
+/// takes it when the leader sends it again.
+#[test]
+fn snapshot_waits_for_outstanding_conf_changes() {
+    let voters = ConfState::with_voters([1, 2, 3]);
+    let mut rn = new_node(2, MemStorage::new_with_conf_state(voters.clone()), u64::MAX);
+    let change = ConfChange::simple(ConfChangeKind::AddLearnerNode, 4);
+    let from_leader = |kind| Message {
+        kind,
+        from: 1,
+        to: 2,
+        term: 2,
+        ..Message::default()
+    };
+    let mut append = from_leader(MessageKind::Append);
+    (append.index, append.log_term, append.commit) = (1, 1, 3);
+    append.entries = vec![
+        Entry {
+            index: 2,
+            term: 2,
+            ..Entry::default()
+        },
+        Entry {
+            index: 3,
+            term: 2,
+            kind: EntryKind::ConfChange,
+            data: change.encode(),
+        },
+    ];
+    rn.step(append).unwrap();
+    let rd = rn.ready();
+    assert_eq!(rd.committed_entries.len(), 2, "the change is committed");
+
+    // The snapshot arrives while the Ready (and its configuration change) is outstanding.
+    let mut with_learner = voters.clone();
+    with_learner.learners = vec![4];
+    let mut snapshot = from_leader(MessageKind::Snapshot);
+    snapshot.snapshot = Some(oxcd::raft::Snapshot {
+        data: Bytes::new(),
+        metadata: oxcd::raft::SnapshotMetadata {
+            conf_state: with_learner,
+            index: 5,
+            term: 2,
+        },
+    });
+    rn.step(snapshot.clone()).unwrap();
+    assert!(
+        rn.raft.raft_log.pending_snapshot().is_none(),
+        "a snapshot was restored under an unapplied configuration change"
+    );
+
+    // The owner finishes the Ready as documented, applying the change; the resent snapshot
+    // is then taken.
+    let storage = rn.storage_mut();
+    storage.append(&rd.entries).unwrap();
+    storage.set_hard_state(rd.hard_state.expect("new term"));
+    let cs = rn.apply_conf_change(&change).unwrap();
+    assert_eq!(cs.learners, vec![4]);
+    rn.advance();
+    while rn.has_ready() {
+        let _ = rn.ready();
+        rn.advance();
+    }
+    rn.step(snapshot).unwrap();
+    assert_eq!(
+        rn.raft
+            .raft_log
+            .pending_snapshot()
+            .map(|s| s.metadata.index),
+        Some(5)
+    );
+}

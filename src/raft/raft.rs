@@ -1115,6 +1115,12 @@ impl<S: Storage> Raft<S> {
         if !meta.conf_state.contains(self.id) {
             return false;
         }
+        if self.has_unapplied_conf_changes() {
+            // The owner is about to apply configuration changes that the snapshot already
+            // contains; applying them on top of its membership would corrupt it. Refuse now;
+            // the leader sends it again once they are applied.
+            return false;
+        }
         if self.raft_log.match_term(meta.index, meta.term) {
             // We hold the snapshot's last entry: just move the commit index forward.
             self.raft_log.commit_to(meta.index);

@@ -33,7 +33,9 @@ use std::collections::BTreeMap;
 /// 6. Call `RawNode::advance`.
 ///
 /// `ready` must not be called again before `advance`; `step`, `tick` and proposals may be called
-/// in between (their output waits for the next Ready).
+/// in between (their output waits for the next Ready). A snapshot that arrives meanwhile is not
+/// taken while this Ready's committed configuration changes are unapplied: the leader sends it
+/// again later.
 #[derive(Debug, Default)]
 pub struct Ready {
     pub soft_state: Option<SoftState>,
