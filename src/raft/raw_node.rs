@@ -363,10 +363,6 @@ impl<S: Storage> RawNode<S> {
 
     /// The leader known to this member, or `NONE`.
     pub fn leader(&self) -> NodeId {
-        if self.raft.lead == NONE {
-            NONE
-        } else {
-            self.raft.lead
-        }
+        self.raft.lead
     }
 }
