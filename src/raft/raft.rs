@@ -178,10 +178,6 @@ impl<S: Storage> Raft<S> {
         &self.config
     }
 
-    pub fn election_elapsed(&self) -> usize {
-        self.election_elapsed
-    }
-
     /// Reads waiting for a heartbeat round on this leader.
     pub fn pending_read_count(&self) -> usize {
         self.read_only.pending_count() + self.reads_before_commit.len()

@@ -397,9 +397,7 @@ impl World {
             CRASH_WHILE_WRITING_RATE
         };
         if self.now < self.options.ticks && nemesis::may_crash(self) && self.rng.gen_bool(rate) {
-            let ticks = nemesis::down_ticks(self);
-            self.crash(id, ticks);
-            self.nemesis.counts.crashes += 1;
+            nemesis::kill(self, id);
         }
         true
     }

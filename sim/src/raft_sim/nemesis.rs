@@ -144,9 +144,7 @@ fn flap_leaders(w: &mut World) {
             .as_ref()
             .is_some_and(|r| r.raft.term == term);
         if still_leads && may_crash(w) {
-            let ticks = down_ticks(w);
-            w.crash(id, ticks);
-            w.nemesis.counts.crashes += 1;
+            kill(w, id);
         }
     }
 }
@@ -205,14 +203,16 @@ pub fn may_crash(w: &World) -> bool {
     down < w.options.nodes / 2
 }
 
-/// How long a crashed member stays down: often it restarts at once (a killed process that
-/// its supervisor restarts), otherwise up to `DOWN_TICKS_MAX`.
-pub fn down_ticks(w: &mut World) -> u64 {
-    if w.rng.gen_bool(0.4) {
+/// Crashes member `id` and counts it. It stays down for a while: often it restarts at once (a
+/// killed process that its supervisor restarts), otherwise up to `DOWN_TICKS_MAX` ticks.
+pub fn kill(w: &mut World, id: NodeId) {
+    let ticks = if w.rng.gen_bool(0.4) {
         0
     } else {
         w.rng.gen_range(1..=DOWN_TICKS_MAX)
-    }
+    };
+    w.crash(id, ticks);
+    w.nemesis.counts.crashes += 1;
 }
 
 fn crash(w: &mut World) {
@@ -232,9 +232,7 @@ fn crash(w: &mut World) {
         (_, 3..=7) if !writing.is_empty() => writing[w.rng.gen_range(0..writing.len())],
         _ => running[w.rng.gen_range(0..running.len())],
     };
-    let ticks = down_ticks(w);
-    w.crash(id, ticks);
-    w.nemesis.counts.crashes += 1;
+    kill(w, id);
 }
 
 fn change_membership(w: &mut World) {

@@ -51,7 +51,6 @@ pub struct Network {
     cuts: BTreeSet<(NodeId, NodeId)>,
     next_order: u64,
     pub sent: u64,
-    pub dropped: u64,
 }
 
 impl Network {
@@ -62,7 +61,6 @@ impl Network {
             cuts: BTreeSet::new(),
             next_order: 0,
             sent: 0,
-            dropped: 0,
         }
     }
 
@@ -70,7 +68,6 @@ impl Network {
     pub fn send(&mut self, rng: &mut ChaCha8Rng, now: u64, m: Message) -> bool {
         self.sent += 1;
         if self.in_flight.len() >= IN_FLIGHT_MAX || rng.gen_bool(self.options.drop_rate) {
-            self.dropped += 1;
             return false;
         }
         if rng.gen_bool(self.options.duplicate_rate) {
@@ -105,7 +102,6 @@ impl Network {
         }
         let m = self.in_flight.pop().expect("peeked").0.message;
         if self.cuts.contains(&(m.from, m.to)) {
-            self.dropped += 1;
             return Some(Err(m));
         }
         Some(Ok(m))
@@ -114,10 +110,8 @@ impl Network {
     /// A member crashed at `now`: what it sent during this tick was still in its socket
     /// buffers, and is lost with it; what it sent earlier is on the wire and arrives.
     pub fn lose_unsent(&mut self, from: NodeId, now: u64) {
-        let before = self.in_flight.len();
         self.in_flight
             .retain(|m| !(m.0.message.from == from && m.0.sent_at == now));
-        self.dropped += (before - self.in_flight.len()) as u64;
     }
 
     pub fn cut(&mut self, from: NodeId, to: NodeId) {
