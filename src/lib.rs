@@ -6,4 +6,5 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod mvcc;
 pub mod raft;

@@ -1,0 +1,18 @@
+//! The MVCC key-value store: etcd's data model as a pure state machine.
+//!
+//! What it does not do: it reads no clock, starts no thread and touches no file. Storage is the
+//! synchronous [`Backend` trait, keyed by revision as etcd's backend is; the in-memory
+//! [`MemBackend`] is its deterministic implementation (fjall comes with durable storage).
+//!
+//! It owns revisions, the per-key index of generations, range / put / delete-range / txn /
+//! compact / hash-kv, and the watchers that follow it. Leases live in [`crate::lease`]; the
+//! apply layer checks that a put's lease exists and keeps the lessor's key lists in step with
+//! the events the store returns.
+
+mod error;
+mod history;
+mod kv;
+
+pub use error::{Error, Result};
+pub use history::History;
+pub use kv::{Event, EventKind, KeyValue, Revision, in_range, prefix_end};
