@@ -9,10 +9,22 @@
 //! apply layer checks that a put's lease exists and keeps the lessor's key lists in step with
 //! the events the store returns.
 
+mod backend;
 mod error;
 mod history;
+mod key_index;
 mod kv;
+mod request;
+mod store;
 
+pub use backend::{Backend, BackendError, Batch, MemBackend, MetaKey, Record};
 pub use error::{Error, Result};
 pub use history::History;
+pub use key_index::KeyIndex;
 pub use kv::{Event, EventKind, KeyValue, Revision, in_range, prefix_end};
+pub use request::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget,
+    TXN_OPS_MAX_DEFAULT, TxnRequest, TxnResponse, check_delete, check_put, check_range, check_txn,
+};
+pub use store::{HashKv, KvStore, Stats, Write};

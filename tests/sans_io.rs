@@ -4,7 +4,8 @@
 
 use std::path::Path;
 
-const CORE: &[&str] = &["src/raft", "src/mvcc", "src/lease", "src/auth", "src/node"];
+/// Each core module is a `name.rs` file and a `name/` directory of its parts.
+const CORE: &[&str] = &["raft", "mvcc", "lease", "auth", "node"];
 
 const FORBIDDEN: &[&str] = &[
     "Instant::now",
@@ -26,19 +27,20 @@ fn scan(dir: &Path, hits: &mut Vec<String>, files: &mut usize) {
         let path = entry.expect("dir entry").path();
         if path.is_dir() {
             scan(&path, hits, files);
-            continue;
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            scan_file(&path, hits, files);
         }
-        if path.extension().is_none_or(|e| e != "rs") {
-            continue;
-        }
-        *files += 1;
-        let text = std::fs::read_to_string(&path).expect("source is readable");
-        for (n, line) in text.lines().enumerate() {
-            let code = line.split("//").next().unwrap_or("");
-            for word in FORBIDDEN {
-                if code.contains(word) {
-                    hits.push(format!("{}:{}: {word}", path.display(), n + 1));
-                }
+    }
+}
+
+fn scan_file(path: &Path, hits: &mut Vec<String>, files: &mut usize) {
+    *files += 1;
+    let text = std::fs::read_to_string(path).expect("source is readable");
+    for (n, line) in text.lines().enumerate() {
+        let code = line.split("//").next().unwrap_or("");
+        for word in FORBIDDEN {
+            if code.contains(word) {
+                hits.push(format!("{}:{}: {word}", path.display(), n + 1));
             }
         }
     }
@@ -48,10 +50,14 @@ fn scan(dir: &Path, hits: &mut Vec<String>, files: &mut usize) {
 fn the_core_takes_time_randomness_and_io_as_arguments() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let (mut hits, mut files) = (Vec::new(), 0);
-    for dir in CORE {
-        let dir = root.join(dir);
+    for name in CORE {
+        let dir = root.join("src").join(name);
         if dir.is_dir() {
             scan(&dir, &mut hits, &mut files);
+        }
+        let file = root.join("src").join(format!("{name}.rs"));
+        if file.is_file() {
+            scan_file(&file, &mut hits, &mut files);
         }
     }
     assert!(

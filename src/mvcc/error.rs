@@ -1,6 +1,7 @@
 //! Operating errors of the MVCC store. Each names one etcd error; the API edge maps it to
 //! etcd's gRPC code and message (the text here is that message without "etcdserver: ").
 
+use super::backend::BackendError;
 use thiserror::Error;
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -31,6 +32,9 @@ pub enum Error {
     /// A put names a lease that does not exist.
     #[error("requested lease not found")]
     LeaseNotFound { lease: i64 },
+    /// The backend failed or returned something impossible: the member must stop serving.
+    #[error(transparent)]
+    Backend(#[from] BackendError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

@@ -1,0 +1,364 @@
+//! Requests and responses of the KV operations, field by field as etcd's `etcdserverpb` names
+//! them (headers aside: the API edge adds cluster, member and term), and the checks etcd makes
+//! before a request may enter the log.
+
+use super::error::{Error, Result};
+use super::kv::KeyValue;
+use bytes::Bytes;
+use std::collections::BTreeSet;
+
+/// etcd's `--max-txn-ops` default.
+pub const TXN_OPS_MAX_DEFAULT: usize = 128;
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortOrder {
+    #[default]
+    None,
+    Ascend,
+    Descend,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SortTarget {
+    #[default]
+    Key,
+    Version,
+    Create,
+    Mod,
+    Value,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeRequest {
+    pub key: Bytes,
+    pub range_end: Bytes,
+    /// At most this many keys; 0 for no limit.
+    pub limit: i64,
+    /// Read as of this revision; 0 (or less) for the current one.
+    pub revision: i64,
+    pub sort_order: SortOrder,
+    pub sort_target: SortTarget,
+    /// Served from the local member without a ReadIndex round (the store ignores it).
+    pub serializable: bool,
+    pub keys_only: bool,
+    pub count_only: bool,
+    /// Filters on the versions found (0: no bound).
+    pub min_mod_revision: i64,
+    pub max_mod_revision: i64,
+    pub min_create_revision: i64,
+    pub max_create_revision: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RangeResponse {
+    pub kvs: Vec<KeyValue>,
+    /// More keys matched than `limit` let through.
+    pub more: bool,
+    /// Keys in the range at the revision read, regardless of `limit` and of the revision filters.
+    pub count: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutRequest {
+    pub key: Bytes,
+    pub value: Bytes,
+    pub lease: i64,
+    pub prev_kv: bool,
+    pub ignore_value: bool,
+    pub ignore_lease: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PutResponse {
+    pub prev_kv: Option<KeyValue>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteRangeRequest {
+    pub key: Bytes,
+    pub range_end: Bytes,
+    pub prev_kv: bool,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DeleteRangeResponse {
+    pub deleted: i64,
+    pub prev_kvs: Vec<KeyValue>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CompareResult {
+    Equal,
+    Greater,
+    Less,
+    NotEqual,
+}
+
+/// What a compare looks at, with the operand it compares against.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CompareTarget {
+    Version(i64),
+    Create(i64),
+    Mod(i64),
+    Value(Bytes),
+    Lease(i64),
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compare {
+    pub result: CompareResult,
+    pub target: CompareTarget,
+    pub key: Bytes,
+    /// Non-empty: every key in `[key, range_end)` must satisfy the compare.
+    pub range_end: Bytes,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RequestOp {
+    Range(RangeRequest),
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxnRequest {
+    pub compare: Vec<Compare>,
+    pub success: Vec<RequestOp>,
+    pub failure: Vec<RequestOp>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ResponseOp {
+    Range(RangeResponse),
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TxnResponse {
+    pub succeeded: bool,
+    pub responses: Vec<ResponseOp>,
+}
+
+/// The checks etcd makes on a range before serving it.
+pub fn check_range(r: &RangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::KeyNotProvided);
+    }
+    Ok(())
+}
+
+/// The checks etcd makes on a put before proposing it.
+pub fn check_put(r: &PutRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::KeyNotProvided);
+    }
+    if r.ignore_value && !r.value.is_empty() {
+        return Err(Error::ValueProvided);
+    }
+    if r.ignore_lease && r.lease != 0 {
+        return Err(Error::LeaseProvided);
+    }
+    Ok(())
+}
+
+pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
+    if r.key.is_empty() {
+        return Err(Error::KeyNotProvided);
+    }
+    Ok(())
+}
+
+/// The checks etcd makes on a transaction before proposing it, in etcd's order: too many
+/// operations at any level, then each operation (empty keys, put flags), then keys written twice.
+pub fn check_txn(r: &TxnRequest, ops_max: usize) -> Result<()> {
+    check_txn_ops(r, ops_max)?;
+    writes_of(&r.success)?;
+    writes_of(&r.failure)?;
+    Ok(())
+}
+
+fn check_txn_ops(r: &TxnRequest, ops_max: usize) -> Result<()> {
+    let ops = r.compare.len().max(r.success.len()).max(r.failure.len());
+    if ops > ops_max {
+        return Err(Error::TooManyTxnOps { ops_max });
+    }
+    if r.compare.iter().any(|c| c.key.is_empty()) {
+        return Err(Error::KeyNotProvided);
+    }
+    for op in r.success.iter().chain(&r.failure) {
+        match op {
+            RequestOp::Range(q) => check_range(q)?,
+            RequestOp::Put(q) => check_put(q)?,
+            RequestOp::DeleteRange(q) => check_delete(q)?,
+            RequestOp::Txn(t) => check_txn_ops(t, ops_max)?,
+        }
+    }
+    Ok(())
+}
+
+/// A deleted range as half-open bounds; `end` None means unbounded ("\0").
+#[derive(Clone, Debug)]
+struct Span {
+    start: Bytes,
+    end: Option<Bytes>,
+}
+
+impl Span {
+    fn of(key: &Bytes, range_end: &Bytes) -> Span {
+        match range_end.as_ref() {
+            [] => {
+                let mut end = key.to_vec();
+                end.push(0);
+                Span {
+                    start: key.clone(),
+                    end: Some(Bytes::from(end)),
+                }
+            }
+            [0] => Span {
+                start: key.clone(),
+                end: None,
+            },
+            _ => Span {
+                start: key.clone(),
+                end: Some(range_end.clone()),
+            },
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> bool {
+        key >= self.start.as_ref() && self.end.as_ref().is_none_or(|e| key < e.as_ref())
+    }
+}
+
+/// The keys put and ranges deleted by one list of operations, refusing a key written twice on
+/// any path that can run: a put of a key already put at this level or by a nested transaction,
+/// or a put inside a range deleted at this level or by an earlier nested transaction. The two
+/// branches of a nested transaction may write the same key, since only one of them runs.
+fn writes_of(ops: &[RequestOp]) -> Result<(BTreeSet<Bytes>, Vec<Span>)> {
+    let mut dels: Vec<Span> = ops
+        .iter()
+        .filter_map(|op| match op {
+            RequestOp::DeleteRange(d) => Some(Span::of(&d.key, &d.range_end)),
+            _ => None,
+        })
+        .collect();
+    let deleted = |dels: &[Span], k: &[u8]| dels.iter().any(|s| s.contains(k));
+    let mut puts = BTreeSet::new();
+    for op in ops {
+        let RequestOp::Txn(t) = op else { continue };
+        let (puts_then, dels_then) = writes_of(&t.success)?;
+        let (puts_else, dels_else) = writes_of(&t.failure)?;
+        for k in &puts_then {
+            if puts.contains(k) || deleted(&dels, k) {
+                return Err(Error::DuplicateKey);
+            }
+        }
+        for k in &puts_else {
+            if (puts.contains(k) && !puts_then.contains(k)) || deleted(&dels, k) {
+                return Err(Error::DuplicateKey);
+            }
+        }
+        puts.extend(puts_then);
+        puts.extend(puts_else);
+        dels.extend(dels_then);
+        dels.extend(dels_else);
+    }
+    for op in ops {
+        let RequestOp::Put(p) = op else { continue };
+        if puts.contains(&p.key) || deleted(&dels, &p.key) {
+            return Err(Error::DuplicateKey);
+        }
+        puts.insert(p.key.clone());
+    }
+    Ok((puts, dels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(k: &'static str) -> RequestOp {
+        RequestOp::Put(PutRequest {
+            key: Bytes::from_static(k.as_bytes()),
+            ..Default::default()
+        })
+    }
+
+    fn del(k: &'static str, end: &'static str) -> RequestOp {
+        RequestOp::DeleteRange(DeleteRangeRequest {
+            key: Bytes::from_static(k.as_bytes()),
+            range_end: Bytes::from_static(end.as_bytes()),
+            prev_kv: false,
+        })
+    }
+
+    fn txn(success: Vec<RequestOp>, failure: Vec<RequestOp>) -> TxnRequest {
+        TxnRequest {
+            compare: vec![],
+            success,
+            failure,
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_are_refused_where_both_writes_can_run() {
+        let ok = |t: TxnRequest| check_txn(&t, 128);
+        assert_eq!(
+            ok(txn(vec![put("a"), put("a")], vec![])),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(ok(txn(vec![put("a")], vec![put("a")])), Ok(()));
+        assert_eq!(
+            ok(txn(vec![del("a", "c"), put("b")], vec![])),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(ok(txn(vec![del("a", "c"), put("c")], vec![])), Ok(()));
+        assert_eq!(
+            ok(txn(vec![del("a", "\0"), put("z")], vec![])),
+            Err(Error::DuplicateKey)
+        );
+        assert_eq!(ok(txn(vec![del("a", "b"), del("a", "c")], vec![])), Ok(()));
+        let nested = RequestOp::Txn(txn(vec![put("a")], vec![put("a")]));
+        assert_eq!(ok(txn(vec![nested.clone()], vec![])), Ok(()));
+        assert_eq!(
+            ok(txn(vec![nested.clone(), put("a")], vec![])),
+            Err(Error::DuplicateKey)
+        );
+        let nested_del = RequestOp::Txn(txn(vec![del("a", "")], vec![]));
+        assert_eq!(
+            ok(txn(vec![nested_del, put("a")], vec![])),
+            Err(Error::DuplicateKey)
+        );
+    }
+
+    #[test]
+    fn limits_and_empty_keys_come_first() {
+        let many = txn((0..129).map(|_| put("a")).collect(), vec![]);
+        assert_eq!(
+            check_txn(&many, 128),
+            Err(Error::TooManyTxnOps { ops_max: 128 })
+        );
+        let nested_many = txn(vec![RequestOp::Txn(many)], vec![]);
+        assert_eq!(
+            check_txn(&nested_many, 128),
+            Err(Error::TooManyTxnOps { ops_max: 128 })
+        );
+        assert_eq!(
+            check_txn(&txn(vec![put("")], vec![]), 128),
+            Err(Error::KeyNotProvided)
+        );
+        let bad_put = RequestOp::Put(PutRequest {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            ignore_value: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            check_txn(&txn(vec![bad_put], vec![]), 128),
+            Err(Error::ValueProvided)
+        );
+    }
+}

@@ -1,0 +1,800 @@
+//! The key-value store: range, put, delete-range, txn, compact and hash-kv over a [`Backend`],
+//! with the in-memory key index. Every write is one revision; its changes come back as events
+//! (with `prev_kv` whenever the key had a live version) for the watchers and the lessor.
+
+use super::backend::{Backend, BackendError, Batch, MetaKey, Record};
+use super::error::{Error, Result};
+use super::history::History;
+use super::key_index::KeyIndex;
+use super::kv::{Event, EventKind, KeyValue, Revision};
+use super::request::{
+    Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
+    PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget,
+    TxnRequest, TxnResponse, check_delete, check_put, check_range, check_txn,
+};
+use bytes::Bytes;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+
+/// What a write did: its response, the revision it leaves the store at (the response header's
+/// revision), and its events in sub-revision order (empty when it changed nothing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Write<T> {
+    pub response: T,
+    pub revision: i64,
+    pub events: Vec<Event>,
+}
+
+/// HashKV's answer: a hash of every version held at or below `revision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HashKv {
+    pub hash: u32,
+    pub revision: i64,
+    pub compact_revision: i64,
+}
+
+/// Sizes, for status and the bench.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stats {
+    pub keys_indexed: usize,
+    pub keys_live: usize,
+    pub records: usize,
+}
+
+/// The store over backend `B`. Writes are applied in log order on every member, so they are
+/// deterministic functions of the store and the request; a lease's existence is the one fact
+/// from outside, asked of the caller through `lease_exists`.
+pub struct KvStore<B: Backend> {
+    backend: B,
+    index: BTreeMap<Bytes, KeyIndex>,
+    current_revision: i64,
+    compact_revision: i64,
+    keys_live: usize,
+}
+
+/// A write in progress: one revision, changes numbered by sub-revision, visible to the reads
+/// of the same transaction before they reach the backend.
+struct Pending {
+    main: i64,
+    records: Vec<Record>,
+    events: Vec<Event>,
+}
+
+impl<B: Backend> KvStore<B> {
+    /// A store over `backend`, rebuilding the key index from its records.
+    pub fn open(backend: B) -> Result<KvStore<B>> {
+        let mut store = KvStore {
+            backend,
+            index: BTreeMap::new(),
+            current_revision: 0,
+            compact_revision: 0,
+            keys_live: 0,
+        };
+        let records = store
+            .backend
+            .scan(Revision::new(0, 0), Revision::new(i64::MAX, 0), 0)
+            .map_err(backend_error)?;
+        for (rev, record) in records {
+            let ki = store.index.entry(record.kv.key.clone()).or_default();
+            if record.tombstone {
+                ki.tombstone(rev);
+            } else {
+                ki.put(rev);
+            }
+            store.current_revision = store.current_revision.max(rev.main);
+        }
+        store.keys_live = store.index.values().filter(|k| k.is_live()).count();
+        let meta = |k| store.backend.meta(k).map_err(backend_error);
+        store.compact_revision = meta(MetaKey::CompactRevision)?.unwrap_or(0);
+        let stored_current = meta(MetaKey::CurrentRevision)?.unwrap_or(0);
+        store.current_revision = store.current_revision.max(stored_current);
+        store.check_invariants();
+        Ok(store)
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    pub fn backend_mut(&mut self) -> &mut B {
+        &mut self.backend
+    }
+
+    pub fn current_revision(&self) -> i64 {
+        self.current_revision
+    }
+
+    pub fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    pub fn stats(&self) -> Stats {
+        Stats {
+            keys_indexed: self.index.len(),
+            keys_live: self.keys_live,
+            records: self.backend.len(),
+        }
+    }
+
+    /// Reads keys as etcd's Range does (see [`RangeRequest`]).
+    pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        check_range(req)?;
+        self.range_in(req, None)
+    }
+
+    /// Writes one key at a new revision.
+    pub fn put(
+        &mut self,
+        req: &PutRequest,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<Write<PutResponse>> {
+        check_put(req)?;
+        self.check_put_state(req, lease_exists)?;
+        let mut pending = self.begin();
+        let response = self.put_in(req, &mut pending);
+        Ok(self.commit(pending, response))
+    }
+
+    /// Deletes the keys in a range at one new revision (no revision when nothing is deleted).
+    pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<Write<DeleteRangeResponse>> {
+        check_delete(req)?;
+        let mut pending = self.begin();
+        let response = self.delete_in(&req.key, &req.range_end, req.prev_kv, &mut pending);
+        Ok(self.commit(pending, response))
+    }
+
+    /// Deletes the given keys (a revoked lease's) at one revision; absent keys are skipped.
+    pub fn delete_keys(&mut self, keys: &[Bytes]) -> Result<Write<i64>> {
+        let mut pending = self.begin();
+        let mut deleted = 0;
+        for key in keys {
+            deleted += self
+                .delete_in(key, &Bytes::new(), false, &mut pending)
+                .deleted;
+        }
+        Ok(self.commit(pending, deleted))
+    }
+
+    /// A transaction: compares evaluated on the state before it (nested ones too, as etcd does),
+    /// then the chosen branch's operations in order, all at one revision.
+    pub fn txn(
+        &mut self,
+        req: &TxnRequest,
+        ops_max: usize,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<Write<TxnResponse>> {
+        check_txn(req, ops_max)?;
+        let mut path = Vec::new();
+        self.choose_path(req, &mut path)?;
+        let mut step = 0;
+        self.check_path(req, &path, &mut step, lease_exists)?;
+        let mut pending = self.begin();
+        let mut step = 0;
+        let response = self.txn_in(req, &path, &mut step, &mut pending);
+        debug_assert_eq!(step, path.len());
+        Ok(self.commit(pending, response))
+    }
+
+    /// Forgets history at or below `revision`, keeping each key's version live at it.
+    pub fn compact(&mut self, revision: i64) -> Result<()> {
+        if revision <= self.compact_revision {
+            return Err(Error::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        if revision > self.current_revision {
+            return Err(Error::FutureRevision {
+                current_revision: self.current_revision,
+            });
+        }
+        let mut batch = Batch::default();
+        let mut gone = Vec::new();
+        for (key, ki) in self.index.iter_mut() {
+            let c = ki.compact(revision);
+            batch.deletes.extend(c.removed);
+            if c.key_gone {
+                gone.push(key.clone());
+            }
+        }
+        for key in gone {
+            self.index.remove(&key);
+        }
+        batch.meta.push((MetaKey::CompactRevision, revision));
+        self.backend.write(batch).map_err(backend_error)?;
+        self.compact_revision = revision;
+        self.check_invariants();
+        Ok(())
+    }
+
+    /// A hash of every version held at or below `revision` (0: the current one), which members
+    /// that applied the same log agree on.
+    pub fn hash_kv(&self, revision: i64) -> Result<HashKv> {
+        let rev = if revision <= 0 {
+            self.current_revision
+        } else {
+            revision
+        };
+        if revision > 0 && rev <= self.compact_revision {
+            return Err(Error::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        if rev > self.current_revision {
+            return Err(Error::FutureRevision {
+                current_revision: self.current_revision,
+            });
+        }
+        let records = self
+            .backend
+            .scan(Revision::new(0, 0), Revision::new(rev + 1, 0), 0)
+            .map_err(backend_error)?;
+        let mut h = Fnv32::new();
+        for (r, rec) in &records {
+            h.write_i64(r.main);
+            h.write_i64(r.sub);
+            h.write(&[rec.tombstone as u8]);
+            let kv = &rec.kv;
+            h.write_bytes(&kv.key);
+            h.write_bytes(&kv.value);
+            for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
+                h.write_i64(n);
+            }
+        }
+        Ok(HashKv {
+            hash: h.finish(),
+            revision: rev,
+            compact_revision: self.compact_revision,
+        })
+    }
+
+    // ---- reads ----
+
+    /// The revision a read of `requested` sees: the current one (or, inside a write, the
+    /// write's own) for 0; errors for compacted and future revisions.
+    fn read_revision(&self, requested: i64, pending: Option<&Pending>) -> Result<i64> {
+        let current = match pending {
+            Some(p) if !p.records.is_empty() => p.main,
+            _ => self.current_revision,
+        };
+        if requested > current {
+            return Err(Error::FutureRevision {
+                current_revision: current,
+            });
+        }
+        let rev = if requested <= 0 { current } else { requested };
+        if rev < self.compact_revision {
+            return Err(Error::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        Ok(rev)
+    }
+
+    fn range_in(&self, req: &RangeRequest, pending: Option<&Pending>) -> Result<RangeResponse> {
+        let rev = self.read_revision(req.revision, pending)?;
+        let revs = self.live_revisions(&req.key, &req.range_end, rev);
+        let count = revs.len() as i64;
+        if req.count_only {
+            return Ok(RangeResponse {
+                kvs: Vec::new(),
+                more: false,
+                count,
+            });
+        }
+        let filtered = req.min_mod_revision != 0
+            || req.max_mod_revision != 0
+            || req.min_create_revision != 0
+            || req.max_create_revision != 0;
+        // etcd reads one more than the limit to learn `more`, unless it must see everything to
+        // sort or filter first.
+        let fetch = if req.sort_order != SortOrder::None || filtered || req.limit <= 0 {
+            revs.len()
+        } else {
+            revs.len().min(req.limit as usize + 1)
+        };
+        let mut kvs = Vec::with_capacity(fetch);
+        for r in &revs[..fetch] {
+            kvs.push(self.record(*r, pending)?.kv);
+        }
+        if filtered {
+            kvs.retain(|kv| {
+                (req.min_mod_revision == 0 || kv.mod_revision >= req.min_mod_revision)
+                    && (req.max_mod_revision == 0 || kv.mod_revision <= req.max_mod_revision)
+                    && (req.min_create_revision == 0
+                        || kv.create_revision >= req.min_create_revision)
+                    && (req.max_create_revision == 0
+                        || kv.create_revision <= req.max_create_revision)
+            });
+        }
+        sort_kvs(&mut kvs, req.sort_order, req.sort_target);
+        let mut more = false;
+        if req.limit > 0 && kvs.len() > req.limit as usize {
+            kvs.truncate(req.limit as usize);
+            more = true;
+        }
+        if req.keys_only {
+            for kv in &mut kvs {
+                kv.value = Bytes::new();
+            }
+        }
+        Ok(RangeResponse { kvs, more, count })
+    }
+
+    /// Revisions of the versions live at `rev` of the keys in the range, in key order.
+    fn live_revisions(&self, key: &Bytes, range_end: &Bytes, rev: i64) -> Vec<Revision> {
+        self.keys_in(key, range_end)
+            .filter_map(|(_, ki)| ki.get(rev))
+            .collect()
+    }
+
+    fn keys_in<'a>(
+        &'a self,
+        key: &'a Bytes,
+        range_end: &'a Bytes,
+    ) -> Box<dyn Iterator<Item = (&'a Bytes, &'a KeyIndex)> + 'a> {
+        match range_end.as_ref() {
+            [] => Box::new(self.index.get_key_value(key).into_iter()),
+            [0] => Box::new(
+                self.index
+                    .range::<Bytes, _>((Bound::Included(key), Bound::Unbounded)),
+            ),
+            end if end <= key.as_ref() => Box::new(std::iter::empty()),
+            _ => Box::new(
+                self.index
+                    .range::<Bytes, _>((Bound::Included(key), Bound::Excluded(range_end))),
+            ),
+        }
+    }
+
+    fn record(&self, rev: Revision, pending: Option<&Pending>) -> Result<Record> {
+        if let Some(p) = pending
+            && rev.main == p.main
+        {
+            return Ok(p.records[rev.sub as usize].clone());
+        }
+        match self.backend.get(rev).map_err(backend_error)? {
+            Some(r) => Ok(r),
+            None => Err(Error::Backend(BackendError(format!(
+                "the index names revision {rev:?} but the backend has no record there"
+            )))),
+        }
+    }
+
+    /// The live version of `key` now (including a write in progress).
+    fn live(&self, key: &Bytes, pending: Option<&Pending>) -> Result<Option<KeyValue>> {
+        let at = match pending {
+            Some(p) => p.main,
+            None => self.current_revision,
+        };
+        match self.index.get(key).and_then(|ki| ki.get(at)) {
+            Some(r) => Ok(Some(self.record(r, pending)?.kv)),
+            None => Ok(None),
+        }
+    }
+
+    // ---- writes ----
+
+    fn begin(&self) -> Pending {
+        Pending {
+            main: self.current_revision + 1,
+            records: Vec::new(),
+            events: Vec::new(),
+        }
+    }
+
+    fn commit<T>(&mut self, pending: Pending, response: T) -> Write<T> {
+        if pending.records.is_empty() {
+            return Write {
+                response,
+                revision: self.current_revision,
+                events: Vec::new(),
+            };
+        }
+        let main = pending.main;
+        let puts = pending
+            .records
+            .into_iter()
+            .enumerate()
+            .map(|(sub, r)| (Revision::new(main, sub as i64), r))
+            .collect();
+        let batch = Batch {
+            puts,
+            deletes: Vec::new(),
+            meta: vec![(MetaKey::CurrentRevision, main)],
+        };
+        // The in-memory index already holds the revision; a backend that cannot take the batch
+        // leaves the two disagreeing, so the member must stop (the caller turns this into a halt).
+        if let Err(e) = self.backend.write(batch) {
+            panic!("mvcc: backend refused a write the index already holds: {e}");
+        }
+        self.current_revision = main;
+        self.check_invariants();
+        Write {
+            response,
+            revision: main,
+            events: pending.events,
+        }
+    }
+
+    fn check_put_state(&self, req: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {
+        if (req.ignore_value || req.ignore_lease) && self.live(&req.key, None)?.is_none() {
+            return Err(Error::KeyNotFound);
+        }
+        if req.lease != 0 && !lease_exists(req.lease) {
+            return Err(Error::LeaseNotFound { lease: req.lease });
+        }
+        Ok(())
+    }
+
+    fn put_in(&mut self, req: &PutRequest, pending: &mut Pending) -> PutResponse {
+        let prev = self
+            .live(&req.key, Some(pending))
+            .expect("the key's record is readable");
+        let rev = Revision::new(pending.main, pending.records.len() as i64);
+        let (value, lease) = match &prev {
+            Some(p) if req.ignore_value || req.ignore_lease => (
+                if req.ignore_value {
+                    p.value.clone()
+                } else {
+                    req.value.clone()
+                },
+                if req.ignore_lease { p.lease } else { req.lease },
+            ),
+            _ => (req.value.clone(), req.lease),
+        };
+        let kv = KeyValue {
+            key: req.key.clone(),
+            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            mod_revision: rev.main,
+            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            value,
+            lease,
+        };
+        if prev.is_none() {
+            self.keys_live += 1;
+        }
+        self.index.entry(req.key.clone()).or_default().put(rev);
+        pending.records.push(Record {
+            kv: kv.clone(),
+            tombstone: false,
+        });
+        let before = self.before_revision(&req.key, &prev, pending.main);
+        pending.events.push(Event {
+            kind: EventKind::Put,
+            kv,
+            prev_kv: before,
+        });
+        PutResponse {
+            prev_kv: if req.prev_kv { prev } else { None },
+        }
+    }
+
+    fn delete_in(
+        &mut self,
+        key: &Bytes,
+        range_end: &Bytes,
+        want_prev: bool,
+        pending: &mut Pending,
+    ) -> DeleteRangeResponse {
+        let at = pending.main;
+        let victims: Vec<(Bytes, Revision)> = self
+            .keys_in(key, range_end)
+            .filter_map(|(k, ki)| ki.get(at).map(|r| (k.clone(), r)))
+            .collect();
+        let mut prev_kvs = Vec::new();
+        for (k, r) in &victims {
+            let prev = self
+                .record(*r, Some(pending))
+                .expect("live record is readable")
+                .kv;
+            let rev = Revision::new(pending.main, pending.records.len() as i64);
+            self.index.get_mut(k).expect("indexed").tombstone(rev);
+            self.keys_live -= 1;
+            let tomb = KeyValue {
+                key: k.clone(),
+                mod_revision: rev.main,
+                ..KeyValue::default()
+            };
+            pending.records.push(Record {
+                kv: tomb.clone(),
+                tombstone: true,
+            });
+            let before = self.before_revision(k, &Some(prev.clone()), pending.main);
+            pending.events.push(Event {
+                kind: EventKind::Delete,
+                kv: tomb,
+                prev_kv: before,
+            });
+            if want_prev {
+                prev_kvs.push(prev);
+            }
+        }
+        DeleteRangeResponse {
+            deleted: victims.len() as i64,
+            prev_kvs,
+        }
+    }
+
+    /// An event's `prev_kv`: the version live before the event's revision, as etcd's watchers
+    /// see it (a read at revision - 1), not one written earlier in the same transaction (a
+    /// nested transaction may put a key that a later one deletes).
+    fn before_revision(&self, key: &Bytes, prev: &Option<KeyValue>, main: i64) -> Option<KeyValue> {
+        match prev {
+            Some(p) if p.mod_revision < main => Some(p.clone()),
+            None => None,
+            Some(_) => self
+                .version_before(key, Revision::new(main, 0))
+                .expect("the key's record is readable"),
+        }
+    }
+
+    /// Evaluates the compares of `req` and of the nested transactions on the branch taken, in
+    /// the order the branch is executed, against the state before the transaction.
+    fn choose_path(&self, req: &TxnRequest, path: &mut Vec<bool>) -> Result<()> {
+        let mut ok = true;
+        for c in &req.compare {
+            if !self.compare(c)? {
+                ok = false;
+                break;
+            }
+        }
+        path.push(ok);
+        for op in if ok { &req.success } else { &req.failure } {
+            if let RequestOp::Txn(t) = op {
+                self.choose_path(t, path)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The checks etcd makes against the state before a transaction, on the branch taken:
+    /// puts' leases and ignore flags, ranges' revisions.
+    fn check_path(
+        &self,
+        req: &TxnRequest,
+        path: &[bool],
+        step: &mut usize,
+        lease_exists: &dyn Fn(i64) -> bool,
+    ) -> Result<()> {
+        let ok = path[*step];
+        *step += 1;
+        for op in if ok { &req.success } else { &req.failure } {
+            match op {
+                RequestOp::Put(p) => self.check_put_state(p, lease_exists)?,
+                RequestOp::Range(r) => {
+                    self.read_revision(r.revision, None)?;
+                }
+                RequestOp::DeleteRange(_) => {}
+                RequestOp::Txn(t) => self.check_path(t, path, step, lease_exists)?,
+            }
+        }
+        Ok(())
+    }
+
+    fn txn_in(
+        &mut self,
+        req: &TxnRequest,
+        path: &[bool],
+        step: &mut usize,
+        pending: &mut Pending,
+    ) -> TxnResponse {
+        let succeeded = path[*step];
+        *step += 1;
+        let ops = if succeeded {
+            &req.success
+        } else {
+            &req.failure
+        };
+        let mut responses = Vec::with_capacity(ops.len());
+        for op in ops {
+            responses.push(match op {
+                RequestOp::Range(r) => ResponseOp::Range(
+                    self.range_in(r, Some(pending))
+                        .expect("checked before the transaction began"),
+                ),
+                RequestOp::Put(p) => ResponseOp::Put(self.put_in(p, pending)),
+                RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_in(
+                    &d.key,
+                    &d.range_end,
+                    d.prev_kv,
+                    pending,
+                )),
+                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_in(t, path, step, pending)),
+            });
+        }
+        TxnResponse {
+            succeeded,
+            responses,
+        }
+    }
+
+    /// One compare, as etcd evaluates it: every key in the range must satisfy it; a missing key
+    /// (or an empty range) compares as a key with all fields zero, except that a value compare
+    /// on it fails.
+    fn compare(&self, c: &Compare) -> Result<bool> {
+        let revs = self.live_revisions(&c.key, &c.range_end, self.current_revision);
+        if revs.is_empty() {
+            if matches!(c.target, CompareTarget::Value(_)) {
+                return Ok(false);
+            }
+            return Ok(compare_kv(c, &KeyValue::default()));
+        }
+        for r in revs {
+            if !compare_kv(c, &self.record(r, None)?.kv) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    fn check_invariants(&self) {
+        debug_assert!(self.compact_revision <= self.current_revision);
+        debug_assert_eq!(
+            self.keys_live,
+            self.index.values().filter(|k| k.is_live()).count()
+        );
+        #[cfg(debug_assertions)]
+        for ki in self.index.values() {
+            ki.check();
+            debug_assert!(
+                ki.last_revision()
+                    .is_some_and(|r| r.main <= self.current_revision)
+            );
+        }
+    }
+}
+
+impl<B: Backend> History for KvStore<B> {
+    fn current_revision(&self) -> i64 {
+        self.current_revision
+    }
+
+    fn compact_revision(&self) -> i64 {
+        self.compact_revision
+    }
+
+    fn events(
+        &self,
+        from_revision: i64,
+        to_revision: i64,
+        events_max: usize,
+    ) -> Result<(Vec<Event>, i64)> {
+        if from_revision <= self.compact_revision {
+            return Err(Error::Compacted {
+                compact_revision: self.compact_revision,
+            });
+        }
+        let to_revision = to_revision
+            .min(self.current_revision)
+            .max(from_revision - 1);
+        let limit = events_max.max(1);
+        // Read one record more than the limit per chunk, so a chunk that comes back short
+        // proves the window is exhausted.
+        let chunk = limit + 1;
+        let end = Revision::new(to_revision + 1, 0);
+        let mut cursor = Revision::new(from_revision, 0);
+        let mut events = Vec::new();
+        let mut last: Option<i64> = None;
+        loop {
+            let records = self
+                .backend
+                .scan(cursor, end, chunk)
+                .map_err(backend_error)?;
+            let n = records.len();
+            for (rev, rec) in records {
+                if last != Some(rev.main) && events.len() >= limit {
+                    // Every revision up to `last` is complete; stop before starting another.
+                    return Ok((events, last.expect("events were taken")));
+                }
+                last = Some(rev.main);
+                cursor = Revision::new(rev.main, rev.sub + 1);
+                let prev_kv = self.version_before(&rec.kv.key, rev)?;
+                let kind = if rec.tombstone {
+                    EventKind::Delete
+                } else {
+                    EventKind::Put
+                };
+                events.push(Event {
+                    kind,
+                    kv: rec.kv,
+                    prev_kv,
+                });
+            }
+            if n < chunk {
+                return Ok((events, to_revision));
+            }
+        }
+    }
+}
+
+impl<B: Backend> KvStore<B> {
+    /// The version of `key` live just before revision `rev` (within a transaction, a key is
+    /// written once, so that is the version before the transaction).
+    fn version_before(&self, key: &Bytes, rev: Revision) -> Result<Option<KeyValue>> {
+        let Some(ki) = self.index.get(key) else {
+            return Ok(None);
+        };
+        match ki.get(rev.main - 1) {
+            Some(r) => match self.backend.get(r).map_err(backend_error)? {
+                Some(rec) => Ok(Some(rec.kv)),
+                None => Ok(None),
+            },
+            None => Ok(None),
+        }
+    }
+}
+
+fn backend_error(e: BackendError) -> Error {
+    Error::Backend(e)
+}
+
+fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
+    use std::cmp::Ordering;
+    let ord = match &c.target {
+        CompareTarget::Version(v) => kv.version.cmp(v),
+        CompareTarget::Create(v) => kv.create_revision.cmp(v),
+        CompareTarget::Mod(v) => kv.mod_revision.cmp(v),
+        CompareTarget::Lease(v) => kv.lease.cmp(v),
+        CompareTarget::Value(v) => kv.value.as_ref().cmp(v.as_ref()),
+    };
+    match c.result {
+        CompareResult::Equal => ord == Ordering::Equal,
+        CompareResult::NotEqual => ord != Ordering::Equal,
+        CompareResult::Greater => ord == Ordering::Greater,
+        CompareResult::Less => ord == Ordering::Less,
+    }
+}
+
+/// Sorts as etcd does: a target other than the key with no order means ascending; ties keep
+/// key order (etcd's sort is not stable; a stable one is a valid choice of its outcomes).
+fn sort_kvs(kvs: &mut [KeyValue], order: SortOrder, target: SortTarget) {
+    let order = if order == SortOrder::None && target != SortTarget::Key {
+        SortOrder::Ascend
+    } else {
+        order
+    };
+    if order == SortOrder::None {
+        return;
+    }
+    let key = |a: &KeyValue, b: &KeyValue| match target {
+        SortTarget::Key => a.key.cmp(&b.key),
+        SortTarget::Version => a.version.cmp(&b.version),
+        SortTarget::Create => a.create_revision.cmp(&b.create_revision),
+        SortTarget::Mod => a.mod_revision.cmp(&b.mod_revision),
+        SortTarget::Value => a.value.cmp(&b.value),
+    };
+    match order {
+        SortOrder::Ascend => kvs.sort_by(key),
+        SortOrder::Descend => kvs.sort_by(|a, b| key(b, a)),
+        SortOrder::None => unreachable!(),
+    }
+}
+
+/// FNV-1a, 32 bits: a fixed, portable hash all members compute alike.
+struct Fnv32(u32);
+
+impl Fnv32 {
+    fn new() -> Fnv32 {
+        Fnv32(0x811c_9dc5)
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 ^= *b as u32;
+            self.0 = self.0.wrapping_mul(0x0100_0193);
+        }
+    }
+
+    fn write_i64(&mut self, n: i64) {
+        self.write(&n.to_be_bytes());
+    }
+
+    fn write_bytes(&mut self, b: &[u8]) {
+        self.write_i64(b.len() as i64);
+        self.write(b);
+    }
+
+    fn finish(&self) -> u32 {
+        self.0
+    }
+}
