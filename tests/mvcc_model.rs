@@ -355,7 +355,7 @@ impl Model {
     }
 
     fn history(&self, from: i64, to: i64) -> Result<Vec<Event>, Error> {
-        if from <= self.compact {
+        if from < self.compact {
             return Err(Error::Compacted {
                 compact_revision: self.compact,
             });

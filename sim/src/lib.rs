@@ -2,5 +2,7 @@
 //! in-process world (network, disks, crashes, clients) and checks Raft's safety and liveness
 //! properties after every step.
 
+pub mod alloc_count;
+pub mod bench_mvcc;
 pub mod fnv;
 pub mod raft_sim;

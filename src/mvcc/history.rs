@@ -9,15 +9,16 @@ pub trait History {
     /// The revision of the latest write (0 before the first).
     fn current_revision(&self) -> i64;
 
-    /// The revision the store was last compacted at (0 if never): history at or below it is
-    /// gone, except the latest version of each key.
+    /// The revision the store was last compacted at (0 if never): history below it is gone,
+    /// except the versions live at it.
     fn compact_revision(&self) -> i64;
 
     /// The events of revisions `from_revision..=to_revision`, in order of (revision,
     /// sub-revision), each with `prev_kv` filled when the key had a live version before it.
     /// Stops after the first revision that brings the count to `events_max` or more, so a
     /// revision is never split: returns the events and the last revision included (`to_revision`
-    /// when everything fit). `from_revision <= compact_revision` is [`Error::Compacted`].
+    /// when everything fit). `from_revision < compact_revision` is [`Error::Compacted`]: as in
+    /// etcd, a watch may start at the compact revision itself, and its history is complete.
     ///
     /// [`Error::Compacted`]: super::Error::Compacted
     fn events(

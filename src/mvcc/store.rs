@@ -189,8 +189,10 @@ impl<B: Backend> KvStore<B> {
         }
         let mut batch = Batch::default();
         let mut gone = Vec::new();
+        // Keep what a read at `revision - 1` needs: etcd serves watches that start at the
+        // compact revision itself, and their events' prev_kv are the versions live just before.
         for (key, ki) in self.index.iter_mut() {
-            let c = ki.compact(revision);
+            let c = ki.compact(revision - 1);
             batch.deletes.extend(c.removed);
             if c.key_gone {
                 gone.push(key.clone());
@@ -659,7 +661,7 @@ impl<B: Backend> History for KvStore<B> {
         to_revision: i64,
         events_max: usize,
     ) -> Result<(Vec<Event>, i64)> {
-        if from_revision <= self.compact_revision {
+        if from_revision < self.compact_revision {
             return Err(Error::Compacted {
                 compact_revision: self.compact_revision,
             });
