@@ -12,7 +12,12 @@
 mod error;
 mod history;
 mod kv;
+mod watch;
 
 pub use error::{Error, Result};
 pub use history::History;
 pub use kv::{Event, EventKind, KeyValue, Revision, in_range, prefix_end};
+pub use watch::{
+    AUTO_WATCH_ID, INVALID_WATCH_ID, StreamId, WatchConfig, WatchCreate, WatchFilters,
+    WatchResponse, Watchers,
+};
