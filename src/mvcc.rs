@@ -16,6 +16,7 @@ mod key_index;
 mod kv;
 mod request;
 mod store;
+mod watch;
 
 pub use backend::{Backend, BackendError, Batch, MemBackend, MetaKey, Record};
 pub use error::{Error, Result};
@@ -28,3 +29,7 @@ pub use request::{
     TXN_OPS_MAX_DEFAULT, TxnRequest, TxnResponse, check_delete, check_put, check_range, check_txn,
 };
 pub use store::{HashKv, KvStore, Stats, Write};
+pub use watch::{
+    AUTO_WATCH_ID, INVALID_WATCH_ID, StreamId, WatchConfig, WatchCreate, WatchFilters,
+    WatchResponse, Watchers,
+};

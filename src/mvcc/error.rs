@@ -1,5 +1,7 @@
 //! Operating errors of the MVCC store. Each names one etcd error; the API edge maps it to
 //! etcd's gRPC code and message (the text here is that message without "etcdserver: ").
+//! The watch errors are the `cancel_reason` text of a failed watch create, as etcd words it;
+//! those marked "oxcd's own" have no etcd counterpart.
 
 use super::backend::BackendError;
 use thiserror::Error;
@@ -35,6 +37,30 @@ pub enum Error {
     /// The backend failed or returned something impossible: the member must stop serving.
     #[error(transparent)]
     Backend(#[from] BackendError),
+    /// A watch create named a watch id another watcher of the stream holds.
+    #[error("mvcc: duplicate watch ID provided on the WatchStream")]
+    WatchIdDuplicate { watch_id: i64 },
+    /// A watch create whose `range_end` (neither empty nor `"\0"`) is not above its key.
+    #[error("mvcc: watcher range is empty")]
+    WatchRangeEmpty,
+    /// oxcd's own: negative watch ids are not the client's to choose, since -1 marks
+    /// stream-wide progress and failed creates (etcd would accept one and get confused).
+    #[error("mvcc: watch ID must not be negative")]
+    WatchIdNegative { watch_id: i64 },
+    /// oxcd's own: a negative start revision names no point in history.
+    #[error("mvcc: watch start revision must not be negative")]
+    WatchRevisionNegative { start_revision: i64 },
+    /// oxcd's own: the stream holds `watchers_per_stream_max` watchers already.
+    #[error("mvcc: too many watchers on the WatchStream")]
+    WatchersFull { watchers_max: usize },
+    /// oxcd's own, and never sent to a client: the stream's undelivered control responses
+    /// reached `control_responses_max`. Nothing was done; the driver drains the stream and
+    /// stops reading that client's requests meanwhile (etcd's receive loop blocks instead).
+    #[error("mvcc: watch stream has too many undelivered control responses")]
+    WatchStreamFull { control_responses_max: usize },
+    /// oxcd's own: a `WatchConfig` limit out of its documented bounds.
+    #[error("mvcc: invalid watch configuration: {why}")]
+    WatchConfigInvalid { why: &'static str },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
