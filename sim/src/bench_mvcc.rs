@@ -5,7 +5,7 @@ use crate::alloc_count::live_bytes;
 use bytes::Bytes;
 use oxcd::mvcc::{
     Compare, CompareResult, CompareTarget, KvStore, MemBackend, PutRequest, RangeRequest,
-    RequestOp, TXN_OPS_MAX_DEFAULT, TxnRequest,
+    RequestOp, TXN_OPS_MAX_DEFAULT, TxnRequest, WatchConfig, WatchCreate, Watchers,
 };
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -160,4 +160,76 @@ pub fn run_kv(o: &Options) -> (Vec<Figure>, f64) {
         },
     ));
     (figures, bytes_per_key)
+}
+
+/// Watch fan-out: `watchers` watchers spread over streams of `per_stream` watchers each, all on
+/// one key (`distinct` false: every put reaches every watcher) or each on its own key (every
+/// put reaches one). Each put is applied, notified, and every ready stream drained; the figure
+/// counts events delivered.
+pub fn run_watch(o: &Options, watchers: usize, per_stream: usize, distinct: bool) -> Figure {
+    let mut rng = ChaCha8Rng::seed_from_u64(o.seed);
+    let mut store = KvStore::open(MemBackend::new()).expect("empty store opens");
+    let mut hub = Watchers::new(WatchConfig::default(), 0).expect("default config is valid");
+    let keys: Vec<Bytes> = (0..watchers).map(key).collect();
+    let streams: Vec<_> = (0..watchers.div_ceil(per_stream))
+        .map(|_| hub.open_stream())
+        .collect();
+    for (i, k) in keys.iter().enumerate() {
+        let watched = if distinct { k.clone() } else { keys[0].clone() };
+        hub.create(
+            streams[i / per_stream],
+            WatchCreate {
+                key: watched,
+                ..WatchCreate::default()
+            },
+            &store,
+        )
+        .expect("create");
+        // A driver sends each `created` answer on before reading the client's next request.
+        drain(&mut hub);
+    }
+    let puts = if distinct { o.keys } else { 200 };
+    let value = Bytes::from(vec![b'v'; 64]);
+    let requests: Vec<PutRequest> = (0..puts)
+        .map(|_| PutRequest {
+            key: if distinct {
+                keys[rng.gen_range(0..watchers)].clone()
+            } else {
+                keys[0].clone()
+            },
+            value: value.clone(),
+            ..Default::default()
+        })
+        .collect();
+    let mut events = 0u64;
+    let name = if distinct {
+        format!("watch, {watchers} watchers on distinct keys")
+    } else {
+        format!("watch, {watchers} watchers on one key")
+    };
+    let mut figure = timed(&name, "events", 0, || {
+        for p in &requests {
+            let w = store.put(p, &no_lease).expect("put");
+            hub.notify(&w.events, &store);
+            events += drain(&mut hub);
+        }
+    });
+    assert_eq!(hub.unsynced_len(), 0, "every watcher kept up");
+    let expected = if distinct { puts } else { puts * watchers };
+    assert_eq!(events, expected as u64, "every event delivered once");
+    figure.ops = events;
+    figure
+}
+
+/// Drains every ready stream; returns the events delivered.
+fn drain(hub: &mut Watchers) -> u64 {
+    let ready: Vec<_> = hub.ready_streams().collect();
+    let mut events = 0;
+    for s in ready {
+        while let Some(r) = hub.poll_response(s) {
+            events += r.events.len() as u64;
+            black_box(r);
+        }
+    }
+    events
 }

@@ -149,6 +149,14 @@ fn bench_mvcc(args: BenchArgs) -> ExitCode {
         println!("{f}");
     }
     println!(
+        "{}",
+        sim::bench_mvcc::run_watch(&options, 10_000, 100, false)
+    );
+    println!(
+        "{}",
+        sim::bench_mvcc::run_watch(&options, 10_000, 100, true)
+    );
+    println!(
         "{:<34} {:>10.0} bytes (key and value alone: {} bytes)",
         "memory per stored key",
         bytes_per_key,
