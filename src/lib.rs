@@ -6,5 +6,6 @@
 
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod lease;
 pub mod mvcc;
 pub mod raft;

@@ -1,0 +1,27 @@
+//! Operating errors of the lessor. Each names one etcd error; the API edge maps it to etcd's
+//! gRPC code and message (the text here is that message without "etcdserver: "). Misuse of the
+//! API (lease ID 0 reaching apply, a clock running backwards) is an assertion instead.
+
+use super::LeaseId;
+use thiserror::Error;
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// No such lease, or (for a keep-alive) one whose expiry has passed and whose revoke is on
+    /// its way. Keep-alive answers it with TTL 0, time-to-live with TTL -1.
+    #[error("requested lease not found")]
+    NotFound { id: LeaseId },
+    /// A grant named an ID that is in use.
+    #[error("lease already exists")]
+    Exists { id: LeaseId },
+    /// A grant asked for more than `ttl_max_s` seconds.
+    #[error("too large lease TTL")]
+    TtlTooLarge { ttl_s: i64, ttl_max_s: i64 },
+    /// A keep-alive or time-to-live reached a lessor that is not the leader's; the server
+    /// forwards it to the leader or answers "not leader".
+    #[error("not a primary lessor")]
+    NotPrimary,
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
