@@ -85,7 +85,7 @@ fn fmt_event(e: &Event) -> String {
 }
 
 fn num(cmd: &Command, key: &str) -> Result<i64, String> {
-    Ok(cmd.num(key)?.unwrap_or(0) as i64)
+    Ok(cmd.num(key)?.unwrap_or(0))
 }
 
 fn has(cmd: &Command, word: &str) -> bool {
@@ -300,8 +300,8 @@ impl datadriven::Env for Env {
                 }
                 "history" => {
                     let from = cmd.ids().unwrap()[0] as i64;
-                    let to = cmd.num("to").unwrap().map_or(i64::MAX, |t| t as i64);
-                    let max = cmd.num("max").unwrap().unwrap_or(1000) as usize;
+                    let to = cmd.num::<i64>("to").unwrap().unwrap_or(i64::MAX);
+                    let max = cmd.num::<usize>("max").unwrap().unwrap_or(1000);
                     let (events, through) = self.store.events(from, to, max)?;
                     for e in &events {
                         writeln!(out, "{}", fmt_event(e)).unwrap();

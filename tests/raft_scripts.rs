@@ -291,16 +291,16 @@ impl Env {
             config.pre_vote = cmd.flag("pre-vote", false)?;
             config.check_quorum = cmd.flag("check-quorum", false)?;
             config.disable_proposal_forwarding = !cmd.flag("forwarding", true)?;
-            if let Some(v) = cmd.num("election-ticks")? {
+            if let Some(v) = cmd.num::<u64>("election-ticks")? {
                 config.election_ticks = v as usize;
             }
-            if let Some(v) = cmd.num("heartbeat-ticks")? {
+            if let Some(v) = cmd.num::<u64>("heartbeat-ticks")? {
                 config.heartbeat_ticks = v as usize;
             }
-            if let Some(v) = cmd.num("max-size-per-msg")? {
+            if let Some(v) = cmd.num::<u64>("max-size-per-msg")? {
                 config.max_size_per_msg = v;
             }
-            if let Some(v) = cmd.num("max-inflight")? {
+            if let Some(v) = cmd.num::<u64>("max-inflight")? {
                 config.max_inflight_msgs = v as usize;
             }
             let (storage, confs) = if voters.is_empty() && learners.is_empty() {

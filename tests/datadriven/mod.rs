@@ -247,8 +247,13 @@ impl Command {
         }
     }
 
-    pub fn num(&self, key: &str) -> Result<Option<u64>, String> {
+    pub fn num<T: std::str::FromStr>(&self, key: &str) -> Result<Option<T>, String> {
         self.one(key)?.map(parse_num).transpose()
+    }
+
+    /// A `key=value` the command cannot do without.
+    pub fn need<T: std::str::FromStr>(&self, key: &str) -> Result<T, String> {
+        self.num(key)?.ok_or_else(|| format!("missing {key}="))
     }
 
     pub fn flag(&self, key: &str, default: bool) -> Result<bool, String> {
@@ -273,7 +278,7 @@ impl Command {
     }
 }
 
-pub fn parse_num(s: &str) -> Result<u64, String> {
+pub fn parse_num<T: std::str::FromStr>(s: &str) -> Result<T, String> {
     s.parse().map_err(|_| format!("{s:?} is not a number"))
 }
 

@@ -1,0 +1,180 @@
+//! The apply side of a member: what a committed command does to the data. It keeps the MVCC
+//! store, the lessor and the watchers in step: a put attaches its key to its lease (moving it
+//! from another), a delete detaches it, a revoke deletes the lease's keys in one revision, and
+//! every write's events reach the watchers.
+//!
+//! What it does not do: it decodes no Raft entry (commands arrive typed), answers no client and
+//! chooses nothing on its own: lease IDs and the time come from the caller, and the leader-only
+//! lease work (keep-alive, expiry, checkpoints) is the lessor's, driven by the node.
+
+use crate::lease::{self, Granted, LeaseId, Lessor};
+use crate::mvcc::{
+    self, Backend, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, KvStore, PutRequest,
+    PutResponse, TxnRequest, TxnResponse, Watchers, Write,
+};
+use thiserror::Error;
+
+/// A command that has been committed to the log, in the order every member applies it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Command {
+    Put(PutRequest),
+    DeleteRange(DeleteRangeRequest),
+    Txn(TxnRequest),
+    Compact {
+        revision: i64,
+    },
+    /// The ID is never 0: the member that proposes a grant picks it.
+    LeaseGrant {
+        id: LeaseId,
+        ttl_s: i64,
+    },
+    LeaseRevoke {
+        id: LeaseId,
+    },
+    /// Remaining TTLs the leader measured, in milliseconds.
+    LeaseCheckpoint(Vec<(LeaseId, u64)>),
+}
+
+/// What a command did. Every variant comes with the store's revision after it (the response
+/// header's revision).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Applied {
+    Put(PutResponse),
+    DeleteRange(DeleteRangeResponse),
+    Txn(TxnResponse),
+    Compact,
+    LeaseGrant(Granted),
+    /// How many keys the revoke deleted.
+    LeaseRevoke {
+        deleted: i64,
+    },
+    LeaseCheckpoint,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum ApplyError {
+    #[error(transparent)]
+    Mvcc(#[from] mvcc::Error),
+    #[error(transparent)]
+    Lease(#[from] lease::Error),
+}
+
+/// A member's data: the store, its leases and its watchers.
+pub struct Applier<B: Backend> {
+    kv: KvStore<B>,
+    lessor: Lessor,
+    watchers: Watchers,
+    txn_ops_max: usize,
+}
+
+impl<B: Backend> Applier<B> {
+    pub fn new(kv: KvStore<B>, lessor: Lessor, watchers: Watchers, txn_ops_max: usize) -> Self {
+        Applier {
+            kv,
+            lessor,
+            watchers,
+            txn_ops_max,
+        }
+    }
+
+    pub fn kv(&self) -> &KvStore<B> {
+        &self.kv
+    }
+
+    pub fn lessor(&self) -> &Lessor {
+        &self.lessor
+    }
+
+    /// The lessor, for the leader-only calls (promote, renew, expired, poll_checkpoints).
+    pub fn lessor_mut(&mut self) -> &mut Lessor {
+        &mut self.lessor
+    }
+
+    pub fn watchers(&self) -> &Watchers {
+        &self.watchers
+    }
+
+    /// The watchers and the store they read history from, for the stream calls
+    /// (create, cancel, progress requests, sync, tick, poll_response).
+    pub fn watchers_mut(&mut self) -> (&mut Watchers, &KvStore<B>) {
+        (&mut self.watchers, &self.kv)
+    }
+
+    /// Applies one committed command at `now_ms` on this member's clock. An error leaves the
+    /// data as it was (every check runs before the first change), so every member, applying
+    /// the same log, fails the same commands the same way.
+    pub fn apply(&mut self, cmd: &Command, now_ms: u64) -> (Result<Applied, ApplyError>, i64) {
+        let result = self.apply_inner(cmd, now_ms);
+        (result, self.kv.current_revision())
+    }
+
+    fn apply_inner(&mut self, cmd: &Command, now_ms: u64) -> Result<Applied, ApplyError> {
+        let lessor = &self.lessor;
+        let exists = |id: LeaseId| lessor.contains(id);
+        Ok(match cmd {
+            Command::Put(p) => {
+                let w = self.kv.put(p, &exists)?;
+                Applied::Put(self.written(w))
+            }
+            Command::DeleteRange(d) => {
+                let w = self.kv.delete_range(d)?;
+                Applied::DeleteRange(self.written(w))
+            }
+            Command::Txn(t) => {
+                let w = self.kv.txn(t, self.txn_ops_max, &exists)?;
+                Applied::Txn(self.written(w))
+            }
+            Command::Compact { revision } => {
+                self.kv.compact(*revision)?;
+                Applied::Compact
+            }
+            Command::LeaseGrant { id, ttl_s } => {
+                Applied::LeaseGrant(self.lessor.grant(*id, *ttl_s, now_ms)?)
+            }
+            Command::LeaseRevoke { id } => {
+                let keys = self.lessor.revoke(*id)?;
+                let w = self.kv.delete_keys(&keys)?;
+                debug_assert_eq!(w.response as usize, keys.len(), "a lease's keys are live");
+                Applied::LeaseRevoke {
+                    deleted: self.written(w),
+                }
+            }
+            Command::LeaseCheckpoint(batch) => {
+                self.lessor.apply_checkpoint(batch, now_ms);
+                Applied::LeaseCheckpoint
+            }
+        })
+    }
+
+    /// Brings the lessor's key lists in line with a write's events, in order, and hands the
+    /// events to the watchers.
+    fn written<T>(&mut self, w: Write<T>) -> T {
+        for e in &w.events {
+            self.follow_lease(e);
+        }
+        if !w.events.is_empty() {
+            self.watchers.notify(&w.events, &self.kv);
+        }
+        w.response
+    }
+
+    fn follow_lease(&mut self, e: &Event) {
+        let key = &e.kv.key;
+        let held = self.lessor.key_lease(key);
+        let wanted = match e.kind {
+            EventKind::Put if e.kv.lease != 0 => Some(e.kv.lease),
+            _ => None,
+        };
+        if held == wanted {
+            return;
+        }
+        if let Some(old) = held {
+            self.lessor.detach(old, key);
+        }
+        if let Some(new) = wanted {
+            self.lessor
+                .attach(new, key.clone())
+                .expect("the store checked the lease exists");
+        }
+    }
+}
