@@ -4,18 +4,15 @@
 
 use super::kv::Revision;
 
-/// One life of a key: created by `revs[0]`, ended by a tombstone as the last revision of every
-/// generation but the newest.
+/// The revisions of one key, oldest first, cut into generations: a generation runs from the
+/// put that creates the key to the delete that tombstones it, and the newest one is empty
+/// while the key is deleted. Stored flat to keep a key's index small: `revs` holds every
+/// revision, and `ends` the index one past each ended generation's tombstone (empty, and
+/// without an allocation, for a key never deleted).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-struct Generation {
-    revs: Vec<Revision>,
-}
-
-/// The revisions of one key, oldest generation first. The newest generation is empty after a
-/// delete (the key is not live) and non-empty while the key is live.
-#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct KeyIndex {
-    generations: Vec<Generation>,
+    revs: Vec<Revision>,
+    ends: Vec<u32>,
 }
 
 /// Which revisions a compaction lets go of, and whether the key is gone from the index.
@@ -24,17 +21,9 @@ pub struct Compacted {
     pub key_gone: bool,
 }
 
-impl Default for KeyIndex {
-    fn default() -> KeyIndex {
-        KeyIndex::new()
-    }
-}
-
 impl KeyIndex {
     pub fn new() -> KeyIndex {
-        KeyIndex {
-            generations: vec![Generation::default()],
-        }
+        KeyIndex::default()
     }
 
     /// Records a put at `rev`, which must be newer than everything recorded.
@@ -44,11 +33,11 @@ impl KeyIndex {
             "key index: put at {rev:?} is not newer than {:?}",
             self.last_revision()
         );
-        self.generations
-            .last_mut()
-            .expect("never empty")
-            .revs
-            .push(rev);
+        if self.revs.capacity() == 0 {
+            // Most keys hold one or two versions: grow from one, not from Vec's default four.
+            self.revs.reserve_exact(1);
+        }
+        self.revs.push(rev);
     }
 
     /// Records a delete at `rev` of a live key, ending its generation.
@@ -58,102 +47,85 @@ impl KeyIndex {
             "key index: tombstone of a key that is not live"
         );
         self.put(rev);
-        self.generations.push(Generation::default());
+        let end = u32::try_from(self.revs.len()).expect("fewer than 2^32 versions per key");
+        self.ends.push(end);
+    }
+
+    fn newest_start(&self) -> usize {
+        self.ends.last().map_or(0, |e| *e as usize)
+    }
+
+    fn is_tombstone(&self, i: usize) -> bool {
+        self.ends.binary_search(&(i as u32 + 1)).is_ok()
     }
 
     /// Whether the key has a live version now.
     pub fn is_live(&self) -> bool {
-        !self
-            .generations
-            .last()
-            .expect("never empty")
-            .revs
-            .is_empty()
+        self.revs.len() > self.newest_start()
     }
 
     pub fn last_revision(&self) -> Option<Revision> {
-        self.generations
-            .iter()
-            .rev()
-            .find_map(|g| g.revs.last().copied())
+        self.revs.last().copied()
     }
 
     /// The revision of the version live at main revision `at`, if the key was live then.
     pub fn get(&self, at: i64) -> Option<Revision> {
-        let newest = self.generations.len() - 1;
-        for (i, g) in self.generations.iter().enumerate().rev() {
-            let Some(first) = g.revs.first() else {
-                continue;
-            };
-            if first.main > at {
-                continue;
-            }
-            // `at` falls in this generation's span or after its tombstone.
-            if i != newest && g.revs.last().expect("non-empty").main <= at {
-                return None;
-            }
-            let n = g.revs.partition_point(|r| r.main <= at);
-            return Some(g.revs[n - 1]);
-        }
-        None
+        let n = self.revs.partition_point(|r| r.main <= at);
+        // The newest change at or before `at` is a put (live) or a tombstone (deleted).
+        let i = n.checked_sub(1)?;
+        (!self.is_tombstone(i)).then(|| self.revs[i])
     }
 
     /// Whether any revision recorded has `main` in `from..=to`, i.e. the key changed then.
     pub fn changed_between(&self, from: i64, to: i64) -> bool {
-        self.generations.iter().any(|g| {
-            let n = g.revs.partition_point(|r| r.main < from);
-            g.revs.get(n).is_some_and(|r| r.main <= to)
-        })
+        let n = self.revs.partition_point(|r| r.main < from);
+        self.revs.get(n).is_some_and(|r| r.main <= to)
     }
 
     /// Forgets history at or below main revision `at`, keeping the version live at `at` (if any).
     /// A generation that ended by `at` goes entirely, tombstone included.
     pub fn compact(&mut self, at: i64) -> Compacted {
-        let mut removed = Vec::new();
-        let newest = self.generations.len() - 1;
-        let mut first_kept = 0;
-        for (i, g) in self.generations.iter_mut().enumerate() {
-            if i == newest {
-                let n = g.revs.partition_point(|r| r.main <= at);
-                if n > 1 {
-                    removed.extend(g.revs.drain(..n - 1));
-                }
-                break;
-            }
-            let tomb = g.revs.last().expect("ended generations are non-empty").main;
-            if tomb <= at {
-                removed.append(&mut g.revs);
-                first_kept = i + 1;
-                continue;
-            }
-            let n = g.revs.partition_point(|r| r.main <= at);
-            if n > 1 {
-                removed.extend(g.revs.drain(..n - 1));
-            }
-            break;
+        let n = self.revs.partition_point(|r| r.main <= at);
+        let cut = match n.checked_sub(1) {
+            None => 0,
+            Some(i) if self.is_tombstone(i) => i + 1,
+            Some(i) => i,
+        };
+        let removed: Vec<Revision> = self.revs.drain(..cut).collect();
+        let cut = cut as u32;
+        self.ends.retain(|e| *e > cut);
+        for e in &mut self.ends {
+            *e -= cut;
         }
-        self.generations.drain(..first_kept);
-        debug_assert!(!self.generations.is_empty());
-        let key_gone = self.generations.len() == 1 && self.generations[0].revs.is_empty();
-        Compacted { removed, key_gone }
+        if self.revs.is_empty() {
+            self.revs = Vec::new();
+        }
+        Compacted {
+            removed,
+            key_gone: self.revs.is_empty(),
+        }
     }
 
     /// Every revision held, oldest first.
     pub fn revisions(&self) -> impl Iterator<Item = Revision> + '_ {
-        self.generations.iter().flat_map(|g| g.revs.iter().copied())
+        self.revs.iter().copied()
     }
 
-    /// Checks the structure: revisions strictly increase; only the newest generation may be
-    /// empty; ended generations hold their tombstone last.
+    /// Checks the structure: revisions strictly increase; generations that ended are not empty
+    /// and end within the revisions held.
     pub fn check(&self) {
-        let newest = self.generations.len() - 1;
-        for (i, g) in self.generations.iter().enumerate() {
-            assert!(i == newest || !g.revs.is_empty(), "empty ended generation");
-        }
-        let revs: Vec<_> = self.revisions().collect();
         assert!(
-            revs.windows(2).all(|w| w[0] < w[1]),
+            self.revs.windows(2).all(|w| w[0] < w[1]),
             "revisions out of order"
+        );
+        let mut start = 0;
+        for &e in &self.ends {
+            assert!(e > start, "empty ended generation");
+            start = e;
+        }
+        assert!(
+            start as usize <= self.revs.len(),
+            "a generation ends past the revisions"
         );
     }
 }
