@@ -18,7 +18,8 @@ pub trait History {
     /// Stops after the first revision that brings the count to `events_max` or more, so a
     /// revision is never split: returns the events and the last revision included (`to_revision`
     /// when everything fit). `from_revision < compact_revision` is [`Error::Compacted`]: as in
-    /// etcd, a watch may start at the compact revision itself, and its history is complete.
+    /// etcd, a watch may start at the compact revision itself; unlike etcd's, its history is
+    /// complete (deletes at that revision and every prev_kv included).
     ///
     /// [`Error::Compacted`]: super::Error::Compacted
     fn events(

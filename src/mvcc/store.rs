@@ -189,8 +189,10 @@ impl<B: Backend> KvStore<B> {
         }
         let mut batch = Batch::default();
         let mut gone = Vec::new();
-        // Keep what a read at `revision - 1` needs: etcd serves watches that start at the
-        // compact revision itself, and their events' prev_kv are the versions live just before.
+        // Keep what a read at `revision - 1` needs. etcd serves a watch that starts at the
+        // compact revision itself but has dropped that revision's tombstones and the versions
+        // before it, so such a watch silently misses deletes and prev_kv there. Keeping one
+        // more version of the keys changed at `revision` makes that history complete.
         for (key, ki) in self.index.iter_mut() {
             let c = ki.compact(revision - 1);
             batch.deletes.extend(c.removed);
@@ -452,6 +454,7 @@ impl<B: Backend> KvStore<B> {
             value,
             lease,
         };
+        let before = self.before_revision(&req.key, &prev, pending.main);
         if prev.is_none() {
             self.keys_live += 1;
         }
@@ -460,7 +463,6 @@ impl<B: Backend> KvStore<B> {
             kv: kv.clone(),
             tombstone: false,
         });
-        let before = self.before_revision(&req.key, &prev, pending.main);
         pending.events.push(Event {
             kind: EventKind::Put,
             kv,
@@ -489,6 +491,7 @@ impl<B: Backend> KvStore<B> {
                 .record(*r, Some(pending))
                 .expect("live record is readable")
                 .kv;
+            let before = self.before_revision(k, &Some(prev.clone()), pending.main);
             let rev = Revision::new(pending.main, pending.records.len() as i64);
             self.index.get_mut(k).expect("indexed").tombstone(rev);
             self.keys_live -= 1;
@@ -501,7 +504,6 @@ impl<B: Backend> KvStore<B> {
                 kv: tomb.clone(),
                 tombstone: true,
             });
-            let before = self.before_revision(k, &Some(prev.clone()), pending.main);
             pending.events.push(Event {
                 kind: EventKind::Delete,
                 kv: tomb,
@@ -518,16 +520,19 @@ impl<B: Backend> KvStore<B> {
     }
 
     /// An event's `prev_kv`: the version live before the event's revision, as etcd's watchers
-    /// see it (a read at revision - 1), not one written earlier in the same transaction (a
-    /// nested transaction may put a key that a later one deletes).
-    fn before_revision(&self, key: &Bytes, prev: &Option<KeyValue>, main: i64) -> Option<KeyValue> {
-        match prev {
-            Some(p) if p.mod_revision < main => Some(p.clone()),
-            None => None,
-            Some(_) => self
-                .version_before(key, Revision::new(main, 0))
-                .expect("the key's record is readable"),
+    /// see it (a read at revision - 1), not one written or deleted earlier in the same
+    /// transaction (nested transactions, and deletes to the end of the key space, let one
+    /// transaction write a key twice). `live` is the key's version now, before this change.
+    fn before_revision(&self, key: &Bytes, live: &Option<KeyValue>, main: i64) -> Option<KeyValue> {
+        let touched = self
+            .index
+            .get(key)
+            .is_some_and(|ki| ki.changed_between(main, main));
+        if !touched {
+            return live.clone();
         }
+        self.version_before(key, Revision::new(main, 0))
+            .expect("the key's record is readable")
     }
 
     /// Evaluates the compares of `req` and of the nested transactions on the branch taken, in
