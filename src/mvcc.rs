@@ -28,7 +28,7 @@ pub use request::{
     PutResponse, RangeRequest, RangeResponse, RequestOp, ResponseOp, SortOrder, SortTarget,
     TXN_OPS_MAX_DEFAULT, TxnRequest, TxnResponse, check_delete, check_put, check_range, check_txn,
 };
-pub use store::{HashKv, KvStore, Stats, Write};
+pub use store::{HashKv, KvStore, Write};
 pub use watch::{
     AUTO_WATCH_ID, INVALID_WATCH_ID, StreamId, WatchConfig, WatchCreate, WatchFilters,
     WatchResponse, Watchers,

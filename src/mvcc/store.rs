@@ -33,14 +33,6 @@ pub struct HashKv {
     pub compact_revision: i64,
 }
 
-/// Sizes, for status and the bench.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Stats {
-    pub keys_indexed: usize,
-    pub keys_live: usize,
-    pub records: usize,
-}
-
 /// The store over backend `B`. Writes are applied in log order on every member, so they are
 /// deterministic functions of the store and the request; a lease's existence is the one fact
 /// from outside, asked of the caller through `lease_exists`.
@@ -49,7 +41,6 @@ pub struct KvStore<B: Backend> {
     index: BTreeMap<Bytes, KeyIndex>,
     current_revision: i64,
     compact_revision: i64,
-    keys_live: usize,
 }
 
 /// A write in progress: one revision, changes numbered by sub-revision, visible to the reads
@@ -68,12 +59,10 @@ impl<B: Backend> KvStore<B> {
             index: BTreeMap::new(),
             current_revision: 0,
             compact_revision: 0,
-            keys_live: 0,
         };
         let records = store
             .backend
-            .scan(Revision::new(0, 0), Revision::new(i64::MAX, 0), 0)
-            .map_err(backend_error)?;
+            .scan(Revision::new(0, 0), Revision::new(i64::MAX, 0), 0)?;
         for (rev, record) in records {
             let ki = store.index.entry(record.kv.key.clone()).or_default();
             if record.tombstone {
@@ -83,8 +72,7 @@ impl<B: Backend> KvStore<B> {
             }
             store.current_revision = store.current_revision.max(rev.main);
         }
-        store.keys_live = store.index.values().filter(|k| k.is_live()).count();
-        let meta = |k| store.backend.meta(k).map_err(backend_error);
+        let meta = |k| store.backend.meta(k).map_err(Error::from);
         store.compact_revision = meta(MetaKey::CompactRevision)?.unwrap_or(0);
         let stored_current = meta(MetaKey::CurrentRevision)?.unwrap_or(0);
         store.current_revision = store.current_revision.max(stored_current);
@@ -106,14 +94,6 @@ impl<B: Backend> KvStore<B> {
 
     pub fn compact_revision(&self) -> i64 {
         self.compact_revision
-    }
-
-    pub fn stats(&self) -> Stats {
-        Stats {
-            keys_indexed: self.index.len(),
-            keys_live: self.keys_live,
-            records: self.backend.len(),
-        }
     }
 
     /// Reads keys as etcd's Range does (see [`RangeRequest`]).
@@ -204,7 +184,7 @@ impl<B: Backend> KvStore<B> {
             self.index.remove(&key);
         }
         batch.meta.push((MetaKey::CompactRevision, revision));
-        self.backend.write(batch).map_err(backend_error)?;
+        self.backend.write(batch)?;
         self.compact_revision = revision;
         self.check_invariants();
         Ok(())
@@ -230,8 +210,7 @@ impl<B: Backend> KvStore<B> {
         }
         let records = self
             .backend
-            .scan(Revision::new(0, 0), Revision::new(rev + 1, 0), 0)
-            .map_err(backend_error)?;
+            .scan(Revision::new(0, 0), Revision::new(rev + 1, 0), 0)?;
         let mut h = Fnv32::new();
         for (r, rec) in &records {
             h.write_i64(r.main);
@@ -356,7 +335,7 @@ impl<B: Backend> KvStore<B> {
         {
             return Ok(p.records[rev.sub as usize].clone());
         }
-        match self.backend.get(rev).map_err(backend_error)? {
+        match self.backend.get(rev)? {
             Some(r) => Ok(r),
             None => Err(Error::Backend(BackendError(format!(
                 "the index names revision {rev:?} but the backend has no record there"
@@ -455,9 +434,6 @@ impl<B: Backend> KvStore<B> {
             lease,
         };
         let before = self.before_revision(&req.key, &prev, pending.main);
-        if prev.is_none() {
-            self.keys_live += 1;
-        }
         self.index.entry(req.key.clone()).or_default().put(rev);
         pending.records.push(Record {
             kv: kv.clone(),
@@ -494,7 +470,6 @@ impl<B: Backend> KvStore<B> {
             let before = self.before_revision(k, &Some(prev.clone()), pending.main);
             let rev = Revision::new(pending.main, pending.records.len() as i64);
             self.index.get_mut(k).expect("indexed").tombstone(rev);
-            self.keys_live -= 1;
             let tomb = KeyValue {
                 key: k.clone(),
                 mod_revision: rev.main,
@@ -636,10 +611,6 @@ impl<B: Backend> KvStore<B> {
 
     fn check_invariants(&self) {
         debug_assert!(self.compact_revision <= self.current_revision);
-        debug_assert_eq!(
-            self.keys_live,
-            self.index.values().filter(|k| k.is_live()).count()
-        );
         #[cfg(debug_assertions)]
         for ki in self.index.values() {
             ki.check();
@@ -683,10 +654,7 @@ impl<B: Backend> History for KvStore<B> {
         let mut events = Vec::new();
         let mut last: Option<i64> = None;
         loop {
-            let records = self
-                .backend
-                .scan(cursor, end, chunk)
-                .map_err(backend_error)?;
+            let records = self.backend.scan(cursor, end, chunk)?;
             let n = records.len();
             for (rev, rec) in records {
                 if last != Some(rev.main) && events.len() >= limit {
@@ -722,17 +690,13 @@ impl<B: Backend> KvStore<B> {
             return Ok(None);
         };
         match ki.get(rev.main - 1) {
-            Some(r) => match self.backend.get(r).map_err(backend_error)? {
+            Some(r) => match self.backend.get(r)? {
                 Some(rec) => Ok(Some(rec.kv)),
                 None => Ok(None),
             },
             None => Ok(None),
         }
     }
-}
-
-fn backend_error(e: BackendError) -> Error {
-    Error::Backend(e)
 }
 
 fn compare_kv(c: &Compare, kv: &KeyValue) -> bool {
