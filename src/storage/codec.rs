@@ -22,15 +22,44 @@ pub const FRAME_PAYLOAD_BYTES_MAX: usize = 64 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum Kind {
+    /// A version or tombstone in the MVCC keyspace.
     MvccRecord = 1,
+    /// A Raft log entry.
+    LogEntry = 2,
+    /// Raft's hard state (term, vote, commit).
+    HardState = 3,
+    /// The metadata of the snapshot the log was compacted to.
+    SnapshotMeta = 4,
+    /// The membership as of the applied index.
+    ConfState = 5,
+    /// A lease: ID, TTL and the last checkpointed remaining time.
+    Lease = 6,
+    /// A number in the meta keyspace (applied index, cluster and member IDs, ...).
+    Meta = 7,
+    /// A command, as it travels in a Raft entry.
+    Command = 8,
+    /// One chunk of a snapshot stream.
+    SnapshotChunk = 9,
+    /// One atomic batch in the simulated disk's journal.
+    DiskBatch = 10,
 }
 
 impl Kind {
+    const ALL: [Kind; 10] = [
+        Kind::MvccRecord,
+        Kind::LogEntry,
+        Kind::HardState,
+        Kind::SnapshotMeta,
+        Kind::ConfState,
+        Kind::Lease,
+        Kind::Meta,
+        Kind::Command,
+        Kind::SnapshotChunk,
+        Kind::DiskBatch,
+    ];
+
     fn from_u8(b: u8) -> Option<Kind> {
-        match b {
-            1 => Some(Kind::MvccRecord),
-            _ => None,
-        }
+        Kind::ALL.into_iter().find(|k| *k as u8 == b)
     }
 }
 
@@ -121,37 +150,23 @@ pub fn decode_exact(buf: &[u8], kind: Kind) -> Result<&[u8], CodecError> {
 /// An MVCC record (a version or a tombstone) as a framed value.
 pub fn encode_record(r: &Record) -> Bytes {
     let kv = &r.kv;
-    let mut p = BytesMut::with_capacity(1 + 8 + kv.key.len() + kv.value.len() + 32);
-    p.put_u8(r.tombstone as u8);
-    p.put_u32_le(kv.key.len() as u32);
-    p.put_slice(&kv.key);
-    p.put_u32_le(kv.value.len() as u32);
-    p.put_slice(&kv.value);
+    let mut w = Writer::with_capacity(1 + 8 + kv.key.len() + kv.value.len() + 32);
+    w.bool(r.tombstone);
+    w.bytes(&kv.key);
+    w.bytes(&kv.value);
     for n in [kv.create_revision, kv.mod_revision, kv.version, kv.lease] {
-        p.put_i64_le(n);
+        w.i64(n);
     }
-    encode_frame(Kind::MvccRecord, &p)
+    encode_frame(Kind::MvccRecord, &w.finish())
 }
 
 pub fn decode_record(buf: &[u8]) -> Result<Record, CodecError> {
-    let mut p = Reader(decode_exact(buf, Kind::MvccRecord)?);
-    let tombstone = match p.u8()? {
-        0 => false,
-        1 => true,
-        _ => {
-            return Err(CodecError::Malformed {
-                why: "tombstone flag",
-            });
-        }
-    };
+    let mut p = Reader::new(decode_exact(buf, Kind::MvccRecord)?);
+    let tombstone = p.bool()?;
     let key = p.bytes()?;
     let value = p.bytes()?;
     let (create_revision, mod_revision, version, lease) = (p.i64()?, p.i64()?, p.i64()?, p.i64()?);
-    if !p.0.is_empty() {
-        return Err(CodecError::Malformed {
-            why: "bytes after the record",
-        });
-    }
+    p.finish()?;
     Ok(Record {
         kv: KeyValue {
             key,
@@ -165,11 +180,62 @@ pub fn decode_record(buf: &[u8]) -> Result<Record, CodecError> {
     })
 }
 
-/// A strict little-endian reader over a payload.
-struct Reader<'a>(&'a [u8]);
+/// Builds a payload: fixed-width little-endian numbers, byte strings as `u32` length + bytes.
+pub(crate) struct Writer(BytesMut);
 
-impl Reader<'_> {
-    fn take(&mut self, n: usize) -> Result<&[u8], CodecError> {
+impl Writer {
+    pub(crate) fn with_capacity(n: usize) -> Writer {
+        Writer(BytesMut::with_capacity(n))
+    }
+
+    pub(crate) fn u8(&mut self, v: u8) {
+        self.0.put_u8(v);
+    }
+
+    pub(crate) fn bool(&mut self, v: bool) {
+        self.0.put_u8(v as u8);
+    }
+
+    pub(crate) fn u32(&mut self, v: u32) {
+        self.0.put_u32_le(v);
+    }
+
+    pub(crate) fn u64(&mut self, v: u64) {
+        self.0.put_u64_le(v);
+    }
+
+    pub(crate) fn i64(&mut self, v: i64) {
+        self.0.put_i64_le(v);
+    }
+
+    pub(crate) fn bytes(&mut self, v: &[u8]) {
+        self.0.put_u32_le(u32::try_from(v.len()).expect("field under 4 GiB"));
+        self.0.put_slice(v);
+    }
+
+    /// A list of `u64`s: a `u32` count, then the values.
+    pub(crate) fn u64s(&mut self, v: &[u64]) {
+        self.u32(u32::try_from(v.len()).expect("list under 4 G items"));
+        for &x in v {
+            self.u64(x);
+        }
+    }
+
+    pub(crate) fn finish(self) -> Bytes {
+        self.0.freeze()
+    }
+}
+
+/// A strict little-endian reader over a payload: every field must be there, every flag must be
+/// 0 or 1, and [`Reader::finish`] refuses leftover bytes.
+pub(crate) struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    pub(crate) fn new(payload: &'a [u8]) -> Reader<'a> {
+        Reader(payload)
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], CodecError> {
         if self.0.len() < n {
             return Err(CodecError::Malformed {
                 why: "field runs past the payload",
@@ -180,25 +246,65 @@ impl Reader<'_> {
         Ok(head)
     }
 
-    fn u8(&mut self) -> Result<u8, CodecError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, CodecError> {
         Ok(self.take(1)?[0])
     }
 
-    fn u32(&mut self) -> Result<u32, CodecError> {
+    pub(crate) fn bool(&mut self) -> Result<bool, CodecError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(CodecError::Malformed { why: "flag not 0 or 1" }),
+        }
+    }
+
+    pub(crate) fn u32(&mut self) -> Result<u32, CodecError> {
         Ok(u32::from_le_bytes(
             self.take(4)?.try_into().expect("4 bytes"),
         ))
     }
 
-    fn i64(&mut self) -> Result<i64, CodecError> {
+    pub(crate) fn u64(&mut self) -> Result<u64, CodecError> {
+        Ok(u64::from_le_bytes(
+            self.take(8)?.try_into().expect("8 bytes"),
+        ))
+    }
+
+    pub(crate) fn i64(&mut self) -> Result<i64, CodecError> {
         Ok(i64::from_le_bytes(
             self.take(8)?.try_into().expect("8 bytes"),
         ))
     }
 
-    fn bytes(&mut self) -> Result<Bytes, CodecError> {
+    pub(crate) fn bytes(&mut self) -> Result<Bytes, CodecError> {
         let n = self.u32()? as usize;
         Ok(Bytes::copy_from_slice(self.take(n)?))
+    }
+
+    /// A list of `u64`s, its count checked against the bytes left before anything is allocated.
+    pub(crate) fn u64s(&mut self) -> Result<Vec<u64>, CodecError> {
+        let n = self.u32()? as usize;
+        if n > self.0.len() / 8 {
+            return Err(CodecError::Malformed {
+                why: "list runs past the payload",
+            });
+        }
+        (0..n).map(|_| self.u64()).collect()
+    }
+
+    /// How many bytes are left, to bound a count before allocating for it.
+    pub(crate) fn remaining(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn finish(self) -> Result<(), CodecError> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(CodecError::Malformed {
+                why: "bytes after the record",
+            })
+        }
     }
 }
 
