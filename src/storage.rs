@@ -1,5 +1,19 @@
-//! Durable storage (in progress, issue 4). So far: the checksummed framing every stored record
-//! uses ([`codec`]), so corruption surfaces as a typed error and is never returned as data.
-//! The storage traits, the fjall implementation and the simulated disk come next.
+//! Durable storage: everything a member keeps across restarts, and the two disks it runs on.
+//!
+//! - [`codec`]: the checksummed framing of every stored value (the checksum covers the key),
+//!   and the encodings of log entries, hard state, snapshot metadata, membership, MVCC
+//!   records, leases and meta numbers.
+//! - [`engine`]: the [`Engine`] trait (keyspaces, atomic batches, sync) and [`StorageError`].
+//! - [`SimDisk`]: the simulated disk, with crashes that lose or tear unsynced writes and
+//!   faults (read corruption, sync failure, a full disk, slow I/O) drawn from a seed.
+//! - [`FjallEngine`]: fjall on a real data dir, with a lock file and a format stamp.
+//! - [`RaftStore`]: the Raft log, hard state and snapshot metadata over an engine (the
+//!   [`crate::raft::Storage`] the Raft core reads).
+//! - [`EngineBackend`]: the MVCC backend over an engine.
 
 pub mod codec;
+pub mod engine;
+mod sim_disk;
+
+pub use engine::{Engine, Op, Result, Space, StorageError, WriteBatch};
+pub use sim_disk::{CrashReport, DiskFaults, DiskStats, SimDisk, decode_journal_frame};

@@ -1,0 +1,184 @@
+//! The engine: what every storage layer above needs from a disk. Keyspaces of ordered byte
+//! keys, atomic write batches, and a sync that makes everything written so far durable.
+//!
+//! Two engines implement it: [`super::FjallEngine`] on a real disk, and [`super::SimDisk`],
+//! the faulty simulated disk. The layers above ([`super::RaftStore`],
+//! [`super::EngineBackend`], the member's recovery) are written once against this trait, so
+//! the simulation exercises the same code that runs in production.
+//!
+//! The engine knows nothing of what it stores. Values arrive framed and checksummed by
+//! [`super::codec`] (the checksum also covers the key), so an engine that returns a flipped
+//! bit hands back a value that fails to decode: corruption surfaces as
+//! [`StorageError::Corrupt`], never as data.
+
+use super::codec::CodecError;
+use bytes::Bytes;
+use std::fmt;
+use std::time::Duration;
+use thiserror::Error;
+
+/// The concerns a member stores, each in its own keyspace.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Space {
+    /// Raft log entries, keyed by index (big-endian).
+    Log,
+    /// Raft's hard state, the snapshot metadata and the membership.
+    Raft,
+    /// MVCC records, keyed by revision.
+    Mvcc,
+    /// Leases, keyed by ID.
+    Lease,
+    /// Numbers: applied index, revisions, cluster and member IDs.
+    Meta,
+}
+
+impl Space {
+    pub const ALL: [Space; 5] = [Space::Log, Space::Raft, Space::Mvcc, Space::Lease, Space::Meta];
+
+    /// The keyspace's name on disk.
+    pub fn name(self) -> &'static str {
+        match self {
+            Space::Log => "raft_log",
+            Space::Raft => "raft_state",
+            Space::Mvcc => "mvcc",
+            Space::Lease => "lease",
+            Space::Meta => "meta",
+        }
+    }
+
+    pub(crate) fn index(self) -> u8 {
+        self as u8
+    }
+
+    pub(crate) fn from_index(i: u8) -> Option<Space> {
+        Space::ALL.get(usize::from(i)).copied()
+    }
+}
+
+impl fmt::Display for Space {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One change in a batch: a put (`value` set) or a delete.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Op {
+    pub space: Space,
+    pub key: Bytes,
+    pub value: Option<Bytes>,
+}
+
+/// Changes applied together or not at all, in order.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+}
+
+impl WriteBatch {
+    pub fn put(&mut self, space: Space, key: impl Into<Bytes>, value: Bytes) {
+        self.ops.push(Op {
+            space,
+            key: key.into(),
+            value: Some(value),
+        });
+    }
+
+    pub fn delete(&mut self, space: Space, key: impl Into<Bytes>) {
+        self.ops.push(Op {
+            space,
+            key: key.into(),
+            value: None,
+        });
+    }
+
+    pub fn append(&mut self, other: WriteBatch) {
+        self.ops.extend(other.ops);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.ops.is_empty()
+    }
+
+    /// Bytes of keys and values, for quotas and the simulated disk's accounting.
+    pub fn size_bytes(&self) -> u64 {
+        self.ops
+            .iter()
+            .map(|o| (o.key.len() + o.value.as_ref().map_or(0, |v| v.len())) as u64)
+            .sum()
+    }
+}
+
+/// What can go wrong below the state machine. Every variant stops the member: it serves
+/// nothing it cannot vouch for.
+#[derive(Clone, Debug, PartialEq, Eq, Error)]
+pub enum StorageError {
+    #[error("corrupt record in {space} at key {key}: {source}")]
+    Corrupt {
+        space: Space,
+        /// The key, in hex.
+        key: String,
+        source: CodecError,
+    },
+    #[error("stored data is inconsistent: {0}")]
+    Inconsistent(String),
+    #[error("I/O error: {0}")]
+    Io(String),
+    #[error("sync failed: {0}")]
+    Sync(String),
+    #[error("no space left on the device")]
+    NoSpace,
+    #[error("data dir {dir} is in use by another process (it holds the lock on {dir}/{lock})")]
+    Locked { dir: String, lock: &'static str },
+    #[error("data dir {dir}: {why}")]
+    Format { dir: String, why: String },
+    #[error("storage stopped after an earlier error: {0}")]
+    Stopped(String),
+}
+
+impl StorageError {
+    pub fn corrupt(space: Space, key: &[u8], source: CodecError) -> StorageError {
+        StorageError::Corrupt {
+            space,
+            key: hex(key),
+            source,
+        }
+    }
+}
+
+/// Lower-case hex of `bytes`, for messages.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+/// A disk: keyspaces of ordered keys. Handles are cheap clones sharing one disk; the layers
+/// above each keep one.
+pub trait Engine: Clone {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
+
+    /// Pairs with `from <= key < to` (`to` `None`: to the end), in key order, at most `limit`
+    /// of them (0: no limit).
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>>;
+
+    /// Applies `batch` atomically. It is visible to reads at once and durable after the next
+    /// successful [`Engine::sync`]; a crash before that loses it whole or keeps it whole.
+    fn write(&self, batch: WriteBatch) -> Result<()>;
+
+    /// Makes every batch written so far durable. Nothing may be acknowledged on the strength
+    /// of a write until a sync after it succeeded.
+    fn sync(&self) -> Result<()>;
+
+    /// Time the device spent on I/O since the last call that the caller has not yet waited
+    /// out: the simulated disk's slow-I/O fault; a real disk blocks instead and reports zero.
+    fn take_io_delay(&self) -> Duration {
+        Duration::ZERO
+    }
+}

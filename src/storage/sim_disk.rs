@@ -1,0 +1,474 @@
+//! The simulated disk: an [`Engine`] held in memory that fails the way disks fail, drawn from a
+//! seed so every run replays.
+//!
+//! Each disk has a durable layer (what survives a crash) and a buffered layer: the batches
+//! written since the last successful sync, kept as the bytes of a journal (one checksummed
+//! frame per batch), the way a write-ahead log sits in the page cache. Reads see both layers.
+//! [`SimDisk::crash`] loses the buffered layer whole, keeps it whole, or keeps a torn prefix of
+//! its bytes (the seed chooses); recovery replays the frames that survived and discards the
+//! torn tail, so a batch is kept or lost whole, as fjall's journal does.
+//!
+//! Faults, each a rate in [`DiskFaults`]: reads that return a flipped bit (the value's checksum
+//! catches it), syncs that fail (the writes stay unsynced: Linux may drop the pages of a failed
+//! fsync, so nothing written before it may be trusted), a capacity past which writes fail with
+//! [`StorageError::NoSpace`], and slow I/O, which accumulates time for the caller to wait out
+//! ([`Engine::take_io_delay`]). [`SimDisk::rot`] flips a bit of a stored value for good.
+//!
+//! A crash detaches every handle taken before it: their calls fail, so a member that was
+//! "killed" cannot write into the disk its successor recovers from.
+
+use super::codec::{self, CodecError, Kind, Reader, Writer};
+use super::engine::{Engine, Op, Result, Space, StorageError, WriteBatch};
+use bytes::Bytes;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::ops::Bound;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+/// Fault rates (chances per call) and limits; all off by default.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct DiskFaults {
+    /// Chance that a value (or key) a read returns has one bit flipped.
+    pub read_corruption: f64,
+    /// Chance that a sync fails.
+    pub sync_failure: f64,
+    /// Writes that would take the disk past this many bytes fail with `NoSpace`.
+    pub capacity_bytes: Option<u64>,
+    /// Chance that a write or sync is slow, and by how much.
+    pub slow_io: f64,
+    pub slow_io_delay: Duration,
+}
+
+/// Counters, for reports and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskStats {
+    pub writes: u64,
+    pub syncs: u64,
+    pub sync_failures: u64,
+    pub corrupted_reads: u64,
+    pub full_writes: u64,
+    pub slow_ios: u64,
+    pub crashes: u64,
+}
+
+/// What a crash did to the unsynced writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CrashReport {
+    /// Batches that were written but not synced.
+    pub unsynced: usize,
+    /// How many of them survived (a prefix, in write order).
+    pub kept: usize,
+    /// Whether the journal was cut inside a batch (that batch is lost).
+    pub torn: bool,
+}
+
+type Map = BTreeMap<Bytes, Bytes>;
+
+#[derive(Debug)]
+struct Disk {
+    durable: [Map; 5],
+    live: [Map; 5],
+    live_bytes: u64,
+    /// Unsynced batches, framed, in write order.
+    journal: Vec<u8>,
+    journal_batches: usize,
+    faults: DiskFaults,
+    rng: ChaCha8Rng,
+    delay: Duration,
+    epoch: u64,
+    stats: DiskStats,
+}
+
+/// A handle on one simulated disk. Clones share it.
+#[derive(Clone, Debug)]
+pub struct SimDisk {
+    disk: Arc<Mutex<Disk>>,
+    epoch: u64,
+}
+
+impl SimDisk {
+    /// An empty disk whose faults and crashes are drawn from `seed`.
+    pub fn new(seed: u64, faults: DiskFaults) -> SimDisk {
+        SimDisk {
+            disk: Arc::new(Mutex::new(Disk {
+                durable: Default::default(),
+                live: Default::default(),
+                live_bytes: 0,
+                journal: Vec::new(),
+                journal_batches: 0,
+                faults,
+                rng: ChaCha8Rng::seed_from_u64(seed),
+                delay: Duration::ZERO,
+                epoch: 0,
+                stats: DiskStats::default(),
+            })),
+            epoch: 0,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Disk> {
+        // A panic while holding the lock leaves the maps whole (every change is one insert or
+        // remove), so a poisoned lock is still safe to read.
+        self.disk.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The disk, checked to be the one this handle was given (not detached by a crash).
+    fn attached(&self) -> Result<MutexGuard<'_, Disk>> {
+        let d = self.lock();
+        if d.epoch != self.epoch {
+            return Err(StorageError::Io(
+                "the disk crashed since this handle was taken".into(),
+            ));
+        }
+        Ok(d)
+    }
+
+    pub fn set_faults(&self, faults: DiskFaults) {
+        self.lock().faults = faults;
+    }
+
+    pub fn faults(&self) -> DiskFaults {
+        self.lock().faults.clone()
+    }
+
+    pub fn stats(&self) -> DiskStats {
+        self.lock().stats.clone()
+    }
+
+    /// Batches written and not yet synced.
+    pub fn unsynced_batches(&self) -> usize {
+        self.lock().journal_batches
+    }
+
+    /// Power loss: the unsynced writes are lost, kept, or torn (the seed chooses), the disk
+    /// comes back holding what survived, and every handle taken before now is detached. Use
+    /// [`SimDisk::reopen`] for a handle on the recovered disk.
+    pub fn crash(&self) -> CrashReport {
+        let mut d = self.lock();
+        let d = &mut *d;
+        d.stats.crashes += 1;
+        d.epoch += 1;
+        let journal = std::mem::take(&mut d.journal);
+        let unsynced = std::mem::take(&mut d.journal_batches);
+        let cut = match d.rng.gen_range(0..3) {
+            0 => 0,
+            1 => journal.len(),
+            _ => d.rng.gen_range(0..=journal.len()),
+        };
+        let mut kept = 0;
+        let mut at = 0;
+        while at < cut {
+            match codec::decode_frame(&journal[at..cut]) {
+                Ok((Kind::DiskBatch, payload, used)) => {
+                    let batch = decode_batch(payload).expect("the disk's own journal frame");
+                    apply(&mut d.durable, None, &batch);
+                    kept += 1;
+                    at += used;
+                }
+                // The torn tail: the frame was cut short, so its checksum or length fails.
+                _ => break,
+            }
+        }
+        d.live = d.durable.clone();
+        d.live_bytes = d.live.iter().flat_map(|m| m.iter()).map(pair_bytes).sum();
+        CrashReport {
+            unsynced,
+            kept,
+            torn: at < cut,
+        }
+    }
+
+    /// A handle on the disk as it is now (after a crash: as it recovered).
+    pub fn reopen(&self) -> SimDisk {
+        SimDisk {
+            disk: self.disk.clone(),
+            epoch: self.lock().epoch,
+        }
+    }
+
+    /// Bit rot: flips bit `bit` (modulo the value's length) of the value stored at `key`, in
+    /// both layers. Returns whether there was such a value.
+    pub fn rot(&self, space: Space, key: &[u8], bit: usize) -> bool {
+        let mut d = self.lock();
+        let d = &mut *d;
+        let mut found = false;
+        for map in [&mut d.durable, &mut d.live] {
+            if let Some(v) = map[space.index() as usize].get_mut(key) {
+                let mut bytes = v.to_vec();
+                let i = bit % (bytes.len() * 8);
+                bytes[i / 8] ^= 1 << (i % 8);
+                *v = Bytes::from(bytes);
+                found = true;
+            }
+        }
+        found
+    }
+
+    /// Every key in `space`, for tests that rot each stored value in turn.
+    pub fn keys(&self, space: Space) -> Vec<Bytes> {
+        self.lock().live[space.index() as usize]
+            .keys()
+            .cloned()
+            .collect()
+    }
+}
+
+fn pair_bytes((k, v): (&Bytes, &Bytes)) -> u64 {
+    (k.len() + v.len()) as u64
+}
+
+/// Applies `batch` to `maps`, keeping `bytes` (when given) the size of what they hold.
+fn apply(maps: &mut [Map; 5], mut bytes: Option<&mut u64>, batch: &WriteBatch) {
+    for op in &batch.ops {
+        let map = &mut maps[op.space.index() as usize];
+        let old = match &op.value {
+            Some(v) => map.insert(op.key.clone(), v.clone()),
+            None => map.remove(&op.key),
+        };
+        if let Some(b) = bytes.as_deref_mut() {
+            if let Some(old) = old {
+                *b -= pair_bytes((&op.key, &old));
+            }
+            if let Some(v) = &op.value {
+                *b += pair_bytes((&op.key, v));
+            }
+        }
+    }
+}
+
+fn encode_batch(batch: &WriteBatch) -> Bytes {
+    let mut w = Writer::with_capacity(16 + batch.size_bytes() as usize + 16 * batch.ops.len());
+    w.u32(u32::try_from(batch.ops.len()).expect("batch under 4 G ops"));
+    for op in &batch.ops {
+        w.u8(op.space.index());
+        w.bytes(&op.key);
+        w.bool(op.value.is_some());
+        if let Some(v) = &op.value {
+            w.bytes(v);
+        }
+    }
+    codec::encode_frame(Kind::DiskBatch, &w.finish())
+}
+
+fn decode_batch(payload: &[u8]) -> Result<WriteBatch, CodecError> {
+    let mut p = Reader::new(payload);
+    let n = p.u32()? as usize;
+    // Each op takes at least 10 bytes: bound the count before allocating for it.
+    if n > p.remaining() / 10 {
+        return Err(CodecError::Malformed {
+            why: "op count runs past the batch",
+        });
+    }
+    let mut batch = WriteBatch {
+        ops: Vec::with_capacity(n),
+    };
+    for _ in 0..n {
+        let space = Space::from_index(p.u8()?).ok_or(CodecError::Malformed { why: "space" })?;
+        let key = p.bytes()?;
+        let value = if p.bool()? { Some(p.bytes()?) } else { None };
+        batch.ops.push(Op { space, key, value });
+    }
+    p.finish()?;
+    Ok(batch)
+}
+
+/// Decodes one journal frame of the simulated disk (for the fuzzer).
+pub fn decode_journal_frame(buf: &[u8]) -> Result<WriteBatch, CodecError> {
+    decode_batch(codec::decode_exact(buf, Kind::DiskBatch)?)
+}
+
+impl Disk {
+    fn maybe_corrupt(&mut self, bytes: &mut Bytes) {
+        if bytes.is_empty() || !self.rng.gen_bool(self.faults.read_corruption.clamp(0.0, 1.0)) {
+            return;
+        }
+        self.stats.corrupted_reads += 1;
+        let mut v = bytes.to_vec();
+        let i = self.rng.gen_range(0..v.len() * 8);
+        v[i / 8] ^= 1 << (i % 8);
+        *bytes = Bytes::from(v);
+    }
+
+    fn maybe_slow(&mut self) {
+        if self.rng.gen_bool(self.faults.slow_io.clamp(0.0, 1.0)) {
+            self.stats.slow_ios += 1;
+            self.delay += self.faults.slow_io_delay;
+        }
+    }
+}
+
+impl Engine for SimDisk {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        let mut d = self.attached()?;
+        let Some(mut v) = d.live[space.index() as usize].get(key).cloned() else {
+            return Ok(None);
+        };
+        d.maybe_corrupt(&mut v);
+        Ok(Some(v))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        let mut d = self.attached()?;
+        if to.is_some_and(|to| to <= from) {
+            return Ok(Vec::new());
+        }
+        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut out: Vec<(Bytes, Bytes)> = d.live[space.index() as usize]
+            .range::<[u8], _>((Bound::Included(from), upper))
+            .take(limit)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        for (k, v) in &mut out {
+            d.maybe_corrupt(k);
+            d.maybe_corrupt(v);
+        }
+        Ok(out)
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        let mut d = self.attached()?;
+        let d = &mut *d;
+        d.maybe_slow();
+        let frame = encode_batch(&batch);
+        if let Some(cap) = d.faults.capacity_bytes {
+            if d.live_bytes + (d.journal.len() + frame.len()) as u64 > cap {
+                d.stats.full_writes += 1;
+                return Err(StorageError::NoSpace);
+            }
+        }
+        d.stats.writes += 1;
+        d.journal.extend_from_slice(&frame);
+        d.journal_batches += 1;
+        apply(&mut d.live, Some(&mut d.live_bytes), &batch);
+        Ok(())
+    }
+
+    fn sync(&self) -> Result<()> {
+        let mut d = self.attached()?;
+        let d = &mut *d;
+        d.maybe_slow();
+        d.stats.syncs += 1;
+        if d.rng.gen_bool(d.faults.sync_failure.clamp(0.0, 1.0)) {
+            d.stats.sync_failures += 1;
+            return Err(StorageError::Sync("simulated fsync failure".into()));
+        }
+        let journal = std::mem::take(&mut d.journal);
+        d.journal_batches = 0;
+        let mut at = 0;
+        while at < journal.len() {
+            let (_, payload, used) =
+                codec::decode_frame(&journal[at..]).expect("the disk's own journal frame");
+            let batch = decode_batch(payload).expect("the disk's own journal batch");
+            apply(&mut d.durable, None, &batch);
+            at += used;
+        }
+        Ok(())
+    }
+
+    fn take_io_delay(&self) -> Duration {
+        std::mem::take(&mut self.lock().delay)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(i: u8) -> WriteBatch {
+        let mut b = WriteBatch::default();
+        b.put(Space::Meta, vec![i], Bytes::from(vec![i; 10]));
+        b.put(Space::Log, vec![i, i], Bytes::from(vec![i; 3]));
+        b
+    }
+
+    #[test]
+    fn synced_writes_survive_and_crashes_keep_a_prefix_of_the_rest() {
+        for seed in 0..200 {
+            let disk = SimDisk::new(seed, DiskFaults::default());
+            for i in 0..3 {
+                disk.write(batch(i)).unwrap();
+            }
+            disk.sync().unwrap();
+            for i in 3..8 {
+                disk.write(batch(i)).unwrap();
+            }
+            let report = disk.crash();
+            assert_eq!(report.unsynced, 5);
+            assert!(disk.get(Space::Meta, &[0]).is_err(), "detached by the crash");
+            let disk = disk.reopen();
+            for i in 0..8u8 {
+                let want = i < 3 + report.kept as u8;
+                assert_eq!(disk.get(Space::Meta, &[i]).unwrap().is_some(), want, "seed {seed}");
+                // Batches are atomic: both ops of a batch, or neither.
+                assert_eq!(disk.get(Space::Log, &[i, i]).unwrap().is_some(), want);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_leaves_writes_unsynced() {
+        let disk = SimDisk::new(
+            1,
+            DiskFaults {
+                sync_failure: 1.0,
+                ..DiskFaults::default()
+            },
+        );
+        disk.write(batch(1)).unwrap();
+        assert!(matches!(disk.sync(), Err(StorageError::Sync(_))));
+        assert_eq!(disk.unsynced_batches(), 1);
+    }
+
+    #[test]
+    fn a_full_disk_refuses_the_whole_batch() {
+        let disk = SimDisk::new(
+            1,
+            DiskFaults {
+                capacity_bytes: Some(100),
+                ..DiskFaults::default()
+            },
+        );
+        disk.write(batch(1)).unwrap();
+        disk.sync().unwrap();
+        let mut big = batch(2);
+        big.put(Space::Mvcc, vec![9], Bytes::from(vec![0; 100]));
+        assert_eq!(disk.write(big), Err(StorageError::NoSpace));
+        assert_eq!(disk.get(Space::Meta, &[2]).unwrap(), None);
+    }
+
+    #[test]
+    fn corrupted_reads_differ_and_slow_io_accumulates() {
+        let disk = SimDisk::new(
+            3,
+            DiskFaults {
+                read_corruption: 1.0,
+                slow_io: 1.0,
+                slow_io_delay: Duration::from_millis(5),
+                ..DiskFaults::default()
+            },
+        );
+        disk.write(batch(1)).unwrap();
+        disk.sync().unwrap();
+        assert_ne!(disk.get(Space::Meta, &[1]).unwrap().unwrap(), vec![1u8; 10]);
+        assert_eq!(disk.take_io_delay(), Duration::from_millis(10));
+        assert_eq!(disk.take_io_delay(), Duration::ZERO);
+    }
+
+    #[test]
+    fn journal_frames_decode_strictly() {
+        let frame = encode_batch(&batch(4));
+        assert_eq!(decode_journal_frame(&frame), Ok(batch(4)));
+        for cut in 0..frame.len() {
+            assert!(decode_journal_frame(&frame[..cut]).is_err());
+        }
+    }
+}
