@@ -15,5 +15,10 @@ pub mod codec;
 pub mod engine;
 mod sim_disk;
 
-pub use engine::{Engine, Op, Result, Space, StorageError, WriteBatch};
-pub use sim_disk::{CrashReport, DiskFaults, DiskStats, SimDisk, decode_journal_frame};
+pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
+pub use sim_disk::{CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame};
+mod backend;
+mod raft_store;
+
+pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
+pub use raft_store::RaftStore;

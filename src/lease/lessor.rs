@@ -154,6 +154,27 @@ impl Lessor {
         Ok(Granted { id, ttl_s })
     }
 
+    /// Brings back a lease from storage after a restart: its TTL and the remaining TTL last
+    /// checkpointed (the full TTL if never), counted down from now, not primary. Downtime does
+    /// not count against it, as in etcd: a lease can only outlive its TTL, never be cut short.
+    pub fn restore(&mut self, id: LeaseId, ttl_s: i64, remaining_ms: u64, now_ms: u64) {
+        assert_ne!(id, NO_LEASE, "stored leases have IDs");
+        assert!(self.primary.is_none(), "restore comes before promotion");
+        self.observe(now_ms);
+        let ttl_s = ttl_s.clamp(self.config.ttl_min_s, self.config.ttl_max_s);
+        let remaining_ms = remaining_ms.min(ttl_ms(ttl_s));
+        self.leases.insert(
+            id,
+            Lease {
+                ttl_s,
+                remaining_ms,
+                anchor_ms: now_ms,
+                keys: BTreeSet::new(),
+            },
+        );
+        self.debug_assert_invariants();
+    }
+
     /// Applies a revoke: forgets the lease and returns its keys, sorted, for the caller to
     /// delete in one revision.
     pub fn revoke(&mut self, id: LeaseId) -> Result<Vec<Bytes>> {

@@ -28,17 +28,40 @@ pub enum MetaKey {
     AppliedIndex,
 }
 
-/// Writes applied together or not at all.
+/// A lease as the backend stores it: its ID, granted TTL and the remaining TTL last
+/// checkpointed (keys are not stored with it: they are the live keys that name it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LeaseRecord {
+    pub id: i64,
+    pub ttl_s: i64,
+    pub remaining_ms: u64,
+}
+
+/// Writes applied together or not at all. Leases ride along so that a command's effect on
+/// them lands with its effect on the keys and the applied index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
     pub puts: Vec<(Revision, Record)>,
     pub deletes: Vec<Revision>,
     pub meta: Vec<(MetaKey, i64)>,
+    /// Lease records to store (`Some`) or remove (`None`), by ID.
+    pub leases: Vec<(i64, Option<LeaseRecord>)>,
 }
 
 impl Batch {
     pub fn is_empty(&self) -> bool {
-        self.puts.is_empty() && self.deletes.is_empty() && self.meta.is_empty()
+        self.puts.is_empty()
+            && self.deletes.is_empty()
+            && self.meta.is_empty()
+            && self.leases.is_empty()
+    }
+
+    /// Adds `other`'s changes after this batch's.
+    pub fn append(&mut self, other: Batch) {
+        self.puts.extend(other.puts);
+        self.deletes.extend(other.deletes);
+        self.meta.extend(other.meta);
+        self.leases.extend(other.leases);
     }
 }
 
@@ -62,7 +85,10 @@ pub trait Backend {
 
     fn meta(&self, key: MetaKey) -> Result<Option<i64>, BackendError>;
 
-    /// Applies a batch atomically: deletes, then puts, then meta.
+    /// Every stored lease, by ID.
+    fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError>;
+
+    /// Applies a batch atomically: deletes, then puts, then meta, then leases.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
 
     /// Records held, for sizes and the bench.
@@ -78,6 +104,7 @@ pub trait Backend {
 pub struct MemBackend {
     records: BTreeMap<Revision, Record>,
     meta: BTreeMap<MetaKey, i64>,
+    leases: BTreeMap<i64, LeaseRecord>,
 }
 
 impl MemBackend {
@@ -124,7 +151,17 @@ impl Backend for MemBackend {
         for (key, value) in batch.meta {
             self.meta.insert(key, value);
         }
+        for (id, lease) in batch.leases {
+            match lease {
+                Some(l) => self.leases.insert(id, l),
+                None => self.leases.remove(&id),
+            };
+        }
         Ok(())
+    }
+
+    fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError> {
+        Ok(self.leases.values().copied().collect())
     }
 
     fn len(&self) -> usize {

@@ -41,7 +41,15 @@ pub struct KvStore<B: Backend> {
     index: BTreeMap<Bytes, KeyIndex>,
     current_revision: i64,
     compact_revision: i64,
+    /// Changes from the layer above that ride in the next batch written (see `stage`).
+    staged: Batch,
+    /// Set when the backend refused a write: the index may be ahead of the backend, so the
+    /// store answers nothing more.
+    broken: Option<BackendError>,
 }
+
+/// Records read per backend scan while opening.
+const OPEN_SCAN_CHUNK: usize = 4096;
 
 /// A write in progress: one revision, changes numbered by sub-revision, visible to the reads
 /// of the same transaction before they reach the backend.
@@ -54,30 +62,87 @@ struct Pending {
 impl<B: Backend> KvStore<B> {
     /// A store over `backend`, rebuilding the key index from its records.
     pub fn open(backend: B) -> Result<KvStore<B>> {
+        Ok(KvStore::open_with_leases(backend)?.0)
+    }
+
+    /// [`KvStore::open`], also returning each live key that names a lease, with the lease, in
+    /// key order: what the lessor's key lists are rebuilt from.
+    pub fn open_with_leases(backend: B) -> Result<(KvStore<B>, Vec<(Bytes, i64)>)> {
         let mut store = KvStore {
             backend,
             index: BTreeMap::new(),
             current_revision: 0,
             compact_revision: 0,
+            staged: Batch::default(),
+            broken: None,
         };
-        let records = store
-            .backend
-            .scan(Revision::new(0, 0), Revision::new(i64::MAX, 0), 0)?;
-        for (rev, record) in records {
-            let ki = store.index.entry(record.kv.key.clone()).or_default();
-            if record.tombstone {
-                ki.tombstone(rev);
-            } else {
-                ki.put(rev);
+        let mut leased: BTreeMap<Bytes, i64> = BTreeMap::new();
+        let mut cursor = Revision::new(0, 0);
+        loop {
+            let records = store
+                .backend
+                .scan(cursor, Revision::new(i64::MAX, 0), OPEN_SCAN_CHUNK)?;
+            let n = records.len();
+            for (rev, record) in records {
+                let ki = store.index.entry(record.kv.key.clone()).or_default();
+                if record.tombstone {
+                    ki.tombstone(rev);
+                } else {
+                    ki.put(rev);
+                }
+                if record.tombstone || record.kv.lease == 0 {
+                    leased.remove(&record.kv.key);
+                } else {
+                    leased.insert(record.kv.key, record.kv.lease);
+                }
+                store.current_revision = store.current_revision.max(rev.main);
+                cursor = Revision::new(rev.main, rev.sub + 1);
             }
-            store.current_revision = store.current_revision.max(rev.main);
+            if n < OPEN_SCAN_CHUNK {
+                break;
+            }
         }
         let meta = |k| store.backend.meta(k).map_err(Error::from);
         store.compact_revision = meta(MetaKey::CompactRevision)?.unwrap_or(0);
         let stored_current = meta(MetaKey::CurrentRevision)?.unwrap_or(0);
         store.current_revision = store.current_revision.max(stored_current);
         store.check_invariants();
-        Ok(store)
+        Ok((store, leased.into_iter().collect()))
+    }
+
+    /// Adds `part` to the next batch the store writes, so changes of the layer above (the
+    /// applied index, lease records) land atomically with the write they belong to.
+    pub fn stage(&mut self, part: Batch) {
+        self.staged.append(part);
+    }
+
+    /// Writes what is staged, if the command wrote nothing that carried it.
+    pub fn flush_staged(&mut self) -> Result<()> {
+        if self.staged.is_empty() {
+            return Ok(());
+        }
+        self.write_batch(Batch::default())
+    }
+
+    /// Writes `batch` with what is staged. A refusal breaks the store.
+    fn write_batch(&mut self, mut batch: Batch) -> Result<()> {
+        self.check_whole()?;
+        batch.append(std::mem::take(&mut self.staged));
+        if let Err(e) = self.backend.write(batch) {
+            self.broken = Some(e.clone());
+            return Err(e.into());
+        }
+        Ok(())
+    }
+
+    /// Refuses to work after the backend refused a write.
+    fn check_whole(&self) -> Result<()> {
+        match &self.broken {
+            None => Ok(()),
+            Some(e) => Err(Error::Backend(BackendError(format!(
+                "the store stopped after a refused write: {e}"
+            )))),
+        }
     }
 
     pub fn backend(&self) -> &B {
@@ -98,6 +163,7 @@ impl<B: Backend> KvStore<B> {
 
     /// Reads keys as etcd's Range does (see [`RangeRequest`]).
     pub fn range(&self, req: &RangeRequest) -> Result<RangeResponse> {
+        self.check_whole()?;
         check_range(req)?;
         self.range_in(req, None)
     }
@@ -108,23 +174,26 @@ impl<B: Backend> KvStore<B> {
         req: &PutRequest,
         lease_exists: &dyn Fn(i64) -> bool,
     ) -> Result<Write<PutResponse>> {
+        self.check_whole()?;
         check_put(req)?;
         self.check_put_state(req, lease_exists)?;
         let mut pending = self.begin();
         let response = self.put_in(req, &mut pending);
-        Ok(self.commit(pending, response))
+        self.commit(pending, response)
     }
 
     /// Deletes the keys in a range at one new revision (no revision when nothing is deleted).
     pub fn delete_range(&mut self, req: &DeleteRangeRequest) -> Result<Write<DeleteRangeResponse>> {
+        self.check_whole()?;
         check_delete(req)?;
         let mut pending = self.begin();
         let response = self.delete_in(&req.key, &req.range_end, req.prev_kv, &mut pending);
-        Ok(self.commit(pending, response))
+        self.commit(pending, response)
     }
 
     /// Deletes the given keys (a revoked lease's) at one revision; absent keys are skipped.
     pub fn delete_keys(&mut self, keys: &[Bytes]) -> Result<Write<i64>> {
+        self.check_whole()?;
         let mut pending = self.begin();
         let mut deleted = 0;
         for key in keys {
@@ -132,7 +201,7 @@ impl<B: Backend> KvStore<B> {
                 .delete_in(key, &Bytes::new(), false, &mut pending)
                 .deleted;
         }
-        Ok(self.commit(pending, deleted))
+        self.commit(pending, deleted)
     }
 
     /// A transaction: compares evaluated on the state before it (nested ones too, as etcd does),
@@ -143,6 +212,7 @@ impl<B: Backend> KvStore<B> {
         ops_max: usize,
         lease_exists: &dyn Fn(i64) -> bool,
     ) -> Result<Write<TxnResponse>> {
+        self.check_whole()?;
         check_txn(req, ops_max)?;
         let mut path = Vec::new();
         self.choose_path(req, &mut path)?;
@@ -152,11 +222,12 @@ impl<B: Backend> KvStore<B> {
         let mut step = 0;
         let response = self.txn_in(req, &path, &mut step, &mut pending);
         debug_assert_eq!(step, path.len());
-        Ok(self.commit(pending, response))
+        self.commit(pending, response)
     }
 
     /// Forgets history at or below `revision`, keeping each key's version live at it.
     pub fn compact(&mut self, revision: i64) -> Result<()> {
+        self.check_whole()?;
         if revision <= self.compact_revision {
             return Err(Error::Compacted {
                 compact_revision: self.compact_revision,
@@ -184,7 +255,7 @@ impl<B: Backend> KvStore<B> {
             self.index.remove(&key);
         }
         batch.meta.push((MetaKey::CompactRevision, revision));
-        self.backend.write(batch)?;
+        self.write_batch(batch)?;
         self.compact_revision = revision;
         self.check_invariants();
         Ok(())
@@ -193,6 +264,7 @@ impl<B: Backend> KvStore<B> {
     /// A hash of every version held at or below `revision` (0: the current one), which members
     /// that applied the same log agree on.
     pub fn hash_kv(&self, revision: i64) -> Result<HashKv> {
+        self.check_whole()?;
         let rev = if revision <= 0 {
             self.current_revision
         } else {
@@ -365,13 +437,13 @@ impl<B: Backend> KvStore<B> {
         }
     }
 
-    fn commit<T>(&mut self, pending: Pending, response: T) -> Write<T> {
+    fn commit<T>(&mut self, pending: Pending, response: T) -> Result<Write<T>> {
         if pending.records.is_empty() {
-            return Write {
+            return Ok(Write {
                 response,
                 revision: self.current_revision,
                 events: Vec::new(),
-            };
+            });
         }
         let main = pending.main;
         let puts = pending
@@ -382,21 +454,19 @@ impl<B: Backend> KvStore<B> {
             .collect();
         let batch = Batch {
             puts,
-            deletes: Vec::new(),
             meta: vec![(MetaKey::CurrentRevision, main)],
+            ..Batch::default()
         };
         // The in-memory index already holds the revision; a backend that cannot take the batch
-        // leaves the two disagreeing, so the member must stop (the caller turns this into a halt).
-        if let Err(e) = self.backend.write(batch) {
-            panic!("mvcc: backend refused a write the index already holds: {e}");
-        }
+        // leaves the two disagreeing, so the store breaks (write_batch) and the member stops.
+        self.write_batch(batch)?;
         self.current_revision = main;
         self.check_invariants();
-        Write {
+        Ok(Write {
             response,
             revision: main,
             events: pending.events,
-        }
+        })
     }
 
     fn check_put_state(&self, req: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {

@@ -9,8 +9,9 @@
 
 use crate::lease::{self, Granted, LeaseId, Lessor};
 use crate::mvcc::{
-    self, Backend, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind, KvStore, PutRequest,
-    PutResponse, TxnRequest, TxnResponse, Watchers, Write,
+    self, Backend, BackendError, Batch, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind,
+    KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, TxnRequest, TxnResponse, Watchers,
+    Write,
 };
 use thiserror::Error;
 
@@ -59,6 +60,14 @@ pub enum ApplyError {
     Lease(#[from] lease::Error),
 }
 
+impl ApplyError {
+    /// Whether the storage failed (the member must stop), as opposed to the command being
+    /// refused (its answer to the client).
+    pub fn is_storage(&self) -> bool {
+        matches!(self, ApplyError::Mvcc(mvcc::Error::Backend(_)))
+    }
+}
+
 /// A member's data: the store, its leases and its watchers.
 pub struct Applier<B: Backend> {
     kv: KvStore<B>,
@@ -75,6 +84,68 @@ impl<B: Backend> Applier<B> {
             watchers,
             txn_ops_max,
         }
+    }
+
+    /// A member's data as `backend` holds it after a restart: the store reopened, the leases
+    /// restored (counting down from `now_ms`) with the keys that name them attached.
+    pub fn recover(
+        backend: B,
+        mut lessor: Lessor,
+        watchers: Watchers,
+        txn_ops_max: usize,
+        now_ms: u64,
+    ) -> Result<Self, ApplyError> {
+        let leases = backend.leases().map_err(mvcc::Error::from)?;
+        let (kv, leased) = KvStore::open_with_leases(backend)?;
+        for l in leases {
+            lessor.restore(l.id, l.ttl_s, l.remaining_ms, now_ms);
+        }
+        for (key, id) in leased {
+            lessor.attach(id, key.clone()).map_err(|_| {
+                mvcc::Error::Backend(BackendError(format!(
+                    "key {key:?} names lease {id:x}, which is not stored"
+                )))
+            })?;
+        }
+        Ok(Applier::new(kv, lessor, watchers, txn_ops_max))
+    }
+
+    /// The Raft index of the last command applied, as stored (0: none yet).
+    pub fn applied_index(&self) -> Result<u64, ApplyError> {
+        let stored = self.kv.backend().meta(MetaKey::AppliedIndex);
+        Ok(stored.map_err(mvcc::Error::from)?.unwrap_or(0) as u64)
+    }
+
+    /// Applies the command at Raft index `index`: as [`Applier::apply`], with the index stored
+    /// in the same atomic batch as the command's changes (also when the command fails, since
+    /// failing is its outcome), so recovery resumes after it and never applies it twice. An
+    /// error from the backend (`ApplyError::is_storage`) means the member must stop.
+    pub fn apply_at(
+        &mut self,
+        index: u64,
+        cmd: &Command,
+        now_ms: u64,
+    ) -> (Result<Applied, ApplyError>, i64) {
+        self.stage_applied(index);
+        let (result, revision) = self.apply(cmd, now_ms);
+        if let Err(e) = self.kv.flush_staged() {
+            return (Err(e.into()), revision);
+        }
+        (result, revision)
+    }
+
+    /// Stages `index` as applied, for an entry that carries no command (a leader's empty
+    /// entry, a configuration change): written by the next write, or by [`Applier::flush`].
+    pub fn stage_applied(&mut self, index: u64) {
+        self.kv.stage(Batch {
+            meta: vec![(MetaKey::AppliedIndex, index as i64)],
+            ..Batch::default()
+        });
+    }
+
+    /// Writes whatever is staged.
+    pub fn flush(&mut self) -> Result<(), ApplyError> {
+        Ok(self.kv.flush_staged()?)
     }
 
     pub fn kv(&self) -> &KvStore<B> {
@@ -129,10 +200,13 @@ impl<B: Backend> Applier<B> {
                 Applied::Compact
             }
             Command::LeaseGrant { id, ttl_s } => {
-                Applied::LeaseGrant(self.lessor.grant(*id, *ttl_s, now_ms)?)
+                let granted = self.lessor.grant(*id, *ttl_s, now_ms)?;
+                self.stage_leases(&[*id]);
+                Applied::LeaseGrant(granted)
             }
             Command::LeaseRevoke { id } => {
                 let keys = self.lessor.revoke(*id)?;
+                self.stage_leases(&[*id]);
                 let w = self.kv.delete_keys(&keys)?;
                 debug_assert_eq!(w.response as usize, keys.len(), "a lease's keys are live");
                 Applied::LeaseRevoke {
@@ -141,9 +215,31 @@ impl<B: Backend> Applier<B> {
             }
             Command::LeaseCheckpoint(batch) => {
                 self.lessor.apply_checkpoint(batch, now_ms);
+                let ids: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
+                self.stage_leases(&ids);
                 Applied::LeaseCheckpoint
             }
         })
+    }
+
+    /// Stages the stored form of leases `ids` as the lessor now holds them (gone: removed), to
+    /// land with the command's next write.
+    fn stage_leases(&mut self, ids: &[LeaseId]) {
+        let leases = ids
+            .iter()
+            .map(|&id| {
+                let record = self.lessor.lease(id).map(|l| LeaseRecord {
+                    id,
+                    ttl_s: l.ttl_s(),
+                    remaining_ms: l.remaining_ms(),
+                });
+                (id, record)
+            })
+            .collect();
+        self.kv.stage(Batch {
+            leases,
+            ..Batch::default()
+        });
     }
 
     /// Brings the lessor's key lists in line with a write's events, in order, and hands the

@@ -6,7 +6,7 @@
 //! byte is an error, never a record. CRC-32C detects every error burst of up to 32 bits, so
 //! any single corrupted byte is caught.
 
-use crate::mvcc::{KeyValue, Record, Revision};
+use crate::mvcc::{KeyValue, LeaseRecord, Record, Revision};
 use crate::raft::{ConfState, Entry, EntryKind, HardState, SnapshotMetadata};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -340,14 +340,6 @@ pub fn decode_snapshot_meta(key: &[u8], buf: &[u8]) -> Result<SnapshotMetadata, 
         index,
         term,
     })
-}
-
-/// A lease as stored: its ID, granted TTL and the remaining TTL last checkpointed.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct LeaseRecord {
-    pub id: i64,
-    pub ttl_s: i64,
-    pub remaining_ms: u64,
 }
 
 pub fn encode_lease(l: &LeaseRecord) -> Bytes {

@@ -153,9 +153,8 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
-/// A disk: keyspaces of ordered keys. Handles are cheap clones sharing one disk; the layers
-/// above each keep one.
-pub trait Engine: Clone {
+/// Reads from a disk, or from a frozen point-in-time view of one.
+pub trait EngineRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// Pairs with `from <= key < to` (`to` `None`: to the end), in key order, at most `limit`
@@ -167,6 +166,16 @@ pub trait Engine: Clone {
         to: Option<&[u8]>,
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>>;
+}
+
+/// A disk: keyspaces of ordered keys. Handles are cheap clones sharing one disk; the layers
+/// above each keep one.
+pub trait Engine: EngineRead + Clone {
+    /// A view of everything written so far that later writes do not change (for snapshots
+    /// streamed while the member goes on).
+    type View: EngineRead + Send + 'static;
+
+    fn view(&self) -> Self::View;
 
     /// Applies `batch` atomically. It is visible to reads at once and durable after the next
     /// successful [`Engine::sync`]; a crash before that loses it whole or keeps it whole.

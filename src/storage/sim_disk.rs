@@ -18,7 +18,7 @@
 //! "killed" cannot write into the disk its successor recovers from.
 
 use super::codec::{self, CodecError, Kind, Reader, Writer};
-use super::engine::{Engine, Op, Result, Space, StorageError, WriteBatch};
+use super::engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -299,7 +299,39 @@ impl Disk {
     }
 }
 
-impl Engine for SimDisk {
+/// A frozen copy of a simulated disk's contents (its reads are not faulty).
+#[derive(Clone, Debug)]
+pub struct SimView(Arc<[Map; 5]>);
+
+impl EngineRead for SimView {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.0[space.index() as usize].get(key).cloned())
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        Ok(scan_map(&self.0[space.index() as usize], from, to, limit))
+    }
+}
+
+fn scan_map(map: &Map, from: &[u8], to: Option<&[u8]>, limit: usize) -> Vec<(Bytes, Bytes)> {
+    if to.is_some_and(|to| to <= from) {
+        return Vec::new();
+    }
+    let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    map.range::<[u8], _>((Bound::Included(from), upper))
+        .take(limit)
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
+}
+
+impl EngineRead for SimDisk {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
         let mut d = self.attached()?;
         let Some(mut v) = d.live[space.index() as usize].get(key).cloned() else {
@@ -317,21 +349,20 @@ impl Engine for SimDisk {
         limit: usize,
     ) -> Result<Vec<(Bytes, Bytes)>> {
         let mut d = self.attached()?;
-        if to.is_some_and(|to| to <= from) {
-            return Ok(Vec::new());
-        }
-        let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-        let limit = if limit == 0 { usize::MAX } else { limit };
-        let mut out: Vec<(Bytes, Bytes)> = d.live[space.index() as usize]
-            .range::<[u8], _>((Bound::Included(from), upper))
-            .take(limit)
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let mut out = scan_map(&d.live[space.index() as usize], from, to, limit);
         for (k, v) in &mut out {
             d.maybe_corrupt(k);
             d.maybe_corrupt(v);
         }
         Ok(out)
+    }
+}
+
+impl Engine for SimDisk {
+    type View = SimView;
+
+    fn view(&self) -> SimView {
+        SimView(Arc::new(self.lock().live.clone()))
     }
 
     fn write(&self, batch: WriteBatch) -> Result<()> {

@@ -1,0 +1,283 @@
+//! The Raft half of a member's storage over an [`Engine`]: the log, the hard state, the
+//! metadata of the snapshot the log was compacted to, and the membership as of the applied
+//! index. It is the [`crate::raft::Storage`] the Raft core reads.
+//!
+//! Reads never touch the disk: the whole (compacted) log is mirrored in a
+//! [`MemStorage`], loaded and checked on [`RaftStore::open`], and every change goes to the
+//! engine first and to the mirror only once the engine took it, as etcd keeps its WAL beside a
+//! `MemoryStorage`. One [`RaftStore::persist`] writes a whole Ready (snapshot, entries, hard
+//! state) as one atomic batch and syncs once: group commit.
+
+use super::codec::{self, index_key};
+use super::engine::{Engine, Result, Space, StorageError, WriteBatch};
+use crate::raft::{
+    self, ConfState, Entry, HardState, MemStorage, Snapshot, SnapshotMetadata, Storage,
+};
+use bytes::Bytes;
+
+type RaftResult<T> = std::result::Result<T, raft::StorageError>;
+
+const HARD_STATE: &[u8] = b"hard_state";
+const SNAPSHOT: &[u8] = b"snapshot";
+const CONF_STATE: &[u8] = b"conf_state";
+
+/// The Raft log and state of one member, durable in `E`.
+#[derive(Debug)]
+pub struct RaftStore<E: Engine> {
+    engine: E,
+    cache: MemStorage,
+    conf_state: ConfState,
+    fresh: bool,
+}
+
+fn get_decoded<E: Engine, T>(
+    engine: &E,
+    space: Space,
+    key: &[u8],
+    decode: fn(&[u8], &[u8]) -> Result<T, codec::CodecError>,
+) -> Result<Option<T>> {
+    match engine.get(space, key)? {
+        None => Ok(None),
+        Some(v) => decode(key, &v)
+            .map(Some)
+            .map_err(|e| StorageError::corrupt(space, key, e)),
+    }
+}
+
+impl<E: Engine> RaftStore<E> {
+    /// Loads and checks what `engine` holds: every entry decodes at its own index, the log is
+    /// contiguous from just after the snapshot, terms never decrease, and the commit index is
+    /// within the log.
+    pub fn open(engine: E) -> Result<RaftStore<E>> {
+        let hard_state = get_decoded(&engine, Space::Raft, HARD_STATE, codec::decode_hard_state)?;
+        let snapshot = get_decoded(&engine, Space::Raft, SNAPSHOT, codec::decode_snapshot_meta)?;
+        let conf_state = get_decoded(&engine, Space::Raft, CONF_STATE, codec::decode_conf_state)?;
+        let mut entries = Vec::new();
+        for (k, v) in engine.scan(Space::Log, &[], None, 0)? {
+            let e = codec::decode_entry(&k, &v)
+                .map_err(|err| StorageError::corrupt(Space::Log, &k, err))?;
+            entries.push(e);
+        }
+        let fresh = hard_state.is_none()
+            && snapshot.is_none()
+            && conf_state.is_none()
+            && entries.is_empty();
+        let meta = snapshot.unwrap_or_default();
+        let hs = hard_state.unwrap_or_default();
+        let inconsistent = |why: String| Err(StorageError::Inconsistent(why));
+        let mut expect = meta.index + 1;
+        let mut term = meta.term;
+        for e in &entries {
+            if e.index != expect {
+                return inconsistent(format!(
+                    "log entry {} where {expect} was expected (snapshot at {})",
+                    e.index, meta.index
+                ));
+            }
+            if e.term < term {
+                return inconsistent(format!("log entry {} has term {} < {term}", e.index, e.term));
+            }
+            expect += 1;
+            term = e.term;
+        }
+        if hs.commit > expect - 1 {
+            return inconsistent(format!(
+                "commit index {} beyond the last stored entry {}",
+                hs.commit,
+                expect - 1
+            ));
+        }
+        let mut cache = MemStorage::new();
+        if meta.index > 0 {
+            cache
+                .apply_snapshot(Snapshot {
+                    data: Bytes::new(),
+                    metadata: meta.clone(),
+                })
+                .expect("a fresh cache takes any snapshot");
+        }
+        cache.append(&entries).expect("checked contiguous");
+        cache.set_hard_state(hs);
+        Ok(RaftStore {
+            engine,
+            cache,
+            conf_state: conf_state.unwrap_or(meta.conf_state),
+            fresh,
+        })
+    }
+
+    /// Whether the engine held nothing of Raft's when opened: a member that has never run.
+    pub fn is_fresh(&self) -> bool {
+        self.fresh
+    }
+
+    pub fn engine(&self) -> &E {
+        &self.engine
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.cache.hard_state()
+    }
+
+    pub fn conf_state(&self) -> &ConfState {
+        &self.conf_state
+    }
+
+    /// The metadata of the snapshot the log starts after.
+    pub fn snapshot_metadata(&self) -> SnapshotMetadata {
+        self.cache
+            .snapshot()
+            .expect("the cache always has its snapshot")
+            .metadata
+    }
+
+    /// Adds to `batch` what makes `snapshot` the start of the log: the log before it gone,
+    /// its metadata and membership stored. The caller writes the batch, then calls
+    /// [`RaftStore::snapshot_persisted`].
+    fn stage_snapshot(&self, batch: &mut WriteBatch, meta: &SnapshotMetadata) {
+        for i in self.first_stored()..=self.cache.last_index().expect("cache") {
+            batch.delete(Space::Log, index_key(i).to_vec());
+        }
+        batch.put(
+            Space::Raft,
+            SNAPSHOT,
+            codec::encode_snapshot_meta(SNAPSHOT, meta),
+        );
+        self.stage_conf_state(batch, &meta.conf_state);
+    }
+
+    /// The first index held as an entry (the one after the snapshot).
+    fn first_stored(&self) -> u64 {
+        self.cache.first_index().expect("cache")
+    }
+
+    /// Adds the membership to `batch` (a member stores it with the applied index of the
+    /// configuration change that produced it).
+    pub fn stage_conf_state(&self, batch: &mut WriteBatch, cs: &ConfState) {
+        batch.put(
+            Space::Raft,
+            CONF_STATE,
+            codec::encode_conf_state(CONF_STATE, cs),
+        );
+    }
+
+    /// Records that a batch with [`RaftStore::stage_conf_state`] was written.
+    pub fn conf_state_persisted(&mut self, cs: ConfState) {
+        self.conf_state = cs;
+    }
+
+    /// Persists a Ready's snapshot metadata, entries and hard state in one atomic batch,
+    /// together with `extra` (a received snapshot's data), then syncs when `sync` is set.
+    pub fn persist(
+        &mut self,
+        snapshot: Option<&SnapshotMetadata>,
+        entries: &[Entry],
+        hard_state: Option<&HardState>,
+        extra: WriteBatch,
+        sync: bool,
+    ) -> Result<()> {
+        let mut batch = extra;
+        if let Some(meta) = snapshot {
+            self.stage_snapshot(&mut batch, meta);
+        }
+        if let Some(first) = entries.first().map(|e| e.index) {
+            let last_new = first + entries.len() as u64 - 1;
+            let (old_first, old_last) = if snapshot.is_some() {
+                (1, 0)
+            } else {
+                (self.first_stored(), self.cache.last_index().expect("cache"))
+            };
+            for i in (last_new + 1).max(old_first)..=old_last {
+                batch.delete(Space::Log, index_key(i).to_vec());
+            }
+            for e in entries {
+                batch.put(Space::Log, index_key(e.index).to_vec(), codec::encode_entry(e));
+            }
+        }
+        if let Some(hs) = hard_state {
+            batch.put(Space::Raft, HARD_STATE, codec::encode_hard_state(HARD_STATE, hs));
+        }
+        if !batch.is_empty() {
+            self.engine.write(batch)?;
+        }
+        if sync {
+            self.engine.sync()?;
+        }
+        if let Some(meta) = snapshot {
+            self.cache
+                .apply_snapshot(Snapshot {
+                    data: Bytes::new(),
+                    metadata: meta.clone(),
+                })
+                .map_err(|e| StorageError::Inconsistent(format!("snapshot: {e}")))?;
+            self.conf_state = meta.conf_state.clone();
+        }
+        self.cache
+            .append(entries)
+            .map_err(|e| StorageError::Inconsistent(format!("append: {e}")))?;
+        if let Some(hs) = hard_state {
+            self.cache.set_hard_state(*hs);
+        }
+        self.fresh = false;
+        Ok(())
+    }
+
+    /// Records a snapshot of the applied state at `index` (with the membership `cs` as of it)
+    /// and drops the log up to it. Nothing needs syncing: a crash before the next sync leaves
+    /// the longer log and the older snapshot, which is as good.
+    pub fn compact(&mut self, index: u64, cs: ConfState) -> Result<()> {
+        if index <= self.snapshot_metadata().index {
+            return Ok(());
+        }
+        let term = self
+            .cache
+            .term(index)
+            .map_err(|e| StorageError::Inconsistent(format!("compact at {index}: {e}")))?;
+        let meta = SnapshotMetadata {
+            conf_state: cs,
+            index,
+            term,
+        };
+        let mut batch = WriteBatch::default();
+        for i in self.first_stored()..=index {
+            batch.delete(Space::Log, index_key(i).to_vec());
+        }
+        batch.put(
+            Space::Raft,
+            SNAPSHOT,
+            codec::encode_snapshot_meta(SNAPSHOT, &meta),
+        );
+        self.engine.write(batch)?;
+        self.cache
+            .create_snapshot(index, meta.conf_state, Bytes::new())
+            .and_then(|_| self.cache.compact(index))
+            .map_err(|e| StorageError::Inconsistent(format!("compact at {index}: {e}")))
+    }
+}
+
+impl<E: Engine> Storage for RaftStore<E> {
+    fn initial_state(&self) -> RaftResult<(HardState, ConfState)> {
+        Ok((self.cache.hard_state(), self.conf_state.clone()))
+    }
+
+    fn entries(&self, lo: u64, hi: u64, max_size_bytes: u64) -> RaftResult<Vec<Entry>> {
+        self.cache.entries(lo, hi, max_size_bytes)
+    }
+
+    fn term(&self, index: u64) -> RaftResult<u64> {
+        self.cache.term(index)
+    }
+
+    fn first_index(&self) -> RaftResult<u64> {
+        self.cache.first_index()
+    }
+
+    fn last_index(&self) -> RaftResult<u64> {
+        self.cache.last_index()
+    }
+
+    /// The snapshot's metadata; its data (the state machine) is added by whoever sends it.
+    fn snapshot(&self) -> RaftResult<Snapshot> {
+        self.cache.snapshot()
+    }
+}
