@@ -1,0 +1,329 @@
+//! The production engine: one fjall `Database` per member data dir, a keyspace per
+//! [`Space`]. Batches are fjall write batches (atomic through its journal); a sync is one
+//! `persist(SyncData)`, covering every batch written before it: group commit.
+//!
+//! The data dir also holds a lock file, held (flock) while the engine is open so a second
+//! process is refused with a clear message, and a format stamp naming the layout, so a dir
+//! written by something else, or by a layout this build does not know, is refused before a
+//! byte of it is believed.
+
+use super::engine::{Engine, EngineRead, Result, Space, StorageError, WriteBatch};
+use bytes::Bytes;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write as _;
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// The lock file's name in the data dir.
+pub const LOCK_FILE: &str = "oxcd.lock";
+/// The format stamp's name in the data dir.
+pub const FORMAT_FILE: &str = "oxcd.format";
+/// What the format stamp of this layout says.
+pub const FORMAT_STAMP: &str = "oxcd data dir, layout 1 (fjall 3)\n";
+const DB_DIR: &str = "db";
+
+fn io(e: impl std::fmt::Display) -> StorageError {
+    StorageError::Io(e.to_string())
+}
+
+fn fjall_error(e: fjall::Error) -> StorageError {
+    match e {
+        fjall::Error::Io(e) if e.kind() == std::io::ErrorKind::StorageFull => StorageError::NoSpace,
+        e => StorageError::Io(format!("fjall: {e}")),
+    }
+}
+
+struct Inner {
+    db: Database,
+    spaces: Vec<Keyspace>,
+    dir: PathBuf,
+    /// Held for the engine's life: the flock on the lock file.
+    _lock: File,
+}
+
+/// fjall on a data dir. Clones share the database.
+#[derive(Clone)]
+pub struct FjallEngine(Arc<Inner>);
+
+impl std::fmt::Debug for FjallEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("FjallEngine").field(&self.0.dir).finish()
+    }
+}
+
+impl FjallEngine {
+    /// Opens the data dir `dir`, creating it (with its format stamp) when it does not exist or
+    /// is empty. Refuses a dir another process holds, and a dir whose stamp is missing or says
+    /// something else.
+    pub fn open(dir: impl AsRef<Path>) -> Result<FjallEngine> {
+        let dir = dir.as_ref().to_path_buf();
+        let shown = dir.display().to_string();
+        std::fs::create_dir_all(&dir).map_err(|e| StorageError::Io(format!("{shown}: {e}")))?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join(LOCK_FILE))
+            .map_err(|e| StorageError::Io(format!("{shown}/{LOCK_FILE}: {e}")))?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StorageError::Locked {
+                    dir: shown,
+                    lock: LOCK_FILE,
+                });
+            }
+            Err(std::fs::TryLockError::Error(e)) => {
+                return Err(StorageError::Io(format!("{shown}/{LOCK_FILE}: {e}")));
+            }
+        }
+        check_stamp(&dir)?;
+        let db = Database::builder(dir.join(DB_DIR))
+            .manual_journal_persist(true)
+            .open()
+            .map_err(|e| match e {
+                fjall::Error::Locked => StorageError::Locked {
+                    dir: shown.clone(),
+                    lock: LOCK_FILE,
+                },
+                e => StorageError::Format {
+                    dir: shown.clone(),
+                    why: format!("the database does not open: {e}"),
+                },
+            })?;
+        let spaces = Space::ALL
+            .iter()
+            .map(|s| db.keyspace(s.name(), KeyspaceCreateOptions::default))
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(fjall_error)?;
+        Ok(FjallEngine(Arc::new(Inner {
+            db,
+            spaces,
+            dir,
+            _lock: lock,
+        })))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.0.dir
+    }
+
+    fn space(&self, space: Space) -> &Keyspace {
+        &self.0.spaces[space.index() as usize]
+    }
+
+    /// Bytes the database takes on disk.
+    pub fn disk_bytes(&self) -> u64 {
+        self.0.db.disk_space().unwrap_or(0)
+    }
+}
+
+/// Writes the format stamp into an empty dir, or checks the one there.
+fn check_stamp(dir: &Path) -> Result<()> {
+    let shown = dir.display().to_string();
+    let stamp = dir.join(FORMAT_FILE);
+    match std::fs::read_to_string(&stamp) {
+        Ok(s) if s == FORMAT_STAMP => Ok(()),
+        Ok(s) => Err(StorageError::Format {
+            dir: shown,
+            why: format!(
+                "its format stamp {FORMAT_FILE} says {:?}; this build reads {:?} only",
+                s.trim_end(),
+                FORMAT_STAMP.trim_end()
+            ),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let foreign: Vec<String> = std::fs::read_dir(dir)
+                .map_err(io)?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n != LOCK_FILE)
+                .collect();
+            if !foreign.is_empty() {
+                return Err(StorageError::Format {
+                    dir: shown,
+                    why: format!(
+                        "not an oxcd data dir (no {FORMAT_FILE}, but it holds {})",
+                        foreign.join(", ")
+                    ),
+                });
+            }
+            // Stamp first, durably: a dir with a stamp and no database is a fresh one.
+            let mut f = File::create(&stamp).map_err(io)?;
+            f.write_all(FORMAT_STAMP.as_bytes()).map_err(io)?;
+            f.sync_all().map_err(io)?;
+            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
+            Ok(())
+        }
+        Err(e) => Err(StorageError::Io(format!("{}: {e}", stamp.display()))),
+    }
+}
+
+fn bytes_of(s: fjall::Slice) -> Bytes {
+    Bytes::copy_from_slice(&s)
+}
+
+fn scan_readable(
+    r: &impl Readable,
+    ks: &Keyspace,
+    from: &[u8],
+    to: Option<&[u8]>,
+    limit: usize,
+) -> Result<Vec<(Bytes, Bytes)>> {
+    if to.is_some_and(|to| to <= from) {
+        return Ok(Vec::new());
+    }
+    let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.to_vec()));
+    let limit = if limit == 0 { usize::MAX } else { limit };
+    let mut out = Vec::new();
+    for guard in r.range(ks, (Bound::Included(from.to_vec()), upper)).take(limit) {
+        let (k, v) = guard.into_inner().map_err(fjall_error)?;
+        out.push((bytes_of(k), bytes_of(v)));
+    }
+    Ok(out)
+}
+
+impl EngineRead for FjallEngine {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self.space(space).get(key).map_err(fjall_error)?.map(bytes_of))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        scan_readable(&self.0.db.snapshot(), self.space(space), from, to, limit)
+    }
+}
+
+/// A point-in-time view of the database (a fjall snapshot).
+pub struct FjallView {
+    snapshot: fjall::Snapshot,
+    engine: FjallEngine,
+}
+
+impl EngineRead for FjallView {
+    fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        Ok(self
+            .snapshot
+            .get(self.engine.space(space), key)
+            .map_err(fjall_error)?
+            .map(bytes_of))
+    }
+
+    fn scan(
+        &self,
+        space: Space,
+        from: &[u8],
+        to: Option<&[u8]>,
+        limit: usize,
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        scan_readable(&self.snapshot, self.engine.space(space), from, to, limit)
+    }
+}
+
+impl Engine for FjallEngine {
+    type View = FjallView;
+
+    fn view(&self) -> FjallView {
+        FjallView {
+            snapshot: self.0.db.snapshot(),
+            engine: self.clone(),
+        }
+    }
+
+    fn write(&self, batch: WriteBatch) -> Result<()> {
+        // Every item of a fjall batch gets one sequence number, so a key written twice in a
+        // batch would be ambiguous: keep the last change to each key.
+        let mut last: BTreeMap<(Space, &Bytes), Option<&Bytes>> = BTreeMap::new();
+        for op in &batch.ops {
+            last.insert((op.space, &op.key), op.value.as_ref());
+        }
+        let mut b = self.0.db.batch();
+        for ((space, key), value) in last {
+            match value {
+                Some(v) => b.insert(self.space(space), key.as_ref(), v.as_ref()),
+                None => b.remove(self.space(space), key.as_ref()),
+            }
+        }
+        b.commit().map_err(fjall_error)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.0
+            .db
+            .persist(PersistMode::SyncData)
+            .map_err(|e| StorageError::Sync(format!("fjall: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tempdir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("oxcd-fjall-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    #[test]
+    fn writes_read_back_after_reopen() {
+        let dir = tempdir("reopen");
+        {
+            let e = FjallEngine::open(&dir).unwrap();
+            let mut b = WriteBatch::default();
+            b.put(Space::Log, vec![1], Bytes::from_static(b"one"));
+            b.put(Space::Log, vec![2], Bytes::from_static(b"two"));
+            b.put(Space::Log, vec![2], Bytes::from_static(b"TWO"));
+            b.put(Space::Meta, vec![1], Bytes::from_static(b"m"));
+            e.write(b).unwrap();
+            e.sync().unwrap();
+            let view = e.view();
+            let mut b = WriteBatch::default();
+            b.delete(Space::Log, vec![1]);
+            e.write(b).unwrap();
+            assert_eq!(view.get(Space::Log, &[1]).unwrap().as_deref(), Some(&b"one"[..]));
+            e.sync().unwrap();
+        }
+        let e = FjallEngine::open(&dir).unwrap();
+        let all = e.scan(Space::Log, &[], None, 0).unwrap();
+        assert_eq!(all, vec![(Bytes::from_static(&[2]), Bytes::from_static(b"TWO"))]);
+        assert_eq!(e.scan(Space::Meta, &[0], Some(&[1]), 0).unwrap(), vec![]);
+        drop(e);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_second_open_is_refused_while_the_first_holds_the_dir() {
+        let dir = tempdir("lock");
+        let e = FjallEngine::open(&dir).unwrap();
+        let err = FjallEngine::open(&dir).unwrap_err();
+        assert!(matches!(err, StorageError::Locked { .. }), "{err}");
+        assert!(err.to_string().contains("in use by another process"), "{err}");
+        drop(e);
+        FjallEngine::open(&dir).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_foreign_or_newer_dir_is_refused() {
+        let dir = tempdir("stamp");
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("member"), b"etcd data").unwrap();
+        let err = FjallEngine::open(&dir).unwrap_err();
+        assert!(err.to_string().contains("not an oxcd data dir"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+        FjallEngine::open(&dir).unwrap();
+        std::fs::write(dir.join(FORMAT_FILE), b"oxcd data dir, layout 9\n").unwrap();
+        let err = FjallEngine::open(&dir).unwrap_err();
+        assert!(err.to_string().contains("layout 9"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
