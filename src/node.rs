@@ -1,7 +1,14 @@
-//! One member as a pure state machine: Raft plus the apply side. Today it holds the apply
-//! side ([`Applier`]): what a committed command does to the store, the leases and the watchers.
-//! The Raft half and the encoding of commands in log entries come with the server.
+//! One member as a pure state machine: Raft plus the apply side, over durable storage.
+//!
+//! - [`Applier`]: what a committed command does to the store, the leases and the watchers.
+//! - [`Command::encode`] / [`Command::decode`]: the bytes a command travels in through the log.
+//! - [`Member`]: the Raft core and the applier over one storage engine: recovery, group
+//!   commit, exactly-once apply.
 
 mod apply;
+mod codec;
+mod member;
 
 pub use apply::{Applied, Applier, ApplyError, Command};
+pub use codec::TXN_DEPTH_MAX;
+pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};

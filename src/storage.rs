@@ -14,6 +14,7 @@
 pub mod codec;
 pub mod engine;
 mod sim_disk;
+pub mod snapshot;
 
 pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
 pub use sim_disk::{CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame};
@@ -23,6 +24,6 @@ mod fjall_engine;
 mod raft_store;
 
 pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
-pub use raft_store::RaftStore;
 #[cfg(not(madsim))]
 pub use fjall_engine::{FORMAT_FILE, FORMAT_STAMP, FjallEngine, FjallView, LOCK_FILE};
+pub use raft_store::RaftStore;

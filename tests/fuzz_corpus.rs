@@ -13,6 +13,7 @@ type Harness = fn(&[u8]);
 
 /// Each cargo-fuzz target (`fuzz/fuzz_targets/<name>.rs`) and the harness it calls.
 const TARGETS: &[(&str, Harness)] = &[
+    ("command_decode", oxcd::fuzzing::command_decode),
     ("conf_change_decode", oxcd::fuzzing::conf_change_decode),
     ("raft_step", oxcd::fuzzing::raft_step),
 ];
@@ -52,6 +53,11 @@ fn replay(target: &str, harness: Harness) {
         files.len(),
         failed.join("\n")
     );
+}
+
+#[test]
+fn command_decode_corpus() {
+    replay("command_decode", oxcd::fuzzing::command_decode);
 }
 
 #[test]

@@ -48,6 +48,9 @@ pub struct KvStore<B: Backend> {
     broken: Option<BackendError>,
 }
 
+/// Live keys that name a lease, with the lease, in key order.
+pub type LeasedKeys = Vec<(Bytes, i64)>;
+
 /// Records read per backend scan while opening.
 const OPEN_SCAN_CHUNK: usize = 4096;
 
@@ -67,7 +70,7 @@ impl<B: Backend> KvStore<B> {
 
     /// [`KvStore::open`], also returning each live key that names a lease, with the lease, in
     /// key order: what the lessor's key lists are rebuilt from.
-    pub fn open_with_leases(backend: B) -> Result<(KvStore<B>, Vec<(Bytes, i64)>)> {
+    pub fn open_with_leases(backend: B) -> Result<(KvStore<B>, LeasedKeys)> {
         let mut store = KvStore {
             backend,
             index: BTreeMap::new(),
@@ -79,9 +82,10 @@ impl<B: Backend> KvStore<B> {
         let mut leased: BTreeMap<Bytes, i64> = BTreeMap::new();
         let mut cursor = Revision::new(0, 0);
         loop {
-            let records = store
-                .backend
-                .scan(cursor, Revision::new(i64::MAX, 0), OPEN_SCAN_CHUNK)?;
+            let records =
+                store
+                    .backend
+                    .scan(cursor, Revision::new(i64::MAX, 0), OPEN_SCAN_CHUNK)?;
             let n = records.len();
             for (rev, record) in records {
                 let ki = store.index.entry(record.kv.key.clone()).or_default();

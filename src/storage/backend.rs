@@ -40,7 +40,11 @@ impl<E: Engine> EngineBackend<E> {
         }
         for (rev, record) in batch.puts {
             let key = codec::revision_key(rev);
-            w.put(Space::Mvcc, key.to_vec(), codec::encode_record(&key, &record));
+            w.put(
+                Space::Mvcc,
+                key.to_vec(),
+                codec::encode_record(&key, &record),
+            );
         }
         for (key, value) in batch.meta {
             let k = meta_key(key);
@@ -137,17 +141,25 @@ impl<E: Engine> Backend for EngineBackend<E> {
     }
 }
 
-/// Reads a number from the meta keyspace (IDs the member stores beside the store's own).
-pub fn read_meta<E: Engine>(engine: &E, key: &[u8]) -> Result<Option<i64>, StorageError> {
-    match engine.get(Space::Meta, key)? {
+/// Reads a stored number (the store's meta, or the member's IDs in the Raft keyspace).
+pub fn read_meta<E: Engine>(
+    engine: &E,
+    space: Space,
+    key: &[u8],
+) -> Result<Option<i64>, StorageError> {
+    match engine.get(space, key)? {
         None => Ok(None),
         Some(v) => codec::decode_meta(key, &v)
             .map(Some)
-            .map_err(|e| StorageError::corrupt(Space::Meta, key, e)),
+            .map_err(|e| StorageError::corrupt(space, key, e)),
     }
 }
 
-/// Adds a meta number to `batch`.
-pub fn stage_meta(batch: &mut WriteBatch, key: &'static [u8], value: i64) {
-    batch.put(Space::Meta, Bytes::from_static(key), codec::encode_meta(key, value));
+/// Adds a stored number to `batch`.
+pub fn stage_meta(batch: &mut WriteBatch, space: Space, key: &'static [u8], value: i64) {
+    batch.put(
+        space,
+        Bytes::from_static(key),
+        codec::encode_meta(key, value),
+    );
 }

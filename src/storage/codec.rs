@@ -152,7 +152,11 @@ pub fn decode_exact(buf: &[u8], kind: Kind) -> Result<&[u8], CodecError> {
 }
 
 /// [`decode_exact`] for a value stored at `key`.
-pub fn decode_exact_keyed<'a>(buf: &'a [u8], kind: Kind, key: &[u8]) -> Result<&'a [u8], CodecError> {
+pub fn decode_exact_keyed<'a>(
+    buf: &'a [u8],
+    kind: Kind,
+    key: &[u8],
+) -> Result<&'a [u8], CodecError> {
     let (found, payload, used) = decode_frame_keyed(buf, key)?;
     if found != kind {
         return Err(CodecError::WrongKind {
@@ -407,7 +411,8 @@ impl Writer {
     }
 
     pub(crate) fn bytes(&mut self, v: &[u8]) {
-        self.0.put_u32_le(u32::try_from(v.len()).expect("field under 4 GiB"));
+        self.0
+            .put_u32_le(u32::try_from(v.len()).expect("field under 4 GiB"));
         self.0.put_slice(v);
     }
 
@@ -452,7 +457,9 @@ impl<'a> Reader<'a> {
         match self.u8()? {
             0 => Ok(false),
             1 => Ok(true),
-            _ => Err(CodecError::Malformed { why: "flag not 0 or 1" }),
+            _ => Err(CodecError::Malformed {
+                why: "flag not 0 or 1",
+            }),
         }
     }
 
@@ -551,7 +558,10 @@ mod tests {
 
     /// Every kind of stored value, encoded at `KEY` (entries: at their own index's key), with
     /// a decoder that must give it back.
-    fn stored() -> impl Strategy<Value = (Bytes, Bytes, fn(&[u8], &[u8]) -> bool)> {
+    /// A stored value: its key, its bytes, and whether a (key, bytes) pair decodes as its kind.
+    type Stored = (Bytes, Bytes, fn(&[u8], &[u8]) -> bool);
+
+    fn stored() -> impl Strategy<Value = Stored> {
         fn check<T: PartialEq>(
             decode: fn(&[u8], &[u8]) -> Result<T, CodecError>,
             want: &T,
@@ -567,12 +577,21 @@ mod tests {
                 assert!(check(decode_record, &r, KEY, &b));
                 (Bytes::from_static(KEY), b, ok)
             }),
-            (any::<u64>(), 0..(1u64 << 62), any::<bool>(), prop::collection::vec(any::<u8>(), 0..100))
+            (
+                any::<u64>(),
+                0..(1u64 << 62),
+                any::<bool>(),
+                prop::collection::vec(any::<u8>(), 0..100)
+            )
                 .prop_map(|(term, index, conf, data)| {
                     let e = Entry {
                         term,
                         index,
-                        kind: if conf { EntryKind::ConfChange } else { EntryKind::Normal },
+                        kind: if conf {
+                            EntryKind::ConfChange
+                        } else {
+                            EntryKind::Normal
+                        },
                         data: data.into(),
                     };
                     let b = encode_entry(&e);
@@ -595,14 +614,22 @@ mod tests {
                 (Bytes::from_static(KEY), b, ok)
             }),
             (conf_state(), any::<u64>(), any::<u64>()).prop_map(|(conf_state, index, term)| {
-                let m = SnapshotMetadata { conf_state, index, term };
+                let m = SnapshotMetadata {
+                    conf_state,
+                    index,
+                    term,
+                };
                 let b = encode_snapshot_meta(KEY, &m);
                 assert!(check(decode_snapshot_meta, &m, KEY, &b));
                 let ok: fn(&[u8], &[u8]) -> bool = |k, b| decode_snapshot_meta(k, b).is_ok();
                 (Bytes::from_static(KEY), b, ok)
             }),
             any::<(i64, i64, u64)>().prop_map(|(id, ttl_s, remaining_ms)| {
-                let l = LeaseRecord { id, ttl_s, remaining_ms };
+                let l = LeaseRecord {
+                    id,
+                    ttl_s,
+                    remaining_ms,
+                };
                 let b = encode_lease(&l);
                 let key = Bytes::copy_from_slice(&lease_key(id));
                 assert!(check(decode_lease, &l, &key, &b));

@@ -33,7 +33,13 @@ pub enum Space {
 }
 
 impl Space {
-    pub const ALL: [Space; 5] = [Space::Log, Space::Raft, Space::Mvcc, Space::Lease, Space::Meta];
+    pub const ALL: [Space; 5] = [
+        Space::Log,
+        Space::Raft,
+        Space::Mvcc,
+        Space::Lease,
+        Space::Meta,
+    ];
 
     /// The keyspace's name on disk.
     pub fn name(self) -> &'static str {

@@ -179,7 +179,10 @@ fn scan_readable(
     let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.to_vec()));
     let limit = if limit == 0 { usize::MAX } else { limit };
     let mut out = Vec::new();
-    for guard in r.range(ks, (Bound::Included(from.to_vec()), upper)).take(limit) {
+    for guard in r
+        .range(ks, (Bound::Included(from.to_vec()), upper))
+        .take(limit)
+    {
         let (k, v) = guard.into_inner().map_err(fjall_error)?;
         out.push((bytes_of(k), bytes_of(v)));
     }
@@ -188,7 +191,11 @@ fn scan_readable(
 
 impl EngineRead for FjallEngine {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
-        Ok(self.space(space).get(key).map_err(fjall_error)?.map(bytes_of))
+        Ok(self
+            .space(space)
+            .get(key)
+            .map_err(fjall_error)?
+            .map(bytes_of))
     }
 
     fn scan(
@@ -289,12 +296,18 @@ mod tests {
             let mut b = WriteBatch::default();
             b.delete(Space::Log, vec![1]);
             e.write(b).unwrap();
-            assert_eq!(view.get(Space::Log, &[1]).unwrap().as_deref(), Some(&b"one"[..]));
+            assert_eq!(
+                view.get(Space::Log, &[1]).unwrap().as_deref(),
+                Some(&b"one"[..])
+            );
             e.sync().unwrap();
         }
         let e = FjallEngine::open(&dir).unwrap();
         let all = e.scan(Space::Log, &[], None, 0).unwrap();
-        assert_eq!(all, vec![(Bytes::from_static(&[2]), Bytes::from_static(b"TWO"))]);
+        assert_eq!(
+            all,
+            vec![(Bytes::from_static(&[2]), Bytes::from_static(b"TWO"))]
+        );
         assert_eq!(e.scan(Space::Meta, &[0], Some(&[1]), 0).unwrap(), vec![]);
         drop(e);
         std::fs::remove_dir_all(&dir).unwrap();
@@ -306,7 +319,10 @@ mod tests {
         let e = FjallEngine::open(&dir).unwrap();
         let err = FjallEngine::open(&dir).unwrap_err();
         assert!(matches!(err, StorageError::Locked { .. }), "{err}");
-        assert!(err.to_string().contains("in use by another process"), "{err}");
+        assert!(
+            err.to_string().contains("in use by another process"),
+            "{err}"
+        );
         drop(e);
         FjallEngine::open(&dir).unwrap();
         std::fs::remove_dir_all(&dir).unwrap();

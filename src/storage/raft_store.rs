@@ -75,7 +75,10 @@ impl<E: Engine> RaftStore<E> {
                 ));
             }
             if e.term < term {
-                return inconsistent(format!("log entry {} has term {} < {term}", e.index, e.term));
+                return inconsistent(format!(
+                    "log entry {} has term {} < {term}",
+                    e.index, e.term
+                ));
             }
             expect += 1;
             term = e.term;
@@ -191,11 +194,19 @@ impl<E: Engine> RaftStore<E> {
                 batch.delete(Space::Log, index_key(i).to_vec());
             }
             for e in entries {
-                batch.put(Space::Log, index_key(e.index).to_vec(), codec::encode_entry(e));
+                batch.put(
+                    Space::Log,
+                    index_key(e.index).to_vec(),
+                    codec::encode_entry(e),
+                );
             }
         }
         if let Some(hs) = hard_state {
-            batch.put(Space::Raft, HARD_STATE, codec::encode_hard_state(HARD_STATE, hs));
+            batch.put(
+                Space::Raft,
+                HARD_STATE,
+                codec::encode_hard_state(HARD_STATE, hs),
+            );
         }
         if !batch.is_empty() {
             self.engine.write(batch)?;

@@ -281,7 +281,11 @@ pub fn decode_journal_frame(buf: &[u8]) -> Result<WriteBatch, CodecError> {
 
 impl Disk {
     fn maybe_corrupt(&mut self, bytes: &mut Bytes) {
-        if bytes.is_empty() || !self.rng.gen_bool(self.faults.read_corruption.clamp(0.0, 1.0)) {
+        if bytes.is_empty()
+            || !self
+                .rng
+                .gen_bool(self.faults.read_corruption.clamp(0.0, 1.0))
+        {
             return;
         }
         self.stats.corrupted_reads += 1;
@@ -370,11 +374,11 @@ impl Engine for SimDisk {
         let d = &mut *d;
         d.maybe_slow();
         let frame = encode_batch(&batch);
-        if let Some(cap) = d.faults.capacity_bytes {
-            if d.live_bytes + (d.journal.len() + frame.len()) as u64 > cap {
-                d.stats.full_writes += 1;
-                return Err(StorageError::NoSpace);
-            }
+        if let Some(cap) = d.faults.capacity_bytes
+            && d.live_bytes + (d.journal.len() + frame.len()) as u64 > cap
+        {
+            d.stats.full_writes += 1;
+            return Err(StorageError::NoSpace);
         }
         d.stats.writes += 1;
         d.journal.extend_from_slice(&frame);
@@ -434,11 +438,18 @@ mod tests {
             }
             let report = disk.crash();
             assert_eq!(report.unsynced, 5);
-            assert!(disk.get(Space::Meta, &[0]).is_err(), "detached by the crash");
+            assert!(
+                disk.get(Space::Meta, &[0]).is_err(),
+                "detached by the crash"
+            );
             let disk = disk.reopen();
             for i in 0..8u8 {
                 let want = i < 3 + report.kept as u8;
-                assert_eq!(disk.get(Space::Meta, &[i]).unwrap().is_some(), want, "seed {seed}");
+                assert_eq!(
+                    disk.get(Space::Meta, &[i]).unwrap().is_some(),
+                    want,
+                    "seed {seed}"
+                );
                 // Batches are atomic: both ops of a batch, or neither.
                 assert_eq!(disk.get(Space::Log, &[i, i]).unwrap().is_some(), want);
             }

@@ -462,10 +462,10 @@ impl World {
             let node = self.nodes.get_mut(&id).expect("known node");
             node.sm = sm;
             node.was_member |= node.sm.conf_state.contains(id);
-            if digest != 0 || index > 1 {
-                if let Err(v) = self.checker.check_digest(id, index, digest) {
-                    self.fail(v);
-                }
+            if (digest != 0 || index > 1)
+                && let Err(v) = self.checker.check_digest(id, index, digest)
+            {
+                self.fail(v);
             }
         }
         for e in entries {
@@ -589,19 +589,18 @@ impl World {
             self.next_read += 1;
             let key = self.next_read;
             let committed_before = self.max_commit_now();
-            if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut()) {
-                if raw
+            if let Some(raw) = self.nodes.get_mut(&id).and_then(|n| n.raw.as_mut())
+                && raw
                     .read_index(Bytes::copy_from_slice(&key.to_le_bytes()))
                     .is_ok()
-                {
-                    self.reads.insert(
-                        key,
-                        PendingRead {
-                            node: id,
-                            committed_before,
-                        },
-                    );
-                }
+            {
+                self.reads.insert(
+                    key,
+                    PendingRead {
+                        node: id,
+                        committed_before,
+                    },
+                );
             }
         }
     }

@@ -1,0 +1,6 @@
+//! `Command::decode` on arbitrary bytes: see `oxcd::fuzzing::command_decode`.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| oxcd::fuzzing::command_decode(data));

@@ -1,0 +1,388 @@
+//! A member with durable state: the Raft core and the apply side over one [`Engine`], and the
+//! one place that knows how the two meet the disk.
+//!
+//! [`Member::open`] recovers: the Raft log, hard state and snapshot metadata
+//! ([`RaftStore::open`]), the MVCC store with its key index rebuilt and the leases with their
+//! keys ([`Applier::recover`]), and the applied index stored with the last applied command. The
+//! Raft core starts at that index, so it hands out exactly the committed entries above it:
+//! every entry is applied once, across any number of crashes.
+//!
+//! [`Member::handle_ready`] carries out one Ready in the order `Ready`'s docs require: the
+//! snapshot, entries and hard state go to the engine in one batch with one sync (group
+//! commit), then the messages are released, then committed entries are applied, each command
+//! in one unsynced batch with its applied index (the log is the durable record; a crash loses
+//! at most applies that recovery redoes). A received snapshot's data replaces the state
+//! machine in the same atomic batch as the snapshot metadata.
+//!
+//! Any storage error stops the member for good: every later call returns
+//! [`StorageError::Stopped`]. It serves nothing it cannot vouch for; restarting it from the
+//! disk is the way back.
+//!
+//! What it does not do: it opens no socket and reads no clock (time comes in as `now_ms`),
+//! and it answers no client. The server's driver owns a `Member` and does those.
+
+use super::apply::{Applied, Applier, ApplyError, Command};
+use crate::lease::{Lessor, LessorConfig};
+use crate::mvcc::{self, BackendError, RangeRequest, RangeResponse, WatchConfig, Watchers};
+use crate::raft::{
+    self, ConfChange, ConfState, EntryKind, Message, NodeId, RawNode, ReadState, SoftState,
+};
+use crate::storage::{
+    Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, meta_key, read_meta,
+    snapshot, stage_meta,
+};
+use bytes::Bytes;
+use rand_chacha::ChaCha8Rng;
+
+/// The member's identity lives in the Raft keyspace: a snapshot from the leader replaces the
+/// state machine's keyspaces, never this.
+const MEMBER_ID: &[u8] = b"member_id";
+const CLUSTER_ID: &[u8] = b"cluster_id";
+
+/// How to open a member.
+#[derive(Clone, Debug)]
+pub struct MemberConfig {
+    /// Raft's settings; `id` is this member's ID. `applied` is ignored: the stored applied
+    /// index is used.
+    pub raft: raft::Config,
+    /// The founding voters, used only when the disk is fresh. Empty: a member joining an
+    /// existing cluster, which learns the membership from the leader.
+    pub initial_voters: Vec<NodeId>,
+    /// Stored on a fresh disk and checked on every later open.
+    pub cluster_id: u64,
+    pub lessor: LessorConfig,
+    pub watch: WatchConfig,
+    pub txn_ops_max: usize,
+}
+
+/// What became of one committed entry.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// A leader's empty entry.
+    Empty,
+    /// A command, with the store's revision after it.
+    Command {
+        result: Result<Applied, ApplyError>,
+        revision: i64,
+    },
+    /// A configuration change: the membership after it, or why it was refused.
+    ConfChange(Result<ConfState, raft::Error>),
+}
+
+/// A committed entry as applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AppliedEntry {
+    pub index: u64,
+    pub term: u64,
+    /// The proposer's bytes (the encoded command), for matching waiting requests.
+    pub data: Bytes,
+    pub outcome: Outcome,
+}
+
+/// What one handled Ready produced, for the driver to carry out.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Messages to send, in order; everything they promise is durable.
+    pub messages: Vec<Message>,
+    pub applied: Vec<AppliedEntry>,
+    /// Reads that may be served now (their index is applied).
+    pub read_states: Vec<ReadState>,
+    pub soft_state: Option<SoftState>,
+}
+
+/// A Raft member and its data, durable in `E`.
+pub struct Member<E: Engine> {
+    raw: RawNode<RaftStore<E>>,
+    applier: Applier<EngineBackend<E>>,
+    config: MemberConfig,
+    /// The highest index whose effects the state machine holds (a received snapshot may hold
+    /// more than Raft's snapshot index says: entries up to here are not applied again).
+    applied: u64,
+    /// The membership from each applied configuration change since the open, after the one
+    /// known at the open: what a log compaction at an earlier index must record.
+    conf_history: Vec<(u64, ConfState)>,
+    stopped: Option<StorageError>,
+}
+
+fn apply_storage_error(e: ApplyError) -> StorageError {
+    StorageError::Io(format!("apply: {e}"))
+}
+
+impl<E: Engine> Member<E> {
+    /// Recovers the member stored on `engine`, or founds it there when the engine is fresh.
+    pub fn open(
+        engine: E,
+        config: MemberConfig,
+        rng: ChaCha8Rng,
+        now_ms: u64,
+    ) -> Result<Member<E>, StorageError> {
+        let id = config.raft.id;
+        let mut store = RaftStore::open(engine.clone())?;
+        if store.is_fresh() {
+            let mut batch = WriteBatch::default();
+            stage_meta(&mut batch, Space::Raft, MEMBER_ID, id as i64);
+            stage_meta(
+                &mut batch,
+                Space::Raft,
+                CLUSTER_ID,
+                config.cluster_id as i64,
+            );
+            if !config.initial_voters.is_empty() {
+                // A founding member: a bootstrap snapshot at index 1 carries the membership
+                // (as etcd's raft bootstraps), applied by definition.
+                stage_meta(
+                    &mut batch,
+                    Space::Meta,
+                    meta_key(crate::mvcc::MetaKey::AppliedIndex),
+                    1,
+                );
+                let meta = raft::SnapshotMetadata {
+                    conf_state: ConfState::with_voters(config.initial_voters.iter().copied()),
+                    index: 1,
+                    term: 1,
+                };
+                let hs = raft::HardState {
+                    term: 1,
+                    vote: 0,
+                    commit: 1,
+                };
+                store.persist(Some(&meta), &[], Some(&hs), batch, true)?;
+            } else {
+                store.persist(None, &[], None, batch, true)?;
+            }
+        }
+        for (key, want) in [(MEMBER_ID, id), (CLUSTER_ID, config.cluster_id)] {
+            let stored = read_meta(&engine, Space::Raft, key)?;
+            if stored != Some(want as i64) {
+                return Err(StorageError::Inconsistent(format!(
+                    "the data dir belongs to {} {:x}, not {want:x}",
+                    String::from_utf8_lossy(key).replace('_', " "),
+                    stored.unwrap_or(0)
+                )));
+            }
+        }
+        let applier = Applier::recover(
+            EngineBackend::new(engine),
+            Lessor::new(config.lessor.clone()),
+            Watchers::new(config.watch.clone(), now_ms)
+                .map_err(|e| StorageError::Inconsistent(format!("watch config: {e}")))?,
+            config.txn_ops_max,
+            now_ms,
+        )
+        .map_err(apply_storage_error)?;
+        let applied = applier.applied_index().map_err(apply_storage_error)?;
+        let snap = store.snapshot_metadata().index;
+        let commit = store.hard_state().commit;
+        if applied < snap || applied > commit.max(snap) {
+            return Err(StorageError::Inconsistent(format!(
+                "applied index {applied} outside [snapshot {snap}, commit {commit}]"
+            )));
+        }
+        let mut raft_config = config.raft.clone();
+        raft_config.applied = applied;
+        let conf_history = vec![(applied, store.conf_state().clone())];
+        let raw = RawNode::new(&raft_config, store, rng)
+            .map_err(|e| StorageError::Inconsistent(format!("raft: {e}")))?;
+        Ok(Member {
+            raw,
+            applier,
+            config,
+            applied,
+            conf_history,
+            stopped: None,
+        })
+    }
+
+    pub fn id(&self) -> NodeId {
+        self.config.raft.id
+    }
+
+    pub fn raw(&self) -> &RawNode<RaftStore<E>> {
+        &self.raw
+    }
+
+    /// The Raft core, for ticks, steps, proposals and status.
+    pub fn raw_mut(&mut self) -> &mut RawNode<RaftStore<E>> {
+        &mut self.raw
+    }
+
+    pub fn applier(&self) -> &Applier<EngineBackend<E>> {
+        &self.applier
+    }
+
+    pub fn applier_mut(&mut self) -> &mut Applier<EngineBackend<E>> {
+        &mut self.applier
+    }
+
+    /// Why the member stopped, if it did.
+    pub fn stopped(&self) -> Option<&StorageError> {
+        self.stopped.as_ref()
+    }
+
+    fn check_running(&self) -> Result<(), StorageError> {
+        match &self.stopped {
+            None => Ok(()),
+            Some(e) => Err(StorageError::Stopped(e.to_string())),
+        }
+    }
+
+    /// Records `e` as the reason the member stopped, and returns it.
+    fn stop(&mut self, e: StorageError) -> StorageError {
+        self.stopped.get_or_insert(e).clone()
+    }
+
+    /// Reads from the store (a serializable read: what this member applied). A storage error
+    /// stops the member: a read that cannot be vouched for is never answered with data.
+    pub fn range(&mut self, req: &RangeRequest) -> Result<RangeResponse, mvcc::Error> {
+        if let Err(e) = self.check_running() {
+            return Err(mvcc::Error::Backend(BackendError(e.to_string())));
+        }
+        let r = self.applier.kv().range(req);
+        if let Err(mvcc::Error::Backend(e)) = &r {
+            self.stop(StorageError::Io(e.to_string()));
+        }
+        r
+    }
+
+    /// Proposes `cmd` (it is applied once committed).
+    pub fn propose(&mut self, cmd: &Command) -> Result<(), raft::Error> {
+        self.raw.propose(cmd.encode())
+    }
+
+    /// Carries out the pending Ready, if any (see the module docs for the order).
+    pub fn handle_ready(&mut self, now_ms: u64) -> Result<Option<Output>, StorageError> {
+        self.check_running()?;
+        if !self.raw.has_ready() {
+            return Ok(None);
+        }
+        match self.handle_ready_inner(now_ms) {
+            Ok(out) => Ok(Some(out)),
+            Err(e) => Err(self.stop(e)),
+        }
+    }
+
+    fn handle_ready_inner(&mut self, now_ms: u64) -> Result<Output, StorageError> {
+        let mut rd = self.raw.ready();
+        let mut extra = WriteBatch::default();
+        if let Some(snap) = &rd.snapshot {
+            extra = snapshot::restore_batch(self.raw.storage().engine(), &snap.data)?;
+        }
+        let snapshot_meta = rd.snapshot.as_ref().map(|s| s.metadata.clone());
+        self.raw.storage_mut().persist(
+            snapshot_meta.as_ref(),
+            &rd.entries,
+            rd.hard_state.as_ref(),
+            extra,
+            rd.must_sync,
+        )?;
+        if snapshot_meta.is_some() {
+            // The state machine was replaced: read it back as recovery does.
+            let engine = self.raw.storage().engine().clone();
+            self.applier = Applier::recover(
+                EngineBackend::new(engine),
+                Lessor::new(self.config.lessor.clone()),
+                Watchers::new(self.config.watch.clone(), now_ms)
+                    .map_err(|e| StorageError::Inconsistent(format!("watch config: {e}")))?,
+                self.config.txn_ops_max,
+                now_ms,
+            )
+            .map_err(apply_storage_error)?;
+            self.applied = self.applier.applied_index().map_err(apply_storage_error)?;
+            let cs = self.raw.storage().conf_state().clone();
+            let index = snapshot_meta.as_ref().map_or(0, |m| m.index);
+            self.conf_history = vec![(index, cs)];
+        }
+        let mut out = Output {
+            messages: std::mem::take(&mut rd.messages),
+            soft_state: rd.soft_state.take(),
+            read_states: std::mem::take(&mut rd.read_states),
+            applied: Vec::with_capacity(rd.committed_entries.len()),
+        };
+        out.messages.append(&mut rd.persisted_messages);
+        for e in std::mem::take(&mut rd.committed_entries) {
+            let outcome = self.apply_entry(&e, now_ms)?;
+            out.applied.push(AppliedEntry {
+                index: e.index,
+                term: e.term,
+                data: e.data,
+                outcome,
+            });
+        }
+        self.applier.flush().map_err(apply_storage_error)?;
+        self.raw.advance();
+        Ok(out)
+    }
+
+    fn apply_entry(&mut self, e: &raft::Entry, now_ms: u64) -> Result<Outcome, StorageError> {
+        let done = e.index <= self.applied;
+        self.applied = self.applied.max(e.index);
+        match e.kind {
+            // Already in the state machine (from a snapshot taken after this entry).
+            EntryKind::Normal if done => Ok(Outcome::Empty),
+            EntryKind::Normal if e.data.is_empty() => {
+                self.applier.stage_applied(e.index);
+                Ok(Outcome::Empty)
+            }
+            EntryKind::Normal => {
+                let cmd = Command::decode(&e.data).map_err(|err| {
+                    StorageError::Inconsistent(format!("committed entry {}: {err}", e.index))
+                })?;
+                let (result, revision) = self.applier.apply_at(e.index, &cmd, now_ms);
+                if let Err(err) = &result
+                    && err.is_storage()
+                {
+                    return Err(apply_storage_error(err.clone()));
+                }
+                Ok(Outcome::Command { result, revision })
+            }
+            EntryKind::ConfChange => {
+                let result =
+                    ConfChange::decode(&e.data).and_then(|cc| self.raw.apply_conf_change(&cc));
+                // The membership and the applied index land together; what the applier staged
+                // goes first (engine writes keep their order through a crash).
+                self.applier.flush().map_err(apply_storage_error)?;
+                let mut batch = WriteBatch::default();
+                stage_meta(
+                    &mut batch,
+                    Space::Meta,
+                    meta_key(crate::mvcc::MetaKey::AppliedIndex),
+                    e.index as i64,
+                );
+                let store = self.raw.storage_mut();
+                if let Ok(cs) = &result {
+                    store.stage_conf_state(&mut batch, cs);
+                }
+                store.engine().write(batch)?;
+                if let Ok(cs) = &result {
+                    store.conf_state_persisted(cs.clone());
+                    self.conf_history.push((e.index, cs.clone()));
+                }
+                Ok(Outcome::ConfChange(result))
+            }
+        }
+    }
+
+    /// Takes a snapshot at the applied index and drops the log before it, keeping `keep`
+    /// entries for slow followers (etcd's snapshot-catchup-entries).
+    pub fn compact_log(&mut self, keep: u64) -> Result<(), StorageError> {
+        self.check_running()?;
+        let applied = self.raw.status().applied;
+        let Some(index) = applied.checked_sub(keep).filter(|i| *i > 0) else {
+            return Ok(());
+        };
+        // The membership as of `index`; unknown before the open (then wait for more log).
+        let Some(at) = self.conf_history.iter().rposition(|(i, _)| *i <= index) else {
+            return Ok(());
+        };
+        let cs = self.conf_history[at].1.clone();
+        self.conf_history.drain(..at);
+        let r = self.raw.storage_mut().compact(index, cs);
+        r.map_err(|e| self.stop(e))
+    }
+
+    /// The state machine as a snapshot stream (the data of a Raft snapshot, or a backup).
+    pub fn snapshot_data(&self) -> Result<Bytes, StorageError> {
+        self.check_running()?;
+        snapshot::snapshot_bytes(self.raw.storage().engine())
+    }
+}
