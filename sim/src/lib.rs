@@ -6,3 +6,4 @@ pub mod alloc_count;
 pub mod bench_mvcc;
 pub mod fnv;
 pub mod raft_sim;
+pub mod storage_load;

@@ -23,6 +23,22 @@ enum Command {
     Raft(RaftArgs),
     /// Measure the MVCC store and its watchers (a benchmark: prints figures).
     BenchMvcc(BenchArgs),
+    /// Put keys into a one-member cluster on a data dir, printing `ack <i> <revision>` for
+    /// each applied put (the load the SIGKILL test kills).
+    StorageLoad(LoadArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The data dir (created if missing).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// The number of the first put.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Stop after this many puts (default: never).
+    #[arg(long)]
+    count: Option<u64>,
 }
 
 #[derive(clap::Args)]
@@ -89,6 +105,29 @@ fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Raft(args) => raft(args),
         Command::BenchMvcc(args) => bench_mvcc(args),
+        Command::StorageLoad(args) => storage_load(args),
+    }
+}
+
+fn storage_load(args: LoadArgs) -> ExitCode {
+    use sim::storage_load;
+    let result = oxcd::storage::FjallEngine::open(&args.dir)
+        .map_err(|e| e.to_string())
+        .and_then(|engine| storage_load::open_single(engine).map_err(|e| e.to_string()))
+        .and_then(|mut m| {
+            storage_load::run(
+                &mut m,
+                args.start,
+                args.count,
+                &mut std::io::stdout().lock(),
+            )
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage-load: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 
