@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("command_decode", oxcd::fuzzing::command_decode),
     ("conf_change_decode", oxcd::fuzzing::conf_change_decode),
     ("raft_step", oxcd::fuzzing::raft_step),
+    ("snapshot_read", oxcd::fuzzing::snapshot_read),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -87,4 +88,9 @@ fn every_target_has_a_corpus_and_every_corpus_a_target() {
         known,
         "fuzz/corpus/* and the fuzz targets differ"
     );
+}
+
+#[test]
+fn snapshot_read_corpus() {
+    replay("snapshot_read", oxcd::fuzzing::snapshot_read);
 }

@@ -265,7 +265,8 @@ impl<E: Engine> Member<E> {
         let mut rd = self.raw.ready();
         let mut extra = WriteBatch::default();
         if let Some(snap) = &rd.snapshot {
-            extra = snapshot::restore_batch(self.raw.storage().engine(), &snap.data)?;
+            let restored = snapshot::read_snapshot(&snap.data)?;
+            extra = snapshot::restore_batch(self.raw.storage().engine(), restored)?;
         }
         let snapshot_meta = rd.snapshot.as_ref().map(|s| s.metadata.clone());
         self.raw.storage_mut().persist(
