@@ -17,7 +17,10 @@ mod sim_disk;
 pub mod snapshot;
 
 pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
-pub use sim_disk::{CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame};
+pub use sim_disk::{
+    CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame,
+    encode_journal_frame,
+};
 mod backend;
 #[cfg(not(madsim))]
 mod fjall_engine;

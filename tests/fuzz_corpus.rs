@@ -17,6 +17,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("conf_change_decode", oxcd::fuzzing::conf_change_decode),
     ("raft_step", oxcd::fuzzing::raft_step),
     ("snapshot_read", oxcd::fuzzing::snapshot_read),
+    ("stored_value_decode", oxcd::fuzzing::stored_value_decode),
 ];
 
 fn fuzz_dir() -> PathBuf {
@@ -93,4 +94,9 @@ fn every_target_has_a_corpus_and_every_corpus_a_target() {
 #[test]
 fn snapshot_read_corpus() {
     replay("snapshot_read", oxcd::fuzzing::snapshot_read);
+}
+
+#[test]
+fn stored_value_decode_corpus() {
+    replay("stored_value_decode", oxcd::fuzzing::stored_value_decode);
 }

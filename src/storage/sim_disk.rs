@@ -238,7 +238,8 @@ fn apply(maps: &mut [Map; 5], mut bytes: Option<&mut u64>, batch: &WriteBatch) {
     }
 }
 
-fn encode_batch(batch: &WriteBatch) -> Bytes {
+/// One journal frame of the simulated disk: a whole batch.
+pub fn encode_journal_frame(batch: &WriteBatch) -> Bytes {
     let mut w = Writer::with_capacity(16 + batch.size_bytes() as usize + 16 * batch.ops.len());
     w.u32(u32::try_from(batch.ops.len()).expect("batch under 4 G ops"));
     for op in &batch.ops {
@@ -373,7 +374,7 @@ impl Engine for SimDisk {
         let mut d = self.attached()?;
         let d = &mut *d;
         d.maybe_slow();
-        let frame = encode_batch(&batch);
+        let frame = encode_journal_frame(&batch);
         if let Some(cap) = d.faults.capacity_bytes
             && d.live_bytes + (d.journal.len() + frame.len()) as u64 > cap
         {
@@ -507,7 +508,7 @@ mod tests {
 
     #[test]
     fn journal_frames_decode_strictly() {
-        let frame = encode_batch(&batch(4));
+        let frame = encode_journal_frame(&batch(4));
         assert_eq!(decode_journal_frame(&frame), Ok(batch(4)));
         for cut in 0..frame.len() {
             assert!(decode_journal_frame(&frame[..cut]).is_err());
