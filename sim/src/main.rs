@@ -1,9 +1,11 @@
 //! The `sim` command: seeded simulations of oxcd. `sim raft` runs the Raft core in a
-//! deterministic in-process world and checks Raft's safety and liveness after every step.
+//! deterministic in-process world and checks Raft's safety and liveness after every step;
+//! `sim bench-mvcc` and `sim bench-storage` are benchmarks that print figures.
 
 use clap::{Parser, Subcommand, ValueEnum};
 use oxcd::raft::PlantedBug;
 use sim::raft_sim::{self, Options, Report};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
@@ -26,6 +28,11 @@ enum Command {
     /// Put keys into a one-member cluster on a data dir, printing `ack <i> <revision>` for
     /// each applied put (the load the SIGKILL test kills).
     StorageLoad(LoadArgs),
+    /// Measure fdatasync, the Raft log on fjall and recovery (a benchmark: prints figures).
+    BenchStorage(BenchStorageArgs),
+    /// bench-storage's recovery step, run in a process of its own so its peak RSS is its own.
+    #[command(hide = true)]
+    BenchStorageRecover(RecoverArgs),
 }
 
 #[derive(clap::Args)]
@@ -42,11 +49,50 @@ struct LoadArgs {
 }
 
 #[derive(clap::Args)]
+struct RecoverArgs {
+    /// The member's data dir.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Keys the dir holds (checked).
+    #[arg(long)]
+    keys: usize,
+    #[arg(long)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
 struct BenchArgs {
     /// Keys stored (and operations per figure).
     #[arg(long, default_value_t = 100_000)]
     keys: usize,
     /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct BenchStorageArgs {
+    /// Where to make the scratch dir (removed at the end) [default: the system temp dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Entries (and records) per group-commit run.
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Entries (and records) per run that syncs after each one.
+    #[arg(long, default_value_t = 5_000)]
+    unbatched_entries: usize,
+    /// Payload bytes per entry (and per record of the fdatasync runs).
+    #[arg(long, default_value_t = 256)]
+    entry_bytes: usize,
+    /// Entries per sync, one group-commit run per size.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64, 256])]
+    batch: Vec<usize>,
+    /// Keys loaded through a member for the recovery figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    /// Bytes per value of the loaded keys.
     #[arg(long, default_value_t = 256)]
     value_bytes: usize,
     #[arg(long, default_value_t = 1)]
@@ -106,6 +152,16 @@ fn main() -> ExitCode {
         Command::Raft(args) => raft(args),
         Command::BenchMvcc(args) => bench_mvcc(args),
         Command::StorageLoad(args) => storage_load(args),
+        Command::BenchStorage(args) => bench_storage(args),
+        Command::BenchStorageRecover(args) => {
+            match sim::bench_storage::recover(&args.dir, args.keys, args.seed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench-storage-recover: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
     }
 }
 
@@ -202,4 +258,37 @@ fn bench_mvcc(args: BenchArgs) -> ExitCode {
         14 + options.value_bytes
     );
     ExitCode::SUCCESS
+}
+
+fn bench_storage(args: BenchStorageArgs) -> ExitCode {
+    let options = sim::bench_storage::Options {
+        dir: args.dir,
+        entries: args.entries,
+        unbatched_entries: args.unbatched_entries,
+        entry_bytes: args.entry_bytes,
+        batches: args.batch,
+        keys: args.keys,
+        value_bytes: args.value_bytes,
+        seed: args.seed,
+    };
+    match sim::bench_storage::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-storage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent_and_names_the_recovery_step_as_bench_storage_spawns_it() {
+        Cli::command().debug_assert();
+        let name = sim::bench_storage::RECOVER_SUBCOMMAND;
+        assert!(Cli::command().find_subcommand(name).is_some(), "{name}");
+    }
 }

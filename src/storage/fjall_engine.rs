@@ -81,19 +81,30 @@ impl FjallEngine {
             }
         }
         check_stamp(&dir)?;
-        let db = Database::builder(dir.join(DB_DIR))
-            .manual_journal_persist(true)
-            .open()
-            .map_err(|e| match e {
-                fjall::Error::Locked => StorageError::Locked {
-                    dir: shown.clone(),
-                    lock: LOCK_FILE,
-                },
-                e => StorageError::Format {
-                    dir: shown.clone(),
-                    why: format!("the database does not open: {e}"),
-                },
-            })?;
+        // fjall panics on some corrupt journal bytes instead of returning an error: report
+        // that as the corruption it is.
+        let opened = std::panic::catch_unwind(|| {
+            Database::builder(dir.join(DB_DIR))
+                .manual_journal_persist(true)
+                .open()
+        })
+        .map_err(|panic| StorageError::Format {
+            dir: shown.clone(),
+            why: format!(
+                "the database is corrupt (fjall gave up reading it: {})",
+                panic_message(&panic)
+            ),
+        })?;
+        let db = opened.map_err(|e| match e {
+            fjall::Error::Locked => StorageError::Locked {
+                dir: shown.clone(),
+                lock: LOCK_FILE,
+            },
+            e => StorageError::Format {
+                dir: shown.clone(),
+                why: format!("the database does not open: {e}"),
+            },
+        })?;
         let spaces = Space::ALL
             .iter()
             .map(|s| db.keyspace(s.name(), KeyspaceCreateOptions::default))
@@ -119,6 +130,14 @@ impl FjallEngine {
     pub fn disk_bytes(&self) -> u64 {
         self.0.db.disk_space().unwrap_or(0)
     }
+}
+
+fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<String>()
+        .cloned()
+        .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_else(|| "a panic".into())
 }
 
 /// Writes the format stamp into an empty dir, or checks the one there.
@@ -341,5 +360,91 @@ mod tests {
         let err = FjallEngine::open(&dir).unwrap_err();
         assert!(err.to_string().contains("layout 9"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+#[cfg(test)]
+mod corruption {
+    use super::*;
+
+    fn files(p: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(p).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                files(&path, out)
+            } else {
+                out.push(path)
+            }
+        }
+    }
+
+    fn copy_dir(from: &Path, to: &Path) {
+        let _ = std::fs::remove_dir_all(to);
+        let mut all = Vec::new();
+        files(from, &mut all);
+        for f in all {
+            let dest = to.join(f.strip_prefix(from).unwrap());
+            std::fs::create_dir_all(dest.parent().unwrap()).unwrap();
+            std::fs::copy(&f, &dest).unwrap();
+        }
+    }
+
+    fn value(i: u8) -> Bytes {
+        Bytes::from(vec![i; 100])
+    }
+
+    /// fjall's tables carry block checksums: a flipped byte anywhere in a table file makes the
+    /// open or the read fail, or lands where nothing is read; it never changes data read back.
+    /// (Its journal is another matter: see the README's storage section.)
+    #[test]
+    fn a_flipped_byte_in_a_table_file_is_never_served() {
+        let base = std::env::temp_dir().join(format!("oxcd-fjall-rot-{}", std::process::id()));
+        let pristine = base.join("pristine");
+        let _ = std::fs::remove_dir_all(&base);
+        {
+            let e = FjallEngine::open(&pristine).unwrap();
+            for i in 0..3u8 {
+                let mut b = WriteBatch::default();
+                b.put(Space::Log, vec![i], value(i));
+                e.write(b).unwrap();
+                e.sync().unwrap();
+            }
+        }
+        let mut all = Vec::new();
+        files(&pristine, &mut all);
+        let tables: Vec<PathBuf> = all
+            .into_iter()
+            .filter(|p| p.components().any(|c| c.as_os_str() == "tables"))
+            .collect();
+        assert!(!tables.is_empty(), "closing flushed the writes to a table");
+        let trial = base.join("trial");
+        let (mut refused, mut trials) = (0, 0);
+        for table in &tables {
+            let len = std::fs::metadata(table).unwrap().len() as usize;
+            for at in (0..len).step_by(11) {
+                copy_dir(&pristine, &trial);
+                let target = trial.join(table.strip_prefix(&pristine).unwrap());
+                let mut bytes = std::fs::read(&target).unwrap();
+                bytes[at] ^= 0x10;
+                std::fs::write(&target, &bytes).unwrap();
+                trials += 1;
+                let Ok(e) = FjallEngine::open(&trial) else {
+                    refused += 1;
+                    continue;
+                };
+                match e.scan(Space::Log, &[], None, 0) {
+                    Err(_) => refused += 1,
+                    Ok(pairs) => {
+                        let want: Vec<(Bytes, Bytes)> =
+                            (0..3u8).map(|i| (Bytes::from(vec![i]), value(i))).collect();
+                        assert_eq!(pairs, want, "byte {at} of {table:?} flipped: wrong data");
+                    }
+                }
+            }
+        }
+        assert!(
+            refused * 10 > trials * 9,
+            "{refused} of {trials} flips refused"
+        );
+        std::fs::remove_dir_all(&base).unwrap();
     }
 }
