@@ -10,6 +10,8 @@
 //! - [`RaftStore`]: the Raft log, hard state and snapshot metadata over an engine (the
 //!   [`crate::raft::Storage`] the Raft core reads).
 //! - [`EngineBackend`]: the MVCC backend over an engine.
+//! - [`snapshot`]: the state machine as a stream of checksummed chunks, and its restore;
+//!   [`save_file`] / [`restore_file`]: backups, and a fresh data dir built from one.
 
 pub mod codec;
 pub mod engine;
@@ -23,10 +25,14 @@ pub use sim_disk::{
 };
 mod backend;
 #[cfg(not(madsim))]
+mod backup;
+#[cfg(not(madsim))]
 mod fjall_engine;
 mod raft_store;
 
 pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
+#[cfg(not(madsim))]
+pub use backup::{restore_file, save_file};
 #[cfg(not(madsim))]
 pub use fjall_engine::{FORMAT_FILE, FORMAT_STAMP, FjallEngine, FjallView, LOCK_FILE};
 pub use raft_store::RaftStore;

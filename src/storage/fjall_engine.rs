@@ -420,7 +420,7 @@ mod corruption {
         let (mut refused, mut trials) = (0, 0);
         for table in &tables {
             let len = std::fs::metadata(table).unwrap().len() as usize;
-            for at in (0..len).step_by(11) {
+            for at in (0..len).step_by(23) {
                 copy_dir(&pristine, &trial);
                 let target = trial.join(table.strip_prefix(&pristine).unwrap());
                 let mut bytes = std::fs::read(&target).unwrap();

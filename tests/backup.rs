@@ -1,0 +1,79 @@
+//! Backups: a member's state machine saved to a snapshot file, restored into a fresh fjall data
+//! dir, and served by a new member founded on it; a damaged file is refused.
+
+mod support;
+
+use bytes::Bytes;
+use oxcd::mvcc::{PutRequest, RangeRequest};
+use oxcd::node::Command;
+use oxcd::storage::{FjallEngine, StorageError, restore_file, save_file};
+
+fn range_all() -> RangeRequest {
+    RangeRequest {
+        key: Bytes::from_static(b"\0"),
+        range_end: Bytes::from_static(b"\0"),
+        ..RangeRequest::default()
+    }
+}
+
+#[test]
+fn a_snapshot_file_restores_into_a_new_data_dir() {
+    let base = std::env::temp_dir().join(format!("oxcd-backup-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&base);
+    std::fs::create_dir_all(&base).unwrap();
+    let file = base.join("backup.snap");
+    let want = {
+        let mut m = support::open_single(FjallEngine::open(base.join("a")).unwrap(), 1).unwrap();
+        for i in 0..50 {
+            m.propose(&Command::Put(PutRequest {
+                key: Bytes::from(format!("key/{i:02}")),
+                value: Bytes::from(format!("value {i}")),
+                ..PutRequest::default()
+            }))
+            .unwrap();
+            support::settle(&mut m).unwrap();
+        }
+        let status = save_file(m.raw().storage().engine(), &file).unwrap();
+        assert_eq!(status.revision, 50);
+        assert_eq!(status.total_keys, 50);
+        m.range(&range_all()).unwrap()
+    };
+
+    let status = restore_file(&file, &base.join("b")).unwrap();
+    assert_eq!(status.revision, 50);
+    let mut m = support::open_single(FjallEngine::open(base.join("b")).unwrap(), 2).unwrap();
+    assert_eq!(
+        m.range(&range_all()).unwrap(),
+        want,
+        "the restored member serves the data"
+    );
+    m.propose(&Command::Put(PutRequest {
+        key: Bytes::from_static(b"after"),
+        value: Bytes::from_static(b"restore"),
+        ..PutRequest::default()
+    }))
+    .unwrap();
+    support::settle(&mut m).unwrap();
+    assert_eq!(
+        m.applier().kv().current_revision(),
+        51,
+        "revisions go on from the backup's"
+    );
+    drop(m);
+
+    let err = restore_file(&file, &base.join("b")).unwrap_err();
+    assert!(err.to_string().contains("not empty"), "{err}");
+    let mut bytes = std::fs::read(&file).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    std::fs::write(&file, &bytes).unwrap();
+    let err = restore_file(&file, &base.join("c")).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            StorageError::Corrupt { .. } | StorageError::Inconsistent(_)
+        ),
+        "{err}"
+    );
+    std::fs::remove_dir_all(&base).unwrap();
+}
