@@ -193,7 +193,9 @@ impl<E: Engine> RaftStore<E> {
             for i in (last_new + 1).max(old_first)..=old_last {
                 batch.delete(Space::Log, index_key(i).to_vec());
             }
-            for e in entries {
+            // Entries the snapshot covers are not stored (the mirror ignores them too).
+            let floor = snapshot.map_or(self.snapshot_metadata().index, |m| m.index);
+            for e in entries.iter().filter(|e| e.index > floor) {
                 batch.put(
                     Space::Log,
                     index_key(e.index).to_vec(),
@@ -290,5 +292,80 @@ impl<E: Engine> Storage for RaftStore<E> {
     /// The snapshot's metadata; its data (the state machine) is added by whoever sends it.
     fn snapshot(&self) -> RaftResult<Snapshot> {
         self.cache.snapshot()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::{DiskFaults, SimDisk};
+
+    fn ent(index: u64, term: u64) -> Entry {
+        Entry {
+            term,
+            index,
+            data: Bytes::from(format!("{index}@{term}")),
+            ..Entry::default()
+        }
+    }
+
+    fn log(s: &RaftStore<SimDisk>) -> Vec<(u64, u64)> {
+        let (first, last) = (s.first_index().unwrap(), s.last_index().unwrap());
+        s.entries(first, last + 1, u64::MAX)
+            .unwrap()
+            .iter()
+            .map(|e| (e.index, e.term))
+            .collect()
+    }
+
+    #[test]
+    fn appends_truncations_and_compactions_reopen_as_they_were() {
+        let disk = SimDisk::new(1, DiskFaults::default());
+        let mut s = RaftStore::open(disk.reopen()).unwrap();
+        assert!(s.is_fresh());
+        let entries: Vec<Entry> = (1..=6).map(|i| ent(i, 1)).collect();
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 3,
+        };
+        s.persist(None, &entries, Some(&hs), WriteBatch::default(), true)
+            .unwrap();
+        // A new leader's entries replace the tail from index 5 on, and the log gets shorter.
+        s.persist(None, &[ent(5, 2)], None, WriteBatch::default(), true)
+            .unwrap();
+        s.compact(2, ConfState::with_voters([1])).unwrap();
+        disk.sync().unwrap();
+        let want = log(&s);
+        assert_eq!(want, vec![(3, 1), (4, 1), (5, 2)]);
+        let again = RaftStore::open(disk.reopen()).unwrap();
+        assert!(!again.is_fresh());
+        assert_eq!(log(&again), want);
+        assert_eq!(again.hard_state(), hs);
+        assert_eq!(again.snapshot_metadata().index, 2);
+        assert_eq!(again.term(2).unwrap(), 1);
+        assert_eq!(
+            again.conf_state(),
+            &ConfState::with_voters([1]),
+            "with no membership stored apart, the snapshot's"
+        );
+        // An old compaction is a no-op, not a step back.
+        let mut again = again;
+        again.compact(1, ConfState::default()).unwrap();
+        assert_eq!(again.snapshot_metadata().index, 2);
+    }
+
+    #[test]
+    fn a_gap_in_the_stored_log_is_refused() {
+        let disk = SimDisk::new(1, DiskFaults::default());
+        let mut s = RaftStore::open(disk.reopen()).unwrap();
+        let entries: Vec<Entry> = (1..=3).map(|i| ent(i, 1)).collect();
+        s.persist(None, &entries, None, WriteBatch::default(), true)
+            .unwrap();
+        let mut b = WriteBatch::default();
+        b.delete(Space::Log, index_key(2).to_vec());
+        disk.write(b).unwrap();
+        let err = RaftStore::open(disk.reopen()).unwrap_err();
+        assert!(matches!(err, StorageError::Inconsistent(_)), "{err}");
     }
 }
