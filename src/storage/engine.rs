@@ -159,6 +159,15 @@ pub fn hex(bytes: &[u8]) -> String {
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
+/// How many pairs a scan of `from..to` with `limit` may return: `None` when the range is
+/// empty, else the limit with 0 read as "no limit". Shared by the engines' scans.
+pub(crate) fn scan_limit(from: &[u8], to: Option<&[u8]>, limit: usize) -> Option<usize> {
+    if to.is_some_and(|to| to <= from) {
+        return None;
+    }
+    Some(if limit == 0 { usize::MAX } else { limit })
+}
+
 /// Reads from a disk, or from a frozen point-in-time view of one.
 pub trait EngineRead {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;

@@ -7,7 +7,7 @@
 //! written by something else, or by a layout this build does not know, is refused before a
 //! byte of it is believed.
 
-use super::engine::{Engine, EngineRead, Result, Space, StorageError, WriteBatch};
+use super::engine::{Engine, EngineRead, Result, Space, StorageError, WriteBatch, scan_limit};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use std::collections::BTreeMap;
@@ -192,11 +192,10 @@ fn scan_readable(
     to: Option<&[u8]>,
     limit: usize,
 ) -> Result<Vec<(Bytes, Bytes)>> {
-    if to.is_some_and(|to| to <= from) {
+    let Some(limit) = scan_limit(from, to, limit) else {
         return Ok(Vec::new());
-    }
+    };
     let upper = to.map_or(Bound::Unbounded, |t| Bound::Excluded(t.to_vec()));
-    let limit = if limit == 0 { usize::MAX } else { limit };
     let mut out = Vec::new();
     for guard in r
         .range(ks, (Bound::Included(from.to_vec()), upper))

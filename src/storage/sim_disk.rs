@@ -18,7 +18,7 @@
 //! "killed" cannot write into the disk its successor recovers from.
 
 use super::codec::{self, CodecError, Kind, Reader, Writer};
-use super::engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
+use super::engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch, scan_limit};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -325,11 +325,10 @@ impl EngineRead for SimView {
 }
 
 fn scan_map(map: &Map, from: &[u8], to: Option<&[u8]>, limit: usize) -> Vec<(Bytes, Bytes)> {
-    if to.is_some_and(|to| to <= from) {
+    let Some(limit) = scan_limit(from, to, limit) else {
         return Vec::new();
-    }
+    };
     let upper = to.map_or(Bound::Unbounded, Bound::Excluded);
-    let limit = if limit == 0 { usize::MAX } else { limit };
     map.range::<[u8], _>((Bound::Included(from), upper))
         .take(limit)
         .map(|(k, v)| (k.clone(), v.clone()))
