@@ -23,11 +23,11 @@
 //! page cache (that needs root and slows everyone else on the machine).
 
 use crate::alloc_count::live_bytes;
+use crate::storage_load;
 use bytes::Bytes;
-use oxcd::lease::LessorConfig;
-use oxcd::mvcc::{PutRequest, RangeRequest, WatchConfig};
-use oxcd::node::{Command, Member, MemberConfig, Outcome};
-use oxcd::raft::{self, Entry, EntryKind, HardState, StateRole, Storage as _};
+use oxcd::mvcc::{PutRequest, RangeRequest};
+use oxcd::node::{Command, Member, Outcome};
+use oxcd::raft::{Entry, EntryKind, HardState, StateRole, Storage as _};
 use oxcd::storage::{Engine, FjallEngine, RaftStore, WriteBatch};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -49,7 +49,6 @@ pub const SNAPSHOT_ENTRIES: u64 = 10_000;
 pub const CATCHUP_ENTRIES: u64 = 5_000;
 /// Distinct payloads, used in turn: enough that no compressor finds the repeats.
 const POOL_RECORDS: usize = 1024;
-const CLUSTER_ID: u64 = 0x0c1d;
 
 pub struct Options {
     /// Where the scratch dir is made; `None`: the system temp dir.
@@ -362,35 +361,22 @@ fn raft_run(dir: &Path, entries: usize, batch: usize, pool: &Pool) -> BenchResul
     })
 }
 
-fn member_config() -> MemberConfig {
-    MemberConfig {
-        raft: raft::Config::new(1),
-        initial_voters: vec![1],
-        cluster_id: CLUSTER_ID,
-        lessor: LessorConfig::new(1000, 100),
-        watch: WatchConfig::default(),
-        txn_ops_max: 128,
-    }
-}
-
 fn key(i: usize) -> Bytes {
     Bytes::from(format!("key/{i:010}"))
 }
 
-/// Handles Readies until there are none (one member: nothing to send); returns the commands
-/// applied, each checked to have succeeded.
+/// [`storage_load::settle`], returning how many commands were applied, each checked to have
+/// succeeded.
 fn settle<E: Engine>(m: &mut Member<E>) -> BenchResult<usize> {
     let mut commands = 0;
-    while let Some(out) = m.handle_ready(0)? {
-        for a in out.applied {
-            match a.outcome {
-                Outcome::Command { result, .. } => {
-                    result.map_err(|e| format!("entry {}: {e}", a.index))?;
-                    commands += 1;
-                }
-                Outcome::Empty => {}
-                Outcome::ConfChange(_) => unreachable!("the bench proposes no change"),
+    for a in storage_load::settle(m)? {
+        match a.outcome {
+            Outcome::Command { result, .. } => {
+                result.map_err(|e| format!("entry {}: {e}", a.index))?;
+                commands += 1;
             }
+            Outcome::Empty => {}
+            Outcome::ConfChange(_) => unreachable!("the bench proposes no change"),
         }
     }
     Ok(commands)
@@ -436,7 +422,7 @@ fn recovery(dir: &Path, o: &Options, values: &Pool) -> BenchResult<()> {
 fn load(path: &Path, o: &Options, values: &Pool) -> BenchResult<()> {
     let mut m = Member::open(
         FjallEngine::open(path)?,
-        member_config(),
+        storage_load::single_config(),
         ChaCha8Rng::seed_from_u64(o.seed),
         0,
     )?;
@@ -495,7 +481,7 @@ pub fn recover(path: &Path, keys: usize, seed: u64) -> BenchResult<()> {
     let opened = started.elapsed();
     let mut m = Member::open(
         engine.clone(),
-        member_config(),
+        storage_load::single_config(),
         ChaCha8Rng::seed_from_u64(seed.wrapping_add(1)),
         0,
     )?;

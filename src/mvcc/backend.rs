@@ -90,13 +90,6 @@ pub trait Backend {
 
     /// Applies a batch atomically: deletes, then puts, then meta, then leases.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
-
-    /// Records held, for sizes and the bench.
-    fn len(&self) -> usize;
-
-    fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
 }
 
 /// The in-memory backend: a sorted map. Deterministic; loses everything with the process.
@@ -162,9 +155,5 @@ impl Backend for MemBackend {
 
     fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError> {
         Ok(self.leases.values().copied().collect())
-    }
-
-    fn len(&self) -> usize {
-        self.records.len()
     }
 }

@@ -108,6 +108,24 @@ fn apply_storage_error(e: ApplyError) -> StorageError {
     StorageError::Io(format!("apply: {e}"))
 }
 
+/// The state machine as `engine` holds it: store, leases with their keys, fresh watchers.
+fn recover_applier<E: Engine>(
+    engine: E,
+    config: &MemberConfig,
+    now_ms: u64,
+) -> Result<Applier<EngineBackend<E>>, StorageError> {
+    let watchers = Watchers::new(config.watch.clone(), now_ms)
+        .map_err(|e| StorageError::Inconsistent(format!("watch config: {e}")))?;
+    Applier::recover(
+        EngineBackend::new(engine),
+        Lessor::new(config.lessor.clone()),
+        watchers,
+        config.txn_ops_max,
+        now_ms,
+    )
+    .map_err(apply_storage_error)
+}
+
 impl<E: Engine> Member<E> {
     /// Recovers the member stored on `engine`, or founds it there when the engine is fresh.
     pub fn open(
@@ -161,15 +179,7 @@ impl<E: Engine> Member<E> {
                 )));
             }
         }
-        let applier = Applier::recover(
-            EngineBackend::new(engine),
-            Lessor::new(config.lessor.clone()),
-            Watchers::new(config.watch.clone(), now_ms)
-                .map_err(|e| StorageError::Inconsistent(format!("watch config: {e}")))?,
-            config.txn_ops_max,
-            now_ms,
-        )
-        .map_err(apply_storage_error)?;
+        let applier = recover_applier(engine, &config, now_ms)?;
         let applied = applier.applied_index().map_err(apply_storage_error)?;
         let snap = store.snapshot_metadata().index;
         let commit = store.hard_state().commit;
@@ -279,15 +289,7 @@ impl<E: Engine> Member<E> {
         if snapshot_meta.is_some() {
             // The state machine was replaced: read it back as recovery does.
             let engine = self.raw.storage().engine().clone();
-            self.applier = Applier::recover(
-                EngineBackend::new(engine),
-                Lessor::new(self.config.lessor.clone()),
-                Watchers::new(self.config.watch.clone(), now_ms)
-                    .map_err(|e| StorageError::Inconsistent(format!("watch config: {e}")))?,
-                self.config.txn_ops_max,
-                now_ms,
-            )
-            .map_err(apply_storage_error)?;
+            self.applier = recover_applier(engine, &self.config, now_ms)?;
             self.applied = self.applier.applied_index().map_err(apply_storage_error)?;
             let cs = self.raw.storage().conf_state().clone();
             let index = snapshot_meta.as_ref().map_or(0, |m| m.index);

@@ -132,13 +132,6 @@ impl<E: Engine> Backend for EngineBackend<E> {
             .write(Self::to_write_batch(batch))
             .map_err(backend_error)
     }
-
-    /// Counts by scanning keys: for sizes and the bench, not for a hot path.
-    fn len(&self) -> usize {
-        self.engine
-            .scan(Space::Mvcc, &[], None, 0)
-            .map_or(0, |pairs| pairs.len())
-    }
 }
 
 /// Reads a stored number (the store's meta, or the member's IDs in the Raft keyspace).

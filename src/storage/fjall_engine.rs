@@ -209,6 +209,7 @@ fn scan_readable(
 
 impl EngineRead for FjallEngine {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        // The keyspace itself, not a snapshot: a point read needs no view.
         Ok(self
             .space(space)
             .get(key)
@@ -235,9 +236,10 @@ pub struct FjallView {
 
 impl EngineRead for FjallView {
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>> {
+        let ks = self.engine.space(space);
         Ok(self
             .snapshot
-            .get(self.engine.space(space), key)
+            .get(ks, key)
             .map_err(fjall_error)?
             .map(bytes_of))
     }
