@@ -10,5 +10,6 @@ pub mod fuzzing;
 pub mod lease;
 pub mod mvcc;
 pub mod node;
+pub mod pb;
 pub mod raft;
 pub mod storage;
