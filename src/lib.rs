@@ -5,6 +5,7 @@
 //! randomness and messages as arguments and hand back what they want done. The server, the
 //! simulator and the tests each drive the same core.
 
+pub mod api;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lease;
@@ -12,4 +13,5 @@ pub mod mvcc;
 pub mod node;
 pub mod pb;
 pub mod raft;
+pub mod server;
 pub mod storage;

@@ -10,5 +10,5 @@ mod codec;
 mod member;
 
 pub use apply::{Applied, Applier, ApplyError, Command};
-pub use codec::TXN_DEPTH_MAX;
+pub use codec::{RequestId, TXN_DEPTH_MAX};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};

@@ -6,6 +6,7 @@
 //! a scan maps keys to revisions.
 
 use super::kv::{KeyValue, Revision};
+use bytes::Bytes;
 use std::collections::BTreeMap;
 use thiserror::Error;
 
@@ -46,6 +47,8 @@ pub struct Batch {
     pub meta: Vec<(MetaKey, i64)>,
     /// Lease records to store (`Some`) or remove (`None`), by ID.
     pub leases: Vec<(i64, Option<LeaseRecord>)>,
+    /// Cluster member records (opaque bytes, the server's encoding) to store or remove, by ID.
+    pub members: Vec<(u64, Option<Bytes>)>,
 }
 
 impl Batch {
@@ -54,6 +57,7 @@ impl Batch {
             && self.deletes.is_empty()
             && self.meta.is_empty()
             && self.leases.is_empty()
+            && self.members.is_empty()
     }
 
     /// Adds `other`'s changes after this batch's.
@@ -62,6 +66,7 @@ impl Batch {
         self.deletes.extend(other.deletes);
         self.meta.extend(other.meta);
         self.leases.extend(other.leases);
+        self.members.extend(other.members);
     }
 }
 
@@ -88,7 +93,10 @@ pub trait Backend {
     /// Every stored lease, by ID.
     fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError>;
 
-    /// Applies a batch atomically: deletes, then puts, then meta, then leases.
+    /// Every stored member record, in ID order.
+    fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError>;
+
+    /// Applies a batch atomically: deletes, then puts, then meta, then leases, then members.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
 }
 
@@ -98,6 +106,7 @@ pub struct MemBackend {
     records: BTreeMap<Revision, Record>,
     meta: BTreeMap<MetaKey, i64>,
     leases: BTreeMap<i64, LeaseRecord>,
+    members: BTreeMap<u64, Bytes>,
 }
 
 impl MemBackend {
@@ -150,10 +159,20 @@ impl Backend for MemBackend {
                 None => self.leases.remove(&id),
             };
         }
+        for (id, record) in batch.members {
+            match record {
+                Some(r) => self.members.insert(id, r),
+                None => self.members.remove(&id),
+            };
+        }
         Ok(())
     }
 
     fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError> {
         Ok(self.leases.values().copied().collect())
+    }
+
+    fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError> {
+        Ok(self.members.iter().map(|(id, r)| (*id, r.clone())).collect())
     }
 }

@@ -601,6 +601,11 @@ impl Watchers {
         self.unsynced.len()
     }
 
+    /// Whether the stream is open (a snapshot restore starts the watchers afresh).
+    pub fn is_open(&self, stream_id: StreamId) -> bool {
+        self.streams.contains_key(&stream_id)
+    }
+
     pub fn streams_len(&self) -> usize {
         self.streams.len()
     }

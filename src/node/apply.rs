@@ -13,6 +13,8 @@ use crate::mvcc::{
     KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, TxnRequest, TxnResponse, Watchers,
     Write,
 };
+use bytes::Bytes;
+use std::collections::BTreeMap;
 use thiserror::Error;
 
 /// A command that has been committed to the log, in the order every member applies it.
@@ -34,6 +36,10 @@ pub enum Command {
     },
     /// Remaining TTLs the leader measured, in milliseconds.
     LeaseCheckpoint(Vec<(LeaseId, u64)>),
+    /// Stores a cluster member's record (its name and URLs, in the server's encoding): how a
+    /// member publishes itself and how its peer URLs are updated. Members join and leave by
+    /// configuration changes, which carry the record too.
+    SetMember { id: u64, record: Bytes },
 }
 
 /// What a command did. Every variant comes with the store's revision after it (the response
@@ -50,6 +56,7 @@ pub enum Applied {
         deleted: i64,
     },
     LeaseCheckpoint,
+    SetMember,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -68,12 +75,13 @@ impl ApplyError {
     }
 }
 
-/// A member's data: the store, its leases and its watchers.
+/// A member's data: the store, its leases, its watchers and the cluster's member records.
 pub struct Applier<B: Backend> {
     kv: KvStore<B>,
     lessor: Lessor,
     watchers: Watchers,
     txn_ops_max: usize,
+    members: BTreeMap<u64, Bytes>,
 }
 
 impl<B: Backend> Applier<B> {
@@ -83,6 +91,7 @@ impl<B: Backend> Applier<B> {
             lessor,
             watchers,
             txn_ops_max,
+            members: BTreeMap::new(),
         }
     }
 
@@ -96,6 +105,7 @@ impl<B: Backend> Applier<B> {
         now_ms: u64,
     ) -> Result<Self, ApplyError> {
         let leases = backend.leases().map_err(mvcc::Error::from)?;
+        let members = backend.members().map_err(mvcc::Error::from)?;
         let (kv, leased) = KvStore::open_with_leases(backend)?;
         for l in leases {
             lessor.restore(l.id, l.ttl_s, l.remaining_ms, now_ms);
@@ -107,7 +117,27 @@ impl<B: Backend> Applier<B> {
                 )))
             })?;
         }
-        Ok(Applier::new(kv, lessor, watchers, txn_ops_max))
+        let mut applier = Applier::new(kv, lessor, watchers, txn_ops_max);
+        applier.members = members.into_iter().collect();
+        Ok(applier)
+    }
+
+    /// The cluster's member records by ID, as applied.
+    pub fn members(&self) -> &BTreeMap<u64, Bytes> {
+        &self.members
+    }
+
+    /// Stages a member record (`None`: removed), to land with the next write; for the
+    /// configuration changes that add and remove members.
+    pub fn stage_member(&mut self, id: u64, record: Option<Bytes>) {
+        match &record {
+            Some(r) => self.members.insert(id, r.clone()),
+            None => self.members.remove(&id),
+        };
+        self.kv.stage(Batch {
+            members: vec![(id, record)],
+            ..Batch::default()
+        });
     }
 
     /// The Raft index of the last command applied, as stored (0: none yet).
@@ -218,6 +248,10 @@ impl<B: Backend> Applier<B> {
                 let ids: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
                 self.stage_leases(&ids);
                 Applied::LeaseCheckpoint
+            }
+            Command::SetMember { id, record } => {
+                self.stage_member(*id, Some(record.clone()));
+                Applied::SetMember
             }
         })
     }

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! command     = tag (1 Put, 2 DeleteRange, 3 Txn, 4 Compact, 5 LeaseGrant, 6 LeaseRevoke,
-//!               7 LeaseCheckpoint), then its body
+//!               7 LeaseCheckpoint, 8 SetMember), then its body
 //! Put         = key, value, lease i64, prev_kv, ignore_value, ignore_lease
 //! DeleteRange = key, range_end, prev_kv
 //! Txn         = count, compare*, count, op* (success), count, op* (failure)
@@ -25,7 +25,11 @@
 //! LeaseGrant  = id i64, ttl_s i64
 //! LeaseRevoke = id i64
 //! LeaseCheckpoint = count, (id i64, remaining_ms u64)*
+//! SetMember   = id u64, record
 //! ```
+//!
+//! A proposal ([`Kind::Proposal`]) is the same command payload after the proposer's
+//! [`RequestId`] (member u64, seq u64).
 //!
 //! Every value has exactly one encoding (no optional fields, no padding, strict flags and tags),
 //! so a decoded command re-encodes to the very bytes it came from. A changed layout takes a new
@@ -60,6 +64,7 @@ const CMD_COMPACT: u8 = 4;
 const CMD_LEASE_GRANT: u8 = 5;
 const CMD_LEASE_REVOKE: u8 = 6;
 const CMD_LEASE_CHECKPOINT: u8 = 7;
+const CMD_SET_MEMBER: u8 = 8;
 
 // etcd's `RequestOp` oneof field numbers.
 const OP_RANGE: u8 = 1;
@@ -81,6 +86,33 @@ impl Command {
     /// Panics if a transaction nests deeper than [`TXN_DEPTH_MAX`] or the payload exceeds the
     /// frame's limit: the API edge refuses such requests, so reaching here with one is a bug.
     pub fn encode(&self) -> Bytes {
+        let out = encode_frame(Kind::Command, &self.payload());
+        debug_assert_eq!(
+            Command::decode(&out).as_ref(),
+            Ok(self),
+            "decode reads what encode wrote"
+        );
+        out
+    }
+
+    /// The command with the ID of the request that proposed it ([`Kind::Proposal`]), so the
+    /// proposer can match the applied entry to the waiting client. Panics as [`Command::encode`].
+    pub fn encode_proposal(&self, id: RequestId) -> Bytes {
+        let payload = self.payload();
+        let mut w = Writer::with_capacity(16 + payload.len());
+        w.u64(id.member);
+        w.u64(id.seq);
+        w.raw(&payload);
+        let out = encode_frame(Kind::Proposal, &w.finish());
+        debug_assert_eq!(
+            Command::decode_entry(&out).as_ref(),
+            Ok(&(Some(id), self.clone())),
+            "decode reads what encode wrote"
+        );
+        out
+    }
+
+    fn payload(&self) -> Bytes {
         let mut w = Writer::with_capacity(match self {
             Command::Put(p) => 32 + p.key.len() + p.value.len(),
             Command::LeaseCheckpoint(batch) => 5 + batch.len() * CHECKPOINT_BYTES,
@@ -120,44 +152,81 @@ impl Command {
                     w.u64(remaining_ms);
                 }
             }
+            Command::SetMember { id, record } => {
+                w.u8(CMD_SET_MEMBER);
+                w.u64(*id);
+                w.bytes(record);
+            }
         }
-        let out = encode_frame(Kind::Command, &w.finish());
-        debug_assert_eq!(
-            Command::decode(&out).as_ref(),
-            Ok(self),
-            "decode reads what encode wrote"
-        );
-        out
+        w.finish()
     }
 
     /// Reads a buffer holding exactly one framed command. Any other input is an error, never
     /// a panic.
     pub fn decode(buf: &[u8]) -> Result<Command, CodecError> {
         let mut r = Reader::new(decode_exact(buf, Kind::Command)?);
-        let cmd = match r.u8()? {
-            CMD_PUT => Command::Put(read_put(&mut r)?),
-            CMD_DELETE_RANGE => Command::DeleteRange(read_delete_range(&mut r)?),
-            CMD_TXN => Command::Txn(read_txn(&mut r, 1)?),
-            CMD_COMPACT => Command::Compact { revision: r.i64()? },
-            CMD_LEASE_GRANT => Command::LeaseGrant {
-                id: r.i64()?,
-                ttl_s: r.i64()?,
-            },
-            CMD_LEASE_REVOKE => Command::LeaseRevoke { id: r.i64()? },
-            CMD_LEASE_CHECKPOINT => {
-                let n = read_count(&mut r, CHECKPOINT_BYTES)?;
-                // Exact: every entry has a fixed size, and `n` of them fit in the payload.
-                let mut batch: Vec<(LeaseId, u64)> = Vec::with_capacity(n);
-                for _ in 0..n {
-                    batch.push((r.i64()?, r.u64()?));
-                }
-                Command::LeaseCheckpoint(batch)
-            }
-            _ => return Err(malformed("unknown command tag")),
-        };
+        let cmd = read_command(&mut r)?;
         r.finish()?;
         Ok(cmd)
     }
+
+    /// Reads a Raft entry's data: a proposal (with its request ID) or a bare command.
+    pub fn decode_entry(buf: &[u8]) -> Result<(Option<RequestId>, Command), CodecError> {
+        match decode_exact(buf, Kind::Proposal) {
+            Ok(payload) => {
+                let mut r = Reader::new(payload);
+                let id = RequestId {
+                    member: r.u64()?,
+                    seq: r.u64()?,
+                };
+                let cmd = read_command(&mut r)?;
+                r.finish()?;
+                Ok((Some(id), cmd))
+            }
+            Err(CodecError::WrongKind {
+                found: Kind::Command,
+                ..
+            }) => Ok((None, Command::decode(buf)?)),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Names one client request among all members' proposals: the proposing member and its own
+/// sequence number (unique for as long as the member's process lives, and started from its
+/// clock, so a restarted member does not reuse the numbers of its pending proposals).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RequestId {
+    pub member: u64,
+    pub seq: u64,
+}
+
+fn read_command(r: &mut Reader) -> Result<Command, CodecError> {
+    Ok(match r.u8()? {
+        CMD_PUT => Command::Put(read_put(r)?),
+        CMD_DELETE_RANGE => Command::DeleteRange(read_delete_range(r)?),
+        CMD_TXN => Command::Txn(read_txn(r, 1)?),
+        CMD_COMPACT => Command::Compact { revision: r.i64()? },
+        CMD_LEASE_GRANT => Command::LeaseGrant {
+            id: r.i64()?,
+            ttl_s: r.i64()?,
+        },
+        CMD_LEASE_REVOKE => Command::LeaseRevoke { id: r.i64()? },
+        CMD_LEASE_CHECKPOINT => {
+            let n = read_count(r, CHECKPOINT_BYTES)?;
+            // Exact: every entry has a fixed size, and `n` of them fit in the payload.
+            let mut batch: Vec<(LeaseId, u64)> = Vec::with_capacity(n);
+            for _ in 0..n {
+                batch.push((r.i64()?, r.u64()?));
+            }
+            Command::LeaseCheckpoint(batch)
+        }
+        CMD_SET_MEMBER => Command::SetMember {
+            id: r.u64()?,
+            record: r.bytes()?,
+        },
+        _ => return Err(malformed("unknown command tag")),
+    })
 }
 
 fn malformed(why: &'static str) -> CodecError {

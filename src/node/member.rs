@@ -22,13 +22,14 @@
 //! and it answers no client. The server's driver owns a `Member` and does those.
 
 use super::apply::{Applied, Applier, ApplyError, Command};
+use super::codec::RequestId;
 use crate::lease::{Lessor, LessorConfig};
 use crate::mvcc::{self, BackendError, RangeRequest, RangeResponse, WatchConfig, Watchers};
 use crate::raft::{
-    self, ConfChange, ConfState, EntryKind, Message, NodeId, RawNode, ReadState, SoftState,
+    self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, NodeId, RawNode, ReadState, SoftState,
 };
 use crate::storage::{
-    Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, meta_key, read_meta,
+    Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, codec, meta_key, read_meta,
     snapshot, stage_meta,
 };
 use bytes::Bytes;
@@ -50,6 +51,9 @@ pub struct MemberConfig {
     pub initial_voters: Vec<NodeId>,
     /// Stored on a fresh disk and checked on every later open.
     pub cluster_id: u64,
+    /// The founding members' records (opaque to the member; the server's encoding), stored
+    /// with the founding voters. Ignored unless the disk is fresh.
+    pub initial_members: Vec<(u64, Bytes)>,
     pub lessor: LessorConfig,
     pub watch: WatchConfig,
     pub txn_ops_max: usize,
@@ -74,6 +78,8 @@ pub enum Outcome {
 pub struct AppliedEntry {
     pub index: u64,
     pub term: u64,
+    /// The request that proposed it, when it was proposed with one.
+    pub request: Option<RequestId>,
     /// The proposer's bytes (the encoded command), for matching waiting requests.
     pub data: Bytes,
     pub outcome: Outcome,
@@ -154,6 +160,11 @@ impl<E: Engine> Member<E> {
                     meta_key(crate::mvcc::MetaKey::AppliedIndex),
                     1,
                 );
+                for (member, record) in &config.initial_members {
+                    let key = codec::member_key(*member);
+                    let value = codec::encode_member(&key, record);
+                    batch.put(Space::Meta, key, value);
+                }
                 let meta = raft::SnapshotMetadata {
                     conf_state: ConfState::with_voters(config.initial_voters.iter().copied()),
                     index: 1,
@@ -200,6 +211,17 @@ impl<E: Engine> Member<E> {
             applied,
             conf_history,
             stopped: None,
+        })
+    }
+
+    /// The member and cluster IDs stored on `engine`, or `None` for a fresh engine: a
+    /// restarted member takes its identity from its disk.
+    pub fn stored_identity(engine: &E) -> Result<Option<(u64, u64)>, StorageError> {
+        let member = read_meta(engine, Space::Raft, MEMBER_ID)?;
+        let cluster = read_meta(engine, Space::Raft, CLUSTER_ID)?;
+        Ok(match (member, cluster) {
+            (Some(m), Some(c)) => Some((m as u64, c as u64)),
+            _ => None,
         })
     }
 
@@ -259,6 +281,11 @@ impl<E: Engine> Member<E> {
         self.raw.propose(cmd.encode())
     }
 
+    /// Proposes `cmd` on behalf of request `id`; its [`AppliedEntry`] names the request.
+    pub fn propose_request(&mut self, id: RequestId, cmd: &Command) -> Result<(), raft::Error> {
+        self.raw.propose(cmd.encode_proposal(id))
+    }
+
     /// Carries out the pending Ready, if any (see the module docs for the order).
     pub fn handle_ready(&mut self, now_ms: u64) -> Result<Option<Output>, StorageError> {
         self.check_running()?;
@@ -303,10 +330,11 @@ impl<E: Engine> Member<E> {
         };
         out.messages.append(&mut rd.persisted_messages);
         for e in std::mem::take(&mut rd.committed_entries) {
-            let outcome = self.apply_entry(&e, now_ms)?;
+            let (request, outcome) = self.apply_entry(&e, now_ms)?;
             out.applied.push(AppliedEntry {
                 index: e.index,
                 term: e.term,
+                request,
                 data: e.data,
                 outcome,
             });
@@ -316,18 +344,22 @@ impl<E: Engine> Member<E> {
         Ok(out)
     }
 
-    fn apply_entry(&mut self, e: &raft::Entry, now_ms: u64) -> Result<Outcome, StorageError> {
+    fn apply_entry(
+        &mut self,
+        e: &raft::Entry,
+        now_ms: u64,
+    ) -> Result<(Option<RequestId>, Outcome), StorageError> {
         let done = e.index <= self.applied;
         self.applied = self.applied.max(e.index);
         match e.kind {
             // Already in the state machine (from a snapshot taken after this entry).
-            EntryKind::Normal if done => Ok(Outcome::Empty),
+            EntryKind::Normal if done => Ok((None, Outcome::Empty)),
             EntryKind::Normal if e.data.is_empty() => {
                 self.applier.stage_applied(e.index);
-                Ok(Outcome::Empty)
+                Ok((None, Outcome::Empty))
             }
             EntryKind::Normal => {
-                let cmd = Command::decode(&e.data).map_err(|err| {
+                let (request, cmd) = Command::decode_entry(&e.data).map_err(|err| {
                     StorageError::Inconsistent(format!("committed entry {}: {err}", e.index))
                 })?;
                 let (result, revision) = self.applier.apply_at(e.index, &cmd, now_ms);
@@ -336,11 +368,25 @@ impl<E: Engine> Member<E> {
                 {
                     return Err(apply_storage_error(err.clone()));
                 }
-                Ok(Outcome::Command { result, revision })
+                Ok((request, Outcome::Command { result, revision }))
             }
             EntryKind::ConfChange => {
-                let result =
-                    ConfChange::decode(&e.data).and_then(|cc| self.raw.apply_conf_change(&cc));
+                let cc = ConfChange::decode(&e.data);
+                let result = cc
+                    .as_ref()
+                    .map_err(Clone::clone)
+                    .and_then(|cc| self.raw.apply_conf_change(cc));
+                if let (Ok(cc), Ok(_)) = (&cc, &result) {
+                    // The member records travel in the change's context.
+                    for single in &cc.changes {
+                        let record = match single.kind {
+                            ConfChangeKind::RemoveNode => None,
+                            _ if cc.context.is_empty() => continue,
+                            _ => Some(cc.context.clone()),
+                        };
+                        self.applier.stage_member(single.node_id, record);
+                    }
+                }
                 // The membership and the applied index land together; what the applier staged
                 // goes first (engine writes keep their order through a crash).
                 self.applier.flush().map_err(apply_storage_error)?;
@@ -360,7 +406,7 @@ impl<E: Engine> Member<E> {
                     store.conf_state_persisted(cs.clone());
                     self.conf_history.push((e.index, cs.clone()));
                 }
-                Ok(Outcome::ConfChange(result))
+                Ok((None, Outcome::ConfChange(result)))
             }
         }
     }

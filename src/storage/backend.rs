@@ -57,6 +57,16 @@ impl<E: Engine> EngineBackend<E> {
                 None => w.delete(Space::Lease, key),
             }
         }
+        for (id, record) in batch.members {
+            let key = codec::member_key(id);
+            match record {
+                Some(r) => {
+                    let v = codec::encode_member(&key, &r);
+                    w.put(Space::Meta, key, v)
+                }
+                None => w.delete(Space::Meta, key),
+            }
+        }
         w
     }
 }
@@ -124,6 +134,27 @@ impl<E: Engine> Backend for EngineBackend<E> {
             .map_err(backend_error)?
             .iter()
             .map(|(k, v)| codec::decode_lease(k, v).map_err(|e| corrupt(Space::Lease, k, e)))
+            .collect()
+    }
+
+    fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError> {
+        let prefix = codec::MEMBER_KEY_PREFIX;
+        let mut end = prefix.to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        self.engine
+            .scan(Space::Meta, prefix, Some(&end), 0)
+            .map_err(backend_error)?
+            .iter()
+            .map(|(k, v)| {
+                let id = codec::decode_member_key(k).ok_or_else(|| {
+                    backend_error(StorageError::Inconsistent(format!(
+                        "member key {} names no ID",
+                        super::engine::hex(k)
+                    )))
+                })?;
+                let record = codec::decode_member(k, v).map_err(|e| corrupt(Space::Meta, k, e))?;
+                Ok((id, record))
+            })
             .collect()
     }
 

@@ -43,10 +43,14 @@ pub enum Kind {
     SnapshotChunk = 9,
     /// One atomic batch in the simulated disk's journal.
     DiskBatch = 10,
+    /// A cluster member's record (opaque to storage: the server's encoding), keyed by ID.
+    Member = 11,
+    /// A command with the proposer's request ID, as it travels in a Raft entry.
+    Proposal = 12,
 }
 
 impl Kind {
-    const ALL: [Kind; 10] = [
+    const ALL: [Kind; 12] = [
         Kind::MvccRecord,
         Kind::LogEntry,
         Kind::HardState,
@@ -57,6 +61,8 @@ impl Kind {
         Kind::Command,
         Kind::SnapshotChunk,
         Kind::DiskBatch,
+        Kind::Member,
+        Kind::Proposal,
     ];
 
     fn from_u8(b: u8) -> Option<Kind> {
@@ -371,6 +377,34 @@ pub fn decode_lease(key: &[u8], buf: &[u8]) -> Result<LeaseRecord, CodecError> {
 }
 
 /// A number in the meta keyspace.
+/// Where a member's record is stored in the meta keyspace: a prefix no meta number uses, then
+/// the ID big-endian (so records scan in ID order).
+pub const MEMBER_KEY_PREFIX: &[u8] = b"member/";
+
+pub fn member_key(id: u64) -> Vec<u8> {
+    let mut k = MEMBER_KEY_PREFIX.to_vec();
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// The ID a member key names, or `None` when `key` is not a member key.
+pub fn decode_member_key(key: &[u8]) -> Option<u64> {
+    let id = key.strip_prefix(MEMBER_KEY_PREFIX)?;
+    Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+pub fn encode_member(key: &[u8], record: &[u8]) -> Bytes {
+    encode_frame_keyed(Kind::Member, key, record)
+}
+
+pub fn decode_member(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
+    Ok(Bytes::copy_from_slice(decode_exact_keyed(
+        buf,
+        Kind::Member,
+        key,
+    )?))
+}
+
 pub fn encode_meta(key: &[u8], v: i64) -> Bytes {
     encode_frame_keyed(Kind::Meta, key, &v.to_le_bytes())
 }
@@ -413,6 +447,11 @@ impl Writer {
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.0
             .put_u32_le(u32::try_from(v.len()).expect("field under 4 GiB"));
+        self.0.put_slice(v);
+    }
+
+    /// Bytes as they are, with no length (the rest of a payload).
+    pub(crate) fn raw(&mut self, v: &[u8]) {
         self.0.put_slice(v);
     }
 

@@ -147,6 +147,15 @@ fn check_pair(space: Space, key: &[u8], value: &[u8]) -> Result<()> {
         Space::Lease => {
             codec::decode_lease(key, value).map_err(corrupt)?;
         }
+        Space::Meta if key.starts_with(codec::MEMBER_KEY_PREFIX) => {
+            codec::decode_member_key(key).ok_or_else(|| {
+                StorageError::Inconsistent(format!(
+                    "member key {} names no ID",
+                    super::engine::hex(key)
+                ))
+            })?;
+            codec::decode_member(key, value).map_err(corrupt)?;
+        }
         Space::Meta => {
             codec::decode_meta(key, value).map_err(corrupt)?;
         }

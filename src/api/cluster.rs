@@ -1,0 +1,200 @@
+//! The Cluster service: membership as etcd's clients see it. Adds and removes are Raft
+//! configuration changes carrying the member's record; updates re-store the record; a promote
+//! turns a learner that has caught up into a voter (decided on the leader, where the
+//! followers' progress is known; a follower forwards it).
+
+use super::error::ServerError;
+use super::kv::header;
+use crate::node::{Applied, Command};
+use crate::pb::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
+use crate::raft::{ConfChange, ConfChangeKind};
+use crate::server::cluster::{MemberInfo, check_url, member_id};
+use crate::server::driver::{Header, NodeHandle};
+use tonic::{Request, Response, Status};
+
+/// A learner may be promoted once its log matches at least this share of the leader's
+/// (etcd's readyPercent).
+const PROMOTE_READY_PERCENT: u64 = 90;
+/// The most learners a cluster may hold (etcd's maxLearners).
+const LEARNERS_MAX: usize = 1;
+
+pub struct ClusterService {
+    h: NodeHandle,
+}
+
+impl ClusterService {
+    pub fn new(h: NodeHandle) -> ClusterService {
+        ClusterService { h }
+    }
+
+    async fn members(&self, linearizable: bool) -> Result<(Vec<pb::Member>, Header), Status> {
+        self.h
+            .run(linearizable, |d| {
+                let members = d
+                    .members()
+                    .into_iter()
+                    .map(|(m, learner)| m.to_pb(learner))
+                    .collect();
+                Ok((members, d.header()))
+            })
+            .await
+    }
+
+    async fn member(&self, id: u64) -> Result<(MemberInfo, bool), Status> {
+        self.h
+            .run(false, move |d| {
+                d.members()
+                    .into_iter()
+                    .find(|(m, _)| m.id == id)
+                    .ok_or_else(|| ServerError::MemberNotFound.status())
+            })
+            .await
+    }
+}
+
+fn check_urls(urls: &[String]) -> Result<(), Status> {
+    if urls.is_empty() || urls.iter().any(|u| check_url(u).is_err()) {
+        return Err(ServerError::MemberBadUrls.status());
+    }
+    Ok(())
+}
+
+#[tonic::async_trait]
+impl Cluster for ClusterService {
+    async fn member_add(
+        &self,
+        request: Request<pb::MemberAddRequest>,
+    ) -> Result<Response<pb::MemberAddResponse>, Status> {
+        let req = request.into_inner();
+        check_urls(&req.peer_ur_ls)?;
+        let urls = req.peer_ur_ls.clone();
+        let learner = req.is_learner;
+        let (salt, token) = self
+            .h
+            .run(false, move |d| {
+                let members = d.members();
+                if members
+                    .iter()
+                    .any(|(m, _)| m.peer_urls.iter().any(|u| urls.contains(u)))
+                {
+                    return Err(ServerError::PeerUrlExists.status());
+                }
+                if learner && members.iter().filter(|(_, l)| *l).count() >= LEARNERS_MAX {
+                    return Err(ServerError::TooManyLearners.status());
+                }
+                Ok((d.now_ms() ^ d.member_id, d.config.cluster_token.clone()))
+            })
+            .await?;
+        let id = member_id(&req.peer_ur_ls, &token, Some(salt));
+        let info = MemberInfo {
+            id,
+            name: String::new(),
+            peer_urls: req.peer_ur_ls,
+            client_urls: Vec::new(),
+        };
+        let kind = if learner {
+            ConfChangeKind::AddLearnerNode
+        } else {
+            ConfChangeKind::AddNode
+        };
+        let mut cc = ConfChange::simple(kind, id);
+        cc.context = info.encode();
+        self.h.conf_change(cc).await?;
+        let (members, at) = self.members(false).await?;
+        Ok(Response::new(pb::MemberAddResponse {
+            header: Some(header(&self.h, at)),
+            member: Some(info.to_pb(learner)),
+            members,
+        }))
+    }
+
+    async fn member_remove(
+        &self,
+        request: Request<pb::MemberRemoveRequest>,
+    ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
+        let id = request.into_inner().id;
+        self.member(id).await?;
+        self.h
+            .conf_change(ConfChange::simple(ConfChangeKind::RemoveNode, id))
+            .await?;
+        let (members, at) = self.members(false).await?;
+        Ok(Response::new(pb::MemberRemoveResponse {
+            header: Some(header(&self.h, at)),
+            members,
+        }))
+    }
+
+    async fn member_update(
+        &self,
+        request: Request<pb::MemberUpdateRequest>,
+    ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
+        let req = request.into_inner();
+        check_urls(&req.peer_ur_ls)?;
+        let (mut info, _) = self.member(req.id).await?;
+        info.peer_urls = req.peer_ur_ls;
+        let cmd = Command::SetMember {
+            id: info.id,
+            record: info.encode(),
+        };
+        match self.h.propose(cmd).await? {
+            (Applied::SetMember, _) => {}
+            (other, _) => return Err(Status::internal(format!("unexpected {other:?}"))),
+        }
+        let (members, at) = self.members(false).await?;
+        Ok(Response::new(pb::MemberUpdateResponse {
+            header: Some(header(&self.h, at)),
+            members,
+        }))
+    }
+
+    async fn member_list(
+        &self,
+        request: Request<pb::MemberListRequest>,
+    ) -> Result<Response<pb::MemberListResponse>, Status> {
+        let (members, at) = self.members(request.into_inner().linearizable).await?;
+        Ok(Response::new(pb::MemberListResponse {
+            header: Some(header(&self.h, at)),
+            members,
+        }))
+    }
+
+    async fn member_promote(
+        &self,
+        request: Request<pb::MemberPromoteRequest>,
+    ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
+        let id = request.into_inner().id;
+        let (info, learner) = self.member(id).await?;
+        if !learner {
+            return Err(ServerError::MemberNotLearner.status());
+        }
+        let leading = self
+            .h
+            .run(false, move |d| {
+                if !d.is_leader() {
+                    return Ok(false);
+                }
+                let raft = &d.member().raw().raft;
+                let last = raft.raft_log.last_index();
+                let matched = raft.tracker.progress.get(&id).map_or(0, |p| p.matched);
+                if matched * 100 < last * PROMOTE_READY_PERCENT {
+                    return Err(ServerError::LearnerNotReady.status());
+                }
+                Ok(true)
+            })
+            .await?;
+        if !leading {
+            let channel = super::lease::leader_channel(&self.h).await?;
+            return ClusterClient::new(channel)
+                .member_promote(pb::MemberPromoteRequest { id })
+                .await;
+        }
+        let mut cc = ConfChange::simple(ConfChangeKind::AddNode, id);
+        cc.context = info.encode();
+        self.h.conf_change(cc).await?;
+        let (members, at) = self.members(false).await?;
+        Ok(Response::new(pb::MemberPromoteResponse {
+            header: Some(header(&self.h, at)),
+            members,
+        }))
+    }
+}

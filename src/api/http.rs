@@ -1,0 +1,172 @@
+//! Plain HTTP beside gRPC: `/health`, `/version` and `/metrics` (Prometheus text, with etcd's
+//! metric names where etcd has them), on the client port and on `--listen-metrics-urls`.
+
+use crate::server::driver::NodeHandle;
+use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
+use axum::Router;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use std::fmt::Write;
+use std::net::SocketAddr;
+use tokio::sync::watch;
+
+/// Upper bounds of the fsync duration histogram's buckets, in seconds (etcd's).
+const FSYNC_BUCKETS_S: [f64; 14] = [
+    0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128, 0.256, 0.512, 1.024, 2.048, 4.096,
+    8.192,
+];
+
+pub fn router(h: NodeHandle) -> Router {
+    let health = h.clone();
+    let metrics = h;
+    Router::new()
+        .route("/health", get(move || health_handler(health.clone())))
+        .route("/version", get(version_handler))
+        .route("/metrics", get(move || metrics_handler(metrics.clone())))
+}
+
+/// A listener serving only the HTTP routes (`--listen-metrics-urls`).
+pub fn serve_metrics(
+    addr: SocketAddr,
+    h: NodeHandle,
+    mut shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::error!(%addr, error = %e, "cannot listen for metrics");
+                return;
+            }
+        };
+        let signal = async move {
+            let _ = shutdown.wait_for(|s| *s).await;
+        };
+        if let Err(e) = axum::serve(listener, router(h))
+            .with_graceful_shutdown(signal)
+            .await
+        {
+            tracing::error!(%addr, error = %e, "metrics listener failed");
+        }
+    })
+}
+
+async fn health_handler(h: NodeHandle) -> impl IntoResponse {
+    let state = h
+        .run(false, |d| {
+            Ok(match (&d.stopped, d.leader()) {
+                (Some(why), _) => Err(why.clone()),
+                (None, crate::raft::NONE) => Err("RAFT NO LEADER".to_string()),
+                (None, _) => Ok(()),
+            })
+        })
+        .await
+        .unwrap_or_else(|s| Err(s.message().to_string()));
+    match state {
+        Ok(()) => (
+            StatusCode::OK,
+            [("content-type", "application/json")],
+            r#"{"health":"true","reason":""}"#.to_string(),
+        ),
+        Err(why) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [("content-type", "application/json")],
+            serde_json::json!({"health": "false", "reason": why}).to_string(),
+        ),
+    }
+}
+
+async fn version_handler() -> impl IntoResponse {
+    (
+        [("content-type", "application/json")],
+        serde_json::json!({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
+            .to_string(),
+    )
+}
+
+async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
+    let text = h
+        .run(false, |d| {
+            let raft = &d.member().raw().raft;
+            let kv = d.member().applier().kv();
+            let mut out = String::new();
+            let mut gauge = |name: &str, help: &str, kind: &str, v: f64| {
+                let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {v}");
+            };
+            gauge(
+                "etcd_server_has_leader",
+                "Whether or not a leader exists. 1 is existence, 0 is not.",
+                "gauge",
+                f64::from(u8::from(raft.lead != crate::raft::NONE)),
+            );
+            gauge(
+                "etcd_server_is_leader",
+                "Whether or not this member is a leader. 1 if is, 0 otherwise.",
+                "gauge",
+                f64::from(u8::from(d.is_leader())),
+            );
+            gauge(
+                "etcd_server_leader_changes_seen_total",
+                "The number of leader changes seen.",
+                "counter",
+                d.leader_changes as f64,
+            );
+            gauge(
+                "etcd_server_proposals_committed_total",
+                "The total number of consensus proposals committed.",
+                "gauge",
+                raft.raft_log.committed as f64,
+            );
+            gauge(
+                "etcd_server_proposals_applied_total",
+                "The total number of consensus proposals applied.",
+                "gauge",
+                raft.raft_log.applied as f64,
+            );
+            gauge(
+                "etcd_server_term",
+                "The current term of this member.",
+                "gauge",
+                raft.term as f64,
+            );
+            gauge(
+                "etcd_mvcc_db_total_size_in_bytes",
+                "Total size of the underlying database physically allocated in bytes.",
+                "gauge",
+                d.db_size_bytes() as f64,
+            );
+            gauge(
+                "etcd_debugging_mvcc_current_revision",
+                "The current revision of store.",
+                "gauge",
+                kv.current_revision() as f64,
+            );
+            gauge(
+                "etcd_debugging_mvcc_compact_revision",
+                "The revision of the last compaction in store.",
+                "gauge",
+                kv.compact_revision() as f64,
+            );
+            let name = "etcd_disk_wal_fsync_duration_seconds";
+            let _ = writeln!(
+                out,
+                "# HELP {name} The latency distributions of fsync called by WAL.\n# TYPE {name} histogram"
+            );
+            let samples = &d.sync_durations_us;
+            for bound in FSYNC_BUCKETS_S {
+                let n = samples
+                    .iter()
+                    .filter(|us| (**us as f64) / 1e6 <= bound)
+                    .count();
+                let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {n}");
+            }
+            let sum: f64 = samples.iter().map(|us| *us as f64 / 1e6).sum();
+            let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", samples.len());
+            let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {}", samples.len());
+            Ok(out)
+        })
+        .await
+        .unwrap_or_default();
+    ([("content-type", "text/plain; version=0.0.4")], text)
+}

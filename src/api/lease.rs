@@ -1,0 +1,214 @@
+//! The Lease service. Grants and revokes go through Raft from any member; keep-alives and
+//! time-to-live need the leader's (primary) lessor, so a follower forwards them to the
+//! leader's client URL, as etcd forwards them over its peer port.
+
+use super::error::{ServerError, lease_status};
+use super::kv::header;
+use crate::lease;
+use crate::node::{Applied, Command};
+use crate::pb::etcdserverpb::{self as pb, lease_client::LeaseClient, lease_server::Lease};
+use crate::server::driver::NodeHandle;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Code, Request, Response, Status, Streaming};
+
+pub struct LeaseService {
+    h: NodeHandle,
+}
+
+impl LeaseService {
+    pub fn new(h: NodeHandle) -> LeaseService {
+        LeaseService { h }
+    }
+}
+
+/// A channel to the leader's client port, for forwarding leader-only requests.
+pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel, Status> {
+    let urls = h
+        .run(false, |d| {
+            let leader = d.leader();
+            if leader == crate::raft::NONE {
+                return Err(ServerError::NoLeader.status());
+            }
+            if leader == d.member_id {
+                return Err(ServerError::LeaderChanged.status());
+            }
+            d.members()
+                .into_iter()
+                .find(|(m, _)| m.id == leader)
+                .map(|(m, _)| m.client_urls)
+                .filter(|u| !u.is_empty())
+                .ok_or_else(|| ServerError::NoLeader.status())
+        })
+        .await?;
+    let mut last = ServerError::NoLeader.status();
+    for url in urls {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url) else {
+            continue;
+        };
+        match endpoint
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .connect()
+            .await
+        {
+            Ok(c) => return Ok(c),
+            Err(e) => last = Status::unavailable(format!("etcdserver: leader unreachable: {e}")),
+        }
+    }
+    Err(last)
+}
+
+fn is_not_leader(s: &Status) -> bool {
+    s.code() == Code::FailedPrecondition && s.message() == ServerError::NotLeader.status().message()
+}
+
+/// One keep-alive: answered here when this member leads, by the leader otherwise.
+async fn keep_alive_once(h: &NodeHandle, id: i64) -> Result<pb::LeaseKeepAliveResponse, Status> {
+    match h.keep_alive(id).await {
+        Ok((ttl, at)) => Ok(pb::LeaseKeepAliveResponse {
+            header: Some(header(h, at)),
+            id,
+            ttl,
+        }),
+        Err(s) if is_not_leader(&s) => {
+            let mut client = LeaseClient::new(leader_channel(h).await?);
+            let req = tokio_stream::iter([pb::LeaseKeepAliveRequest { id }]);
+            let mut responses = client.lease_keep_alive(req).await?.into_inner();
+            responses
+                .message()
+                .await?
+                .ok_or_else(|| ServerError::LeaderChanged.status())
+        }
+        Err(s) => Err(s),
+    }
+}
+
+#[tonic::async_trait]
+impl Lease for LeaseService {
+    async fn lease_grant(
+        &self,
+        request: Request<pb::LeaseGrantRequest>,
+    ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
+        let req = request.into_inner();
+        if req.ttl > lease::TTL_MAX_S {
+            return Err(lease_status(&lease::Error::TtlTooLarge {
+                ttl_s: req.ttl,
+                ttl_max_s: lease::TTL_MAX_S,
+            }));
+        }
+        let cmd = Command::LeaseGrant {
+            id: req.id,
+            ttl_s: req.ttl,
+        };
+        match self.h.propose(cmd).await? {
+            (Applied::LeaseGrant(g), at) => Ok(Response::new(pb::LeaseGrantResponse {
+                header: Some(header(&self.h, at)),
+                id: g.id,
+                ttl: g.ttl_s,
+                error: String::new(),
+            })),
+            (other, _) => Err(Status::internal(format!("unexpected {other:?}"))),
+        }
+    }
+
+    async fn lease_revoke(
+        &self,
+        request: Request<pb::LeaseRevokeRequest>,
+    ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let id = request.into_inner().id;
+        let (_, at) = self.h.propose(Command::LeaseRevoke { id }).await?;
+        Ok(Response::new(pb::LeaseRevokeResponse {
+            header: Some(header(&self.h, at)),
+        }))
+    }
+
+    type LeaseKeepAliveStream = ReceiverStream<Result<pb::LeaseKeepAliveResponse, Status>>;
+
+    async fn lease_keep_alive(
+        &self,
+        request: Request<Streaming<pb::LeaseKeepAliveRequest>>,
+    ) -> Result<Response<Self::LeaseKeepAliveStream>, Status> {
+        let mut input = request.into_inner();
+        let (tx, rx) = mpsc::channel(16);
+        let h = self.h.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(req)) = input.message().await {
+                let r = keep_alive_once(&h, req.id).await;
+                let failed = r.is_err();
+                if tx.send(r).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn lease_time_to_live(
+        &self,
+        request: Request<pb::LeaseTimeToLiveRequest>,
+    ) -> Result<Response<pb::LeaseTimeToLiveResponse>, Status> {
+        let req = request.into_inner();
+        let (id, keys) = (req.id, req.keys);
+        let local = self
+            .h
+            .run(true, move |d| {
+                let now = d.now_ms();
+                let at = d.header();
+                let lessor = d.member().applier().lessor();
+                match lessor.time_to_live(id, now, keys) {
+                    Ok(t) => Ok(Some((t, at))),
+                    Err(lease::Error::NotFound { .. }) => Ok(None),
+                    Err(lease::Error::NotPrimary) => Err(ServerError::NotLeader.status()),
+                    Err(e) => Err(lease_status(&e)),
+                }
+            })
+            .await;
+        let h = &self.h;
+        match local {
+            Ok(Some((t, at))) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                header: Some(header(h, at)),
+                id: t.id,
+                ttl: t.ttl_s,
+                granted_ttl: t.granted_ttl_s,
+                keys: t.keys,
+            })),
+            Ok(None) => {
+                let at = h.run(false, |d| Ok(d.header())).await?;
+                Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                    header: Some(header(h, at)),
+                    id,
+                    ttl: -1,
+                    granted_ttl: 0,
+                    keys: Vec::new(),
+                }))
+            }
+            Err(s) if is_not_leader(&s) => {
+                let mut client = LeaseClient::new(leader_channel(h).await?);
+                client
+                    .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys })
+                    .await
+            }
+            Err(s) => Err(s),
+        }
+    }
+
+    async fn lease_leases(
+        &self,
+        _request: Request<pb::LeaseLeasesRequest>,
+    ) -> Result<Response<pb::LeaseLeasesResponse>, Status> {
+        let (ids, at) = self
+            .h
+            .run(true, |d| {
+                Ok((d.member().applier().lessor().leases(), d.header()))
+            })
+            .await?;
+        Ok(Response::new(pb::LeaseLeasesResponse {
+            header: Some(header(&self.h, at)),
+            leases: ids
+                .into_iter()
+                .map(|id| pb::LeaseStatus { id })
+                .collect(),
+        }))
+    }
+}
+

@@ -1,0 +1,242 @@
+//! The Maintenance service: status, hashes, snapshots, alarms, leader transfer and
+//! defragmentation, as etcd's operators and `etcdctl endpoint ...` use them.
+
+use super::error::{ServerError, mvcc_status};
+use super::kv::header;
+use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
+use crate::server::driver::NodeHandle;
+use crate::server::ETCD_VERSION;
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// Bytes of snapshot data per streamed message.
+const SNAPSHOT_CHUNK_BYTES: usize = 64 * 1024;
+
+pub struct MaintenanceService {
+    h: NodeHandle,
+}
+
+impl MaintenanceService {
+    pub fn new(h: NodeHandle) -> MaintenanceService {
+        MaintenanceService { h }
+    }
+}
+
+#[tonic::async_trait]
+impl Maintenance for MaintenanceService {
+    async fn alarm(
+        &self,
+        request: Request<pb::AlarmRequest>,
+    ) -> Result<Response<pb::AlarmResponse>, Status> {
+        let req = request.into_inner();
+        let (alarms, at) = self
+            .h
+            .run(false, move |d| {
+                match pb::alarm_request::AlarmAction::try_from(req.action) {
+                    Ok(pb::alarm_request::AlarmAction::Activate) if req.alarm != 0 => {
+                        let member = if req.member_id == 0 { d.member_id } else { req.member_id };
+                        if !d.alarms.contains(&(member, req.alarm)) {
+                            d.alarms.push((member, req.alarm));
+                        }
+                    }
+                    Ok(pb::alarm_request::AlarmAction::Deactivate) => d.alarms.retain(|(m, a)| {
+                        let member_matches = req.member_id == 0 || *m == req.member_id;
+                        let alarm_matches = req.alarm == 0 || *a == req.alarm;
+                        !(member_matches && alarm_matches)
+                    }),
+                    _ => {}
+                }
+                let alarms = d
+                    .alarms
+                    .iter()
+                    .map(|(m, a)| pb::AlarmMember {
+                        member_id: *m,
+                        alarm: *a,
+                    })
+                    .collect::<Vec<_>>();
+                Ok((alarms, d.header()))
+            })
+            .await?;
+        Ok(Response::new(pb::AlarmResponse {
+            header: Some(header(&self.h, at)),
+            alarms,
+        }))
+    }
+
+    async fn status(
+        &self,
+        _request: Request<pb::StatusRequest>,
+    ) -> Result<Response<pb::StatusResponse>, Status> {
+        let h = self.h.clone();
+        let resp = self
+            .h
+            .run(false, move |d| {
+                let at = d.header();
+                let db_size = d.db_size_bytes() as i64;
+                let raft = &d.member().raw().raft;
+                let mut errors = Vec::new();
+                if let Some(why) = &d.stopped {
+                    errors.push(why.clone());
+                }
+                if !d.alarms.is_empty() {
+                    errors.push("etcdserver: mvcc: database space exceeded".to_string());
+                }
+                Ok(pb::StatusResponse {
+                    header: Some(header(&h, at)),
+                    version: ETCD_VERSION.to_string(),
+                    db_size,
+                    leader: raft.lead,
+                    raft_index: raft.raft_log.last_index(),
+                    raft_term: raft.term,
+                    raft_applied_index: raft.raft_log.applied,
+                    errors,
+                    db_size_in_use: db_size,
+                    is_learner: raft.is_learner,
+                })
+            })
+            .await?;
+        Ok(Response::new(resp))
+    }
+
+    async fn defragment(
+        &self,
+        _request: Request<pb::DefragmentRequest>,
+    ) -> Result<Response<pb::DefragmentResponse>, Status> {
+        // fjall compacts its tables in the background: there is no free-page list to squeeze
+        // out as in etcd's bolt file, so defragmenting has nothing to do.
+        let at = self.h.run(false, |d| Ok(d.header())).await?;
+        Ok(Response::new(pb::DefragmentResponse {
+            header: Some(header(&self.h, at)),
+        }))
+    }
+
+    async fn hash(
+        &self,
+        _request: Request<pb::HashRequest>,
+    ) -> Result<Response<pb::HashResponse>, Status> {
+        let (hash, at) = self
+            .h
+            .run(false, |d| {
+                let h = d
+                    .member()
+                    .applier()
+                    .kv()
+                    .hash_kv(0)
+                    .map_err(|e| mvcc_status(&e))?;
+                Ok((h.hash, d.header()))
+            })
+            .await?;
+        Ok(Response::new(pb::HashResponse {
+            header: Some(header(&self.h, at)),
+            hash,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<pb::HashKvRequest>,
+    ) -> Result<Response<pb::HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let (hk, at) = self
+            .h
+            .run(false, move |d| {
+                let h = d
+                    .member()
+                    .applier()
+                    .kv()
+                    .hash_kv(revision)
+                    .map_err(|e| mvcc_status(&e))?;
+                Ok((h, d.header()))
+            })
+            .await?;
+        Ok(Response::new(pb::HashKvResponse {
+            header: Some(header(&self.h, at)),
+            hash: hk.hash,
+            compact_revision: hk.compact_revision,
+        }))
+    }
+
+    type SnapshotStream = ReceiverStream<Result<pb::SnapshotResponse, Status>>;
+
+    async fn snapshot(
+        &self,
+        _request: Request<pb::SnapshotRequest>,
+    ) -> Result<Response<Self::SnapshotStream>, Status> {
+        let (data, at) = self
+            .h
+            .run(false, |d| {
+                let data = d
+                    .member()
+                    .snapshot_data()
+                    .map_err(|e| Status::internal(format!("etcdserver: snapshot: {e}")))?;
+                Ok((data, d.header()))
+            })
+            .await?;
+        let (tx, rx) = mpsc::channel(4);
+        let header = header(&self.h, at);
+        tokio::spawn(async move {
+            let total = data.len();
+            let mut sent = 0;
+            loop {
+                let end = (sent + SNAPSHOT_CHUNK_BYTES).min(total);
+                let chunk = pb::SnapshotResponse {
+                    header: Some(header.clone()),
+                    remaining_bytes: (total - end) as u64,
+                    blob: data.slice(sent..end),
+                };
+                if tx.send(Ok(chunk)).await.is_err() {
+                    return;
+                }
+                sent = end;
+                if sent == total {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    async fn move_leader(
+        &self,
+        request: Request<pb::MoveLeaderRequest>,
+    ) -> Result<Response<pb::MoveLeaderResponse>, Status> {
+        let target = request.into_inner().target_id;
+        self.h
+            .run(false, move |d| {
+                if !d.is_leader() {
+                    return Err(ServerError::NotLeader.status());
+                }
+                let voters = d.member().raw().raft.tracker.conf_state().voters;
+                if target == 0 || !voters.contains(&target) {
+                    return Err(ServerError::BadLeaderTransferee.status());
+                }
+                d.member_mut().raw_mut().transfer_leader(target);
+                Ok(())
+            })
+            .await?;
+        let step = Duration::from_millis(self.h.config.heartbeat_ms);
+        let deadline = tokio::time::Instant::now()
+            + Duration::from_millis(self.h.config.election_ms * 5);
+        loop {
+            let (leader, at) = self.h.run(false, |d| Ok((d.leader(), d.header()))).await?;
+            if leader == target {
+                return Ok(Response::new(pb::MoveLeaderResponse {
+                    header: Some(header(&self.h, at)),
+                }));
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(ServerError::Timeout.status());
+            }
+            tokio::time::sleep(step).await;
+        }
+    }
+
+    async fn downgrade(
+        &self,
+        _request: Request<pb::DowngradeRequest>,
+    ) -> Result<Response<pb::DowngradeResponse>, Status> {
+        Err(Status::unimplemented("etcdserver: downgrade is not supported"))
+    }
+}

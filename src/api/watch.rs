@@ -1,0 +1,112 @@
+//! The Watch service: one bidirectional stream per client, many watchers per stream. The
+//! stream's watchers live in the driver's [`crate::mvcc::Watchers`]; this side reads the
+//! client's requests and the driver pushes responses into the stream's bounded outbox.
+
+use super::convert;
+use crate::mvcc::{self, StreamId};
+use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
+use crate::server::driver::{NodeHandle, WatchOut};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+
+/// Responses buffered towards one client before the driver stops pushing (the watchers keep
+/// the rest and catch up later).
+const OUTBOX_RESPONSES_MAX: usize = 64;
+/// How long a create waits before retrying when the stream's control responses are full.
+const CONTROL_FULL_RETRY: Duration = Duration::from_millis(5);
+
+pub struct WatchService {
+    h: NodeHandle,
+}
+
+impl WatchService {
+    pub fn new(h: NodeHandle) -> WatchService {
+        WatchService { h }
+    }
+}
+
+/// What the driver did with one client request.
+enum Done {
+    Ok,
+    /// The stream's control outbox is full: retry once the client drained it.
+    Full,
+    /// The stream is gone (the member restored a snapshot, or it closed).
+    Gone,
+}
+
+async fn handle_request(h: &NodeHandle, stream: StreamId, req: RequestUnion) -> Result<Done, Status> {
+    h.run(false, move |d| {
+        let (watchers, kv) = d.member_mut().applier_mut().watchers_mut();
+        if !watchers.is_open(stream) {
+            return Ok(Done::Gone);
+        }
+        let r = match req {
+            RequestUnion::CreateRequest(c) => watchers
+                .create(stream, convert::watch_create(c), kv)
+                .map(|_| ()),
+            RequestUnion::CancelRequest(c) => {
+                watchers.cancel(stream, c.watch_id);
+                Ok(())
+            }
+            RequestUnion::ProgressRequest(_) => watchers.progress_request(stream, kv),
+        };
+        Ok(match r {
+            Err(mvcc::Error::WatchStreamFull { .. }) => Done::Full,
+            // Other refusals were answered on the stream as failed creates.
+            _ => Done::Ok,
+        })
+    })
+    .await
+}
+
+#[tonic::async_trait]
+impl Watch for WatchService {
+    type WatchStream = ReceiverStream<Result<pb::WatchResponse, Status>>;
+
+    async fn watch(
+        &self,
+        request: Request<Streaming<pb::WatchRequest>>,
+    ) -> Result<Response<Self::WatchStream>, Status> {
+        let (tx, rx) = mpsc::channel(OUTBOX_RESPONSES_MAX);
+        let stream = self
+            .h
+            .run(false, move |d| {
+                let (watchers, _) = d.member_mut().applier_mut().watchers_mut();
+                let id = watchers.open_stream();
+                d.watch_outs.insert(id, WatchOut { tx });
+                Ok(id)
+            })
+            .await?;
+        let mut input = request.into_inner();
+        let h = self.h.clone();
+        tokio::spawn(async move {
+            'read: loop {
+                let req = match input.message().await {
+                    Ok(Some(pb::WatchRequest {
+                        request_union: Some(u),
+                    })) => u,
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => break,
+                };
+                loop {
+                    match handle_request(&h, stream, req.clone()).await {
+                        Ok(Done::Ok) => break,
+                        Ok(Done::Full) => tokio::time::sleep(CONTROL_FULL_RETRY).await,
+                        Ok(Done::Gone) | Err(_) => break 'read,
+                    }
+                }
+            }
+            let _ = h
+                .run(false, move |d| {
+                    let (watchers, _) = d.member_mut().applier_mut().watchers_mut();
+                    watchers.close_stream(stream);
+                    d.watch_outs.remove(&stream);
+                    Ok(())
+                })
+                .await;
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}

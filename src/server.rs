@@ -1,0 +1,399 @@
+//! The server: what turns the sans-IO core into a running etcd-compatible member.
+//!
+//! [`start`] opens (or founds) the member on its data dir, spawns the [`driver`] that owns it,
+//! connects the [`transport`] to the peers, serves etcd's gRPC services (and `/health`,
+//! `/version`, `/metrics`) on the client listeners and the peer protocol on the peer
+//! listeners, and publishes the member's name and client URLs to the cluster through Raft.
+//!
+//! What it does not do: parse flags (the `oxcd` binary does) or decode requests (the services
+//! in [`crate::api`] do).
+
+pub mod cluster;
+pub mod config;
+pub mod driver;
+pub mod transport;
+
+use crate::api;
+use crate::lease::LessorConfig;
+use crate::mvcc::WatchConfig;
+use crate::node::{Command, Member, MemberConfig};
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::health::health_server::HealthServer;
+use crate::pb::peer::peer_server::PeerServer;
+use crate::raft;
+use cluster::{MemberInfo, cluster_id, member_id};
+pub use config::{AutoCompaction, ClusterState, ServerConfig};
+use driver::{Driver, INBOX_CAPACITY, NodeHandle, ServerEngine};
+use rand::SeedableRng;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{mpsc, watch};
+
+/// The etcd version oxcd reports: clients gate features on it.
+pub const ETCD_VERSION: &str = "3.5.0";
+/// The cluster version reported beside it.
+pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
+
+/// A running server.
+pub struct Server {
+    pub handle: NodeHandle,
+    shutdown: watch::Sender<bool>,
+    driver: tokio::task::JoinHandle<Result<(), String>>,
+    servers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Server {
+    /// Stops serving and waits for the driver to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for s in self.servers {
+            let _ = s.await;
+        }
+        drop(self.handle);
+        self.driver.abort();
+        let _ = self.driver.await;
+    }
+
+    /// Waits until the member stops on its own (a storage failure): the reason.
+    pub async fn stopped(&mut self) -> String {
+        match (&mut self.driver).await {
+            Ok(Ok(())) => "the driver ended".to_string(),
+            Ok(Err(e)) => e,
+            Err(e) => format!("the driver failed: {e}"),
+        }
+    }
+}
+
+/// The IDs of this member and its cluster, and the founding members' records.
+struct Identity {
+    member_id: u64,
+    cluster_id: u64,
+    founders: Vec<MemberInfo>,
+}
+
+fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
+    let token = &config.cluster_token;
+    let founders: Vec<MemberInfo> = config
+        .initial_cluster
+        .iter()
+        .map(|(name, urls)| MemberInfo {
+            id: member_id(urls, token, None),
+            name: name.clone(),
+            peer_urls: urls.clone(),
+            client_urls: Vec::new(),
+        })
+        .collect();
+    let me = config
+        .initial_cluster
+        .iter()
+        .position(|(name, _)| *name == config.name)
+        .ok_or_else(|| {
+            format!(
+                "couldn't find local name {:?} in the initial cluster configuration",
+                config.name
+            )
+        })?;
+    let mut mine = config.initial_cluster[me].1.clone();
+    let mut advertised = config.advertise_peer_urls.clone();
+    mine.sort();
+    advertised.sort();
+    if mine != advertised {
+        return Err(format!(
+            "--initial-cluster has {}={:?} but missing from --initial-advertise-peer-urls={:?}",
+            config.name, mine, advertised
+        ));
+    }
+    let ids: Vec<u64> = founders.iter().map(|m| m.id).collect();
+    let mut unique = ids.clone();
+    unique.sort_unstable();
+    unique.dedup();
+    if unique.len() != ids.len() {
+        return Err("--initial-cluster has duplicate peer URLs".to_string());
+    }
+    Ok(Identity {
+        member_id: founders[me].id,
+        cluster_id: cluster_id(&ids, token),
+        founders,
+    })
+}
+
+/// Asks the running members named in `--initial-cluster` who this member is.
+async fn joining_identity(config: &ServerConfig) -> Result<Identity, String> {
+    let mut advertised = config.advertise_peer_urls.clone();
+    advertised.sort();
+    let mut last_error = String::from("no peer to ask");
+    for (name, urls) in &config.initial_cluster {
+        if *name == config.name {
+            continue;
+        }
+        for url in urls {
+            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+                continue;
+            };
+            let endpoint = endpoint.connect_timeout(Duration::from_secs(2));
+            let channel = match endpoint.connect().await {
+                Ok(c) => c,
+                Err(e) => {
+                    last_error = format!("{url}: {e}");
+                    continue;
+                }
+            };
+            let mut client = crate::pb::peer::peer_client::PeerClient::new(channel);
+            match client.members(crate::pb::peer::MembersRequest {}).await {
+                Ok(r) => {
+                    let r = r.into_inner();
+                    let me = r.members.iter().find(|m| {
+                        let mut urls = m.peer_urls.clone();
+                        urls.sort();
+                        urls == advertised
+                    });
+                    return match me {
+                        Some(m) => Ok(Identity {
+                            member_id: m.id,
+                            cluster_id: r.cluster_id,
+                            founders: Vec::new(),
+                        }),
+                        None => Err(format!(
+                            "the cluster has no member with peer URLs {advertised:?}: add it first \
+                             (member add)"
+                        )),
+                    };
+                }
+                Err(e) => last_error = format!("{url}: {}", e.message()),
+            }
+        }
+    }
+    Err(format!("cannot fetch the cluster's members: {last_error}"))
+}
+
+/// Resolves `host:port` (or a URL) to a socket address; `localhost` is 127.0.0.1.
+pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
+    let hp = cluster::url_host_port(addr);
+    let (host, port) = hp
+        .rsplit_once(':')
+        .ok_or_else(|| format!("address {addr:?} has no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| format!("address {addr:?} has a bad port"))?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let ip = match host {
+        "localhost" | "" => std::net::IpAddr::from([127, 0, 0, 1]),
+        h => h
+            .parse()
+            .map_err(|_| format!("address {addr:?}: host must be an IP address or localhost"))?,
+    };
+    Ok(SocketAddr::new(ip, port))
+}
+
+/// Starts a member on `engine` with `config`.
+pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server, String> {
+    config.validate()?;
+    let config = Arc::new(config);
+    let stored = Member::stored_identity(&engine).map_err(|e| e.to_string())?;
+    let identity = match stored {
+        Some((member_id, cluster_id)) => Identity {
+            member_id,
+            cluster_id,
+            founders: Vec::new(),
+        },
+        None => match config.cluster_state {
+            ClusterState::New => founding_identity(&config)?,
+            ClusterState::Existing => joining_identity(&config).await?,
+        },
+    };
+    let election_ticks = (config.election_ms / config.heartbeat_ms) as usize;
+    let mut raft_config = raft::Config::new(identity.member_id);
+    raft_config.election_ticks = election_ticks;
+    raft_config.heartbeat_ticks = 1;
+    raft_config.pre_vote = config.pre_vote;
+    let member_config = MemberConfig {
+        raft: raft_config,
+        initial_voters: identity.founders.iter().map(|m| m.id).collect(),
+        cluster_id: identity.cluster_id,
+        initial_members: identity
+            .founders
+            .iter()
+            .map(|m| (m.id, m.encode()))
+            .collect(),
+        lessor: LessorConfig::new(config.election_ms, config.heartbeat_ms),
+        watch: WatchConfig::default(),
+        txn_ops_max: config.max_txn_ops,
+    };
+    let seed = identity.member_id
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0);
+    let member = Member::open(
+        engine,
+        member_config,
+        rand_chacha::ChaCha8Rng::seed_from_u64(seed),
+        0,
+    )
+    .map_err(|e| format!("cannot open the member: {e}"))?;
+    tracing::info!(
+        name = config.name,
+        member = format!("{:x}", identity.member_id),
+        cluster = format!("{:x}", identity.cluster_id),
+        "member opened"
+    );
+
+    let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
+    let transport = transport::Transport::new(identity.cluster_id, tx.clone());
+    let mut driver = Driver::new(member, config.clone(), identity.cluster_id, transport);
+    driver.connect_peers();
+    let handle = NodeHandle::new(tx, identity.member_id, identity.cluster_id, config.clone());
+    let driver = tokio::spawn(driver.run(rx));
+
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let mut servers = Vec::new();
+    for addr in &config.listen_peer {
+        let addr = resolve(addr)?;
+        let svc = PeerServer::new(api::peer::PeerService::new(handle.clone()))
+            .max_decoding_message_size(transport::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(transport::PEER_MESSAGE_BYTES_MAX);
+        let mut stop = shutdown_rx.clone();
+        servers.push(tokio::spawn(async move {
+            let r = tonic::transport::Server::builder()
+                .add_service(svc)
+                .serve_with_shutdown(addr, async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                })
+                .await;
+            if let Err(e) = r {
+                tracing::error!(%addr, error = %e, "peer listener failed");
+            }
+        }));
+        tracing::info!(%addr, "serving peer traffic");
+    }
+    for addr in &config.listen_client {
+        let addr = resolve(addr)?;
+        servers.push(serve_clients(addr, handle.clone(), shutdown_rx.clone()));
+        tracing::info!(%addr, "ready to serve client requests");
+    }
+    #[cfg(not(madsim))]
+    for addr in &config.listen_metrics {
+        let addr = resolve(addr)?;
+        servers.push(api::http::serve_metrics(addr, handle.clone(), shutdown_rx.clone()));
+        tracing::info!(%addr, "serving /metrics");
+    }
+    tracing::info!(
+        cluster_version = ETCD_CLUSTER_VERSION,
+        "enabled capabilities for version {}",
+        &ETCD_CLUSTER_VERSION[..3]
+    );
+    tokio::spawn(publish(handle.clone(), config.clone(), shutdown_rx));
+    Ok(Server {
+        handle,
+        shutdown,
+        driver,
+        servers,
+    })
+}
+
+/// Publishes this member's name and client URLs through Raft, retrying until it applies.
+async fn publish(handle: NodeHandle, config: Arc<ServerConfig>, shutdown: watch::Receiver<bool>) {
+    let info = MemberInfo {
+        id: handle.member_id,
+        name: config.name.clone(),
+        peer_urls: config.advertise_peer_urls.clone(),
+        client_urls: config.advertise_client_urls.clone(),
+    };
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // Skip the proposal when the stored record already says the same.
+        let current = info.clone();
+        let same = handle
+            .run(false, move |d| {
+                Ok(d.members().iter().any(|(m, _)| *m == current))
+            })
+            .await
+            .unwrap_or(false);
+        if same {
+            break;
+        }
+        let cmd = Command::SetMember {
+            id: info.id,
+            record: info.encode(),
+        };
+        match handle.propose(cmd).await {
+            Ok(_) => break,
+            Err(e) => {
+                tracing::debug!(error = %e.message(), "publish failed; retrying");
+                tokio::time::sleep(Duration::from_millis(config.heartbeat_ms * 5)).await;
+            }
+        }
+    }
+    tracing::info!(
+        name = config.name,
+        member = format!("{:x}", handle.member_id),
+        client_urls = ?config.advertise_client_urls,
+        "published local member to cluster through raft"
+    );
+}
+
+fn serve_clients(
+    addr: SocketAddr,
+    handle: NodeHandle,
+    shutdown: watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let limit = handle.config.max_request_bytes + config::GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(api::kv::KvService::new(handle.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(api::watch::WatchService::new(handle.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let lease = LeaseServer::new(api::lease::LeaseService::new(handle.clone()))
+        .max_decoding_message_size(limit);
+    let cluster = ClusterServer::new(api::cluster::ClusterService::new(handle.clone()))
+        .max_decoding_message_size(limit);
+    let maintenance =
+        MaintenanceServer::new(api::maintenance::MaintenanceService::new(handle.clone()))
+            .max_decoding_message_size(limit)
+            .max_encoding_message_size(usize::MAX);
+    let health = HealthServer::new(api::health::HealthService::new(handle.clone()));
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        #[cfg(not(madsim))]
+        let r = {
+            let routes = tonic::service::Routes::new(kv)
+                .add_service(watch)
+                .add_service(lease)
+                .add_service(cluster)
+                .add_service(maintenance)
+                .add_service(health);
+            let router = routes
+                .into_axum_router()
+                .merge(api::http::router(handle.clone()));
+            tonic::transport::Server::builder()
+                .accept_http1(true)
+                .add_routes(tonic::service::Routes::from(router))
+                .serve_with_shutdown(addr, signal)
+                .await
+        };
+        #[cfg(madsim)]
+        let r = tonic::transport::Server::builder()
+            .add_service(kv)
+            .add_service(watch)
+            .add_service(lease)
+            .add_service(cluster)
+            .add_service(maintenance)
+            .add_service(health)
+            .serve_with_shutdown(addr, signal)
+            .await;
+        if let Err(e) = r {
+            tracing::error!(%addr, error = %e, "client listener failed");
+        }
+    })
+}

@@ -1,0 +1,122 @@
+//! What one server needs to start: identity, addresses, the cluster it founds or joins, and
+//! its limits. The `oxcd` binary fills it from etcd's flags; tests and the simulator fill it
+//! directly.
+
+use std::path::PathBuf;
+
+/// Whether the member founds a new cluster or joins a running one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ClusterState {
+    #[default]
+    New,
+    Existing,
+}
+
+/// etcd's `--auto-compaction-mode`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum AutoCompaction {
+    /// Off (retention 0).
+    #[default]
+    Off,
+    /// Keep this much history, in milliseconds (mode `periodic`).
+    Periodic { retention_ms: u64 },
+    /// Keep this many revisions (mode `revision`).
+    Revision { retention: i64 },
+}
+
+#[derive(Clone, Debug)]
+pub struct ServerConfig {
+    pub name: String,
+    pub data_dir: PathBuf,
+    /// `host:port` addresses to serve clients on.
+    pub listen_client: Vec<String>,
+    /// Client URLs published to the cluster.
+    pub advertise_client_urls: Vec<String>,
+    /// `host:port` addresses to serve peers on.
+    pub listen_peer: Vec<String>,
+    /// This member's peer URLs, as the others reach it.
+    pub advertise_peer_urls: Vec<String>,
+    /// The founding members, by name, with their peer URLs (`--initial-cluster`).
+    pub initial_cluster: Vec<(String, Vec<String>)>,
+    pub cluster_state: ClusterState,
+    pub cluster_token: String,
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+    /// Applied entries between log compactions (`--snapshot-count`).
+    pub snapshot_count: u64,
+    /// Entries kept behind a compaction for slow followers (etcd's SnapshotCatchUpEntries).
+    pub snapshot_catchup_entries: u64,
+    /// The database size that raises the NOSPACE alarm (`--quota-backend-bytes`; 0: 2 GiB).
+    pub quota_backend_bytes: u64,
+    pub max_request_bytes: usize,
+    pub max_txn_ops: usize,
+    pub auto_compaction: AutoCompaction,
+    /// `host:port` addresses for a separate /metrics, /health and /version listener.
+    pub listen_metrics: Vec<String>,
+    pub pre_vote: bool,
+}
+
+/// etcd's `--quota-backend-bytes` default.
+pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
+/// gRPC framing allowance above `--max-request-bytes` (etcd's grpcOverheadBytes).
+pub const GRPC_OVERHEAD_BYTES: usize = 512 * 1024;
+
+impl ServerConfig {
+    /// etcd's defaults: a one-member cluster named `default` on 127.0.0.1:2379 / 2380.
+    pub fn single(name: &str, data_dir: PathBuf) -> ServerConfig {
+        let peer = "http://127.0.0.1:2380".to_string();
+        ServerConfig {
+            name: name.to_string(),
+            data_dir,
+            listen_client: vec!["127.0.0.1:2379".to_string()],
+            advertise_client_urls: vec!["http://127.0.0.1:2379".to_string()],
+            listen_peer: vec!["127.0.0.1:2380".to_string()],
+            advertise_peer_urls: vec![peer.clone()],
+            initial_cluster: vec![(name.to_string(), vec![peer])],
+            cluster_state: ClusterState::New,
+            cluster_token: "etcd-cluster".to_string(),
+            heartbeat_ms: 100,
+            election_ms: 1000,
+            snapshot_count: 100_000,
+            snapshot_catchup_entries: 5000,
+            quota_backend_bytes: QUOTA_BACKEND_BYTES_DEFAULT,
+            max_request_bytes: 1024 * 1024 * 3 / 2,
+            max_txn_ops: 128,
+            auto_compaction: AutoCompaction::Off,
+            listen_metrics: Vec::new(),
+            pre_vote: true,
+        }
+    }
+
+    /// How long a client request may wait for its answer (etcd: 5 s plus two election
+    /// timeouts).
+    pub fn request_timeout_ms(&self) -> u64 {
+        5000 + 2 * self.election_ms
+    }
+
+    /// Checks the settings that would make the member misbehave.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.heartbeat_ms == 0 {
+            return Err("--heartbeat-interval must be positive".into());
+        }
+        if self.election_ms < 5 * self.heartbeat_ms {
+            return Err(format!(
+                "--election-timeout[{}ms] should be at least as 5 times as --heartbeat-interval[{}ms]",
+                self.election_ms, self.heartbeat_ms
+            ));
+        }
+        if self.election_ms > 50_000 {
+            return Err(format!(
+                "--election-timeout[{}ms] is too long, and should be set less than 50000ms",
+                self.election_ms
+            ));
+        }
+        if self.advertise_peer_urls.is_empty() {
+            return Err("--initial-advertise-peer-urls is empty".into());
+        }
+        if self.max_txn_ops == 0 {
+            return Err("--max-txn-ops must be positive".into());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,186 @@
+//! The peer transport: Raft messages to the other members, one long-lived gRPC stream per
+//! peer, reconnected with backoff.
+//!
+//! Sending never blocks the driver: each peer has a bounded queue; a full queue or a broken
+//! stream drops messages and reports the peer unreachable (Raft resends what matters, and
+//! slows a follower it cannot reach down to probing). Messages to one peer keep their order.
+//!
+//! What it does not do: it receives nothing (the peer service in [`crate::api`] hands
+//! incoming messages to the driver), and it never decides what to send.
+
+use super::driver::Input;
+use crate::pb::peer::RaftBatch;
+use crate::pb::peer::peer_client::PeerClient;
+use crate::raft::{Message, MessageKind, NodeId};
+use std::collections::HashMap;
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Messages queued for one peer before new ones are dropped.
+const PEER_QUEUE_MAX: usize = 4096;
+/// Messages sent in one batch on the stream.
+const BATCH_MESSAGES_MAX: usize = 256;
+const BACKOFF_MIN: Duration = Duration::from_millis(50);
+const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// Largest message the peer protocol carries (a snapshot travels in one message).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;
+
+struct PeerLink {
+    urls: Vec<String>,
+    tx: mpsc::Sender<Message>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// The sending side of the peer protocol.
+pub struct Transport {
+    cluster_id: u64,
+    peers: HashMap<NodeId, PeerLink>,
+    /// The driver's inbox, for unreachable and snapshot reports.
+    reports: mpsc::Sender<Input>,
+}
+
+impl Transport {
+    pub fn new(cluster_id: u64, reports: mpsc::Sender<Input>) -> Transport {
+        Transport {
+            cluster_id,
+            peers: HashMap::new(),
+            reports,
+        }
+    }
+
+    /// Makes the set of peers `peers` (ID and peer URLs): new ones are connected, gone ones
+    /// dropped, ones whose URLs changed reconnected.
+    pub fn set_peers(&mut self, peers: Vec<(NodeId, Vec<String>)>) {
+        let wanted: HashMap<NodeId, Vec<String>> = peers.into_iter().collect();
+        self.peers.retain(|id, link| {
+            let keep = wanted.get(id) == Some(&link.urls);
+            if !keep {
+                link.task.abort();
+            }
+            keep
+        });
+        for (id, urls) in wanted {
+            if self.peers.contains_key(&id) || urls.is_empty() {
+                continue;
+            }
+            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
+            let task = tokio::spawn(peer_loop(
+                id,
+                urls.clone(),
+                self.cluster_id,
+                rx,
+                self.reports.clone(),
+            ));
+            self.peers.insert(id, PeerLink { urls, tx, task });
+        }
+    }
+
+    pub fn send_all(&mut self, messages: Vec<Message>) {
+        for m in messages {
+            let to = m.to;
+            let Some(link) = self.peers.get(&to) else {
+                tracing::trace!(to = format!("{to:x}"), "no link to peer; message dropped");
+                continue;
+            };
+            if link.tx.try_send(m).is_err() {
+                let _ = self.reports.try_send(Input::Unreachable(to));
+            }
+        }
+    }
+}
+
+impl Drop for Transport {
+    fn drop(&mut self) {
+        for link in self.peers.values() {
+            link.task.abort();
+        }
+    }
+}
+
+async fn peer_loop(
+    to: NodeId,
+    urls: Vec<String>,
+    cluster_id: u64,
+    mut rx: mpsc::Receiver<Message>,
+    reports: mpsc::Sender<Input>,
+) {
+    let mut backoff = BACKOFF_MIN;
+    let mut attempt = 0usize;
+    loop {
+        let url = urls[attempt % urls.len()].clone();
+        attempt += 1;
+        let client = match connect(&url).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::debug!(peer = format!("{to:x}"), url, error = %e, "peer unreachable");
+                // What queued meanwhile is stale: drop it, and let Raft know.
+                let mut dropped = false;
+                while rx.try_recv().is_ok() {
+                    dropped = true;
+                }
+                if dropped {
+                    let _ = reports.try_send(Input::Unreachable(to));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                continue;
+            }
+        };
+        backoff = BACKOFF_MIN;
+        let (btx, brx) = mpsc::channel::<RaftBatch>(16);
+        let mut client = client;
+        let call = tokio::spawn(async move {
+            client
+                .raft(tokio_stream::wrappers::ReceiverStream::new(brx))
+                .await
+        });
+        loop {
+            let Some(first) = rx.recv().await else {
+                call.abort();
+                return;
+            };
+            let mut batch = vec![first];
+            while batch.len() < BATCH_MESSAGES_MAX {
+                match rx.try_recv() {
+                    Ok(m) => batch.push(m),
+                    Err(_) => break,
+                }
+            }
+            let snapshots: Vec<NodeId> = batch
+                .iter()
+                .filter(|m| m.kind == MessageKind::Snapshot)
+                .map(|m| m.to)
+                .collect();
+            let messages = batch
+                .iter()
+                .map(crate::api::convert::raft_message_to_pb)
+                .collect();
+            let sent = btx
+                .send(RaftBatch {
+                    cluster_id,
+                    messages,
+                })
+                .await
+                .is_ok();
+            for id in snapshots {
+                let _ = reports.try_send(Input::SnapshotReport(id, sent));
+            }
+            if !sent {
+                let _ = reports.try_send(Input::Unreachable(to));
+                break;
+            }
+        }
+        call.abort();
+    }
+}
+
+async fn connect(url: &str) -> Result<PeerClient<tonic::transport::Channel>, String> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_millis(1000))
+        .tcp_nodelay(true);
+    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+    Ok(PeerClient::new(channel)
+        .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX))
+}
