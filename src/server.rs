@@ -279,7 +279,11 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     #[cfg(not(madsim))]
     for addr in &config.listen_metrics {
         let addr = resolve(addr)?;
-        servers.push(api::http::serve_metrics(addr, handle.clone(), shutdown_rx.clone()));
+        servers.push(api::http::serve_metrics(
+            addr,
+            handle.clone(),
+            shutdown_rx.clone(),
+        ));
         tracing::info!(%addr, "serving /metrics");
     }
     tracing::info!(

@@ -38,7 +38,7 @@ pub fn single_config() -> MemberConfig {
         raft: Config::new(1),
         initial_voters: vec![1],
         cluster_id: 0x10ad,
-    initial_members: Vec::new(),
+        initial_members: Vec::new(),
         lessor: LessorConfig::new(1000, 100),
         watch: WatchConfig::default(),
         txn_ops_max: 128,

@@ -43,7 +43,12 @@ use bytes::Bytes;
 use tonic::Status;
 
 /// A response header.
-pub fn header(cluster_id: u64, member_id: u64, revision: i64, raft_term: u64) -> pb::ResponseHeader {
+pub fn header(
+    cluster_id: u64,
+    member_id: u64,
+    revision: i64,
+    raft_term: u64,
+) -> pb::ResponseHeader {
     pb::ResponseHeader {
         cluster_id,
         member_id,
@@ -454,7 +459,11 @@ fn txn_writes(r: &mvcc::TxnResponse) -> bool {
 
 /// The responses of one branch, in the order they ran. `before` is the store's revision before
 /// the whole transaction; `changed` says whether an earlier operation changed something.
-fn response_ops(ops: Vec<mvcc::ResponseOp>, before: i64, changed: &mut bool) -> Vec<pb::ResponseOp> {
+fn response_ops(
+    ops: Vec<mvcc::ResponseOp>,
+    before: i64,
+    changed: &mut bool,
+) -> Vec<pb::ResponseOp> {
     use pb::response_op::Response;
     let revision_header = |changed: bool| header(0, 0, before + i64::from(changed), 0);
     ops.into_iter()
@@ -487,7 +496,10 @@ fn response_ops(ops: Vec<mvcc::ResponseOp>, before: i64, changed: &mut bool) -> 
 
 /// A watch response: the header is `header_base` (cluster, member, term) with the response's
 /// own revision.
-pub fn watch_response(r: mvcc::WatchResponse, header_base: &pb::ResponseHeader) -> pb::WatchResponse {
+pub fn watch_response(
+    r: mvcc::WatchResponse,
+    header_base: &pb::ResponseHeader,
+) -> pb::WatchResponse {
     pb::WatchResponse {
         header: Some(pb::ResponseHeader {
             revision: r.header_revision,

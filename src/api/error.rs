@@ -195,14 +195,38 @@ mod tests {
             (S::LeaderChanged, Unavailable, "etcdserver: leader changed"),
             (S::Timeout, Unavailable, "etcdserver: request timed out"),
             (S::Stopped, Unavailable, "etcdserver: server stopped"),
-            (S::TooManyRequests, ResourceExhausted, "etcdserver: too many requests"),
-            (S::RequestTooLarge, InvalidArgument, "etcdserver: request is too large"),
-            (S::NoSpace, ResourceExhausted, "etcdserver: mvcc: database space exceeded"),
+            (
+                S::TooManyRequests,
+                ResourceExhausted,
+                "etcdserver: too many requests",
+            ),
+            (
+                S::RequestTooLarge,
+                InvalidArgument,
+                "etcdserver: request is too large",
+            ),
+            (
+                S::NoSpace,
+                ResourceExhausted,
+                "etcdserver: mvcc: database space exceeded",
+            ),
             (S::Corrupt, DataLoss, "etcdserver: corrupt cluster"),
             (S::MemberNotFound, NotFound, "etcdserver: member not found"),
-            (S::MemberExists, FailedPrecondition, "etcdserver: member ID already exist"),
-            (S::PeerUrlExists, FailedPrecondition, "etcdserver: Peer URLs already exists"),
-            (S::MemberBadUrls, InvalidArgument, "etcdserver: given member URLs are invalid"),
+            (
+                S::MemberExists,
+                FailedPrecondition,
+                "etcdserver: member ID already exist",
+            ),
+            (
+                S::PeerUrlExists,
+                FailedPrecondition,
+                "etcdserver: Peer URLs already exists",
+            ),
+            (
+                S::MemberBadUrls,
+                InvalidArgument,
+                "etcdserver: given member URLs are invalid",
+            ),
             (
                 S::NotEnoughStartedMembers,
                 FailedPrecondition,
@@ -228,9 +252,21 @@ mod tests {
                 Unavailable,
                 "etcdserver: rpc not supported for learner",
             ),
-            (S::BadLeaderTransferee, FailedPrecondition, "etcdserver: bad leader transferee"),
-            (S::InvalidSortOption, InvalidArgument, "etcdserver: invalid sort option"),
-            (S::InvalidCompareOption, InvalidArgument, "etcdserver: invalid compare option"),
+            (
+                S::BadLeaderTransferee,
+                FailedPrecondition,
+                "etcdserver: bad leader transferee",
+            ),
+            (
+                S::InvalidSortOption,
+                InvalidArgument,
+                "etcdserver: invalid sort option",
+            ),
+            (
+                S::InvalidCompareOption,
+                InvalidArgument,
+                "etcdserver: invalid compare option",
+            ),
             (
                 S::TxnNestedTooDeep { depth_max: 64 },
                 InvalidArgument,
@@ -249,19 +285,35 @@ mod tests {
         use mvcc::Error as E;
         let table = [
             (
-                E::Compacted { compact_revision: 5 },
+                E::Compacted {
+                    compact_revision: 5,
+                },
                 OutOfRange,
                 "etcdserver: mvcc: required revision has been compacted",
             ),
             (
-                E::FutureRevision { current_revision: 5 },
+                E::FutureRevision {
+                    current_revision: 5,
+                },
                 OutOfRange,
                 "etcdserver: mvcc: required revision is a future revision",
             ),
-            (E::KeyNotProvided, InvalidArgument, "etcdserver: key is not provided"),
+            (
+                E::KeyNotProvided,
+                InvalidArgument,
+                "etcdserver: key is not provided",
+            ),
             (E::KeyNotFound, InvalidArgument, "etcdserver: key not found"),
-            (E::ValueProvided, InvalidArgument, "etcdserver: value is provided"),
-            (E::LeaseProvided, InvalidArgument, "etcdserver: lease is provided"),
+            (
+                E::ValueProvided,
+                InvalidArgument,
+                "etcdserver: value is provided",
+            ),
+            (
+                E::LeaseProvided,
+                InvalidArgument,
+                "etcdserver: lease is provided",
+            ),
             (
                 E::TooManyTxnOps { ops_max: 128 },
                 InvalidArgument,
@@ -308,7 +360,9 @@ mod tests {
                 "etcdserver: mvcc: too many watchers on the WatchStream",
             ),
             (
-                E::WatchStreamFull { control_responses_max: 10 },
+                E::WatchStreamFull {
+                    control_responses_max: 10,
+                },
                 ResourceExhausted,
                 "etcdserver: mvcc: watch stream has too many undelivered control responses",
             ),
@@ -329,10 +383,21 @@ mod tests {
         use Code::*;
         use lease::Error as E;
         let table = [
-            (E::NotFound { id: 1 }, NotFound, "etcdserver: requested lease not found"),
-            (E::Exists { id: 1 }, FailedPrecondition, "etcdserver: lease already exists"),
             (
-                E::TtlTooLarge { ttl_s: 10_000_000_000, ttl_max_s: 9_000_000_000 },
+                E::NotFound { id: 1 },
+                NotFound,
+                "etcdserver: requested lease not found",
+            ),
+            (
+                E::Exists { id: 1 },
+                FailedPrecondition,
+                "etcdserver: lease already exists",
+            ),
+            (
+                E::TtlTooLarge {
+                    ttl_s: 10_000_000_000,
+                    ttl_max_s: 9_000_000_000,
+                },
                 OutOfRange,
                 "etcdserver: too large lease TTL",
             ),

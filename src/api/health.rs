@@ -21,7 +21,9 @@ impl HealthService {
     async fn status(&self) -> ServingStatus {
         let ok = self
             .h
-            .run(false, |d| Ok(d.stopped.is_none() && d.leader() != crate::raft::NONE))
+            .run(false, |d| {
+                Ok(d.stopped.is_none() && d.leader() != crate::raft::NONE)
+            })
             .await
             .unwrap_or(false);
         if ok {

@@ -62,10 +62,9 @@ impl Kv for KvService {
         let req = convert::put_request(pbreq);
         mvcc::check_put(&req).map_err(|e| mvcc_status(&e))?;
         match self.h.propose(Command::Put(req)).await? {
-            (Applied::Put(r), at) => Ok(Response::new(convert::put_response(
-                r,
-                header(&self.h, at),
-            ))),
+            (Applied::Put(r), at) => {
+                Ok(Response::new(convert::put_response(r, header(&self.h, at))))
+            }
             (other, _) => Err(unexpected(&other)),
         }
     }
@@ -96,10 +95,9 @@ impl Kv for KvService {
         let req = convert::txn_request(pbreq)?;
         mvcc::check_txn(&req, self.h.config.max_txn_ops).map_err(|e| mvcc_status(&e))?;
         match self.h.propose(Command::Txn(req)).await? {
-            (Applied::Txn(r), at) => Ok(Response::new(convert::txn_response(
-                r,
-                header(&self.h, at),
-            ))),
+            (Applied::Txn(r), at) => {
+                Ok(Response::new(convert::txn_response(r, header(&self.h, at))))
+            }
             (other, _) => Err(unexpected(&other)),
         }
     }

@@ -204,11 +204,7 @@ impl Lease for LeaseService {
             .await?;
         Ok(Response::new(pb::LeaseLeasesResponse {
             header: Some(header(&self.h, at)),
-            leases: ids
-                .into_iter()
-                .map(|id| pb::LeaseStatus { id })
-                .collect(),
+            leases: ids.into_iter().map(|id| pb::LeaseStatus { id }).collect(),
         }))
     }
 }
-

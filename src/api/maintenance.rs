@@ -4,8 +4,8 @@
 use super::error::{ServerError, mvcc_status};
 use super::kv::header;
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
-use crate::server::driver::NodeHandle;
 use crate::server::ETCD_VERSION;
+use crate::server::driver::NodeHandle;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -36,7 +36,11 @@ impl Maintenance for MaintenanceService {
             .run(false, move |d| {
                 match pb::alarm_request::AlarmAction::try_from(req.action) {
                     Ok(pb::alarm_request::AlarmAction::Activate) if req.alarm != 0 => {
-                        let member = if req.member_id == 0 { d.member_id } else { req.member_id };
+                        let member = if req.member_id == 0 {
+                            d.member_id
+                        } else {
+                            req.member_id
+                        };
                         if !d.alarms.contains(&(member, req.alarm)) {
                             d.alarms.push((member, req.alarm));
                         }
@@ -217,8 +221,8 @@ impl Maintenance for MaintenanceService {
             })
             .await?;
         let step = Duration::from_millis(self.h.config.heartbeat_ms);
-        let deadline = tokio::time::Instant::now()
-            + Duration::from_millis(self.h.config.election_ms * 5);
+        let deadline =
+            tokio::time::Instant::now() + Duration::from_millis(self.h.config.election_ms * 5);
         loop {
             let (leader, at) = self.h.run(false, |d| Ok((d.leader(), d.header()))).await?;
             if leader == target {
@@ -237,6 +241,8 @@ impl Maintenance for MaintenanceService {
         &self,
         _request: Request<pb::DowngradeRequest>,
     ) -> Result<Response<pb::DowngradeResponse>, Status> {
-        Err(Status::unimplemented("etcdserver: downgrade is not supported"))
+        Err(Status::unimplemented(
+            "etcdserver: downgrade is not supported",
+        ))
     }
 }

@@ -36,7 +36,11 @@ enum Done {
     Gone,
 }
 
-async fn handle_request(h: &NodeHandle, stream: StreamId, req: RequestUnion) -> Result<Done, Status> {
+async fn handle_request(
+    h: &NodeHandle,
+    stream: StreamId,
+    req: RequestUnion,
+) -> Result<Done, Status> {
     h.run(false, move |d| {
         let (watchers, kv) = d.member_mut().applier_mut().watchers_mut();
         if !watchers.is_open(stream) {

@@ -2,321 +2,362 @@
 //! deployment works by swapping the binary name. With no flags: a one-member cluster on
 //! 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers), its data in `./default.oxcd`.
 
-use clap::{ArgAction, Parser};
-use oxcd::server::cluster::{check_url, parse_initial_cluster, url_host_port};
-use oxcd::server::{AutoCompaction, ClusterState, ServerConfig};
-use std::path::PathBuf;
-use std::process::ExitCode;
+// The server needs fjall and real sockets: under madsim (`--cfg madsim`) the binary is empty,
+// and simulations start members through `oxcd::server::start` instead.
+#[cfg(madsim)]
+fn main() {}
 
-fn split_urls(s: &str) -> Vec<String> {
-    s.split(',')
-        .map(str::trim)
-        .filter(|u| !u.is_empty())
-        .map(str::to_string)
-        .collect()
+#[cfg(not(madsim))]
+fn main() -> std::process::ExitCode {
+    real::main()
 }
 
-/// A distributed, reliable key-value store that speaks etcd's v3 API.
-#[derive(Parser, Debug)]
-#[command(name = "oxcd", version, about, long_about = None)]
-struct Flags {
-    /// Human-readable name for this member.
-    #[arg(long, env = "ETCD_NAME", default_value = "default")]
-    name: String,
-    /// Path to the data directory (default: ${name}.oxcd).
-    #[arg(long, env = "ETCD_DATA_DIR")]
-    data_dir: Option<PathBuf>,
-    /// URLs to listen on for client traffic.
-    #[arg(long, env = "ETCD_LISTEN_CLIENT_URLS", default_value = "http://localhost:2379")]
-    listen_client_urls: String,
-    /// Client URLs to advertise to the rest of the cluster.
-    #[arg(long, env = "ETCD_ADVERTISE_CLIENT_URLS", default_value = "http://localhost:2379")]
-    advertise_client_urls: String,
-    /// URLs to listen on for peer traffic.
-    #[arg(long, env = "ETCD_LISTEN_PEER_URLS", default_value = "http://localhost:2380")]
-    listen_peer_urls: String,
-    /// This member's peer URLs, as the rest of the cluster reaches it.
-    #[arg(
-        long,
-        env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
-        default_value = "http://localhost:2380"
-    )]
-    initial_advertise_peer_urls: String,
-    /// The founding members: name=peerURL,... (default: this member alone).
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
-    initial_cluster: Option<String>,
-    /// `new` to found a cluster, `existing` to join one (after `member add`).
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
-    initial_cluster_state: String,
-    /// Initial cluster token: founding members derive their IDs from it.
-    #[arg(long, env = "ETCD_INITIAL_CLUSTER_TOKEN", default_value = "etcd-cluster")]
-    initial_cluster_token: String,
-    /// Time (in milliseconds) of a heartbeat interval.
-    #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
-    heartbeat_interval: u64,
-    /// Time (in milliseconds) for an election to timeout.
-    #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
-    election_timeout: u64,
-    /// Number of committed transactions to trigger a snapshot (log compaction).
-    #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
-    snapshot_count: u64,
-    /// Raise an alarm when the backend size exceeds this quota (0: default 2 GiB).
-    #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
-    quota_backend_bytes: u64,
-    /// Maximum client request size in bytes the server will accept.
-    #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
-    max_request_bytes: usize,
-    /// Maximum number of operations permitted in a transaction.
-    #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
-    max_txn_ops: usize,
-    /// Interpret auto-compaction-retention as 'periodic' (duration) or 'revision'.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
-    auto_compaction_mode: String,
-    /// Auto compaction retention (0 disables it): hours, or a duration like 30m, or revisions.
-    #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
-    auto_compaction_retention: String,
-    /// Extra URLs to serve /metrics, /health and /version on.
-    #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
-    listen_metrics_urls: String,
-    /// debug, info, warn, error.
-    #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
-    log_level: String,
-    /// Run a pre-vote round before elections.
-    #[arg(long, env = "ETCD_PRE_VOTE", default_value = "true", num_args = 0..=1,
+#[cfg(not(madsim))]
+mod real {
+    use clap::{ArgAction, Parser};
+    use oxcd::server::cluster::{check_url, parse_initial_cluster, url_host_port};
+    use oxcd::server::{AutoCompaction, ClusterState, ServerConfig};
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+
+    fn split_urls(s: &str) -> Vec<String> {
+        s.split(',')
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .collect()
+    }
+
+    /// A distributed, reliable key-value store that speaks etcd's v3 API.
+    #[derive(Parser, Debug)]
+    #[command(name = "oxcd", version, about, long_about = None)]
+    struct Flags {
+        /// Human-readable name for this member.
+        #[arg(long, env = "ETCD_NAME", default_value = "default")]
+        name: String,
+        /// Path to the data directory (default: ${name}.oxcd).
+        #[arg(long, env = "ETCD_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// URLs to listen on for client traffic.
+        #[arg(
+            long,
+            env = "ETCD_LISTEN_CLIENT_URLS",
+            default_value = "http://localhost:2379"
+        )]
+        listen_client_urls: String,
+        /// Client URLs to advertise to the rest of the cluster.
+        #[arg(
+            long,
+            env = "ETCD_ADVERTISE_CLIENT_URLS",
+            default_value = "http://localhost:2379"
+        )]
+        advertise_client_urls: String,
+        /// URLs to listen on for peer traffic.
+        #[arg(
+            long,
+            env = "ETCD_LISTEN_PEER_URLS",
+            default_value = "http://localhost:2380"
+        )]
+        listen_peer_urls: String,
+        /// This member's peer URLs, as the rest of the cluster reaches it.
+        #[arg(
+            long,
+            env = "ETCD_INITIAL_ADVERTISE_PEER_URLS",
+            default_value = "http://localhost:2380"
+        )]
+        initial_advertise_peer_urls: String,
+        /// The founding members: name=peerURL,... (default: this member alone).
+        #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
+        initial_cluster: Option<String>,
+        /// `new` to found a cluster, `existing` to join one (after `member add`).
+        #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
+        initial_cluster_state: String,
+        /// Initial cluster token: founding members derive their IDs from it.
+        #[arg(
+            long,
+            env = "ETCD_INITIAL_CLUSTER_TOKEN",
+            default_value = "etcd-cluster"
+        )]
+        initial_cluster_token: String,
+        /// Time (in milliseconds) of a heartbeat interval.
+        #[arg(long, env = "ETCD_HEARTBEAT_INTERVAL", default_value_t = 100)]
+        heartbeat_interval: u64,
+        /// Time (in milliseconds) for an election to timeout.
+        #[arg(long, env = "ETCD_ELECTION_TIMEOUT", default_value_t = 1000)]
+        election_timeout: u64,
+        /// Number of committed transactions to trigger a snapshot (log compaction).
+        #[arg(long, env = "ETCD_SNAPSHOT_COUNT", default_value_t = 100_000)]
+        snapshot_count: u64,
+        /// Raise an alarm when the backend size exceeds this quota (0: default 2 GiB).
+        #[arg(long, env = "ETCD_QUOTA_BACKEND_BYTES", default_value_t = 0)]
+        quota_backend_bytes: u64,
+        /// Maximum client request size in bytes the server will accept.
+        #[arg(long, env = "ETCD_MAX_REQUEST_BYTES", default_value_t = 1_572_864)]
+        max_request_bytes: usize,
+        /// Maximum number of operations permitted in a transaction.
+        #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
+        max_txn_ops: usize,
+        /// Interpret auto-compaction-retention as 'periodic' (duration) or 'revision'.
+        #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
+        auto_compaction_mode: String,
+        /// Auto compaction retention (0 disables it): hours, or a duration like 30m, or revisions.
+        #[arg(long, env = "ETCD_AUTO_COMPACTION_RETENTION", default_value = "0")]
+        auto_compaction_retention: String,
+        /// Extra URLs to serve /metrics, /health and /version on.
+        #[arg(long, env = "ETCD_LISTEN_METRICS_URLS", default_value = "")]
+        listen_metrics_urls: String,
+        /// debug, info, warn, error.
+        #[arg(long, env = "ETCD_LOG_LEVEL", default_value = "info")]
+        log_level: String,
+        /// Run a pre-vote round before elections.
+        #[arg(long, env = "ETCD_PRE_VOTE", default_value = "true", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set)]
-    pre_vote: bool,
+        pre_vote: bool,
 
-    // etcd flags accepted for compatibility, without effect here.
-    #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1,
+        // etcd flags accepted for compatibility, without effect here.
+        #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
-    experimental_initial_corrupt_check: Option<bool>,
-    #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1,
+        experimental_initial_corrupt_check: Option<bool>,
+        #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
-    strict_reconfig_check: Option<bool>,
-    #[arg(long, env = "ETCD_ENABLE_PPROF", num_args = 0..=1,
+        strict_reconfig_check: Option<bool>,
+        #[arg(long, env = "ETCD_ENABLE_PPROF", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
-    enable_pprof: Option<bool>,
-    #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1,
+        enable_pprof: Option<bool>,
+        #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
-    enable_v2: Option<bool>,
-    #[arg(long, env = "ETCD_LOGGER", hide = true)]
-    logger: Option<String>,
-    #[arg(long, env = "ETCD_LOG_OUTPUTS", hide = true)]
-    log_outputs: Option<String>,
-    #[arg(long, env = "ETCD_MAX_SNAPSHOTS", hide = true)]
-    max_snapshots: Option<u64>,
-    #[arg(long, env = "ETCD_MAX_WALS", hide = true)]
-    max_wals: Option<u64>,
-}
-
-/// etcd's retention syntax: a bare number is hours in periodic mode, revisions in revision
-/// mode; periodic also takes Go durations such as `30m`, `1h30m`, `90s`.
-fn parse_retention(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
-    let bad = || format!("invalid --auto-compaction-retention {retention:?}");
-    match mode {
-        "revision" => {
-            let n: i64 = retention.parse().map_err(|_| bad())?;
-            Ok(if n == 0 {
-                AutoCompaction::Off
-            } else {
-                AutoCompaction::Revision { retention: n }
-            })
-        }
-        "periodic" => {
-            let ms = if let Ok(hours) = retention.parse::<u64>() {
-                hours * 3_600_000
-            } else {
-                parse_duration_ms(retention).ok_or_else(bad)?
-            };
-            Ok(if ms == 0 {
-                AutoCompaction::Off
-            } else {
-                AutoCompaction::Periodic { retention_ms: ms }
-            })
-        }
-        other => Err(format!(
-            "invalid --auto-compaction-mode {other:?} (periodic or revision)"
-        )),
+        enable_v2: Option<bool>,
+        #[arg(long, env = "ETCD_LOGGER", hide = true)]
+        logger: Option<String>,
+        #[arg(long, env = "ETCD_LOG_OUTPUTS", hide = true)]
+        log_outputs: Option<String>,
+        #[arg(long, env = "ETCD_MAX_SNAPSHOTS", hide = true)]
+        max_snapshots: Option<u64>,
+        #[arg(long, env = "ETCD_MAX_WALS", hide = true)]
+        max_wals: Option<u64>,
     }
-}
 
-fn parse_duration_ms(s: &str) -> Option<u64> {
-    let mut total = 0u64;
-    let mut num = String::new();
-    let mut chars = s.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c.is_ascii_digit() {
-            num.push(c);
-            continue;
-        }
-        let n: u64 = num.parse().ok()?;
-        num.clear();
-        let unit_ms = match c {
-            'h' => 3_600_000,
-            'm' if chars.peek() == Some(&'s') => {
-                chars.next();
-                1
+    /// etcd's retention syntax: a bare number is hours in periodic mode, revisions in revision
+    /// mode; periodic also takes Go durations such as `30m`, `1h30m`, `90s`.
+    fn parse_retention(mode: &str, retention: &str) -> Result<AutoCompaction, String> {
+        let bad = || format!("invalid --auto-compaction-retention {retention:?}");
+        match mode {
+            "revision" => {
+                let n: i64 = retention.parse().map_err(|_| bad())?;
+                Ok(if n == 0 {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Revision { retention: n }
+                })
             }
-            'm' => 60_000,
-            's' => 1000,
-            _ => return None,
+            "periodic" => {
+                let ms = if let Ok(hours) = retention.parse::<u64>() {
+                    hours * 3_600_000
+                } else {
+                    parse_duration_ms(retention).ok_or_else(bad)?
+                };
+                Ok(if ms == 0 {
+                    AutoCompaction::Off
+                } else {
+                    AutoCompaction::Periodic { retention_ms: ms }
+                })
+            }
+            other => Err(format!(
+                "invalid --auto-compaction-mode {other:?} (periodic or revision)"
+            )),
+        }
+    }
+
+    fn parse_duration_ms(s: &str) -> Option<u64> {
+        let mut total = 0u64;
+        let mut num = String::new();
+        let mut chars = s.chars().peekable();
+        while let Some(c) = chars.next() {
+            if c.is_ascii_digit() {
+                num.push(c);
+                continue;
+            }
+            let n: u64 = num.parse().ok()?;
+            num.clear();
+            let unit_ms = match c {
+                'h' => 3_600_000,
+                'm' if chars.peek() == Some(&'s') => {
+                    chars.next();
+                    1
+                }
+                'm' => 60_000,
+                's' => 1000,
+                _ => return None,
+            };
+            total += n * unit_ms;
+        }
+        num.is_empty().then_some(total)
+    }
+
+    fn config(f: Flags) -> Result<ServerConfig, String> {
+        let advertise_peer = split_urls(&f.initial_advertise_peer_urls);
+        let initial_cluster = match &f.initial_cluster {
+            Some(s) if !s.trim().is_empty() => parse_initial_cluster(s)?,
+            _ => vec![(f.name.clone(), advertise_peer.clone())],
         };
-        total += n * unit_ms;
-    }
-    num.is_empty().then_some(total)
-}
-
-fn config(f: Flags) -> Result<ServerConfig, String> {
-    let advertise_peer = split_urls(&f.initial_advertise_peer_urls);
-    let initial_cluster = match &f.initial_cluster {
-        Some(s) if !s.trim().is_empty() => parse_initial_cluster(s)?,
-        _ => vec![(f.name.clone(), advertise_peer.clone())],
-    };
-    let cluster_state = match f.initial_cluster_state.as_str() {
-        "new" => ClusterState::New,
-        "existing" => ClusterState::Existing,
-        other => {
-            return Err(format!(
-                "invalid --initial-cluster-state {other:?} (new or existing)"
-            ));
+        let cluster_state = match f.initial_cluster_state.as_str() {
+            "new" => ClusterState::New,
+            "existing" => ClusterState::Existing,
+            other => {
+                return Err(format!(
+                    "invalid --initial-cluster-state {other:?} (new or existing)"
+                ));
+            }
+        };
+        let listen_client = split_urls(&f.listen_client_urls);
+        let listen_peer = split_urls(&f.listen_peer_urls);
+        let listen_metrics = split_urls(&f.listen_metrics_urls);
+        for u in listen_client
+            .iter()
+            .chain(&listen_peer)
+            .chain(&listen_metrics)
+            .chain(&advertise_peer)
+        {
+            check_url(u)?;
+            if u.starts_with("https://") {
+                return Err(format!("{u}: TLS is not supported yet"));
+            }
         }
-    };
-    let listen_client = split_urls(&f.listen_client_urls);
-    let listen_peer = split_urls(&f.listen_peer_urls);
-    let listen_metrics = split_urls(&f.listen_metrics_urls);
-    for u in listen_client
-        .iter()
-        .chain(&listen_peer)
-        .chain(&listen_metrics)
-        .chain(&advertise_peer)
-    {
-        check_url(u)?;
-        if u.starts_with("https://") {
-            return Err(format!("{u}: TLS is not supported yet"));
+        let data_dir = f
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", f.name)));
+        let mut c = ServerConfig::single(&f.name, data_dir);
+        c.listen_client = listen_client
+            .iter()
+            .map(|u| url_host_port(u).to_string())
+            .collect();
+        c.advertise_client_urls = split_urls(&f.advertise_client_urls);
+        c.listen_peer = listen_peer
+            .iter()
+            .map(|u| url_host_port(u).to_string())
+            .collect();
+        c.advertise_peer_urls = advertise_peer;
+        c.initial_cluster = initial_cluster;
+        c.cluster_state = cluster_state;
+        c.cluster_token = f.initial_cluster_token;
+        c.heartbeat_ms = f.heartbeat_interval;
+        c.election_ms = f.election_timeout;
+        c.snapshot_count = f.snapshot_count;
+        if f.quota_backend_bytes > 0 {
+            c.quota_backend_bytes = f.quota_backend_bytes;
         }
-    }
-    let data_dir = f
-        .data_dir
-        .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", f.name)));
-    let mut c = ServerConfig::single(&f.name, data_dir);
-    c.listen_client = listen_client.iter().map(|u| url_host_port(u).to_string()).collect();
-    c.advertise_client_urls = split_urls(&f.advertise_client_urls);
-    c.listen_peer = listen_peer.iter().map(|u| url_host_port(u).to_string()).collect();
-    c.advertise_peer_urls = advertise_peer;
-    c.initial_cluster = initial_cluster;
-    c.cluster_state = cluster_state;
-    c.cluster_token = f.initial_cluster_token;
-    c.heartbeat_ms = f.heartbeat_interval;
-    c.election_ms = f.election_timeout;
-    c.snapshot_count = f.snapshot_count;
-    if f.quota_backend_bytes > 0 {
-        c.quota_backend_bytes = f.quota_backend_bytes;
-    }
-    c.max_request_bytes = f.max_request_bytes;
-    c.max_txn_ops = f.max_txn_ops;
-    c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;
-    c.listen_metrics = listen_metrics.iter().map(|u| url_host_port(u).to_string()).collect();
-    c.pre_vote = f.pre_vote;
-    c.validate()?;
-    Ok(c)
-}
-
-fn main() -> ExitCode {
-    let flags = Flags::parse();
-    let level = match flags.log_level.as_str() {
-        "debug" | "info" | "warn" | "error" => flags.log_level.clone(),
-        other => {
-            eprintln!("oxcd: invalid --log-level {other:?} (debug, info, warn, error)");
-            return ExitCode::FAILURE;
-        }
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("oxcd={level},warn")));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let config = match config(flags) {
-        Ok(c) => c,
-        Err(e) => {
-            eprintln!("oxcd: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a tokio runtime");
-    runtime.block_on(run(config))
-}
-
-async fn run(config: ServerConfig) -> ExitCode {
-    let engine = match oxcd::storage::FjallEngine::open(&config.data_dir) {
-        Ok(e) => e,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the data dir");
-            return ExitCode::FAILURE;
-        }
-    };
-    tracing::info!(data_dir = %config.data_dir.display(), name = config.name, "starting oxcd");
-    let mut server = match oxcd::server::start(config, engine).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot start");
-            return ExitCode::FAILURE;
-        }
-    };
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT; shutting down"),
-        _ = term.recv() => tracing::info!("received SIGTERM; shutting down"),
-        why = server.stopped() => {
-            tracing::error!(why, "the member stopped");
-            return ExitCode::FAILURE;
-        }
-    }
-    server.shutdown().await;
-    tracing::info!("stopped");
-    ExitCode::SUCCESS
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn retention_parses_like_etcd() {
-        assert_eq!(parse_retention("periodic", "0"), Ok(AutoCompaction::Off));
-        assert_eq!(
-            parse_retention("periodic", "1"),
-            Ok(AutoCompaction::Periodic {
-                retention_ms: 3_600_000
-            })
-        );
-        assert_eq!(
-            parse_retention("periodic", "1h30m"),
-            Ok(AutoCompaction::Periodic {
-                retention_ms: 5_400_000
-            })
-        );
-        assert_eq!(
-            parse_retention("revision", "1000"),
-            Ok(AutoCompaction::Revision { retention: 1000 })
-        );
-        assert!(parse_retention("periodic", "5x").is_err());
-        assert!(parse_retention("weekly", "1").is_err());
+        c.max_request_bytes = f.max_request_bytes;
+        c.max_txn_ops = f.max_txn_ops;
+        c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;
+        c.listen_metrics = listen_metrics
+            .iter()
+            .map(|u| url_host_port(u).to_string())
+            .collect();
+        c.pre_vote = f.pre_vote;
+        c.validate()?;
+        Ok(c)
     }
 
-    #[test]
-    fn no_flags_is_a_single_member_on_the_default_ports() {
-        let c = config(Flags::parse_from(["oxcd"])).unwrap();
-        assert_eq!(c.listen_client, vec!["localhost:2379"]);
-        assert_eq!(c.listen_peer, vec!["localhost:2380"]);
-        assert_eq!(c.data_dir, PathBuf::from("default.oxcd"));
-        assert_eq!(
-            c.initial_cluster,
-            vec![("default".to_string(), vec!["http://localhost:2380".to_string()])]
-        );
+    pub fn main() -> ExitCode {
+        let flags = Flags::parse();
+        let level = match flags.log_level.as_str() {
+            "debug" | "info" | "warn" | "error" => flags.log_level.clone(),
+            other => {
+                eprintln!("oxcd: invalid --log-level {other:?} (debug, info, warn, error)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let filter = tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG")
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(format!("oxcd={level},warn")));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        let config = match config(flags) {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("oxcd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(run(config))
+    }
+
+    async fn run(config: ServerConfig) -> ExitCode {
+        let engine = match oxcd::storage::FjallEngine::open(&config.data_dir) {
+            Ok(e) => e,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the data dir");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(data_dir = %config.data_dir.display(), name = config.name, "starting oxcd");
+        let mut server = match oxcd::server::start(config, engine).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot start");
+                return ExitCode::FAILURE;
+            }
+        };
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("a SIGTERM handler");
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT; shutting down"),
+            _ = term.recv() => tracing::info!("received SIGTERM; shutting down"),
+            why = server.stopped() => {
+                tracing::error!(why, "the member stopped");
+                return ExitCode::FAILURE;
+            }
+        }
+        server.shutdown().await;
+        tracing::info!("stopped");
+        ExitCode::SUCCESS
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn retention_parses_like_etcd() {
+            assert_eq!(parse_retention("periodic", "0"), Ok(AutoCompaction::Off));
+            assert_eq!(
+                parse_retention("periodic", "1"),
+                Ok(AutoCompaction::Periodic {
+                    retention_ms: 3_600_000
+                })
+            );
+            assert_eq!(
+                parse_retention("periodic", "1h30m"),
+                Ok(AutoCompaction::Periodic {
+                    retention_ms: 5_400_000
+                })
+            );
+            assert_eq!(
+                parse_retention("revision", "1000"),
+                Ok(AutoCompaction::Revision { retention: 1000 })
+            );
+            assert!(parse_retention("periodic", "5x").is_err());
+            assert!(parse_retention("weekly", "1").is_err());
+        }
+
+        #[test]
+        fn no_flags_is_a_single_member_on_the_default_ports() {
+            let c = config(Flags::parse_from(["oxcd"])).unwrap();
+            assert_eq!(c.listen_client, vec!["localhost:2379"]);
+            assert_eq!(c.listen_peer, vec!["localhost:2380"]);
+            assert_eq!(c.data_dir, PathBuf::from("default.oxcd"));
+            assert_eq!(
+                c.initial_cluster,
+                vec![(
+                    "default".to_string(),
+                    vec!["http://localhost:2380".to_string()]
+                )]
+            );
+        }
     }
 }

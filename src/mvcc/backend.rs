@@ -173,6 +173,10 @@ impl Backend for MemBackend {
     }
 
     fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError> {
-        Ok(self.members.iter().map(|(id, r)| (*id, r.clone())).collect())
+        Ok(self
+            .members
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect())
     }
 }

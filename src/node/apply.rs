@@ -39,7 +39,10 @@ pub enum Command {
     /// Stores a cluster member's record (its name and URLs, in the server's encoding): how a
     /// member publishes itself and how its peer URLs are updated. Members join and leave by
     /// configuration changes, which carry the record too.
-    SetMember { id: u64, record: Bytes },
+    SetMember {
+        id: u64,
+        record: Bytes,
+    },
 }
 
 /// What a command did. Every variant comes with the store's revision after it (the response

@@ -26,7 +26,8 @@ use super::codec::RequestId;
 use crate::lease::{Lessor, LessorConfig};
 use crate::mvcc::{self, BackendError, RangeRequest, RangeResponse, WatchConfig, Watchers};
 use crate::raft::{
-    self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, NodeId, RawNode, ReadState, SoftState,
+    self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, NodeId, RawNode, ReadState,
+    SoftState,
 };
 use crate::storage::{
     Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, codec, meta_key, read_meta,

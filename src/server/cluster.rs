@@ -162,14 +162,19 @@ mod tests {
 
     #[test]
     fn initial_cluster_parses_and_groups_urls() {
-        let c = parse_initial_cluster("a=http://1.1.1.1:2380,b=http://2.2.2.2:2380,a=http://1.1.1.1:2381")
-            .unwrap();
+        let c = parse_initial_cluster(
+            "a=http://1.1.1.1:2380,b=http://2.2.2.2:2380,a=http://1.1.1.1:2381",
+        )
+        .unwrap();
         assert_eq!(
             c,
             vec![
                 (
                     "a".to_string(),
-                    vec!["http://1.1.1.1:2380".to_string(), "http://1.1.1.1:2381".to_string()]
+                    vec![
+                        "http://1.1.1.1:2380".to_string(),
+                        "http://1.1.1.1:2381".to_string()
+                    ]
                 ),
                 ("b".to_string(), vec!["http://2.2.2.2:2380".to_string()]),
             ]
@@ -188,7 +193,10 @@ mod tests {
         assert_ne!(a, member_id(&urls, "tok", Some(1)));
         let two = vec!["http://b:1".to_string(), "http://a:1".to_string()];
         let two_sorted = vec!["http://a:1".to_string(), "http://b:1".to_string()];
-        assert_eq!(member_id(&two, "t", None), member_id(&two_sorted, "t", None));
+        assert_eq!(
+            member_id(&two, "t", None),
+            member_id(&two_sorted, "t", None)
+        );
         assert_eq!(cluster_id(&[3, 1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
         assert_ne!(cluster_id(&[1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
     }

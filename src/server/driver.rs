@@ -74,7 +74,10 @@ pub enum Input {
     /// is current.
     Run { linearizable: bool, job: Job },
     /// Renew a lease (leader only); answered with its TTL once the renew is replicated.
-    KeepAlive { id: LeaseId, reply: Reply<(i64, Header)> },
+    KeepAlive {
+        id: LeaseId,
+        reply: Reply<(i64, Header)>,
+    },
     /// A message from a peer.
     Step(Message),
     /// The transport could not reach a peer.
@@ -135,7 +138,8 @@ impl NodeHandle {
 
     pub async fn conf_change(&self, cc: ConfChange) -> Result<ConfState, Status> {
         let (reply, rx) = oneshot::channel();
-        self.send_and_wait(Input::ConfChange { cc, reply }, rx).await
+        self.send_and_wait(Input::ConfChange { cc, reply }, rx)
+            .await
     }
 
     pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Status> {
@@ -277,11 +281,15 @@ impl Driver {
     }
 
     pub fn member(&self) -> &Member<ServerEngine> {
-        self.member.as_ref().expect("the member is back after each Ready")
+        self.member
+            .as_ref()
+            .expect("the member is back after each Ready")
     }
 
     pub fn member_mut(&mut self) -> &mut Member<ServerEngine> {
-        self.member.as_mut().expect("the member is back after each Ready")
+        self.member
+            .as_mut()
+            .expect("the member is back after each Ready")
     }
 
     /// The data dir's size on disk.
@@ -493,8 +501,7 @@ impl Driver {
                 Outcome::Empty => {
                     // A leader's first entry of its term: the earlier terms' entries are all
                     // applied, so the lessor may take over (see `lease` docs).
-                    if entry.term == term && self.is_leader() && self.promoted_term != Some(term)
-                    {
+                    if entry.term == term && self.is_leader() && self.promoted_term != Some(term) {
                         let now = self.now_ms();
                         let grace = self.config.election_ms;
                         self.member_mut()
@@ -697,7 +704,7 @@ impl Driver {
         let compact = self.applied_since_compaction >= self.config.snapshot_count;
         let keep = self.config.snapshot_catchup_entries;
         let started = Instant::now();
-        let (member, result) = tokio::task::spawn_blocking(move || {
+        let (member, result) = off_reactor(move || {
             let result = member.handle_ready(now).and_then(|out| {
                 let Some(mut out) = out else {
                     return Ok(None);
@@ -718,8 +725,7 @@ impl Driver {
             });
             (member, result)
         })
-        .await
-        .expect("the Ready handler does not panic");
+        .await;
         self.member = Some(member);
         self.sync_durations_us
             .push(started.elapsed().as_micros() as u64);
@@ -759,9 +765,8 @@ impl Driver {
 
     /// The loop; returns when every handle is gone, or with the error that stopped the member.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), String> {
-        let mut tick = tokio::time::interval(std::time::Duration::from_millis(
-            self.config.heartbeat_ms,
-        ));
+        let mut tick =
+            tokio::time::interval(std::time::Duration::from_millis(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
@@ -793,6 +798,20 @@ impl Driver {
             self.watch_work();
         }
     }
+}
+
+/// Runs blocking work (fsync) where it does not stall the async reactor. Under madsim there
+/// are no threads: it runs inline, which the simulation's single thread needs anyway.
+#[cfg(not(madsim))]
+async fn off_reactor<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("the Ready handler does not panic")
+}
+
+#[cfg(madsim)]
+async fn off_reactor<T>(f: impl FnOnce() -> T) -> T {
+    f()
 }
 
 fn fail_waiter(waiter: Option<Waiter>, status: Status) {

@@ -17,7 +17,7 @@ pub fn config(id: u64, voters: &[u64]) -> MemberConfig {
         raft: Config::new(id),
         initial_voters: voters.to_vec(),
         cluster_id: CLUSTER_ID,
-    initial_members: Vec::new(),
+        initial_members: Vec::new(),
         lessor: LessorConfig::new(1000, 100),
         watch: WatchConfig::default(),
         txn_ops_max: 128,
