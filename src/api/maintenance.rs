@@ -186,7 +186,7 @@ impl Maintenance for MaintenanceService {
             loop {
                 let end = (sent + SNAPSHOT_CHUNK_BYTES).min(total);
                 let chunk = pb::SnapshotResponse {
-                    header: Some(header.clone()),
+                    header: Some(header),
                     remaining_bytes: (total - end) as u64,
                     blob: data.slice(sent..end),
                 };

@@ -187,10 +187,13 @@ impl NodeHandle {
     }
 }
 
+/// A renewed lease waiting to be answered: its ID, TTL and the client's reply.
+type Renew = (LeaseId, i64, Reply<(i64, Header)>);
+
 enum Waiter {
     Command(Reply<(Applied, Header)>),
     /// Keep-alives answered when the checkpoint batch carrying their renews applies.
-    KeepAlives(Vec<(LeaseId, i64, Reply<(i64, Header)>)>),
+    KeepAlives(Vec<Renew>),
 }
 
 /// A watch stream's outbox towards its client.
@@ -217,7 +220,7 @@ pub struct Driver {
     reads_ready: VecDeque<(u64, Vec<Job>)>,
     read_ctx: u64,
     /// Renewed leases waiting for a checkpoint batch to carry them.
-    renews_pending: Vec<(LeaseId, i64, Reply<(i64, Header)>)>,
+    renews_pending: Vec<Renew>,
     /// The term in which this member's lessor was promoted.
     promoted_term: Option<u64>,
     id_gen: IdGen,
