@@ -20,6 +20,17 @@
 //! bytes rarely pass the CRC-32C, so without the second reading the fuzzer would spend its
 //! time on the frame check and seldom reach the payload parser (tags, counts, nesting).
 //!
+//! # `request_decode`
+//!
+//! What the API edge decodes from clients and peers must never panic. The first byte picks a
+//! message (modulo [`REQUEST_KINDS`]): `RangeRequest`, `PutRequest`, `DeleteRangeRequest`,
+//! `TxnRequest`, `CompactionRequest`, `WatchRequest`, `LeaseGrantRequest`, or the peer
+//! protocol's `RaftBatch`. prost decodes the rest as that message and, when it decodes,
+//! `api::convert` converts it to the core's type. What converts must come back unchanged
+//! through the wire type and its bytes (core, wire, core), and a write must come back
+//! unchanged through the log's codec (`Command::encode`, then `decode`): nothing the API edge
+//! lets in may trip the codec's assertions (a transaction nested too deep, for one).
+//!
 //! # `raft_step`
 //!
 //! One member (id 1) of a three-voter cluster `{1, 2, 3}` bootstrapped the way a founding
@@ -175,6 +186,112 @@ fn check_command_decode(data: &[u8]) {
         encoded[..] == *data,
         "decode accepted a non-canonical encoding of {cmd:?}"
     );
+}
+
+/// How many wire messages `request_decode` picks from.
+pub const REQUEST_KINDS: u8 = 8;
+
+/// The API edge's decoding and conversion never panic; what converts round-trips through the
+/// wire, and writes through the log's codec.
+pub fn request_decode(data: &[u8]) {
+    use crate::api::convert as c;
+    use crate::pb::etcdserverpb as pb;
+    use crate::pb::peer;
+    use prost::Message as _;
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    match selector % REQUEST_KINDS {
+        0 => {
+            let Ok(Ok(r)) = pb::RangeRequest::decode(body).map(c::range_request) else {
+                return;
+            };
+            let again = c::range_request(through_bytes(&c::range_request_to_pb(&r)));
+            assert_eq!(again.ok(), Some(r), "a range changed through the wire");
+        }
+        1 => {
+            let Ok(r) = pb::PutRequest::decode(body).map(c::put_request) else {
+                return;
+            };
+            let again = c::put_request(through_bytes(&c::put_request_to_pb(&r)));
+            assert_eq!(again, r, "a put changed through the wire");
+            check_logged(Command::Put(r));
+        }
+        2 => {
+            let Ok(r) = pb::DeleteRangeRequest::decode(body).map(c::delete_range_request) else {
+                return;
+            };
+            let again = c::delete_range_request(through_bytes(&c::delete_range_request_to_pb(&r)));
+            assert_eq!(again, r, "a delete-range changed through the wire");
+            check_logged(Command::DeleteRange(r));
+        }
+        3 => {
+            let Ok(Ok(t)) = pb::TxnRequest::decode(body).map(c::txn_request) else {
+                return;
+            };
+            let again = c::txn_request(through_bytes(&c::txn_request_to_pb(&t)));
+            assert_eq!(
+                again.ok(),
+                Some(t.clone()),
+                "a txn changed through the wire"
+            );
+            check_logged(Command::Txn(t));
+        }
+        4 => {
+            let Ok(r) = pb::CompactionRequest::decode(body) else {
+                return;
+            };
+            check_logged(Command::Compact {
+                revision: r.revision,
+            });
+        }
+        5 => {
+            let Ok(pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(w)),
+            }) = pb::WatchRequest::decode(body)
+            else {
+                return;
+            };
+            let w = c::watch_create(w);
+            let again = c::watch_create(through_bytes(&c::watch_create_to_pb(&w)));
+            assert_eq!(again, w, "a watch create changed through the wire");
+        }
+        6 => {
+            let Ok(r) = pb::LeaseGrantRequest::decode(body) else {
+                return;
+            };
+            // ID 0 asks the server to pick one, which it does before proposing.
+            if r.id != 0 {
+                check_logged(Command::LeaseGrant {
+                    id: r.id,
+                    ttl_s: r.ttl,
+                });
+            }
+        }
+        _ => {
+            let Ok(batch) = peer::RaftBatch::decode(body) else {
+                return;
+            };
+            for m in batch.messages {
+                let Ok(m) = c::raft_message_from_pb(m) else {
+                    continue;
+                };
+                let again = c::raft_message_from_pb(through_bytes(&c::raft_message_to_pb(&m)));
+                assert_eq!(again, Ok(m), "a Raft message changed through the wire");
+            }
+        }
+    }
+}
+
+/// `m` encoded with prost and decoded again.
+fn through_bytes<M: prost::Message + Default>(m: &M) -> M {
+    M::decode(m.encode_to_vec().as_slice()).expect("what prost encodes decodes")
+}
+
+/// A command the API edge made survives the log's encoding.
+fn check_logged(cmd: Command) {
+    let again = Command::decode(&cmd.encode());
+    assert_eq!(again, Ok(cmd), "a command changed through the log's codec");
 }
 
 /// Upper bound on the operations one `raft_step` input runs.

@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("command_decode", oxcd::fuzzing::command_decode),
     ("conf_change_decode", oxcd::fuzzing::conf_change_decode),
     ("raft_step", oxcd::fuzzing::raft_step),
+    ("request_decode", oxcd::fuzzing::request_decode),
     ("snapshot_read", oxcd::fuzzing::snapshot_read),
     ("stored_value_decode", oxcd::fuzzing::stored_value_decode),
 ];
@@ -70,6 +71,11 @@ fn conf_change_decode_corpus() {
 #[test]
 fn raft_step_corpus() {
     replay("raft_step", oxcd::fuzzing::raft_step);
+}
+
+#[test]
+fn request_decode_corpus() {
+    replay("request_decode", oxcd::fuzzing::request_decode);
 }
 
 #[test]

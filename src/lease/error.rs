@@ -19,7 +19,7 @@ pub enum Error {
     #[error("too large lease TTL")]
     TtlTooLarge { ttl_s: i64, ttl_max_s: i64 },
     /// A keep-alive or time-to-live reached a lessor that is not the leader's; the server
-    /// forwards it to the leader or answers "not leader".
+    /// forwards it to the leader.
     #[error("not a primary lessor")]
     NotPrimary,
 }
