@@ -378,6 +378,9 @@ impl Driver {
 
     fn handle_input(&mut self, input: Input) {
         match input {
+            Input::Propose { cmd, reply } if self.no_space() && grows(&cmd) => {
+                let _ = reply.send(Err(ServerError::NoSpace.status()));
+            }
             Input::Propose { mut cmd, reply } => {
                 if let Command::LeaseGrant { id, .. } = &mut cmd
                     && *id == 0
@@ -695,6 +698,29 @@ impl Driver {
     fn tick(&mut self) {
         self.member_mut().raw_mut().tick();
         self.prune();
+        self.check_quota();
+    }
+
+    /// Whether the NOSPACE alarm is raised (by any member this one heard of).
+    fn no_space(&self) -> bool {
+        self.alarms.iter().any(|(_, a)| *a == ALARM_NOSPACE)
+    }
+
+    /// Raises NOSPACE when the data outgrows `--quota-backend-bytes`: writes that add data are
+    /// refused until an operator frees space (compact, delete) and disarms it, as in etcd.
+    fn check_quota(&mut self) {
+        if self.no_space() {
+            return;
+        }
+        let size = self.db_size_bytes();
+        if size > self.config.quota_backend_bytes {
+            tracing::warn!(
+                size,
+                quota = self.config.quota_backend_bytes,
+                "database space exceeded; raising the NOSPACE alarm"
+            );
+            self.alarms.push((self.member_id, ALARM_NOSPACE));
+        }
     }
 
     /// Handles the pending Ready off the reactor; false when the member stopped.
@@ -815,6 +841,18 @@ async fn off_reactor<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) 
 #[cfg(madsim)]
 async fn off_reactor<T>(f: impl FnOnce() -> T) -> T {
     f()
+}
+
+/// etcd's `AlarmType.NOSPACE`.
+pub const ALARM_NOSPACE: i32 = 1;
+
+/// Whether a command can make the data bigger (refused under NOSPACE; deletes, revokes and
+/// compactions are what frees space, so they pass).
+fn grows(cmd: &Command) -> bool {
+    matches!(
+        cmd,
+        Command::Put(_) | Command::Txn(_) | Command::LeaseGrant { .. }
+    )
 }
 
 fn fail_waiter(waiter: Option<Waiter>, status: Status) {
