@@ -757,10 +757,29 @@ mod tests {
     }
 
     #[test]
+    fn proposals_carry_their_request_and_bare_commands_none() {
+        let id = RequestId { member: 7, seq: 9 };
+        for cmd in [
+            Command::Compact { revision: 3 },
+            Command::SetMember {
+                id: 5,
+                record: Bytes::from_static(b"record"),
+            },
+        ] {
+            let framed = cmd.encode_proposal(id);
+            assert_eq!(Command::decode_entry(&framed), Ok((Some(id), cmd.clone())));
+            assert_eq!(Command::decode_entry(&cmd.encode()), Ok((None, cmd.clone())));
+            // A proposal is not a bare command, and a cut one is refused.
+            assert!(Command::decode(&framed).is_err());
+            assert!(Command::decode_entry(&framed[..framed.len() - 1]).is_err());
+        }
+    }
+
+    #[test]
     fn unknown_tags_are_malformed() {
         for (payload, why) in [
             (vec![0], "unknown command tag"),
-            (vec![8], "unknown command tag"),
+            (vec![9], "unknown command tag"),
             (
                 [
                     &[CMD_TXN][..],
