@@ -6,6 +6,8 @@
 //! simulator and the tests each drive the same core.
 
 pub mod api;
+#[cfg(not(madsim))]
+pub mod ctl;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod lease;

@@ -51,8 +51,14 @@ impl Server {
     /// Stops serving and waits for the driver to finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        for s in self.servers {
-            let _ = s.await;
+        // Graceful first; peers keep their streams open, so a listener gets a bounded wait.
+        for mut s in self.servers {
+            if tokio::time::timeout(Duration::from_secs(2), &mut s)
+                .await
+                .is_err()
+            {
+                s.abort();
+            }
         }
         drop(self.handle);
         self.driver.abort();
@@ -74,6 +80,9 @@ struct Identity {
     member_id: u64,
     cluster_id: u64,
     founders: Vec<MemberInfo>,
+    /// A joining member's peers, as the cluster told it: whom to answer until the leader's
+    /// snapshot brings the membership.
+    peers: Vec<(u64, Vec<String>)>,
 }
 
 fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
@@ -119,6 +128,7 @@ fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
         member_id: founders[me].id,
         cluster_id: cluster_id(&ids, token),
         founders,
+        peers: Vec::new(),
     })
 }
 
@@ -157,6 +167,12 @@ async fn joining_identity(config: &ServerConfig) -> Result<Identity, String> {
                             member_id: m.id,
                             cluster_id: r.cluster_id,
                             founders: Vec::new(),
+                            peers: r
+                                .members
+                                .iter()
+                                .filter(|p| p.id != m.id)
+                                .map(|p| (p.id, p.peer_urls.clone()))
+                                .collect(),
                         }),
                         None => Err(format!(
                             "the cluster has no member with peer URLs {advertised:?}: add it first \
@@ -200,6 +216,7 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
             member_id,
             cluster_id,
             founders: Vec::new(),
+            peers: Vec::new(),
         },
         None => match config.cluster_state {
             ClusterState::New => founding_identity(&config)?,
@@ -246,8 +263,14 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let transport = transport::Transport::new(identity.cluster_id, tx.clone());
     let mut driver = Driver::new(member, config.clone(), identity.cluster_id, transport);
-    driver.connect_peers();
-    let handle = NodeHandle::new(tx, identity.member_id, identity.cluster_id, config.clone());
+    driver.connect_peers(identity.peers);
+    let handle = NodeHandle::new(
+        tx,
+        identity.member_id,
+        identity.cluster_id,
+        config.clone(),
+        driver.removed.clone(),
+    );
     let driver = tokio::spawn(driver.run(rx));
 
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -52,12 +52,24 @@ fn op() -> impl Strategy<Value = Op> {
 }
 
 /// What an etcd store holds after the acknowledged commands.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Model {
     kvs: BTreeMap<Bytes, KeyValue>,
     revision: i64,
     compact_revision: i64,
     leases: BTreeMap<i64, i64>,
+}
+
+impl Default for Model {
+    /// A founded cluster: empty, at revision 1 (as etcd's).
+    fn default() -> Self {
+        Model {
+            kvs: BTreeMap::new(),
+            revision: 1,
+            compact_revision: 0,
+            leases: BTreeMap::new(),
+        }
+    }
 }
 
 impl Model {

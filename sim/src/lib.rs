@@ -1,11 +1,13 @@
 //! oxcd's simulators and checkers. `raft_sim` drives the sans-IO Raft core through a seeded,
 //! in-process world (network, disks, crashes, clients) and checks Raft's safety and liveness
 //! properties after every step. `bench_mvcc` and `bench_storage` are benchmarks (programs
-//! that print figures) behind `sim bench-mvcc` and `sim bench-storage`.
+//! that print figures) behind `sim bench-mvcc` and `sim bench-storage`. `checker` decides
+//! whether recorded histories are linearizable (`sim check`).
 
 pub mod alloc_count;
 pub mod bench_mvcc;
 pub mod bench_storage;
+pub mod checker;
 pub mod fnv;
 pub mod raft_sim;
 pub mod storage_load;

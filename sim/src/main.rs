@@ -1,5 +1,6 @@
 //! The `sim` command: seeded simulations of oxcd. `sim raft` runs the Raft core in a
 //! deterministic in-process world and checks Raft's safety and liveness after every step;
+//! `sim check` decides whether stored histories are linearizable;
 //! `sim bench-mvcc` and `sim bench-storage` are benchmarks that print figures.
 
 use clap::{Parser, Subcommand, ValueEnum};
@@ -30,6 +31,8 @@ enum Command {
     StorageLoad(LoadArgs),
     /// Measure fdatasync, the Raft log on fjall and recovery (a benchmark: prints figures).
     BenchStorage(BenchStorageArgs),
+    /// Decide whether stored histories are linearizable: one verdict line per file.
+    Check(CheckArgs),
     /// bench-storage's recovery step, run in a process of its own so its peak RSS is its own.
     #[command(hide = true)]
     BenchStorageRecover(RecoverArgs),
@@ -58,6 +61,25 @@ struct RecoverArgs {
     keys: usize,
     #[arg(long)]
     seed: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HistoryFormat {
+    /// Jepsen's etcd logs of one compare-and-set register.
+    JepsenRegister,
+    /// Porcupine's EDN key-value histories (get, put, append).
+    PorcupineKv,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long, value_enum)]
+    format: HistoryFormat,
+    /// For a history that is not linearizable, print the lines of the operations that show it.
+    #[arg(long)]
+    explain: bool,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
 }
 
 #[derive(clap::Args)]
@@ -150,6 +172,7 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
 fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Raft(args) => raft(args),
+        Command::Check(args) => check(args),
         Command::BenchMvcc(args) => bench_mvcc(args),
         Command::StorageLoad(args) => storage_load(args),
         Command::BenchStorage(args) => bench_storage(args),
@@ -184,6 +207,55 @@ fn storage_load(args: LoadArgs) -> ExitCode {
             eprintln!("storage-load: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// `sim check`: exits 0 when every file was decided (whatever the verdicts), 1 otherwise.
+fn check(args: CheckArgs) -> ExitCode {
+    use sim::checker::history_files::{self, Format};
+    use sim::checker::linearizability::Verdict;
+    let format = match args.format {
+        HistoryFormat::JepsenRegister => Format::JepsenRegister,
+        HistoryFormat::PorcupineKv => Format::PorcupineKv,
+    };
+    let started = Instant::now();
+    let mut undecided = 0;
+    for file in &args.files {
+        let name = file.display();
+        match history_files::check_file(format, file) {
+            Ok(Verdict::Linearizable) => println!("{name} linearizable"),
+            Ok(Verdict::NotLinearizable(cx)) => {
+                println!("{name} not-linearizable");
+                if args.explain {
+                    match history_files::window_lines(format, file, &cx) {
+                        Ok(lines) => {
+                            for (number, line) in lines {
+                                println!("  {number:>6}  {line}");
+                            }
+                        }
+                        Err(e) => println!("  (cannot show the window: {e})"),
+                    }
+                }
+            }
+            Ok(Verdict::Unknown { steps, .. }) => {
+                undecided += 1;
+                println!("{name} unknown (gave up after {steps} steps)");
+            }
+            Err(e) => {
+                undecided += 1;
+                println!("{name} error: {e}");
+            }
+        }
+    }
+    println!(
+        "checked {} histories in {:.3} s",
+        args.files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if undecided == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -35,7 +35,10 @@ impl ClusterService {
                     .into_iter()
                     .map(|(m, learner)| m.to_pb(learner))
                     .collect();
-                Ok((members, d.header()))
+                // etcd's cluster responses carry no revision.
+                let mut at = d.header();
+                at.revision = 0;
+                Ok((members, at))
             })
             .await
     }

@@ -24,23 +24,18 @@ impl LeaseService {
 
 /// A channel to the leader's client port, for forwarding leader-only requests.
 pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel, Status> {
-    let urls = h
-        .run(false, |d| {
-            let leader = d.leader();
-            if leader == crate::raft::NONE {
-                return Err(ServerError::NoLeader.status());
-            }
-            if leader == d.member_id {
-                return Err(ServerError::LeaderChanged.status());
-            }
-            d.members()
-                .into_iter()
-                .find(|(m, _)| m.id == leader)
-                .map(|(m, _)| m.client_urls)
-                .filter(|u| !u.is_empty())
-                .ok_or_else(|| ServerError::NoLeader.status())
-        })
-        .await?;
+    // Just after an election the leader may not have published its client URLs yet: wait for
+    // them (bounded), as etcd serves no client before its member has published.
+    let step = std::time::Duration::from_millis(h.config.heartbeat_ms);
+    let mut urls = Err(ServerError::NoLeader.status());
+    for _ in 0..(h.config.election_ms / h.config.heartbeat_ms).max(1) * 3 {
+        urls = leader_client_urls(h).await;
+        if urls.is_ok() {
+            break;
+        }
+        tokio::time::sleep(step).await;
+    }
+    let urls = urls?;
     let mut last = ServerError::NoLeader.status();
     for url in urls {
         let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url) else {
@@ -56,6 +51,25 @@ pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel,
         }
     }
     Err(last)
+}
+
+async fn leader_client_urls(h: &NodeHandle) -> Result<Vec<String>, Status> {
+    h.run(false, |d| {
+        let leader = d.leader();
+        if leader == crate::raft::NONE {
+            return Err(ServerError::NoLeader.status());
+        }
+        if leader == d.member_id {
+            return Err(ServerError::LeaderChanged.status());
+        }
+        d.members()
+            .into_iter()
+            .find(|(m, _)| m.id == leader)
+            .map(|(m, _)| m.client_urls)
+            .filter(|u| !u.is_empty())
+            .ok_or_else(|| ServerError::NoLeader.status())
+    })
+    .await
 }
 
 fn is_not_leader(s: &Status) -> bool {

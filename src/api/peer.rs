@@ -3,7 +3,7 @@
 
 use super::convert;
 use crate::pb::peer::{self, peer_server::Peer};
-use crate::server::driver::NodeHandle;
+use crate::server::driver::{NodeHandle, REMOVED_MESSAGE};
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct PeerService {
@@ -29,6 +29,13 @@ impl Peer for PeerService {
                     "cluster ID mismatch: this member is in {:x}, the sender in {:x}",
                     self.h.cluster_id, batch.cluster_id
                 )));
+            }
+            let removed = {
+                let removed = self.h.removed.lock().unwrap_or_else(|e| e.into_inner());
+                batch.messages.iter().any(|m| removed.contains(&m.from))
+            };
+            if removed {
+                return Err(Status::failed_precondition(REMOVED_MESSAGE));
             }
             for m in batch.messages {
                 match convert::raft_message_from_pb(m) {

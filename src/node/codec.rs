@@ -768,7 +768,10 @@ mod tests {
         ] {
             let framed = cmd.encode_proposal(id);
             assert_eq!(Command::decode_entry(&framed), Ok((Some(id), cmd.clone())));
-            assert_eq!(Command::decode_entry(&cmd.encode()), Ok((None, cmd.clone())));
+            assert_eq!(
+                Command::decode_entry(&cmd.encode()),
+                Ok((None, cmd.clone()))
+            );
             // A proposal is not a bare command, and a cut one is refused.
             assert!(Command::decode(&framed).is_err());
             assert!(Command::decode_entry(&framed[..framed.len() - 1]).is_err());

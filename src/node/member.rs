@@ -27,7 +27,7 @@ use crate::lease::{Lessor, LessorConfig};
 use crate::mvcc::{self, BackendError, RangeRequest, RangeResponse, WatchConfig, Watchers};
 use crate::raft::{
     self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, NodeId, RawNode, ReadState,
-    SoftState,
+    SnapshotMetadata, SoftState,
 };
 use crate::storage::{
     Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, codec, meta_key, read_meta,
@@ -159,6 +159,14 @@ impl<E: Engine> Member<E> {
                     &mut batch,
                     Space::Meta,
                     meta_key(crate::mvcc::MetaKey::AppliedIndex),
+                    1,
+                );
+                // etcd's store starts at revision 1 (the first write is revision 2); clients
+                // and tests compare revisions, so a founded cluster starts there too.
+                stage_meta(
+                    &mut batch,
+                    Space::Meta,
+                    meta_key(crate::mvcc::MetaKey::CurrentRevision),
                     1,
                 );
                 for (member, record) in &config.initial_members {
@@ -428,6 +436,30 @@ impl<E: Engine> Member<E> {
         self.conf_history.drain(..at);
         let r = self.raw.storage_mut().compact(index, cs);
         r.map_err(|e| self.stop(e))
+    }
+
+    /// The metadata that goes with [`Member::snapshot_data`] taken now: the applied index, its
+    /// term and the membership as of it. The stored snapshot's metadata can be older than the
+    /// data a leader sends (a founded cluster's is its bootstrap, which lacks every member
+    /// added since), and a member refuses a snapshot whose membership does not name it.
+    pub fn snapshot_metadata_now(&self) -> Result<SnapshotMetadata, StorageError> {
+        self.check_running()?;
+        let index = self.raw.status().applied;
+        let term = self.raw.raft.raft_log.term(index).map_err(|e| {
+            StorageError::Inconsistent(format!("the term of applied index {index}: {e}"))
+        })?;
+        let conf_state = self
+            .conf_history
+            .iter()
+            .rev()
+            .find(|(i, _)| *i <= index)
+            .map(|(_, cs)| cs.clone())
+            .expect("the membership is known from the open on");
+        Ok(SnapshotMetadata {
+            conf_state,
+            index,
+            term,
+        })
     }
 
     /// The state machine as a snapshot stream (the data of a Raft snapshot, or a backup).

@@ -84,7 +84,17 @@ pub enum Input {
     Unreachable(NodeId),
     /// How sending a snapshot to a peer went.
     SnapshotReport(NodeId, bool),
+    /// A peer refused this member's messages: it was removed from the cluster.
+    RemovedByPeer,
 }
+
+/// What a member answers a peer it removed from the cluster (etcd's words); the transport
+/// recognises it and stops its own member.
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+/// Members removed from the cluster while this process ran, shared by the driver (which
+/// learns of removals as it applies them) and the peer service (which refuses their messages).
+pub type RemovedPeers = Arc<std::sync::Mutex<std::collections::BTreeSet<NodeId>>>;
 
 /// What the rest of the server holds to talk to the driver.
 #[derive(Clone)]
@@ -93,6 +103,7 @@ pub struct NodeHandle {
     pub member_id: u64,
     pub cluster_id: u64,
     pub config: Arc<ServerConfig>,
+    pub removed: RemovedPeers,
 }
 
 impl NodeHandle {
@@ -101,12 +112,14 @@ impl NodeHandle {
         member_id: u64,
         cluster_id: u64,
         config: Arc<ServerConfig>,
+        removed: RemovedPeers,
     ) -> NodeHandle {
         NodeHandle {
             tx,
             member_id,
             cluster_id,
             config,
+            removed,
         }
     }
 
@@ -231,6 +244,10 @@ pub struct Driver {
     /// Durations of the Ready handling that synced, in microseconds, for metrics.
     pub sync_durations_us: Vec<u64>,
     applied_since_compaction: u64,
+    /// The membership the transport was last set for.
+    conf_state: ConfState,
+    /// Members removed while this process ran.
+    pub removed: RemovedPeers,
     /// Set when the member stopped: every request is refused from then on.
     pub stopped: Option<String>,
     /// Raised alarms: (member, alarm type number).
@@ -274,6 +291,8 @@ impl Driver {
             last_leader: raft::NONE,
             sync_durations_us: Vec::new(),
             applied_since_compaction: 0,
+            conf_state: ConfState::default(),
+            removed: RemovedPeers::default(),
             stopped: None,
             alarms: Vec::new(),
         }
@@ -428,11 +447,21 @@ impl Driver {
                 }
             }
             Input::Step(m) => {
+                tracing::trace!(
+                    kind = ?m.kind,
+                    from = format!("{:x}", m.from),
+                    term = m.term,
+                    index = m.index,
+                    entries = m.entries.len(),
+                    reject = m.reject,
+                    "peer message"
+                );
                 if let Err(e) = self.member_mut().raw_mut().step(m) {
                     tracing::debug!(error = %e, "refused a peer message");
                 }
             }
             Input::Unreachable(id) => self.member_mut().raw_mut().report_unreachable(id),
+            Input::RemovedByPeer => self.stop_removed(),
             Input::SnapshotReport(id, ok) => {
                 let status = if ok {
                     SnapshotStatus::Finish
@@ -558,6 +587,11 @@ impl Driver {
             }
         }
         self.applied_since_compaction += applied_n;
+        // A snapshot from the leader changes the membership without a conf change entry.
+        let cs = self.member().raw().raft.tracker.conf_state();
+        if cs != self.conf_state {
+            self.on_membership(&cs);
+        }
     }
 
     fn on_soft_state(&mut self, ss: raft::SoftState) {
@@ -584,14 +618,32 @@ impl Driver {
         }
     }
 
-    /// Connects the transport to the members the store knows.
-    pub fn connect_peers(&mut self) {
+    /// Connects the transport to the members the store knows, or (a member joining with
+    /// no membership yet) to `joining_peers`, until the leader's snapshot brings it.
+    pub fn connect_peers(&mut self, joining_peers: Vec<(NodeId, Vec<String>)>) {
         let cs = self.member().raw().raft.tracker.conf_state();
-        self.on_membership(&cs);
+        if cs == ConfState::default() {
+            self.transport.set_peers(joining_peers);
+            self.conf_state = cs;
+        } else {
+            self.on_membership(&cs);
+        }
     }
 
-    /// Keeps the transport's peers in line with the membership.
+    /// Keeps the transport's peers in line with the membership `cs` (just applied), notes
+    /// the members it removed, and stops this member if it is one of them.
     fn on_membership(&mut self, cs: &ConfState) {
+        let was = std::mem::replace(&mut self.conf_state, cs.clone());
+        let gone: Vec<NodeId> = [&was.voters, &was.learners]
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|id| !cs.contains(*id))
+            .collect();
+        self.removed
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(gone);
         let members = self.members();
         let peers: Vec<(NodeId, Vec<String>)> = members
             .into_iter()
@@ -599,8 +651,17 @@ impl Driver {
             .map(|(m, _)| (m.id, m.peer_urls))
             .collect();
         self.transport.set_peers(peers);
-        if !cs.contains(self.member_id) {
-            tracing::warn!("this member was removed from the cluster");
+        if !cs.contains(self.member_id) && *cs != ConfState::default() {
+            self.stop_removed();
+        }
+    }
+
+    /// This member is no longer in the cluster: it stops, as etcd's does.
+    fn stop_removed(&mut self) {
+        if self.stopped.is_none() {
+            tracing::warn!("{REMOVED_MESSAGE}; stopping");
+            self.stopped = Some(REMOVED_MESSAGE.to_string());
+            self.fail_all();
         }
     }
 
@@ -738,12 +799,14 @@ impl Driver {
                 let Some(mut out) = out else {
                     return Ok(None);
                 };
-                // A snapshot message carries the state machine as of now.
+                // A snapshot message carries the state machine as of now, and says so.
                 if out.messages.iter().any(|m| m.kind == MessageKind::Snapshot) {
                     let data = member.snapshot_data()?;
+                    let metadata = member.snapshot_metadata_now()?;
                     for m in &mut out.messages {
                         if let Some(s) = &mut m.snapshot {
                             s.data = data.clone();
+                            s.metadata = metadata.clone();
                         }
                     }
                 }
@@ -810,6 +873,9 @@ impl Driver {
                         }
                     }
                 }
+            }
+            if let Some(why) = &self.stopped {
+                return Err(why.clone());
             }
             self.ask_read_index();
             self.lease_work();

@@ -8,7 +8,7 @@
 //! What it does not do: it receives nothing (the peer service in [`crate::api`] hands
 //! incoming messages to the driver), and it never decides what to send.
 
-use super::driver::Input;
+use super::driver::{Input, REMOVED_MESSAGE};
 use crate::pb::peer::RaftBatch;
 use crate::pb::peer::peer_client::PeerClient;
 use crate::raft::{Message, MessageKind, NodeId};
@@ -22,6 +22,8 @@ const PEER_QUEUE_MAX: usize = 4096;
 const BATCH_MESSAGES_MAX: usize = 256;
 const BACKOFF_MIN: Duration = Duration::from_millis(50);
 const BACKOFF_MAX: Duration = Duration::from_millis(1000);
+/// How long a broken stream's call gets to report why it ended.
+const CALL_END_WAIT: Duration = Duration::from_millis(500);
 /// Largest message the peer protocol carries (a snapshot travels in one message).
 pub const PEER_MESSAGE_BYTES_MAX: usize = 1 << 30;
 
@@ -129,7 +131,7 @@ async fn peer_loop(
         backoff = BACKOFF_MIN;
         let (btx, brx) = mpsc::channel::<RaftBatch>(16);
         let mut client = client;
-        let call = tokio::spawn(async move {
+        let mut call = tokio::spawn(async move {
             client
                 .raft(tokio_stream::wrappers::ReceiverStream::new(brx))
                 .await
@@ -169,6 +171,12 @@ async fn peer_loop(
                 let _ = reports.try_send(Input::Unreachable(to));
                 break;
             }
+        }
+        // The stream ended: a peer that removed this member says so as it ends it.
+        if let Ok(Ok(Err(status))) = tokio::time::timeout(CALL_END_WAIT, &mut call).await
+            && status.message() == REMOVED_MESSAGE
+        {
+            let _ = reports.try_send(Input::RemovedByPeer);
         }
         call.abort();
     }

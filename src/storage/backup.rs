@@ -1,6 +1,7 @@
 //! Snapshot files: a member's state machine saved to a file (a backup), and a fresh data dir
 //! built from one (what `etcdctl snapshot restore` does for etcd). The file is the snapshot
-//! stream of [`super::snapshot`] as it is, checksums included.
+//! stream of [`super::snapshot`] as it is, checksums included; a restore also takes the
+//! stream in etcd's envelope ([`snapshot::seal`]), as `etcdctl snapshot save` stores it.
 
 use super::engine::{Engine, Result, StorageError};
 use super::fjall_engine::FjallEngine;
@@ -33,8 +34,9 @@ pub fn save_file<E: Engine>(engine: &E, path: &Path) -> Result<SnapshotStatus> {
 /// Refuses a `dir` that exists and is not empty, and a file that fails any check. A member
 /// opened on the dir founds a new cluster with that data (its Raft log starts afresh).
 pub fn restore_file(path: &Path, dir: &Path) -> Result<SnapshotStatus> {
-    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
-    let status = snapshot::status(&bytes)?;
+    let file = std::fs::read(path).map_err(|e| io(path, e))?;
+    let bytes = snapshot::unseal(&file)?;
+    let status = snapshot::status(bytes)?;
     if std::fs::read_dir(dir).is_ok_and(|mut d| d.next().is_some()) {
         return Err(StorageError::Format {
             dir: dir.display().to_string(),
@@ -42,6 +44,6 @@ pub fn restore_file(path: &Path, dir: &Path) -> Result<SnapshotStatus> {
         });
     }
     let engine = FjallEngine::open(dir)?;
-    snapshot::restore_into(&engine, &bytes)?;
+    snapshot::restore_into(&engine, bytes)?;
     Ok(status)
 }

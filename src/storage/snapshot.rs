@@ -571,6 +571,69 @@ pub fn read_snapshot(bytes: &[u8]) -> Result<Restored> {
     reader.finish()
 }
 
+/// Bytes per block of etcd's snapshot file envelope.
+const ENVELOPE_BLOCK_BYTES: usize = 512;
+/// Bytes of the SHA-256 digest that ends the envelope.
+const ENVELOPE_DIGEST_BYTES: usize = 32;
+
+fn sha256(bytes: &[u8]) -> [u8; ENVELOPE_DIGEST_BYTES] {
+    <sha2::Sha256 as sha2::Digest>::digest(bytes).into()
+}
+
+/// Wraps a stream the way etcd's `Snapshot` RPC ends its database file: zeros up to a
+/// multiple of 512 bytes, then the SHA-256 of everything before it. `etcdctl snapshot save`
+/// refuses a download without that ending.
+pub fn seal(stream: &[u8]) -> Vec<u8> {
+    let padded = stream.len().div_ceil(ENVELOPE_BLOCK_BYTES) * ENVELOPE_BLOCK_BYTES;
+    let mut out = Vec::with_capacity(padded + ENVELOPE_DIGEST_BYTES);
+    out.extend_from_slice(stream);
+    out.resize(padded, 0);
+    let digest = sha256(&out);
+    out.extend_from_slice(&digest);
+    debug_assert_eq!(out.len() % ENVELOPE_BLOCK_BYTES, ENVELOPE_DIGEST_BYTES);
+    out
+}
+
+/// The stream inside `file`: a sealed file (see [`seal`]) has its digest checked and its
+/// padding removed; any other file is taken as a bare stream. The stream itself is checked
+/// only when it is read.
+pub fn unseal(file: &[u8]) -> Result<&[u8]> {
+    if file.len() % ENVELOPE_BLOCK_BYTES != ENVELOPE_DIGEST_BYTES {
+        return Ok(file);
+    }
+    let (body, digest) = file.split_at(file.len() - ENVELOPE_DIGEST_BYTES);
+    if sha256(body)[..] != digest[..] {
+        // A bare stream whose length happens to look sealed.
+        return Ok(file);
+    }
+    // The stream ends with its last chunk; what follows is zero padding shorter than a block.
+    let mut reader = SnapshotReader::new();
+    let mut at = 0;
+    while !reader.is_complete() {
+        if at >= body.len() {
+            return Err(broken("the sealed stream ends without its last chunk"));
+        }
+        let (kind, payload, used) = codec::decode_frame(&body[at..])
+            .map_err(|e| broken(format!("chunk {} at byte {at}: {e}", reader.next_seq)))?;
+        if kind != Kind::SnapshotChunk {
+            return Err(broken(format!(
+                "chunk {} at byte {at}: not a chunk",
+                reader.next_seq
+            )));
+        }
+        reader.push_payload(payload)?;
+        at += used;
+    }
+    let padding = &body[at..];
+    if padding.len() >= ENVELOPE_BLOCK_BYTES || padding.iter().any(|&b| b != 0) {
+        return Err(broken(format!(
+            "{} bytes after the stream's last chunk are not the envelope's padding",
+            padding.len()
+        )));
+    }
+    Ok(&body[..at])
+}
+
 /// The batch that makes `target`'s `mvcc`, `lease` and `meta` keyspaces hold exactly the
 /// restored pairs: a delete of each key there that the snapshot lacks, then the puts.
 ///
@@ -695,6 +758,26 @@ mod tests {
     use std::cell::Cell;
     use std::rc::Rc;
     use std::sync::LazyLock;
+
+    #[test]
+    fn sealed_stream_round_trips_and_every_flipped_byte_is_refused() {
+        let stream = snapshot_bytes(&store(7, 40, 1)).unwrap();
+        let sealed = seal(&stream);
+        assert_eq!(sealed.len() % ENVELOPE_BLOCK_BYTES, ENVELOPE_DIGEST_BYTES);
+        assert!(sealed.len() - stream.len() < ENVELOPE_BLOCK_BYTES + ENVELOPE_DIGEST_BYTES);
+        assert_eq!(unseal(&sealed).unwrap(), &stream[..]);
+        assert_eq!(
+            unseal(&stream).unwrap(),
+            &stream[..],
+            "a bare stream as it is"
+        );
+        for at in (0..sealed.len()).step_by(7) {
+            let mut bad = sealed.clone();
+            bad[at] ^= 0x10;
+            let read = unseal(&bad).and_then(read_snapshot);
+            assert!(read.is_err(), "a flipped byte at {at} was accepted");
+        }
+    }
 
     fn put(b: &mut Batch, rev: Revision, key: &str, value: &[u8], tombstone: bool) {
         let kv = KeyValue {

@@ -1,0 +1,625 @@
+//! Real server processes on loopback, shared by the process-level integration tests: oxcd
+//! (and, for comparison, etcd) members on free 127.0.0.1 ports, each in its own temp data dir,
+//! and `etcdctl` runs against them.
+//!
+//! What this module owns: starting, killing and restarting member processes, waiting for
+//! them with deadlines, and running `etcdctl` with a bound on its wall time. What it does not
+//! do: decide what a test asserts. A [`Cluster`] kills every process it started (SIGKILL, by
+//! its PID) when dropped, also while a failing test unwinds, and then removes the data dirs.
+//!
+//! No sleep here is used as synchronisation: every wait polls a condition until a deadline and
+//! fails loudly (with the member's log tail) when the deadline passes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a member may take from spawn to answering `endpoint health`.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Wall-time limit for one `etcdctl` run that is expected to exit on its own (its own
+/// `--command-timeout` is 5 s; this only catches a hang).
+pub const ETCDCTL_TIMEOUT: Duration = Duration::from_secs(30);
+/// Between two polls of a condition.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+
+/// The oxcd binary Cargo built for this test run.
+pub fn oxcd_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_oxcd")
+}
+
+/// Ports handed out by this test process, so two members of the same run never share one
+/// even when the OS would return a port again after it was released.
+static PORTS_GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+
+/// A free port on 127.0.0.1: bind port 0, read the port, release it.
+pub fn free_port() -> u16 {
+    let mut given = PORTS_GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    for _ in 0..100 {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = l.local_addr().expect("local addr").port();
+        drop(l);
+        if given.insert(port) {
+            return port;
+        }
+    }
+    panic!("no fresh free port after 100 tries");
+}
+
+/// Polls `f` every [`POLL_INTERVAL`] until it returns `Some`, or panics with `what` at the
+/// deadline.
+pub fn poll_until<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    poll_for(what, timeout, || f().ok_or_else(String::new))
+}
+
+/// Polls `f` every [`POLL_INTERVAL`] until it returns `Ok`; at the deadline, panics with
+/// `what` and the last reason `f` gave for not being done.
+pub fn poll_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let why = match f() {
+            Ok(v) => return v,
+            Err(why) => why,
+        };
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}; last: {why}"
+        );
+        thread::sleep(POLL_INTERVAL);
+    }
+}
+
+/// A child command with a clean environment for etcd tools: the parent's `ETCD_*` and
+/// `ETCDCTL_*` variables would otherwise change the flags of every server and client.
+fn command(program: &str) -> Command {
+    let mut c = Command::new(program);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("ETCD") {
+            c.env_remove(&k);
+        }
+    }
+    c
+}
+
+/// Makes the child receive SIGKILL if the thread that spawned it dies, so a test binary killed
+/// from outside (a CI timeout) leaves no servers behind. Processes are spawned from the test's
+/// own thread, which lives as long as the test.
+fn die_with_parent(c: &mut Command) {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
+    unsafe {
+        c.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Which server a member runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Oxcd,
+    Etcd,
+}
+
+/// Raft timing flags passed to every member.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub heartbeat_ms: u64,
+    pub election_ms: u64,
+}
+
+impl Default for Timing {
+    /// etcd's defaults.
+    fn default() -> Self {
+        Timing {
+            heartbeat_ms: 100,
+            election_ms: 1000,
+        }
+    }
+}
+
+pub struct Member {
+    pub name: String,
+    pub client_port: u16,
+    pub peer_port: u16,
+    pub data_dir: PathBuf,
+    log_path: PathBuf,
+    /// `--initial-cluster` and `--initial-cluster-state` it was first started with; a restart
+    /// passes them again (the data dir takes precedence, as in etcd).
+    initial_cluster: String,
+    cluster_state: &'static str,
+    child: Option<Child>,
+}
+
+impl Member {
+    pub fn endpoint(&self) -> String {
+        format!("127.0.0.1:{}", self.client_port)
+    }
+    pub fn client_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.client_port)
+    }
+    pub fn peer_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.peer_port)
+    }
+    pub fn is_running(&self) -> bool {
+        self.child.is_some()
+    }
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+}
+
+/// Member processes of one cluster (oxcd or etcd) and their data dirs, owned together.
+pub struct Cluster {
+    pub kind: Kind,
+    pub timing: Timing,
+    pub token: String,
+    pub members: Vec<Member>,
+    root: tempfile::TempDir,
+}
+
+impl Cluster {
+    /// Starts an `n`-member cluster (names m1..mn) and waits until every member answers
+    /// `endpoint health`.
+    pub fn start(kind: Kind, n: usize, timing: Timing) -> Cluster {
+        assert!(n >= 1);
+        let root = tempfile::Builder::new()
+            .prefix("oxcd-itest-")
+            .tempdir()
+            .expect("a temp dir");
+        let token = format!("itest-{}", root.path().display()).replace('/', "-");
+        let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
+        let initial_cluster = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut c = Cluster {
+            kind,
+            timing,
+            token,
+            members: Vec::new(),
+            root,
+        };
+        for (i, (client, peer)) in ports.into_iter().enumerate() {
+            c.push_member(format!("m{}", i + 1), client, peer, &initial_cluster, "new");
+        }
+        for i in 0..n {
+            c.spawn(i);
+        }
+        for i in 0..n {
+            c.wait_healthy(i);
+        }
+        c
+    }
+
+    fn push_member(
+        &mut self,
+        name: String,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: &str,
+        cluster_state: &'static str,
+    ) -> usize {
+        let dir = self.root.path().join(&name);
+        std::fs::create_dir_all(&dir).expect("member dir");
+        self.members.push(Member {
+            name,
+            client_port,
+            peer_port,
+            // etcd wants a data dir that does not exist yet or is empty.
+            data_dir: dir.join("data"),
+            log_path: dir.join("log"),
+            initial_cluster: initial_cluster.to_string(),
+            cluster_state,
+            child: None,
+        });
+        self.members.len() - 1
+    }
+
+    /// Adds a member process that joins the running cluster (after `member add`), with the
+    /// `--initial-cluster` that `member add` printed. Does not wait for it.
+    pub fn start_joining(
+        &mut self,
+        name: &str,
+        client_port: u16,
+        peer_port: u16,
+        initial_cluster: &str,
+    ) -> usize {
+        let i = self.push_member(
+            name.to_string(),
+            client_port,
+            peer_port,
+            initial_cluster,
+            "existing",
+        );
+        self.spawn(i);
+        i
+    }
+
+    /// Starts member `i`'s process (first start or restart on its data dir).
+    pub fn spawn(&mut self, i: usize) {
+        let timing = self.timing;
+        let token = self.token.clone();
+        let kind = self.kind;
+        let m = &mut self.members[i];
+        assert!(m.child.is_none(), "{} is already running", m.name);
+        let program = match kind {
+            Kind::Oxcd => oxcd_bin(),
+            Kind::Etcd => "etcd",
+        };
+        let mut cmd = command(program);
+        cmd.arg(format!("--name={}", m.name))
+            .arg(format!("--data-dir={}", m.data_dir.display()))
+            .arg(format!("--listen-client-urls={}", m.client_url()))
+            .arg(format!("--advertise-client-urls={}", m.client_url()))
+            .arg(format!("--listen-peer-urls={}", m.peer_url()))
+            .arg(format!("--initial-advertise-peer-urls={}", m.peer_url()))
+            .arg(format!("--initial-cluster={}", m.initial_cluster))
+            .arg(format!("--initial-cluster-state={}", m.cluster_state))
+            .arg(format!("--initial-cluster-token={token}"))
+            .arg(format!("--heartbeat-interval={}", timing.heartbeat_ms))
+            .arg(format!("--election-timeout={}", timing.election_ms));
+        if kind == Kind::Etcd {
+            // 3.4's default logger (capnslog) is deprecated; zap is what 3.5 always uses.
+            cmd.arg("--logger=zap");
+        }
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&m.log_path)
+            .expect("log file");
+        cmd.stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log fd"))
+            .stderr(log);
+        die_with_parent(&mut cmd);
+        m.child = Some(
+            cmd.spawn()
+                .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+        );
+    }
+
+    /// SIGKILLs member `i` (by PID) and reaps it.
+    pub fn kill(&mut self, i: usize) {
+        let m = &mut self.members[i];
+        let mut child = m
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("{} is not running", m.name));
+        // Child::kill sends SIGKILL to this PID (and nothing once the child was reaped).
+        child.kill().expect("SIGKILL");
+        child.wait().expect("reap");
+    }
+
+    /// Member `i`'s exit status if its process has exited (it is then reaped and forgotten).
+    pub fn try_wait(&mut self, i: usize) -> Option<std::process::ExitStatus> {
+        let m = &mut self.members[i];
+        let status = m.child.as_mut()?.try_wait().expect("try_wait")?;
+        m.child = None;
+        Some(status)
+    }
+
+    /// Polls `etcdctl endpoint health` on member `i` until it succeeds; panics with the
+    /// member's log tail at the deadline or when the process has exited.
+    pub fn wait_healthy(&mut self, i: usize) {
+        let ep = self.members[i].endpoint();
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            if let Some(status) = self.members[i]
+                .child
+                .as_mut()
+                .expect("member is running")
+                .try_wait()
+                .expect("try_wait")
+            {
+                panic!(
+                    "{} exited with {status} before it was healthy; log tail:\n{}",
+                    self.members[i].name,
+                    self.log_tail(i)
+                );
+            }
+            let out = etcdctl(
+                &ep,
+                &[
+                    "endpoint",
+                    "health",
+                    "--dial-timeout=1s",
+                    "--command-timeout=2s",
+                ],
+                None,
+            );
+            if out.code == Some(0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} not healthy after {READY_TIMEOUT:?}; last etcdctl: {out:?}; log tail:\n{}",
+                self.members[i].name,
+                self.log_tail(i)
+            );
+            thread::sleep(POLL_INTERVAL);
+        }
+    }
+
+    /// The last 40 lines of member `i`'s log (for failure messages).
+    pub fn log_tail(&self, i: usize) -> String {
+        let text = std::fs::read_to_string(&self.members[i].log_path).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(40)..].join("\n")
+    }
+
+    pub fn endpoint(&self, i: usize) -> String {
+        self.members[i].endpoint()
+    }
+
+    /// Client endpoints of the running members, comma-separated.
+    pub fn endpoints(&self) -> String {
+        self.running()
+            .map(|i| self.members[i].endpoint())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn running(&self) -> impl Iterator<Item = usize> + '_ {
+        (0..self.members.len()).filter(|&i| self.members[i].is_running())
+    }
+
+    /// A path in this cluster's temp dir (removed with it).
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.root.path().join(name)
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if thread::panicking() {
+            // The test failed: the members' last words help more than the data dirs.
+            for i in 0..self.members.len() {
+                eprintln!(
+                    "---- log tail of {} ({:?}):\n{}",
+                    self.members[i].name,
+                    self.kind,
+                    self.log_tail(i)
+                );
+            }
+        }
+        for m in &mut self.members {
+            if let Some(mut child) = m.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+        // `root` (every data dir and log) is removed when the field drops after this.
+    }
+}
+
+/// What one `etcdctl` run printed, and how it ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Output {
+    pub stdout: String,
+    pub stderr: String,
+    /// The exit code; `None` when it was killed (by [`etcdctl_lines`] or a timeout).
+    pub code: Option<i32>,
+}
+
+/// Runs `etcdctl` (API v3) against `endpoints` with `args`, feeding `stdin` if given, and
+/// waits for it to exit (bounded by [`ETCDCTL_TIMEOUT`]).
+pub fn etcdctl(endpoints: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    client(Client::Etcdctl, endpoints, args, stdin)
+}
+
+/// The command-line clients: etcd's `etcdctl` and oxcd's `oxctl`, which takes the same
+/// commands and flags.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Client {
+    Etcdctl,
+    Oxctl,
+}
+
+impl Client {
+    fn program(self) -> &'static str {
+        match self {
+            Client::Etcdctl => "etcdctl",
+            Client::Oxctl => env!("CARGO_BIN_EXE_oxctl"),
+        }
+    }
+}
+
+/// [`etcdctl`] with either client.
+pub fn client(which: Client, endpoints: &str, args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut run = EtcdctlRun::spawn_client(which, endpoints, args, stdin);
+    run.wait_exit(ETCDCTL_TIMEOUT)
+}
+
+/// [`etcdctl_lines`] with either client.
+pub fn client_lines(
+    which: Client,
+    endpoints: &str,
+    args: &[&str],
+    lines: usize,
+    timeout: Duration,
+) -> Output {
+    let mut run = EtcdctlRun::spawn_client(which, endpoints, args, None);
+    run.wait_lines(lines, timeout)
+}
+
+/// Runs an `etcdctl` that does not exit by itself (`watch`): reads its stdout until `lines`
+/// lines arrived (or it exits, or `timeout` passes), then kills it. Returns what it printed;
+/// `code` is `None` when it had to be killed.
+pub fn etcdctl_lines(endpoints: &str, args: &[&str], lines: usize, timeout: Duration) -> Output {
+    client_lines(Client::Etcdctl, endpoints, args, lines, timeout)
+}
+
+/// A running etcdctl whose output is read by two threads.
+pub struct EtcdctlRun {
+    child: Child,
+    stdout_lines: mpsc::Receiver<String>,
+    stdout: Vec<String>,
+    stderr: Option<thread::JoinHandle<String>>,
+}
+
+impl EtcdctlRun {
+    pub fn spawn(endpoints: &str, args: &[&str], stdin: Option<&[u8]>) -> EtcdctlRun {
+        EtcdctlRun::spawn_client(Client::Etcdctl, endpoints, args, stdin)
+    }
+
+    pub fn spawn_client(
+        which: Client,
+        endpoints: &str,
+        args: &[&str],
+        stdin: Option<&[u8]>,
+    ) -> EtcdctlRun {
+        let mut cmd = command(which.program());
+        cmd.env("ETCDCTL_API", "3")
+            .arg(format!("--endpoints={endpoints}"))
+            .args(args)
+            .stdin(if stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        die_with_parent(&mut cmd);
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", which.program()));
+        if let Some(input) = stdin {
+            let mut w = child.stdin.take().expect("stdin");
+            let input = input.to_vec();
+            // A writer thread: a large input must not deadlock against unread output.
+            thread::spawn(move || {
+                let _ = w.write_all(&input);
+            });
+        }
+        let out = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut r = BufReader::new(out);
+            loop {
+                let mut line = String::new();
+                match r.read_line(&mut line) {
+                    Ok(0) | Err(_) => return,
+                    Ok(_) => {
+                        if tx.send(line).is_err() {
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        let mut err = child.stderr.take().expect("stderr");
+        let stderr = thread::spawn(move || {
+            let mut s = String::new();
+            let _ = err.read_to_string(&mut s);
+            s
+        });
+        EtcdctlRun {
+            child,
+            stdout_lines: rx,
+            stdout: Vec::new(),
+            stderr: Some(stderr),
+        }
+    }
+
+    /// Waits until stdout has `n` lines in all, or the process ended, or the timeout.
+    fn read_lines(&mut self, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.stdout.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.stdout_lines.recv_timeout(left) {
+                Ok(line) => self.stdout.push(line),
+                Err(_) => return, // timed out, or stdout closed
+            }
+        }
+    }
+
+    fn finish(&mut self, code: Option<i32>) -> Output {
+        // Everything still buffered (the process is gone, so the channel ends).
+        while let Ok(line) = self.stdout_lines.recv() {
+            self.stdout.push(line);
+        }
+        let stderr = self.stderr.take().expect("finished once").join().unwrap();
+        Output {
+            stdout: self.stdout.concat(),
+            stderr,
+            code,
+        }
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn wait_exit(&mut self, timeout: Duration) -> Output {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return self.finish(status.code());
+            }
+            if Instant::now() >= deadline {
+                self.kill();
+                let mut out = self.finish(None);
+                out.stderr
+                    .push_str(&format!("<killed after {timeout:?}>\n"));
+                return out;
+            }
+            // Only reading the exit status (the output is read by the threads).
+            thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    pub fn wait_lines(&mut self, n: usize, timeout: Duration) -> Output {
+        self.read_lines(n, timeout);
+        if self.stdout.len() < n {
+            // Fewer lines than expected: it exited, or the deadline passed. Either way the
+            // output says so and the caller's comparison fails on it.
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return self.finish(status.code());
+            }
+            self.kill();
+            let mut out = self.finish(None);
+            out.stderr.push_str(&format!(
+                "<killed after {timeout:?} with fewer than {n} lines>\n"
+            ));
+            return out;
+        }
+        self.kill();
+        self.finish(None)
+    }
+}
+
+impl Drop for EtcdctlRun {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Parses `"name":<u64>` from etcdctl's JSON output (the numbers it prints are unquoted and
+/// may exceed i64, so this avoids a JSON parser's float conversion).
+pub fn json_u64(json: &str, name: &str) -> Option<u64> {
+    let pat = format!("\"{name}\":");
+    let at = json.find(&pat)? + pat.len();
+    let digits: String = json[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_digit())
+        .collect();
+    digits.parse().ok()
+}
+
+pub fn path_str(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
