@@ -26,7 +26,7 @@ use crate::pb::health::health_server::HealthServer;
 use crate::pb::peer::peer_server::PeerServer;
 use crate::raft;
 use cluster::{MemberInfo, cluster_id, member_id};
-pub use config::{AutoCompaction, ClusterState, ServerConfig};
+pub use config::{AutoCompaction, ClusterState, ServerBug, ServerConfig};
 use driver::{Driver, INBOX_CAPACITY, NodeHandle, ServerEngine};
 use rand::SeedableRng;
 use std::net::SocketAddr;

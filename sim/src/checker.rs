@@ -7,3 +7,4 @@
 
 pub mod history_files;
 pub mod linearizability;
+pub mod registers;

@@ -2,12 +2,16 @@
 //! in-process world (network, disks, crashes, clients) and checks Raft's safety and liveness
 //! properties after every step. `bench_mvcc` and `bench_storage` are benchmarks (programs
 //! that print figures) behind `sim bench-mvcc` and `sim bench-storage`. `checker` decides
-//! whether recorded histories are linearizable (`sim check`).
+//! whether recorded histories are linearizable (`sim check`). `cluster` (madsim builds only)
+//! runs real oxcd members under a nemesis and checks their histories (`sim/run cluster`).
 
 pub mod alloc_count;
 pub mod bench_mvcc;
+#[cfg(not(madsim))]
 pub mod bench_storage;
 pub mod checker;
+#[cfg(madsim)]
+pub mod cluster;
 pub mod fnv;
 pub mod raft_sim;
 pub mod storage_load;

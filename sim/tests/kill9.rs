@@ -1,3 +1,4 @@
+#![cfg(not(madsim))]
 //! Process crashes on fjall: `sim storage-load` puts keys into a one-member cluster on a real
 //! data dir and prints each acknowledged put; the test kills it with SIGKILL at a seeded point
 //! mid-load, reopens the dir, and checks that every acknowledged put is readable (a later

@@ -54,6 +54,19 @@ pub struct ServerConfig {
     /// `host:port` addresses for a separate /metrics, /health and /version listener.
     pub listen_metrics: Vec<String>,
     pub pre_vote: bool,
+    /// A deliberate mistake in the server path, for proving that the simulator catches it.
+    /// Never set in production (it exists only with the `planted-bugs` feature).
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<ServerBug>,
+}
+
+/// Deliberate mistakes in the server path that the full-stack simulation must catch. They can
+/// be switched on only with the `planted-bugs` feature.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ServerBug {
+    /// Serve linearizable reads from the member's own applied state, without a ReadIndex
+    /// round: a follower that lags, or a leader cut off from its cluster, answers stale data.
+    LocalLinearizableReads,
 }
 
 /// etcd's `--quota-backend-bytes` default.
@@ -85,11 +98,23 @@ impl ServerConfig {
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),
             pre_vote: true,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
         }
     }
 
     /// How long a client request may wait for its answer (etcd: 5 s plus two election
     /// timeouts).
+    /// Whether the planted mistake `bug` is switched on (always false without the
+    /// `planted-bugs` feature, so the compiler removes the mistake).
+    #[inline(always)]
+    pub fn has_bug(&self, _bug: ServerBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        return self.planted_bug == Some(_bug);
+        #[cfg(not(feature = "planted-bugs"))]
+        false
+    }
+
     pub fn request_timeout_ms(&self) -> u64 {
         5000 + 2 * self.election_ms
     }

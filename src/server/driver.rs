@@ -178,7 +178,10 @@ impl NodeHandle {
     /// A range read: serializable ones from this member's applied state, others after a
     /// ReadIndex round.
     pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, Header), Status> {
-        let linearizable = !req.serializable;
+        let linearizable = !req.serializable
+            && !self
+                .config
+                .has_bug(super::config::ServerBug::LocalLinearizableReads);
         self.run(linearizable, move |d| d.range(&req)).await
     }
 

@@ -1,0 +1,1050 @@
+//! The full-stack simulation: real oxcd members (driver, gRPC services, Raft, MVCC, leases) as
+//! madsim nodes, each on its own simulated disk, driven by clients through the real gRPC client
+//! path while a seeded nemesis partitions, kills, pauses and slows them; then every history is
+//! checked. Built only with `--cfg madsim` (see `sim/run`).
+//!
+//! This module owns one seed's run ([`run`]): the world, the workload, the nemesis, the
+//! recorded history and the checks (linearizability of the register map, revision
+//! invariants, equal HashKV on every member, liveness after the faults stop). It does not own
+//! the search itself ([`crate::checker`]) or printing a run set's report (the `sim` command).
+//!
+//! A run is a function of its seed: madsim schedules every task, message and timer from it,
+//! and the workload and nemesis draw from ChaCha generators seeded from it. The trace hash
+//! covers the history and the fault log, so the same seed gives the same hash.
+
+use crate::checker::history_files::{RegisterInput, RegisterOutput};
+use crate::checker::linearizability::{Limits, Operation, Verdict, check_operations};
+use crate::checker::registers::{KeyedInput, RegistersModel};
+use crate::fnv::Fnv;
+use bytes::Bytes;
+use madsim::runtime::{Handle, Runtime};
+use oxcd::pb::etcdserverpb::kv_client::KvClient;
+use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxcd::pb::etcdserverpb::{self as pb, compare, request_op};
+use oxcd::server::{ServerBug, ServerConfig, start};
+use oxcd::storage::{DiskFaults, SimDisk};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Which faults the nemesis injects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Faults {
+    pub partition: bool,
+    pub crash: bool,
+    pub pause: bool,
+    pub disk: bool,
+}
+
+impl Faults {
+    pub const ALL: Faults = Faults {
+        partition: true,
+        crash: true,
+        pause: true,
+        disk: true,
+    };
+    pub const NONE: Faults = Faults {
+        partition: false,
+        crash: false,
+        pause: false,
+        disk: false,
+    };
+
+    /// `all`, `none`, or a comma-separated list of `partition`, `crash`, `pause`, `disk`.
+    pub fn parse(s: &str) -> Result<Faults, String> {
+        match s {
+            "all" => return Ok(Faults::ALL),
+            "none" => return Ok(Faults::NONE),
+            _ => {}
+        }
+        let mut f = Faults::NONE;
+        for name in s.split(',') {
+            match name.trim() {
+                "partition" => f.partition = true,
+                "crash" => f.crash = true,
+                "pause" => f.pause = true,
+                "disk" => f.disk = true,
+                other => return Err(format!("unknown fault {other:?}")),
+            }
+        }
+        Ok(f)
+    }
+
+    pub fn name(&self) -> String {
+        if *self == Faults::ALL {
+            return "all".into();
+        }
+        if *self == Faults::NONE {
+            return "none".into();
+        }
+        let mut names = Vec::new();
+        for (on, name) in [
+            (self.partition, "partition"),
+            (self.crash, "crash"),
+            (self.pause, "pause"),
+            (self.disk, "disk"),
+        ] {
+            if on {
+                names.push(name);
+            }
+        }
+        names.join(",")
+    }
+}
+
+/// One run's settings.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    pub nodes: usize,
+    /// The fault phase, in simulated time.
+    pub duration: Duration,
+    pub faults: Faults,
+    pub clients: usize,
+    /// A planted server mistake the run must catch.
+    pub bug: Option<ServerBug>,
+}
+
+/// What one run found.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub ops: usize,
+    /// Faults injected, by kind (`partition`, `crash`, `pause`, `disk`).
+    pub faults: BTreeMap<&'static str, u64>,
+    /// Properties that failed, each with what shows it.
+    pub violations: Vec<String>,
+    /// Partitions the linearizability search gave up on (neither verdict).
+    pub undecided: usize,
+    pub hash: u64,
+    pub sim_ms: u64,
+    /// For a run with violations: an HTML timeline of its history (clients as lanes,
+    /// operations as bars, the operations that show a violation marked), to open in a browser.
+    pub timeline_html: Option<String>,
+}
+
+/// Registers the workload uses: few, so that operations contend.
+const KEYS: u32 = 3;
+/// How long a client waits for one answer before it counts the outcome as unknown.
+const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// After the faults stop: the bound for a write to succeed again.
+const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// A client's pause between operations, at most.
+const THINK_MS_MAX: u64 = 30;
+/// The linearizability search's budget per run.
+const SEARCH_STEPS_MAX: u64 = 5_000_000;
+
+fn member_ip(i: usize) -> IpAddr {
+    format!("10.0.0.{}", i + 1).parse().expect("an IP")
+}
+
+fn client_url(i: usize) -> String {
+    format!("http://{}:2379", member_ip(i))
+}
+
+fn config(i: usize, nodes: usize, bug: Option<ServerBug>) -> ServerConfig {
+    let peer = |j: usize| format!("http://{}:2380", member_ip(j));
+    let mut c = ServerConfig::single(&format!("m{i}"), "unused".into());
+    c.listen_client = vec![format!("{}:2379", member_ip(i))];
+    c.advertise_client_urls = vec![client_url(i)];
+    c.listen_peer = vec![format!("{}:2380", member_ip(i))];
+    c.advertise_peer_urls = vec![peer(i)];
+    c.initial_cluster = (0..nodes)
+        .map(|j| (format!("m{j}"), vec![peer(j)]))
+        .collect();
+    // Log compaction and snapshots happen within a run.
+    c.snapshot_count = 200;
+    c.snapshot_catchup_entries = 50;
+    c.planted_bug = bug;
+    c
+}
+
+/// One recorded operation: the checker's input plus the response revision.
+#[derive(Clone, Debug)]
+struct Recorded {
+    op: Operation<KeyedInput, RegisterOutput>,
+    revision: Option<i64>,
+    member: usize,
+    /// An unknown outcome that the store's history resolved (its return time is the end).
+    resolved: bool,
+}
+
+type History = Arc<Mutex<Vec<Recorded>>>;
+
+fn nanos(since: Instant) -> u64 {
+    since.elapsed().as_nanos() as u64
+}
+
+/// How one operation ended.
+enum Outcome {
+    Done(RegisterOutput, i64),
+    /// Never sent (no connection): it did not happen.
+    NotSent,
+    /// Sent, and then no answer or an error: it may or may not have happened.
+    Unknown,
+}
+
+/// Sends one operation to member `m`.
+async fn perform(m: usize, key: u32, op: RegisterInput) -> Outcome {
+    let connect = tokio::time::timeout(OP_TIMEOUT, KvClient::connect(client_url(m))).await;
+    let Ok(Ok(c)) = connect else {
+        return Outcome::NotSent;
+    };
+    match tokio::time::timeout(OP_TIMEOUT, send(c, key, op)).await {
+        Ok(Some((output, revision))) => Outcome::Done(output, revision),
+        _ => Outcome::Unknown,
+    }
+}
+
+async fn send(
+    mut c: KvClient<tonic::transport::Channel>,
+    key: u32,
+    op: RegisterInput,
+) -> Option<(RegisterOutput, i64)> {
+    let k = Bytes::from(format!("reg/{key}"));
+    {
+        match op {
+            RegisterInput::Read => {
+                let r = c
+                    .range(pb::RangeRequest {
+                        key: k,
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                let value = match r.kvs.first() {
+                    Some(kv) => Some(std::str::from_utf8(&kv.value).ok()?.parse().ok()?),
+                    None => None,
+                };
+                Some((RegisterOutput::Read(value), r.header?.revision))
+            }
+            RegisterInput::Write(v) => {
+                let r = c
+                    .put(pb::PutRequest {
+                        key: k,
+                        value: Bytes::from(v.to_string()),
+                        ..Default::default()
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                Some((RegisterOutput::Write, r.header?.revision))
+            }
+            RegisterInput::Cas { from, to } => {
+                let r = c
+                    .txn(pb::TxnRequest {
+                        compare: vec![pb::Compare {
+                            result: compare::CompareResult::Equal as i32,
+                            target: compare::CompareTarget::Value as i32,
+                            key: k.clone(),
+                            target_union: Some(compare::TargetUnion::Value(Bytes::from(
+                                from.to_string(),
+                            ))),
+                            ..Default::default()
+                        }],
+                        success: vec![pb::RequestOp {
+                            request: Some(request_op::Request::RequestPut(pb::PutRequest {
+                                key: k,
+                                value: Bytes::from(to.to_string()),
+                                ..Default::default()
+                            })),
+                        }],
+                        failure: vec![],
+                    })
+                    .await
+                    .ok()?
+                    .into_inner();
+                Some((RegisterOutput::Cas { ok: r.succeeded }, r.header?.revision))
+            }
+        }
+    }
+}
+
+/// A client: random reads, writes of unique values and compare-and-sets on the registers,
+/// each to a random member, until `until`.
+async fn client(
+    id: usize,
+    seed: u64,
+    nodes: usize,
+    start: Instant,
+    until: Instant,
+    history: History,
+) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5eed_c11e_u64 + id as u64));
+    let mut seq = 0u64;
+    let mut last_seen: BTreeMap<u32, u64> = BTreeMap::new();
+    while Instant::now() < until {
+        let key = rng.gen_range(0..KEYS);
+        let m = rng.gen_range(0..nodes);
+        seq += 1;
+        // Values are unique per client and operation, so every write is told apart.
+        let fresh = (id as u64 + 1) * 1_000_000 + seq;
+        let op = match rng.gen_range(0..10) {
+            0..=3 => RegisterInput::Read,
+            4..=6 => RegisterInput::Write(fresh),
+            _ => RegisterInput::Cas {
+                from: last_seen.get(&key).copied().unwrap_or(0),
+                to: fresh,
+            },
+        };
+        let call = nanos(start);
+        let result = perform(m, key, op).await;
+        let ret = nanos(start);
+        let (output, revision) = match result {
+            Outcome::Done(output, revision) => {
+                match (op, output) {
+                    (_, RegisterOutput::Read(Some(v))) => {
+                        last_seen.insert(key, v);
+                    }
+                    (RegisterInput::Write(v), _)
+                    | (RegisterInput::Cas { to: v, .. }, RegisterOutput::Cas { ok: true }) => {
+                        last_seen.insert(key, v);
+                    }
+                    _ => {}
+                }
+                (Some(output), Some(revision))
+            }
+            Outcome::NotSent => (None, None),
+            // A read that failed constrains nothing; a write may or may not have happened
+            // (the checks resolve it from the store's history).
+            Outcome::Unknown if op == RegisterInput::Read => (None, None),
+            Outcome::Unknown => (None, Some(-1)),
+        };
+        if output.is_some() || revision == Some(-1) {
+            history.lock().expect("one thread").push(Recorded {
+                op: Operation {
+                    client: id as u64,
+                    input: KeyedInput { key, op },
+                    call,
+                    output,
+                    ret,
+                },
+                revision: revision.filter(|&r| r >= 0),
+                member: m,
+                resolved: false,
+            });
+        }
+        let think = rng.gen_range(0..=THINK_MS_MAX);
+        tokio::time::sleep(Duration::from_millis(think)).await;
+    }
+}
+
+/// The world of one run: member nodes and their disks.
+struct World {
+    handle: Handle,
+    nodes: Vec<madsim::task::NodeId>,
+    disks: Vec<SimDisk>,
+    /// Members down (killed, not yet restarted) or paused.
+    killed: Vec<bool>,
+    paused: Vec<bool>,
+    log: Vec<String>,
+    counts: BTreeMap<&'static str, u64>,
+    start: Instant,
+}
+
+impl World {
+    fn note(&mut self, kind: &'static str, what: String) {
+        *self.counts.entry(kind).or_default() += 1;
+        let at = self.start.elapsed().as_millis();
+        self.log.push(format!("{at:>7} ms  {what}"));
+    }
+
+    fn heal_network(&self) {
+        let net = madsim::net::NetSim::current();
+        for &a in &self.nodes {
+            net.unclog_node(a);
+            for &b in &self.nodes {
+                net.unclog_link(a, b);
+            }
+        }
+    }
+
+    /// Everything back: network healed, paused members resumed, killed ones restarted,
+    /// disk faults off.
+    fn heal_all(&mut self) {
+        self.heal_network();
+        for i in 0..self.nodes.len() {
+            self.disks[i].set_faults(DiskFaults::default());
+            if self.paused[i] {
+                self.handle.resume(self.nodes[i]);
+                self.paused[i] = false;
+            }
+            if self.killed[i] {
+                self.handle.restart(self.nodes[i]);
+                self.killed[i] = false;
+            }
+        }
+    }
+}
+
+/// One fault, held for a while, then undone.
+async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
+    let n = w.nodes.len();
+    let mut kinds = Vec::new();
+    for (on, kind) in [
+        (faults.partition, "partition"),
+        (faults.crash, "crash"),
+        (faults.pause, "pause"),
+        (faults.disk, "disk"),
+    ] {
+        if on {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return;
+    }
+    let kind = kinds[rng.gen_range(0..kinds.len())];
+    let hold = Duration::from_millis(rng.gen_range(500..4000));
+    let victim = rng.gen_range(0..n);
+    match kind {
+        "partition" => {
+            // A random minority cut off from the rest, both ways (a lone member is the
+            // "isolated" case, which takes a leader away from its followers half the time).
+            let size = rng.gen_range(1..=(n - 1) / 2);
+            let mut side: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                side.swap(i, rng.gen_range(0..=i));
+            }
+            side.truncate(size);
+            w.note(
+                "partition",
+                format!("partition {side:?} from the rest for {hold:?}"),
+            );
+            let net = madsim::net::NetSim::current();
+            for &a in &side {
+                for b in (0..n).filter(|b| !side.contains(b)) {
+                    net.clog_link(w.nodes[a], w.nodes[b]);
+                    net.clog_link(w.nodes[b], w.nodes[a]);
+                }
+            }
+            tokio::time::sleep(hold).await;
+            w.heal_network();
+        }
+        "crash" => {
+            w.note("crash", format!("kill m{victim} (power loss) for {hold:?}"));
+            w.handle.kill(w.nodes[victim]);
+            w.disks[victim].crash();
+            w.killed[victim] = true;
+            tokio::time::sleep(hold).await;
+            w.handle.restart(w.nodes[victim]);
+            w.killed[victim] = false;
+        }
+        "pause" => {
+            w.note("pause", format!("pause m{victim} for {hold:?}"));
+            w.handle.pause(w.nodes[victim]);
+            w.paused[victim] = true;
+            tokio::time::sleep(hold).await;
+            w.handle.resume(w.nodes[victim]);
+            w.paused[victim] = false;
+        }
+        _ => {
+            // A slow disk, or one whose syncs fail (the member stops for good: the way back
+            // is a restart from its disk).
+            if rng.gen_bool(0.5) {
+                w.note("disk", format!("slow disk on m{victim} for {hold:?}"));
+                w.disks[victim].set_faults(DiskFaults {
+                    slow_io: 0.5,
+                    slow_io_delay: Duration::from_millis(rng.gen_range(5..100)),
+                    ..DiskFaults::default()
+                });
+                tokio::time::sleep(hold).await;
+                w.disks[victim].set_faults(DiskFaults::default());
+            } else {
+                w.note(
+                    "disk",
+                    format!("failing syncs on m{victim}, then a restart"),
+                );
+                w.disks[victim].set_faults(DiskFaults {
+                    sync_failure: 0.2,
+                    ..DiskFaults::default()
+                });
+                tokio::time::sleep(hold).await;
+                w.disks[victim].set_faults(DiskFaults::default());
+                w.handle.kill(w.nodes[victim]);
+                w.disks[victim].crash();
+                w.handle.restart(w.nodes[victim]);
+            }
+        }
+    }
+    // Quiet time between faults.
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+}
+
+/// A put that succeeds within `bound`, through any member: the cluster is live.
+async fn live_within(nodes: usize, bound: Duration) -> Result<Duration, String> {
+    let started = Instant::now();
+    let mut attempt = 0;
+    while started.elapsed() < bound {
+        let m = attempt % nodes;
+        attempt += 1;
+        if let Outcome::Done(..) = perform(m, KEYS, RegisterInput::Write(attempt as u64)).await {
+            return Ok(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(format!(
+        "no write succeeded within {bound:?} after the faults stopped"
+    ))
+}
+
+/// Every member's HashKV at one revision they all have: equal, or a violation.
+async fn hashes_agree(nodes: usize) -> Result<(), String> {
+    // Wait (bounded) until every member has applied the same revision.
+    let mut revisions = Vec::new();
+    for _ in 0..100 {
+        revisions.clear();
+        for m in 0..nodes {
+            let Ok(mut c) = MaintenanceClient::connect(client_url(m)).await else {
+                break;
+            };
+            let Ok(r) = c.hash_kv(pb::HashKvRequest { revision: 0 }).await else {
+                break;
+            };
+            revisions.push(r.into_inner().header.map_or(0, |h| h.revision));
+        }
+        if revisions.len() == nodes && revisions.windows(2).all(|w| w[0] == w[1]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    if revisions.len() != nodes {
+        return Err(format!("not every member answered HashKV: {revisions:?}"));
+    }
+    let at = *revisions.iter().min().expect("members");
+    let mut hashes = Vec::new();
+    for m in 0..nodes {
+        let mut c = MaintenanceClient::connect(client_url(m))
+            .await
+            .map_err(|e| format!("m{m}: {e}"))?;
+        let r = c
+            .hash_kv(pb::HashKvRequest { revision: at })
+            .await
+            .map_err(|e| format!("m{m} HashKV at {at}: {e}"))?
+            .into_inner();
+        hashes.push(r.hash);
+    }
+    if hashes.windows(2).all(|w| w[0] == w[1]) {
+        Ok(())
+    } else {
+        Err(format!(
+            "HashKV at revision {at} differs between members: {hashes:?}"
+        ))
+    }
+}
+
+/// Every value the store holds or held for the registers, with the revision that wrote it:
+/// a watch from revision 1 (nothing is compacted in a run) read up to the current revision.
+async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i64)>, String> {
+    use oxcd::pb::etcdserverpb::watch_client::WatchClient;
+    let mut last = String::new();
+    for m in 0..nodes {
+        let attempt = async {
+            let mut kv = KvClient::connect(client_url(m))
+                .await
+                .map_err(|e| e.to_string())?;
+            let now = kv
+                .range(pb::RangeRequest {
+                    key: Bytes::from_static(b"reg/"),
+                    range_end: Bytes::from_static(b"reg0"),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .header
+                .map_or(0, |h| h.revision);
+            let mut w = WatchClient::connect(client_url(m))
+                .await
+                .map_err(|e| e.to_string())?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            let create = pb::WatchRequest {
+                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
+                    pb::WatchCreateRequest {
+                        key: Bytes::from_static(b"reg/"),
+                        range_end: Bytes::from_static(b"reg0"),
+                        start_revision: 1,
+                        ..Default::default()
+                    },
+                )),
+            };
+            tx.send(create).await.map_err(|e| e.to_string())?;
+            let mut stream = w
+                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner();
+            let mut out = BTreeMap::new();
+            // Only events say how far the history has come (every revision is a write to
+            // these keys).
+            let mut seen = 0;
+            while seen < now {
+                let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+                    return Err("the watch ended".to_string());
+                };
+                if r.canceled {
+                    return Err(format!("the watch was canceled: {}", r.cancel_reason));
+                }
+                for e in r.events {
+                    let kv = e.kv.unwrap_or_default();
+                    seen = seen.max(kv.mod_revision);
+                    let key: u32 = std::str::from_utf8(&kv.key[4..])
+                        .ok()
+                        .and_then(|k| k.parse().ok())
+                        .ok_or_else(|| format!("an unexpected key {:?}", kv.key))?;
+                    if key >= KEYS {
+                        continue;
+                    }
+                    let value: u64 = std::str::from_utf8(&kv.value)
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .ok_or_else(|| format!("an unexpected value {:?}", kv.value))?;
+                    if out.insert(value, (key, kv.mod_revision)).is_some() {
+                        return Err(format!("value {value} written twice"));
+                    }
+                }
+            }
+            drop(tx);
+            Ok(out)
+        };
+        match tokio::time::timeout(Duration::from_secs(20), attempt).await {
+            Ok(Ok(out)) => return Ok(out),
+            Ok(Err(e)) => last = format!("m{m}: {e}"),
+            Err(_) => last = format!("m{m}: timed out"),
+        }
+    }
+    Err(format!("no member gave the registers' history: {last}"))
+}
+
+/// Resolves writes of unknown outcome from the store's history (a value that is there was
+/// written, at its revision; one that is not never was: a run compacts nothing), and checks
+/// that the history holds exactly what clients wrote: every acknowledged write at the revision
+/// its answer named, and nothing no client wrote.
+fn resolve(
+    history: &mut Vec<Recorded>,
+    written: &BTreeMap<u64, (u32, i64)>,
+    end: u64,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut attempted = std::collections::BTreeSet::new();
+    history.retain_mut(|r| {
+        let value = match r.op.input.op {
+            RegisterInput::Write(v) | RegisterInput::Cas { to: v, .. } => v,
+            RegisterInput::Read => return true,
+        };
+        attempted.insert(value);
+        let there = written.get(&value);
+        match (&r.op.output, there) {
+            (None, Some(&(_, rev))) => {
+                r.op.output = Some(match r.op.input.op {
+                    RegisterInput::Write(_) => RegisterOutput::Write,
+                    _ => RegisterOutput::Cas { ok: true },
+                });
+                r.op.ret = end.max(r.op.call);
+                r.revision = Some(rev);
+                r.resolved = true;
+                true
+            }
+            // Never written: it did not happen (a compare that failed changes nothing either).
+            (None, None) => false,
+            (Some(RegisterOutput::Write | RegisterOutput::Cas { ok: true }), there) => {
+                match there {
+                    Some(&(key, rev)) if key == r.op.input.key && Some(rev) == r.revision => {}
+                    other => out.push(format!(
+                        "an acknowledged write is not in the store as answered: {:?} (answered revision {:?}; the store: {other:?})",
+                        r.op, r.revision
+                    )),
+                }
+                true
+            }
+            (Some(_), Some(&(_, rev))) => {
+                out.push(format!(
+                    "a compare-and-set answered 'not applied' but its value is in the store at revision {rev}: {:?}",
+                    r.op
+                ));
+                true
+            }
+            (Some(_), None) => true,
+        }
+    });
+    for (value, (key, rev)) in written {
+        if !attempted.contains(value) {
+            out.push(format!(
+                "reg/{key} holds {value} at revision {rev}, which no client wrote"
+            ));
+        }
+    }
+    out
+}
+
+/// Revision invariants of the recorded history: no two acknowledged writes share a revision,
+/// and each client's linearizable answers never go back in revision.
+fn revision_violations(history: &[Recorded]) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut writes: BTreeMap<i64, &Recorded> = BTreeMap::new();
+    let mut last_by_client: BTreeMap<u64, &Recorded> = BTreeMap::new();
+    let mut by_call: Vec<&Recorded> = history.iter().collect();
+    by_call.sort_by_key(|r| (r.op.call, r.op.client));
+    for r in by_call {
+        let Some(rev) = r.revision else { continue };
+        let wrote = matches!(
+            (r.op.input.op, r.op.output),
+            (RegisterInput::Write(_), Some(_)) | (_, Some(RegisterOutput::Cas { ok: true }))
+        );
+        if wrote && let Some(other) = writes.insert(rev, r) {
+            out.push(format!(
+                "two acknowledged writes at revision {rev}:\n    {}\n    {}",
+                describe(other),
+                describe(r)
+            ));
+        }
+        if r.resolved {
+            // The client never saw this answer.
+            continue;
+        }
+        if let Some(prev) = last_by_client.get(&r.op.client)
+            && prev.revision.is_some_and(|p| rev < p)
+        {
+            out.push(format!(
+                "a client saw the revision go back:\n    {}\n    {}",
+                describe(prev),
+                describe(r)
+            ));
+        }
+        last_by_client.insert(r.op.client, r);
+    }
+    out
+}
+
+fn describe(r: &Recorded) -> String {
+    let ms = |ns: u64| ns as f64 / 1e6;
+    let output = match r.op.output {
+        Some(o) => format!("{o:?}"),
+        None => "unknown".to_string(),
+    };
+    format!(
+        "client {} via m{}: reg/{} {:?} called {:.3} ms, returned {:.3} ms: {output}, revision {:?}",
+        r.op.client,
+        r.member,
+        r.op.input.key,
+        r.op.input.op,
+        ms(r.op.call),
+        if r.op.output.is_some() {
+            ms(r.op.ret)
+        } else {
+            f64::NAN
+        },
+        r.revision
+    )
+}
+
+/// Runs one seed to the end and checks it.
+///
+/// Each run gets a thread of its own: std's hash maps draw their keys once per thread (from
+/// madsim's seeded randomness inside a run), so a second run on the same thread would iterate
+/// its maps in another order and not replay bit for bit.
+pub fn run(opts: &Options) -> Report {
+    let opts = opts.clone();
+    std::thread::spawn(move || {
+        let mut rt = Runtime::with_seed_and_config(opts.seed, madsim::Config::default());
+        // A run that cannot end is a bug too: bound it generously in simulated time.
+        rt.set_time_limit(opts.duration + Duration::from_secs(600));
+        rt.block_on(scenario(opts))
+    })
+    .join()
+    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
+async fn scenario(opts: Options) -> Report {
+    let handle = Handle::current();
+    let n = opts.nodes;
+    let disks: Vec<SimDisk> = (0..n)
+        .map(|i| {
+            SimDisk::new(
+                opts.seed.wrapping_mul(31).wrapping_add(i as u64),
+                DiskFaults::default(),
+            )
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    for (i, disk) in disks.iter().enumerate() {
+        let disk = disk.clone();
+        let bug = opts.bug;
+        let node = handle
+            .create_node()
+            .name(format!("m{i}"))
+            .ip(member_ip(i))
+            .init(move || {
+                let disk = disk.reopen();
+                async move {
+                    // A member that cannot start (its disk refuses) stays down until the
+                    // next restart; the checks see it as an unavailable member.
+                    let server = start(config(i, n, bug), disk).await;
+                    std::future::pending::<()>().await;
+                    drop(server);
+                }
+            })
+            .build();
+        nodes.push(node.id());
+    }
+    let start_at = Instant::now();
+    let until = start_at + opts.duration;
+    let history: History = Arc::new(Mutex::new(Vec::new()));
+    // Clients run on nodes of their own, so that killing a member never kills a client.
+    let mut tasks = Vec::new();
+    for c in 0..opts.clients {
+        let node = handle
+            .create_node()
+            .name(format!("client{c}"))
+            .ip(format!("10.0.1.{}", c + 1).parse().expect("an IP"))
+            .build();
+        let (seed, history) = (opts.seed, history.clone());
+        tasks.push(node.spawn(client(c, seed, n, start_at, until, history)));
+    }
+
+    let mut world = World {
+        handle: handle.clone(),
+        nodes,
+        disks,
+        killed: vec![false; n],
+        paused: vec![false; n],
+        log: Vec::new(),
+        counts: BTreeMap::new(),
+        start: start_at,
+    };
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        let probe = handle
+            .create_node()
+            .name("probe")
+            .ip("10.0.2.1".parse().expect("an IP"))
+            .build();
+        probe.spawn(async move {
+            for _ in 0..5 {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                for m in 0..n {
+                    let s = match MaintenanceClient::connect(client_url(m)).await {
+                        Ok(mut c) => format!(
+                            "{:?}",
+                            c.status(pb::StatusRequest {}).await.map(|r| {
+                                let r = r.into_inner();
+                                (r.leader, r.raft_term, r.raft_index, r.raft_applied_index)
+                            })
+                        ),
+                        Err(e) => format!("connect: {e}"),
+                    };
+                    eprintln!("probe m{m}: {s}");
+                }
+            }
+        });
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x006e_656d_6573_6973);
+    // Safety phase: faults until the deadline.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    while Instant::now() < until {
+        nemesis_step(&mut world, &mut rng, opts.faults).await;
+    }
+    world.heal_all();
+    let mut violations = Vec::new();
+    for t in tasks {
+        if t.await.is_err() {
+            violations.push("a client task failed".to_string());
+        }
+    }
+    // Liveness phase: faults stopped, the cluster must serve again. (From a node of its own:
+    // the runtime's main node has no address to talk from.)
+    let checker = handle
+        .create_node()
+        .name("checker")
+        .ip("10.0.3.1".parse().expect("an IP"))
+        .build();
+    let after = checker
+        .spawn(async move {
+            if let Err(e) = live_within(n, LIVENESS_BOUND).await {
+                return Err(format!("liveness: {e}"));
+            }
+            hashes_agree(n)
+                .await
+                .map_err(|e| format!("revision invariants: {e}"))?;
+            written_values(n).await.map_err(|e| format!("history: {e}"))
+        })
+        .await;
+    let written = match after {
+        Ok(Ok(written)) => Some(written),
+        Ok(Err(e)) => {
+            violations.push(e);
+            None
+        }
+        Err(e) => {
+            violations.push(format!("the liveness checker failed: {e}"));
+            None
+        }
+    };
+    let sim_ms = start_at.elapsed().as_millis() as u64;
+
+    let mut recorded = history.lock().expect("one thread").clone();
+    recorded.sort_by_key(|r| (r.op.call, r.op.client));
+    // Without the store's history (a violation already), writes of unknown outcome stay unknown.
+    if let Some(written) = &written {
+        let end = nanos(start_at);
+        for v in resolve(&mut recorded, written, end) {
+            violations.push(format!("lost or invented writes: {v}"));
+        }
+    }
+    for v in revision_violations(&recorded) {
+        violations.push(format!("revision invariants: {v}"));
+    }
+    let ops: Vec<Operation<KeyedInput, RegisterOutput>> =
+        recorded.iter().map(|r| r.op.clone()).collect();
+    let mut undecided = 0;
+    let mut marked: Vec<usize> = Vec::new();
+    match check_operations::<RegistersModel>(
+        &ops,
+        Limits {
+            steps_max: SEARCH_STEPS_MAX,
+        },
+    ) {
+        Verdict::Linearizable => {}
+        Verdict::Unknown { unfinished, .. } => undecided = unfinished.len(),
+        Verdict::NotLinearizable(cx) => {
+            marked = cx.window.clone();
+            let mut window: Vec<String> =
+                cx.window.iter().map(|&i| describe(&recorded[i])).collect();
+            window.insert(0, format!(
+                "linearizability: register reg/{} has no linearization; the operations that show it:",
+                recorded[cx.blocked].op.input.key
+            ));
+            violations.push(window.join("\n    "));
+        }
+    }
+
+    let mut hash = Fnv::default();
+    for r in &recorded {
+        hash.u64(r.op.client)
+            .u64(u64::from(r.op.input.key))
+            .bytes(format!("{:?}{:?}", r.op.input.op, r.op.output).as_bytes())
+            .u64(r.op.call)
+            .u64(r.op.ret)
+            .u64(r.revision.unwrap_or(-1) as u64);
+    }
+    for line in &world.log {
+        hash.bytes(line.as_bytes());
+    }
+    if std::env::var_os("SIM_DEBUG").is_some() {
+        let unknown = recorded.iter().filter(|r| r.op.output.is_none()).count();
+        eprintln!(
+            "seed {}: {} ops, {unknown} with unknown outcomes",
+            opts.seed,
+            recorded.len()
+        );
+        for r in recorded.iter().take(40) {
+            eprintln!("  {}", describe(r));
+        }
+    }
+    if !violations.is_empty() && std::env::var_os("SIM_DEBUG").is_some() {
+        eprintln!("fault log of seed {}:\n{}", opts.seed, world.log.join("\n"));
+    }
+    let timeline_html = (!violations.is_empty())
+        .then(|| timeline(&opts, &recorded, &marked, &world.log, &violations));
+    Report {
+        timeline_html,
+        seed: opts.seed,
+        ops: recorded.len(),
+        faults: world.counts,
+        violations,
+        undecided,
+        hash: hash.finish(),
+        sim_ms,
+    }
+}
+
+/// A self-contained HTML page: one lane per client, a bar per operation from its call to its
+/// return (green: done; grey: resolved from the store; red outline: the operations that show
+/// the violation), the fault log and the violations below.
+fn timeline(
+    opts: &Options,
+    history: &[Recorded],
+    marked: &[usize],
+    faults: &[String],
+    violations: &[String],
+) -> String {
+    let esc = |s: &str| {
+        s.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let end = history.iter().map(|r| r.op.ret).max().unwrap_or(1).max(1) as f64;
+    let (width, lane) = (1800.0, 28.0);
+    let lanes = opts.clients.max(1);
+    let mut svg = String::new();
+    for c in 0..lanes {
+        svg += &format!(
+            "<text x=\"0\" y=\"{}\" font-size=\"12\">client {c}</text>",
+            c as f64 * lane + 18.0
+        );
+    }
+    for (i, r) in history.iter().enumerate() {
+        let x = 70.0 + r.op.call as f64 / end * width;
+        let w = ((r.op.ret.max(r.op.call) - r.op.call) as f64 / end * width).max(2.0);
+        let y = r.op.client as f64 * lane + 4.0;
+        let fill = if r.resolved { "#bbb" } else { "#7c7" };
+        let stroke = if marked.contains(&i) {
+            "stroke=\"red\" stroke-width=\"3\""
+        } else {
+            ""
+        };
+        svg += &format!(
+            "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"{w:.1}\" height=\"18\" fill=\"{fill}\" {stroke}><title>{}</title></rect>",
+            esc(&describe(r))
+        );
+    }
+    format!(
+        "<!doctype html><meta charset=\"utf-8\"><title>oxcd seed {seed}</title>\
+         <h1>seed {seed}: {n} violation(s)</h1><p>replay: <code>{replay}</code></p>\
+         <svg width=\"{w}\" height=\"{h}\">{svg}</svg>\
+         <h2>violations</h2><pre>{v}</pre><h2>faults</h2><pre>{f}</pre>",
+        seed = opts.seed,
+        n = violations.len(),
+        replay = esc(&replay_command(opts)),
+        w = width + 80.0,
+        h = lanes as f64 * lane + 10.0,
+        v = esc(&violations.join("\n")),
+        f = esc(&faults.join("\n")),
+    )
+}
+
+/// The command that replays `opts`' seed alone.
+pub fn replay_command(opts: &Options) -> String {
+    let mut cmd = format!(
+        "sim/run cluster --seed {} --count 1 --nodes {} --duration {}s --faults {}",
+        opts.seed,
+        opts.nodes,
+        opts.duration.as_secs(),
+        opts.faults.name()
+    );
+    if let Some(bug) = opts.bug {
+        cmd += &format!(" --bug {}", bug_name(bug));
+    }
+    cmd
+}
+
+pub fn bug_name(bug: ServerBug) -> &'static str {
+    match bug {
+        ServerBug::LocalLinearizableReads => "local-linearizable-reads",
+    }
+}
+
+pub fn parse_bug(name: &str) -> Result<ServerBug, String> {
+    match name {
+        "local-linearizable-reads" => Ok(ServerBug::LocalLinearizableReads),
+        other => Err(format!(
+            "unknown bug {other:?} (known: local-linearizable-reads)"
+        )),
+    }
+}

@@ -1,0 +1,366 @@
+//! The `sim` command as built normally: `sim raft` runs the Raft core in a deterministic
+//! in-process world and checks Raft's safety and liveness after every step; `sim check`
+//! decides whether stored histories are linearizable; `sim bench-mvcc` and `sim bench-storage`
+//! are benchmarks that print figures.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use oxcd::raft::PlantedBug;
+use sim::raft_sim::{self, Options, Report};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "sim", about = "oxcd's deterministic simulators")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[global_allocator]
+static ALLOC: sim::alloc_count::CountingAlloc = sim::alloc_count::CountingAlloc;
+
+#[derive(Subcommand)]
+enum Command {
+    /// Simulate a Raft cluster of the real core under faults, for seeds S..S+N-1.
+    Raft(RaftArgs),
+    /// Measure the MVCC store and its watchers (a benchmark: prints figures).
+    BenchMvcc(BenchArgs),
+    /// Put keys into a one-member cluster on a data dir, printing `ack <i> <revision>` for
+    /// each applied put (the load the SIGKILL test kills).
+    StorageLoad(LoadArgs),
+    /// Measure fdatasync, the Raft log on fjall and recovery (a benchmark: prints figures).
+    BenchStorage(BenchStorageArgs),
+    /// Decide whether stored histories are linearizable: one verdict line per file.
+    Check(CheckArgs),
+    /// bench-storage's recovery step, run in a process of its own so its peak RSS is its own.
+    #[command(hide = true)]
+    BenchStorageRecover(RecoverArgs),
+}
+
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// The data dir (created if missing).
+    #[arg(long)]
+    dir: std::path::PathBuf,
+    /// The number of the first put.
+    #[arg(long, default_value_t = 0)]
+    start: u64,
+    /// Stop after this many puts (default: never).
+    #[arg(long)]
+    count: Option<u64>,
+}
+
+#[derive(clap::Args)]
+struct RecoverArgs {
+    /// The member's data dir.
+    #[arg(long)]
+    dir: PathBuf,
+    /// Keys the dir holds (checked).
+    #[arg(long)]
+    keys: usize,
+    #[arg(long)]
+    seed: u64,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum HistoryFormat {
+    /// Jepsen's etcd logs of one compare-and-set register.
+    JepsenRegister,
+    /// Porcupine's EDN key-value histories (get, put, append).
+    PorcupineKv,
+}
+
+#[derive(clap::Args)]
+struct CheckArgs {
+    #[arg(long, value_enum)]
+    format: HistoryFormat,
+    /// For a history that is not linearizable, print the lines of the operations that show it.
+    #[arg(long)]
+    explain: bool,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(clap::Args)]
+struct BenchArgs {
+    /// Keys stored (and operations per figure).
+    #[arg(long, default_value_t = 100_000)]
+    keys: usize,
+    /// Bytes per value.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct BenchStorageArgs {
+    /// Where to make the scratch dir (removed at the end) [default: the system temp dir].
+    #[arg(long)]
+    dir: Option<PathBuf>,
+    /// Entries (and records) per group-commit run.
+    #[arg(long, default_value_t = 100_000)]
+    entries: usize,
+    /// Entries (and records) per run that syncs after each one.
+    #[arg(long, default_value_t = 5_000)]
+    unbatched_entries: usize,
+    /// Payload bytes per entry (and per record of the fdatasync runs).
+    #[arg(long, default_value_t = 256)]
+    entry_bytes: usize,
+    /// Entries per sync, one group-commit run per size.
+    #[arg(long, value_delimiter = ',', default_values_t = [16, 64, 256])]
+    batch: Vec<usize>,
+    /// Keys loaded through a member for the recovery figure.
+    #[arg(long, default_value_t = 1_000_000)]
+    keys: usize,
+    /// Bytes per value of the loaded keys.
+    #[arg(long, default_value_t = 256)]
+    value_bytes: usize,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+#[derive(clap::Args)]
+struct RaftArgs {
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Founding voters: 3, 5 or 7.
+    #[arg(long, default_value_t = 3, value_parser = parse_nodes)]
+    nodes: usize,
+    /// Ticks of the fault phase of each run (a liveness phase follows).
+    #[arg(long, default_value_t = raft_sim::DEFAULT_TICKS)]
+    ticks: u64,
+    /// Switch on a deliberate mistake (to see the simulator catch it).
+    #[arg(long, value_enum)]
+    bug: Option<Bug>,
+    /// Worker threads (each seed runs on one; results do not depend on this).
+    #[arg(long)]
+    jobs: Option<usize>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Bug {
+    VoteBeforePersist,
+    CommitOldTerm,
+    ReadIndexWithoutHeartbeat,
+    AcceptConflictingAppend,
+}
+
+impl From<Bug> for PlantedBug {
+    fn from(b: Bug) -> PlantedBug {
+        match b {
+            Bug::VoteBeforePersist => PlantedBug::VoteBeforePersist,
+            Bug::CommitOldTerm => PlantedBug::CommitOldTerm,
+            Bug::ReadIndexWithoutHeartbeat => PlantedBug::ReadIndexWithoutHeartbeat,
+            Bug::AcceptConflictingAppend => PlantedBug::AcceptConflictingAppend,
+        }
+    }
+}
+
+fn parse_nodes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ (3 | 5 | 7)) => Ok(n),
+        _ => Err("nodes must be 3, 5 or 7".into()),
+    }
+}
+
+pub fn main() -> ExitCode {
+    match Cli::parse().command {
+        Command::Raft(args) => raft(args),
+        Command::Check(args) => check(args),
+        Command::BenchMvcc(args) => bench_mvcc(args),
+        Command::StorageLoad(args) => storage_load(args),
+        Command::BenchStorage(args) => bench_storage(args),
+        Command::BenchStorageRecover(args) => {
+            match sim::bench_storage::recover(&args.dir, args.keys, args.seed) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("bench-storage-recover: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn storage_load(args: LoadArgs) -> ExitCode {
+    use sim::storage_load;
+    let result = oxcd::storage::FjallEngine::open(&args.dir)
+        .map_err(|e| e.to_string())
+        .and_then(|engine| storage_load::open_single(engine).map_err(|e| e.to_string()))
+        .and_then(|mut m| {
+            storage_load::run(
+                &mut m,
+                args.start,
+                args.count,
+                &mut std::io::stdout().lock(),
+            )
+        });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("storage-load: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `sim check`: exits 0 when every file was decided (whatever the verdicts), 1 otherwise.
+fn check(args: CheckArgs) -> ExitCode {
+    use sim::checker::history_files::{self, Format};
+    use sim::checker::linearizability::Verdict;
+    let format = match args.format {
+        HistoryFormat::JepsenRegister => Format::JepsenRegister,
+        HistoryFormat::PorcupineKv => Format::PorcupineKv,
+    };
+    let started = Instant::now();
+    let mut undecided = 0;
+    for file in &args.files {
+        let name = file.display();
+        match history_files::check_file(format, file) {
+            Ok(Verdict::Linearizable) => println!("{name} linearizable"),
+            Ok(Verdict::NotLinearizable(cx)) => {
+                println!("{name} not-linearizable");
+                if args.explain {
+                    match history_files::window_lines(format, file, &cx) {
+                        Ok(lines) => {
+                            for (number, line) in lines {
+                                println!("  {number:>6}  {line}");
+                            }
+                        }
+                        Err(e) => println!("  (cannot show the window: {e})"),
+                    }
+                }
+            }
+            Ok(Verdict::Unknown { steps, .. }) => {
+                undecided += 1;
+                println!("{name} unknown (gave up after {steps} steps)");
+            }
+            Err(e) => {
+                undecided += 1;
+                println!("{name} error: {e}");
+            }
+        }
+    }
+    println!(
+        "checked {} histories in {:.3} s",
+        args.files.len(),
+        started.elapsed().as_secs_f64()
+    );
+    if undecided == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn raft(args: RaftArgs) -> ExitCode {
+    let started = Instant::now();
+    let jobs = args.jobs.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let options: Vec<Options> = (0..args.count)
+        .map(|i| {
+            let mut o = Options::new(args.seed + i, args.nodes);
+            o.ticks = args.ticks;
+            o.bug = args.bug.map(PlantedBug::from);
+            o
+        })
+        .collect();
+    let reports = sim::raft_sim::run_many(&options, jobs);
+    let elapsed = started.elapsed().as_secs_f64();
+    let failed: Vec<&Report> = reports.iter().filter(|r| r.violation.is_some()).collect();
+    let bug_flag = args
+        .bug
+        .and_then(|b| b.to_possible_value())
+        .map(|v| format!(" --bug {}", v.get_name()))
+        .unwrap_or_default();
+    for r in failed.iter().take(5) {
+        println!(
+            "FAIL seed={}: {}",
+            r.seed,
+            r.violation.as_ref().expect("failed")
+        );
+        println!(
+            "  replay: cargo run --release -p sim -- raft --seed {} --count 1 --nodes {} --ticks {}{}",
+            r.seed, args.nodes, args.ticks, bug_flag
+        );
+    }
+    println!("{}", raft_sim::summary(&reports, args.nodes, elapsed));
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn bench_mvcc(args: BenchArgs) -> ExitCode {
+    let options = sim::bench_mvcc::Options {
+        keys: args.keys.max(1000),
+        value_bytes: args.value_bytes,
+        seed: args.seed,
+    };
+    println!(
+        "bench-mvcc: in-memory backend, one thread, {} keys of 14 bytes, {}-byte values",
+        options.keys, options.value_bytes
+    );
+    let (figures, bytes_per_key) = sim::bench_mvcc::run_kv(&options);
+    for f in &figures {
+        println!("{f}");
+    }
+    println!(
+        "{}",
+        sim::bench_mvcc::run_watch(&options, 10_000, 100, false)
+    );
+    println!(
+        "{}",
+        sim::bench_mvcc::run_watch(&options, 10_000, 100, true)
+    );
+    println!(
+        "{:<34} {:>10.0} bytes (key and value alone: {} bytes)",
+        "memory per stored key",
+        bytes_per_key,
+        14 + options.value_bytes
+    );
+    ExitCode::SUCCESS
+}
+
+fn bench_storage(args: BenchStorageArgs) -> ExitCode {
+    let options = sim::bench_storage::Options {
+        dir: args.dir,
+        entries: args.entries,
+        unbatched_entries: args.unbatched_entries,
+        entry_bytes: args.entry_bytes,
+        batches: args.batch,
+        keys: args.keys,
+        value_bytes: args.value_bytes,
+        seed: args.seed,
+    };
+    match sim::bench_storage::run(&options) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-storage: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_consistent_and_names_the_recovery_step_as_bench_storage_spawns_it() {
+        Cli::command().debug_assert();
+        let name = sim::bench_storage::RECOVER_SUBCOMMAND;
+        assert!(Cli::command().find_subcommand(name).is_some(), "{name}");
+    }
+}
