@@ -12,6 +12,9 @@
 //! and the workload and nemesis draw from ChaCha generators seeded from it. The trace hash
 //! covers the history and the fault log, so the same seed gives the same hash.
 
+mod leases;
+mod watcher;
+
 use crate::checker::history_files::{RegisterInput, RegisterOutput};
 use crate::checker::linearizability::{Limits, Operation, Verdict, check_operations};
 use crate::checker::registers::{KeyedInput, RegistersModel};
@@ -128,11 +131,14 @@ pub struct Report {
 }
 
 /// Registers the workload uses: few, so that operations contend.
-const KEYS: u32 = 3;
+pub(crate) const KEYS: u32 = 3;
 /// How long a client waits for one answer before it counts the outcome as unknown.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
 /// After the faults stop: the bound for a write to succeed again.
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
+/// Beyond a lease's lapse (or the healing, if later): a leader change's grace of one election
+/// timeout, and time for the revoke to commit.
+const LEASE_GRACE: Duration = Duration::from_secs(3);
 /// A client's pause between operations, at most.
 const THINK_MS_MAX: u64 = 30;
 /// The linearizability search's budget per run.
@@ -142,7 +148,7 @@ fn member_ip(i: usize) -> IpAddr {
     format!("10.0.0.{}", i + 1).parse().expect("an IP")
 }
 
-fn client_url(i: usize) -> String {
+pub(crate) fn client_url(i: usize) -> String {
     format!("http://{}:2379", member_ip(i))
 }
 
@@ -542,48 +548,31 @@ async fn hashes_agree(nodes: usize) -> Result<(), String> {
 /// Every value the store holds or held for the registers, with the revision that wrote it:
 /// a watch from revision 1 (nothing is compacted in a run) read up to the current revision.
 async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i64)>, String> {
-    use oxcd::pb::etcdserverpb::watch_client::WatchClient;
     let mut last = String::new();
     for m in 0..nodes {
         let attempt = async {
             let mut kv = KvClient::connect(client_url(m))
                 .await
                 .map_err(|e| e.to_string())?;
+            // The last revision that wrote a register (other keys, the leases', share the
+            // revision counter): the history is complete once the watch reaches it.
             let now = kv
                 .range(pb::RangeRequest {
                     key: Bytes::from_static(b"reg/"),
                     range_end: Bytes::from_static(b"reg0"),
-                    count_only: true,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| e.to_string())?
                 .into_inner()
-                .header
-                .map_or(0, |h| h.revision);
-            let mut w = WatchClient::connect(client_url(m))
-                .await
-                .map_err(|e| e.to_string())?;
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            let create = pb::WatchRequest {
-                request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
-                    pb::WatchCreateRequest {
-                        key: Bytes::from_static(b"reg/"),
-                        range_end: Bytes::from_static(b"reg0"),
-                        start_revision: 1,
-                        ..Default::default()
-                    },
-                )),
-            };
-            tx.send(create).await.map_err(|e| e.to_string())?;
-            let mut stream = w
-                .watch(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner();
+                .kvs
+                .iter()
+                .map(|kv| kv.mod_revision)
+                .max()
+                .unwrap_or(0);
+            let (mut stream, tx) = watcher::open(m, 1, false).await?;
             let mut out = BTreeMap::new();
-            // Only events say how far the history has come (every revision is a write to
-            // these keys).
+            // Only events say how far the history has come.
             let mut seen = 0;
             while seen < now {
                 let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
@@ -808,6 +797,18 @@ async fn scenario(opts: Options) -> Report {
         let (seed, history) = (opts.seed, history.clone());
         tasks.push(node.spawn(client(c, seed, n, start_at, until, history)));
     }
+    let watch_task = handle
+        .create_node()
+        .name("watcher")
+        .ip("10.0.1.100".parse().expect("an IP"))
+        .build()
+        .spawn(watcher::follow(opts.seed, n, until));
+    let lease_task = handle
+        .create_node()
+        .name("leaser")
+        .ip("10.0.1.101".parse().expect("an IP"))
+        .build()
+        .spawn(leases::run(opts.seed, n, until));
 
     let mut world = World {
         handle: handle.clone(),
@@ -851,12 +852,22 @@ async fn scenario(opts: Options) -> Report {
         nemesis_step(&mut world, &mut rng, opts.faults).await;
     }
     world.heal_all();
+    let healed = Instant::now();
     let mut violations = Vec::new();
     for t in tasks {
         if t.await.is_err() {
             violations.push("a client task failed".to_string());
         }
     }
+    let watch_log = watch_task.await.unwrap_or_else(|_| {
+        violations.push("the watcher task failed".to_string());
+        watcher::WatchLog::default()
+    });
+    let leased = lease_task.await.unwrap_or_else(|_| {
+        violations.push("the lease task failed".to_string());
+        Vec::new()
+    });
+    let leased_n = leased.len();
     // Liveness phase: faults stopped, the cluster must serve again. (From a node of its own:
     // the runtime's main node has no address to talk from.)
     let checker = handle
@@ -872,11 +883,19 @@ async fn scenario(opts: Options) -> Report {
             hashes_agree(n)
                 .await
                 .map_err(|e| format!("revision invariants: {e}"))?;
-            written_values(n).await.map_err(|e| format!("history: {e}"))
+            let written = written_values(n)
+                .await
+                .map_err(|e| format!("history: {e}"))?;
+            let lease_violations = leases::check(&leased, n, healed, LEASE_GRACE).await;
+            Ok((written, lease_violations))
         })
         .await;
     let written = match after {
-        Ok(Ok(written)) => Some(written),
+        Ok(Ok((written, lease_violations))) => {
+            violations.extend(lease_violations);
+            violations.extend(watcher::check(&watch_log, &written));
+            Some(written)
+        }
         Ok(Err(e)) => {
             violations.push(e);
             None
@@ -936,6 +955,9 @@ async fn scenario(opts: Options) -> Report {
     for line in &world.log {
         hash.bytes(line.as_bytes());
     }
+    hash.u64(watch_log.events.len() as u64)
+        .u64(watch_log.resumes)
+        .u64(leased_n as u64);
     if std::env::var_os("SIM_DEBUG").is_some() {
         let unknown = recorded.iter().filter(|r| r.op.output.is_none()).count();
         eprintln!(
@@ -1037,6 +1059,7 @@ pub fn replay_command(opts: &Options) -> String {
 pub fn bug_name(bug: ServerBug) -> &'static str {
     match bug {
         ServerBug::LocalLinearizableReads => "local-linearizable-reads",
+        ServerBug::ExpiredLeasesKept => "expired-leases-kept",
     }
 }
 

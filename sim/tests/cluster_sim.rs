@@ -1,6 +1,7 @@
 //! The full-stack simulation proves itself: clean seeds pass under every fault, the same seed
-//! replays to the same trace hash, and a planted server mistake (linearizable reads served
-//! from a member's own state) is caught and its replay shows it again.
+//! replays to the same trace hash, and planted server mistakes are caught: linearizable reads
+//! served from a member's own state (a stale read; its replay shows it again), and expired
+//! leases never revoked (a key that outlives its lease).
 //!
 //! Built only with `--cfg madsim`:
 //! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p sim --test cluster_sim`.
@@ -69,4 +70,18 @@ fn local_linearizable_reads_are_caught_and_replay() {
     let replay = cluster::run(&options(caught.seed, bug));
     assert_eq!(replay.hash, caught.hash);
     assert_eq!(replay.violations, caught.violations);
+}
+
+#[test]
+fn expired_leases_that_are_kept_are_caught() {
+    let bug = Some(ServerBug::ExpiredLeasesKept);
+    let report = cluster::run(&options(1, bug));
+    assert!(
+        report
+            .violations
+            .iter()
+            .any(|v| v.starts_with("lease safety") && v.contains("lapsed")),
+        "caught as a key that outlived its lease: {:?}",
+        report.violations
+    );
 }

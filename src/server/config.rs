@@ -67,6 +67,8 @@ pub enum ServerBug {
     /// Serve linearizable reads from the member's own applied state, without a ReadIndex
     /// round: a follower that lags, or a leader cut off from its cluster, answers stale data.
     LocalLinearizableReads,
+    /// Never revoke a lease that expired: its keys outlive it.
+    ExpiredLeasesKept,
 }
 
 /// etcd's `--quota-backend-bytes` default.

@@ -677,8 +677,13 @@ impl Driver {
         let lessor = self.member_mut().applier_mut().lessor_mut();
         let expired = lessor.expired(now);
         let batch = lessor.poll_checkpoints(now);
+        let keep_expired = self
+            .config
+            .has_bug(super::config::ServerBug::ExpiredLeasesKept);
         for id in expired {
-            self.propose(Command::LeaseRevoke { id }, None);
+            if !keep_expired {
+                self.propose(Command::LeaseRevoke { id }, None);
+            }
         }
         if !batch.is_empty() {
             let carried: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();

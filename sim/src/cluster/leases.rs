@@ -1,0 +1,183 @@
+//! The lease workload and its safety check: a client grants short leases, attaches a key to
+//! each, renews some a few times, then revokes it or lets it lapse. After the faults stop, no
+//! key may outlive its lease: a key whose lease was revoked (acknowledged) must be gone, and
+//! so must one whose lease could not have been renewed past its TTL (plus a grace of an
+//! election timeout for a leader change, and the time the cluster had to heal).
+//!
+//! Unknown outcomes count against the check's strictness, never for it: a renew that timed
+//! out may have landed as late as its timeout, so the lapse is measured from there.
+
+use super::client_url;
+use bytes::Bytes;
+use oxcd::pb::etcdserverpb::{self as pb, kv_client::KvClient, lease_client::LeaseClient};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+/// Leases' TTL, in seconds (etcd's minimum for a 1 s election timeout is 2 s... plus one).
+const TTL_S: i64 = 3;
+
+/// One lease's key and what is known of its end.
+#[derive(Clone, Debug)]
+pub struct LeasedKey {
+    pub key: String,
+    pub lease: i64,
+    /// When the key must be gone at the latest, if nothing renewed the lease after.
+    pub lapse_by: Instant,
+    /// The revoke was acknowledged.
+    pub revoked: bool,
+}
+
+async fn lease_client(m: usize) -> Option<LeaseClient<tonic::transport::Channel>> {
+    tokio::time::timeout(TIMEOUT, LeaseClient::connect(client_url(m)))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// One keep-alive round trip; whether it was answered with a positive TTL.
+async fn renew(m: usize, id: i64) -> bool {
+    let go = async {
+        let mut c = lease_client(m).await?;
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        tx.send(pb::LeaseKeepAliveRequest { id }).await.ok()?;
+        let mut s = c
+            .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+            .ok()?
+            .into_inner();
+        let r = s.message().await.ok()??;
+        Some(r.ttl > 0)
+    };
+    matches!(tokio::time::timeout(TIMEOUT, go).await, Ok(Some(true)))
+}
+
+/// Grants, attaches, renews, and revokes or abandons leases until `until`.
+pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6c65_6173_6573);
+    let mut keys = Vec::new();
+    let mut n = 0u64;
+    while Instant::now() < until {
+        n += 1;
+        let m = rng.gen_range(0..nodes);
+        let sent = Instant::now();
+        let grant = async {
+            let mut c = lease_client(m).await?;
+            c.lease_grant(pb::LeaseGrantRequest { ttl: TTL_S, id: 0 })
+                .await
+                .ok()
+                .map(|r| r.into_inner().id)
+        };
+        let Ok(Some(lease)) = tokio::time::timeout(TIMEOUT, grant).await else {
+            // A lease of unknown ID carries no key of ours: nothing to check.
+            continue;
+        };
+        let key = format!("lease/{n}");
+        // Whatever lands lapses by then at the latest, unless renewed.
+        let ttl = Duration::from_secs(TTL_S as u64);
+        let mut lapse_by = sent + TIMEOUT + ttl;
+        let put = async {
+            let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
+                .await
+                .ok()?
+                .ok()?;
+            c.put(pb::PutRequest {
+                key: Bytes::from(key.clone()),
+                value: Bytes::from_static(b"held"),
+                lease,
+                ..Default::default()
+            })
+            .await
+            .ok()
+        };
+        let _ = tokio::time::timeout(TIMEOUT, put).await;
+        for _ in 0..rng.gen_range(0..3) {
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
+            let sent = Instant::now();
+            let m = rng.gen_range(0..nodes);
+            // Answered or not, a renew may have landed until its timeout.
+            let _ = renew(m, lease).await;
+            lapse_by = lapse_by.max(sent + TIMEOUT + ttl);
+        }
+        let mut revoked = false;
+        if rng.gen_bool(0.5) {
+            let m = rng.gen_range(0..nodes);
+            let revoke = async {
+                let mut c = lease_client(m).await?;
+                c.lease_revoke(pb::LeaseRevokeRequest { id: lease })
+                    .await
+                    .ok()
+            };
+            revoked = matches!(tokio::time::timeout(TIMEOUT, revoke).await, Ok(Some(_)));
+        }
+        keys.push(LeasedKey {
+            key,
+            lease,
+            lapse_by,
+            revoked,
+        });
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1000))).await;
+    }
+    keys
+}
+
+/// After the faults stopped at `healed`: every revoked lease's key is gone, and so is every
+/// key whose lease lapsed (its deadline, pushed past the healing by the grace `grace`).
+pub async fn check(
+    keys: &[LeasedKey],
+    nodes: usize,
+    healed: Instant,
+    grace: Duration,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    // Leases lapse on the leader's clock once there is one: give it the grace from whichever
+    // is later, the lapse or the healing.
+    let latest = keys
+        .iter()
+        .map(|k| k.lapse_by.max(healed) + grace)
+        .max()
+        .unwrap_or(healed);
+    let now = Instant::now();
+    if latest > now {
+        tokio::time::sleep(latest - now).await;
+    }
+    for k in keys {
+        let mut found = None;
+        for m in (0..nodes).cycle().take(nodes * 3) {
+            let read = async {
+                let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
+                    .await
+                    .ok()?
+                    .ok()?;
+                c.range(pb::RangeRequest {
+                    key: Bytes::from(k.key.clone()),
+                    ..Default::default()
+                })
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+            };
+            if let Ok(Some(r)) = tokio::time::timeout(TIMEOUT, read).await {
+                found = Some(r);
+                break;
+            }
+        }
+        match found {
+            None => out.push(format!(
+                "lease safety: no member answered a read of {}",
+                k.key
+            )),
+            Some(r) if !r.kvs.is_empty() => out.push(format!(
+                "lease safety: {} (lease {:x}, {}) outlived its lease: still there at revision {}",
+                k.key,
+                k.lease,
+                if k.revoked { "revoked" } else { "lapsed" },
+                r.header.map_or(0, |h| h.revision)
+            )),
+            Some(_) => {}
+        }
+    }
+    out
+}
