@@ -6,6 +6,7 @@
 //! simulator and the tests each drive the same core.
 
 pub mod api;
+pub mod clock;
 #[cfg(not(madsim))]
 pub mod ctl;
 #[doc(hidden)]

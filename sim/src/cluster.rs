@@ -21,6 +21,7 @@ use crate::checker::registers::{KeyedInput, RegistersModel};
 use crate::fnv::Fnv;
 use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
+use oxcd::clock::Clock;
 use oxcd::pb::etcdserverpb::kv_client::KvClient;
 use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd::pb::etcdserverpb::{self as pb, compare, request_op};
@@ -40,6 +41,8 @@ pub struct Faults {
     pub partition: bool,
     pub crash: bool,
     pub pause: bool,
+    /// Members' clocks drift (a rate each) and jump forward.
+    pub skew: bool,
     pub disk: bool,
 }
 
@@ -48,16 +51,19 @@ impl Faults {
         partition: true,
         crash: true,
         pause: true,
+        skew: true,
         disk: true,
     };
     pub const NONE: Faults = Faults {
         partition: false,
         crash: false,
         pause: false,
+        skew: false,
         disk: false,
     };
 
-    /// `all`, `none`, or a comma-separated list of `partition`, `crash`, `pause`, `disk`.
+    /// `all`, `none`, or a comma-separated list of `partition`, `crash`, `pause`, `skew`,
+    /// `disk`.
     pub fn parse(s: &str) -> Result<Faults, String> {
         match s {
             "all" => return Ok(Faults::ALL),
@@ -70,6 +76,7 @@ impl Faults {
                 "partition" => f.partition = true,
                 "crash" => f.crash = true,
                 "pause" => f.pause = true,
+                "skew" => f.skew = true,
                 "disk" => f.disk = true,
                 other => return Err(format!("unknown fault {other:?}")),
             }
@@ -89,6 +96,7 @@ impl Faults {
             (self.partition, "partition"),
             (self.crash, "crash"),
             (self.pause, "pause"),
+            (self.skew, "skew"),
             (self.disk, "disk"),
         ] {
             if on {
@@ -152,7 +160,7 @@ pub(crate) fn client_url(i: usize) -> String {
     format!("http://{}:2379", member_ip(i))
 }
 
-fn config(i: usize, nodes: usize, bug: Option<ServerBug>) -> ServerConfig {
+fn config(i: usize, nodes: usize, bug: Option<ServerBug>, clock: Clock) -> ServerConfig {
     let peer = |j: usize| format!("http://{}:2380", member_ip(j));
     let mut c = ServerConfig::single(&format!("m{i}"), "unused".into());
     c.listen_client = vec![format!("{}:2379", member_ip(i))];
@@ -166,6 +174,7 @@ fn config(i: usize, nodes: usize, bug: Option<ServerBug>) -> ServerConfig {
     c.snapshot_count = 200;
     c.snapshot_catchup_entries = 50;
     c.planted_bug = bug;
+    c.clock = clock;
     c
 }
 
@@ -345,6 +354,8 @@ struct World {
     handle: Handle,
     nodes: Vec<madsim::task::NodeId>,
     disks: Vec<SimDisk>,
+    /// Each member's clock skew.
+    skews: Vec<Arc<oxcd::clock::Skew>>,
     /// Members down (killed, not yet restarted) or paused.
     killed: Vec<bool>,
     paused: Vec<bool>,
@@ -396,6 +407,7 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
         (faults.partition, "partition"),
         (faults.crash, "crash"),
         (faults.pause, "pause"),
+        (faults.skew, "skew"),
         (faults.disk, "disk"),
     ] {
         if on {
@@ -449,6 +461,11 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
             tokio::time::sleep(hold).await;
             w.handle.resume(w.nodes[victim]);
             w.paused[victim] = false;
+        }
+        "skew" => {
+            let ms = rng.gen_range(200..3000);
+            w.note("skew", format!("m{victim}'s clock jumps {ms} ms forward"));
+            w.skews[victim].jump(ms);
         }
         _ => {
             // A slow disk, or one whose syncs fail (the member stops for good: the way back
@@ -762,20 +779,34 @@ async fn scenario(opts: Options) -> Report {
             )
         })
         .collect();
+    // Each member's clock drifts by up to ±2% (with skew faults), drawn from the seed.
+    let mut clock_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0x636c_6f63_6b73);
+    let (clocks, skews): (Vec<Clock>, Vec<_>) = (0..n)
+        .map(|_| {
+            let drift = if opts.faults.skew {
+                clock_rng.gen_range(-20_000..=20_000)
+            } else {
+                0
+            };
+            Clock::skewed(drift)
+        })
+        .unzip();
     let mut nodes = Vec::new();
     for (i, disk) in disks.iter().enumerate() {
         let disk = disk.clone();
         let bug = opts.bug;
+        let clock = clocks[i].clone();
         let node = handle
             .create_node()
             .name(format!("m{i}"))
             .ip(member_ip(i))
             .init(move || {
                 let disk = disk.reopen();
+                let clock = clock.clone();
                 async move {
                     // A member that cannot start (its disk refuses) stays down until the
                     // next restart; the checks see it as an unavailable member.
-                    let server = start(config(i, n, bug), disk).await;
+                    let server = start(config(i, n, bug, clock), disk).await;
                     std::future::pending::<()>().await;
                     drop(server);
                 }
@@ -814,6 +845,7 @@ async fn scenario(opts: Options) -> Report {
         handle: handle.clone(),
         nodes,
         disks,
+        skews,
         killed: vec![false; n],
         paused: vec![false; n],
         log: Vec::new(),

@@ -54,6 +54,8 @@ pub struct ServerConfig {
     /// `host:port` addresses for a separate /metrics, /health and /version listener.
     pub listen_metrics: Vec<String>,
     pub pre_vote: bool,
+    /// The member's clock (the system's; a skewed one in simulation).
+    pub clock: crate::clock::Clock,
     /// A deliberate mistake in the server path, for proving that the simulator catches it.
     /// Never set in production (it exists only with the `planted-bugs` feature).
     #[cfg(feature = "planted-bugs")]
@@ -100,6 +102,7 @@ impl ServerConfig {
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),
             pre_vote: true,
+            clock: crate::clock::Clock::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }

@@ -301,8 +301,9 @@ impl Driver {
         }
     }
 
+    /// Milliseconds since the driver started, on the member's clock (leases expire by it).
     pub fn now_ms(&self) -> u64 {
-        self.start.elapsed().as_millis() as u64
+        self.config.clock.since_ms(self.start)
     }
 
     pub fn member(&self) -> &Member<ServerEngine> {
@@ -866,7 +867,7 @@ impl Driver {
     /// The loop; returns when every handle is gone, or with the error that stopped the member.
     pub async fn run(mut self, mut rx: mpsc::Receiver<Input>) -> Result<(), String> {
         let mut tick =
-            tokio::time::interval(std::time::Duration::from_millis(self.config.heartbeat_ms));
+            tokio::time::interval(self.config.clock.real_duration(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
