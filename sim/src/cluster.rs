@@ -44,6 +44,10 @@ pub struct Faults {
     /// Members' clocks drift (a rate each) and jump forward.
     pub skew: bool,
     pub disk: bool,
+    /// Packet loss (retransmitted: delays) and latency spikes.
+    pub net: bool,
+    /// Leadership moved to another member (etcd's MoveLeader).
+    pub transfer: bool,
 }
 
 impl Faults {
@@ -53,6 +57,8 @@ impl Faults {
         pause: true,
         skew: true,
         disk: true,
+        net: true,
+        transfer: true,
     };
     pub const NONE: Faults = Faults {
         partition: false,
@@ -60,10 +66,12 @@ impl Faults {
         pause: false,
         skew: false,
         disk: false,
+        net: false,
+        transfer: false,
     };
 
     /// `all`, `none`, or a comma-separated list of `partition`, `crash`, `pause`, `skew`,
-    /// `disk`.
+    /// `disk`, `net`, `transfer`.
     pub fn parse(s: &str) -> Result<Faults, String> {
         match s {
             "all" => return Ok(Faults::ALL),
@@ -78,6 +86,8 @@ impl Faults {
                 "pause" => f.pause = true,
                 "skew" => f.skew = true,
                 "disk" => f.disk = true,
+                "net" => f.net = true,
+                "transfer" => f.transfer = true,
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }
@@ -98,6 +108,8 @@ impl Faults {
             (self.pause, "pause"),
             (self.skew, "skew"),
             (self.disk, "disk"),
+            (self.net, "net"),
+            (self.transfer, "transfer"),
         ] {
             if on {
                 names.push(name);
@@ -354,6 +366,8 @@ struct World {
     handle: Handle,
     nodes: Vec<madsim::task::NodeId>,
     disks: Vec<SimDisk>,
+    /// A node of the nemesis's own, to send the requests its faults need (MoveLeader).
+    ctl: madsim::runtime::NodeHandle,
     /// Each member's clock skew.
     skews: Vec<Arc<oxcd::clock::Skew>>,
     /// Members down (killed, not yet restarted) or paused.
@@ -409,6 +423,8 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
         (faults.pause, "pause"),
         (faults.skew, "skew"),
         (faults.disk, "disk"),
+        (faults.net, "net"),
+        (faults.transfer, "transfer"),
     ] {
         if on {
             kinds.push(kind);
@@ -462,6 +478,33 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
             w.handle.resume(w.nodes[victim]);
             w.paused[victim] = false;
         }
+        "net" => {
+            let loss = rng.gen_range(0.05..0.3);
+            let latency_ms = rng.gen_range(20..200);
+            w.note(
+                "net",
+                format!("packet loss {loss:.2} and latency up to {latency_ms} ms for {hold:?}"),
+            );
+            let net = madsim::net::NetSim::current();
+            net.update_config(|c| {
+                c.packet_loss_rate = loss;
+                c.send_latency = Duration::from_millis(1)..Duration::from_millis(latency_ms);
+            });
+            tokio::time::sleep(hold).await;
+            net.update_config(|c| *c = madsim::net::Config::default());
+        }
+        "transfer" => {
+            let to = rng.gen_range(0..n);
+            let moved = w.ctl.spawn(move_leader(n, to)).await;
+            match moved {
+                Ok(Ok(from)) => w.note(
+                    "transfer",
+                    format!("leadership moved from m{from} to m{to}"),
+                ),
+                Ok(Err(why)) => w.note("transfer", format!("no leader transfer to m{to}: {why}")),
+                Err(e) => w.note("transfer", format!("the transfer task failed: {e}")),
+            }
+        }
         "skew" => {
             let ms = rng.gen_range(200..3000);
             w.note("skew", format!("m{victim}'s clock jumps {ms} ms forward"));
@@ -498,6 +541,48 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
     }
     // Quiet time between faults.
     tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+}
+
+/// Asks the leader to hand leadership to member `to`; the leader's index, or why not.
+async fn move_leader(nodes: usize, to: usize) -> Result<usize, String> {
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for m in 0..nodes {
+        let status = async {
+            let mut c = MaintenanceClient::connect(client_url(m)).await.ok()?;
+            c.status(pb::StatusRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        let s = tokio::time::timeout(OP_TIMEOUT, status)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("m{m} did not answer Status"))?;
+        let id = s.header.map_or(0, |h| h.member_id);
+        if s.leader == id {
+            leader = Some(m);
+        }
+        ids.push(id);
+    }
+    let from = leader.ok_or("no member leads")?;
+    if from == to {
+        return Err(format!("m{to} leads already"));
+    }
+    let go = async {
+        let mut c = MaintenanceClient::connect(client_url(from))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.move_leader(pb::MoveLeaderRequest { target_id: ids[to] })
+            .await
+            .map_err(|e| e.message().to_string())
+    };
+    match tokio::time::timeout(OP_TIMEOUT * 5, go).await {
+        Ok(Ok(_)) => Ok(from),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("MoveLeader timed out".into()),
+    }
 }
 
 /// A put that succeeds within `bound`, through any member: the cluster is live.
@@ -846,6 +931,11 @@ async fn scenario(opts: Options) -> Report {
         nodes,
         disks,
         skews,
+        ctl: handle
+            .create_node()
+            .name("nemesis")
+            .ip("10.0.4.1".parse().expect("an IP"))
+            .build(),
         killed: vec![false; n],
         paused: vec![false; n],
         log: Vec::new(),
@@ -1001,7 +1091,7 @@ async fn scenario(opts: Options) -> Report {
             eprintln!("  {}", describe(r));
         }
     }
-    if !violations.is_empty() && std::env::var_os("SIM_DEBUG").is_some() {
+    if std::env::var_os("SIM_DEBUG").is_some() {
         eprintln!("fault log of seed {}:\n{}", opts.seed, world.log.join("\n"));
     }
     let timeline_html = (!violations.is_empty())

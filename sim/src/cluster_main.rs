@@ -31,7 +31,7 @@ struct ClusterArgs {
     /// The fault phase in simulated time: `60s`, `2m`.
     #[arg(long, default_value = "60s", value_parser = parse_secs)]
     duration: Duration,
-    /// `all`, `none`, or a list of partition, crash, pause, skew, disk.
+    /// `all`, `none`, or a list of partition, crash, pause, skew, disk, net, transfer.
     #[arg(long, default_value = "all", value_parser = Faults::parse)]
     faults: Faults,
     #[arg(long, default_value_t = 3)]
@@ -106,10 +106,18 @@ pub fn main() -> ExitCode {
             }
         }
     }
-    let faults: Vec<String> = ["partition", "crash", "pause", "skew", "disk"]
-        .iter()
-        .map(|k| format!("{k}:{}", faults.get(k).copied().unwrap_or(0)))
-        .collect();
+    let faults: Vec<String> = [
+        "partition",
+        "crash",
+        "pause",
+        "skew",
+        "disk",
+        "net",
+        "transfer",
+    ]
+    .iter()
+    .map(|k| format!("{k}:{}", faults.get(k).copied().unwrap_or(0)))
+    .collect();
     println!(
         "cluster seeds={} sim_s={:.1} wall_s={:.2} ops={ops} faults={} undecided={undecided} violations={violations} hash={hash:016x}",
         args.count,
