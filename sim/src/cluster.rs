@@ -22,10 +22,11 @@ use crate::fnv::Fnv;
 use bytes::Bytes;
 use madsim::runtime::{Handle, Runtime};
 use oxcd::clock::Clock;
+use oxcd::pb::etcdserverpb::cluster_client::ClusterClient;
 use oxcd::pb::etcdserverpb::kv_client::KvClient;
 use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd::pb::etcdserverpb::{self as pb, compare, request_op};
-use oxcd::server::{ServerBug, ServerConfig, start};
+use oxcd::server::{ClusterState, ServerBug, ServerConfig, start};
 use oxcd::storage::{DiskFaults, SimDisk};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -48,6 +49,8 @@ pub struct Faults {
     pub net: bool,
     /// Leadership moved to another member (etcd's MoveLeader).
     pub transfer: bool,
+    /// A member removed from the cluster and added back as a new member on an empty disk.
+    pub member: bool,
 }
 
 impl Faults {
@@ -59,6 +62,7 @@ impl Faults {
         disk: true,
         net: true,
         transfer: true,
+        member: true,
     };
     pub const NONE: Faults = Faults {
         partition: false,
@@ -68,10 +72,11 @@ impl Faults {
         disk: false,
         net: false,
         transfer: false,
+        member: false,
     };
 
     /// `all`, `none`, or a comma-separated list of `partition`, `crash`, `pause`, `skew`,
-    /// `disk`, `net`, `transfer`.
+    /// `disk`, `net`, `transfer`, `member`.
     pub fn parse(s: &str) -> Result<Faults, String> {
         match s {
             "all" => return Ok(Faults::ALL),
@@ -88,6 +93,7 @@ impl Faults {
                 "disk" => f.disk = true,
                 "net" => f.net = true,
                 "transfer" => f.transfer = true,
+                "member" => f.member = true,
                 other => return Err(format!("unknown fault {other:?}")),
             }
         }
@@ -110,6 +116,7 @@ impl Faults {
             (self.disk, "disk"),
             (self.net, "net"),
             (self.transfer, "transfer"),
+            (self.member, "member"),
         ] {
             if on {
                 names.push(name);
@@ -361,6 +368,13 @@ async fn client(
     }
 }
 
+/// What a member node starts from when (re)started.
+struct Slot {
+    disk: SimDisk,
+    /// Added to a running cluster (after a removal): it joins instead of founding.
+    joining: bool,
+}
+
 /// The world of one run: member nodes and their disks.
 struct World {
     handle: Handle,
@@ -368,6 +382,8 @@ struct World {
     disks: Vec<SimDisk>,
     /// A node of the nemesis's own, to send the requests its faults need (MoveLeader).
     ctl: madsim::runtime::NodeHandle,
+    /// What each member node starts from (its disk, and whether it joins a running cluster).
+    slots: Vec<Arc<Mutex<Slot>>>,
     /// Each member's clock skew.
     skews: Vec<Arc<oxcd::clock::Skew>>,
     /// Members down (killed, not yet restarted) or paused.
@@ -425,6 +441,7 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
         (faults.disk, "disk"),
         (faults.net, "net"),
         (faults.transfer, "transfer"),
+        (faults.member, "member"),
     ] {
         if on {
             kinds.push(kind);
@@ -505,6 +522,35 @@ async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
                 Err(e) => w.note("transfer", format!("the transfer task failed: {e}")),
             }
         }
+        "member" => {
+            let removed = w.ctl.spawn(remove_member(n, victim)).await;
+            match removed {
+                Ok(Ok(id)) => {
+                    w.note(
+                        "member",
+                        format!("m{victim} ({id:x}) removed; it rejoins on an empty disk"),
+                    );
+                    w.handle.kill(w.nodes[victim]);
+                    let fresh = SimDisk::new(rng.gen_range(0..u64::MAX), DiskFaults::default());
+                    {
+                        let mut slot = w.slots[victim].lock().expect("one thread");
+                        slot.disk = fresh.clone();
+                        slot.joining = true;
+                    }
+                    w.disks[victim] = fresh;
+                    let added = w.ctl.spawn(add_member(n, victim)).await;
+                    if !matches!(added, Ok(Ok(()))) {
+                        w.note(
+                            "member",
+                            format!("m{victim} could not be added back: {added:?}"),
+                        );
+                    }
+                    w.handle.restart(w.nodes[victim]);
+                }
+                Ok(Err(why)) => w.note("member", format!("m{victim} not removed: {why}")),
+                Err(e) => w.note("member", format!("the remove task failed: {e}")),
+            }
+        }
         "skew" => {
             let ms = rng.gen_range(200..3000);
             w.note("skew", format!("m{victim}'s clock jumps {ms} ms forward"));
@@ -583,6 +629,81 @@ async fn move_leader(nodes: usize, to: usize) -> Result<usize, String> {
         Ok(Err(e)) => Err(e),
         Err(_) => Err("MoveLeader timed out".into()),
     }
+}
+
+/// The cluster's member list, from whichever member answers first.
+async fn member_list(nodes: usize) -> Option<Vec<pb::Member>> {
+    for m in 0..nodes {
+        let list = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_list(pb::MemberListRequest { linearizable: true })
+                .await
+                .ok()
+                .map(|r| r.into_inner().members)
+        };
+        if let Ok(Some(members)) = tokio::time::timeout(OP_TIMEOUT, list).await {
+            return Some(members);
+        }
+    }
+    None
+}
+
+fn peer_url(i: usize) -> String {
+    format!("http://{}:2380", member_ip(i))
+}
+
+/// Removes member `victim`: its ID once the member list no longer has it.
+async fn remove_member(nodes: usize, victim: usize) -> Result<u64, String> {
+    let members = member_list(nodes).await.ok_or("no member list")?;
+    let id = members
+        .iter()
+        .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+        .map(|m| m.id)
+        .ok_or_else(|| format!("m{victim} is not a member"))?;
+    for m in (0..nodes).filter(|&m| m != victim) {
+        let remove = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_remove(pb::MemberRemoveRequest { id }).await.ok()
+        };
+        let _ = tokio::time::timeout(OP_TIMEOUT * 3, remove).await;
+        // Answered or not, the member list says whether it happened.
+        for _ in 0..10 {
+            if let Some(members) = member_list(nodes).await {
+                if members.iter().all(|m| m.id != id) {
+                    return Ok(id);
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Err(format!("m{victim} ({id:x}) is still a member"))
+}
+
+/// Adds member `victim`'s peer URL back, retrying until the member list has it.
+async fn add_member(nodes: usize, victim: usize) -> Result<(), String> {
+    for attempt in 0..30 {
+        if let Some(members) = member_list(nodes).await
+            && members
+                .iter()
+                .any(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+        {
+            return Ok(());
+        }
+        let m = (victim + 1 + attempt) % nodes;
+        let add = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_add(pb::MemberAddRequest {
+                peer_ur_ls: vec![peer_url(victim)],
+                is_learner: false,
+            })
+            .await
+            .ok()
+        };
+        let _ = tokio::time::timeout(OP_TIMEOUT * 3, add).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(format!("m{victim} was not added back"))
 }
 
 /// A put that succeeds within `bound`, through any member: the cluster is live.
@@ -877,8 +998,17 @@ async fn scenario(opts: Options) -> Report {
         })
         .unzip();
     let mut nodes = Vec::new();
-    for (i, disk) in disks.iter().enumerate() {
-        let disk = disk.clone();
+    let slots: Vec<Arc<Mutex<Slot>>> = disks
+        .iter()
+        .map(|d| {
+            Arc::new(Mutex::new(Slot {
+                disk: d.clone(),
+                joining: false,
+            }))
+        })
+        .collect();
+    for (i, slot) in slots.iter().enumerate() {
+        let slot = slot.clone();
         let bug = opts.bug;
         let clock = clocks[i].clone();
         let node = handle
@@ -886,12 +1016,19 @@ async fn scenario(opts: Options) -> Report {
             .name(format!("m{i}"))
             .ip(member_ip(i))
             .init(move || {
-                let disk = disk.reopen();
+                let (disk, joining) = {
+                    let s = slot.lock().expect("one thread");
+                    (s.disk.reopen(), s.joining)
+                };
                 let clock = clock.clone();
                 async move {
+                    let mut c = config(i, n, bug, clock);
+                    if joining {
+                        c.cluster_state = ClusterState::Existing;
+                    }
                     // A member that cannot start (its disk refuses) stays down until the
                     // next restart; the checks see it as an unavailable member.
-                    let server = start(config(i, n, bug, clock), disk).await;
+                    let server = start(c, disk).await;
                     std::future::pending::<()>().await;
                     drop(server);
                 }
@@ -930,6 +1067,7 @@ async fn scenario(opts: Options) -> Report {
         handle: handle.clone(),
         nodes,
         disks,
+        slots,
         skews,
         ctl: handle
             .create_node()

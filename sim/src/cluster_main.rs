@@ -31,7 +31,7 @@ struct ClusterArgs {
     /// The fault phase in simulated time: `60s`, `2m`.
     #[arg(long, default_value = "60s", value_parser = parse_secs)]
     duration: Duration,
-    /// `all`, `none`, or a list of partition, crash, pause, skew, disk, net, transfer.
+    /// `all`, `none`, or a list of partition, crash, pause, skew, disk, net, transfer, member.
     #[arg(long, default_value = "all", value_parser = Faults::parse)]
     faults: Faults,
     #[arg(long, default_value_t = 3)]
@@ -114,6 +114,7 @@ pub fn main() -> ExitCode {
         "disk",
         "net",
         "transfer",
+        "member",
     ]
     .iter()
     .map(|k| format!("{k}:{}", faults.get(k).copied().unwrap_or(0)))
