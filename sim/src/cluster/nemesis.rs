@@ -1,0 +1,355 @@
+//! The nemesis: the faults of a run, drawn from the seed one at a time (partitions, crashes
+//! with power loss, pauses, clock jumps, disk faults, packet loss and latency, leader
+//! transfers, membership changes), each held for a while and undone, and the world they act on.
+
+use super::Faults;
+use super::{OP_TIMEOUT, client_url, member_ip};
+use madsim::runtime::Handle;
+use oxcd::pb::etcdserverpb as pb;
+use oxcd::pb::etcdserverpb::cluster_client::ClusterClient;
+use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
+use oxcd::storage::{DiskFaults, SimDisk};
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a member node starts from when (re)started.
+pub(super) struct Slot {
+    pub(super) disk: SimDisk,
+    /// Added to a running cluster (after a removal): it joins instead of founding.
+    pub(super) joining: bool,
+}
+
+/// The world of one run: member nodes and their disks.
+pub(super) struct World {
+    pub(super) handle: Handle,
+    pub(super) nodes: Vec<madsim::task::NodeId>,
+    pub(super) disks: Vec<SimDisk>,
+    /// A node of the nemesis's own, to send the requests its faults need (MoveLeader).
+    pub(super) ctl: madsim::runtime::NodeHandle,
+    /// What each member node starts from (its disk, and whether it joins a running cluster).
+    pub(super) slots: Vec<Arc<Mutex<Slot>>>,
+    /// Each member's clock skew.
+    pub(super) skews: Vec<Arc<oxcd::clock::Skew>>,
+    /// Members down (killed, not yet restarted) or paused.
+    pub(super) killed: Vec<bool>,
+    pub(super) paused: Vec<bool>,
+    pub(super) log: Vec<String>,
+    pub(super) counts: BTreeMap<&'static str, u64>,
+    pub(super) start: Instant,
+}
+
+impl World {
+    pub(super) fn note(&mut self, kind: &'static str, what: String) {
+        *self.counts.entry(kind).or_default() += 1;
+        let at = self.start.elapsed().as_millis();
+        self.log.push(format!("{at:>7} ms  {what}"));
+    }
+
+    fn heal_network(&self) {
+        let net = madsim::net::NetSim::current();
+        for &a in &self.nodes {
+            net.unclog_node(a);
+            for &b in &self.nodes {
+                net.unclog_link(a, b);
+            }
+        }
+    }
+
+    /// Everything back: network healed, paused members resumed, killed ones restarted,
+    /// disk faults off.
+    pub(super) fn heal_all(&mut self) {
+        self.heal_network();
+        for i in 0..self.nodes.len() {
+            self.disks[i].set_faults(DiskFaults::default());
+            if self.paused[i] {
+                self.handle.resume(self.nodes[i]);
+                self.paused[i] = false;
+            }
+            if self.killed[i] {
+                self.handle.restart(self.nodes[i]);
+                self.killed[i] = false;
+            }
+        }
+    }
+}
+
+/// One fault, held for a while, then undone.
+pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
+    let n = w.nodes.len();
+    let mut kinds = Vec::new();
+    for (on, kind) in [
+        (faults.partition, "partition"),
+        (faults.crash, "crash"),
+        (faults.pause, "pause"),
+        (faults.skew, "skew"),
+        (faults.disk, "disk"),
+        (faults.net, "net"),
+        (faults.transfer, "transfer"),
+        (faults.member, "member"),
+    ] {
+        if on {
+            kinds.push(kind);
+        }
+    }
+    if kinds.is_empty() {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        return;
+    }
+    let kind = kinds[rng.gen_range(0..kinds.len())];
+    let hold = Duration::from_millis(rng.gen_range(500..4000));
+    let victim = rng.gen_range(0..n);
+    match kind {
+        "partition" => {
+            // A random minority cut off from the rest, both ways (a lone member is the
+            // "isolated" case, which takes a leader away from its followers half the time).
+            let size = rng.gen_range(1..=(n - 1) / 2);
+            let mut side: Vec<usize> = (0..n).collect();
+            for i in (1..n).rev() {
+                side.swap(i, rng.gen_range(0..=i));
+            }
+            side.truncate(size);
+            w.note(
+                "partition",
+                format!("partition {side:?} from the rest for {hold:?}"),
+            );
+            let net = madsim::net::NetSim::current();
+            for &a in &side {
+                for b in (0..n).filter(|b| !side.contains(b)) {
+                    net.clog_link(w.nodes[a], w.nodes[b]);
+                    net.clog_link(w.nodes[b], w.nodes[a]);
+                }
+            }
+            tokio::time::sleep(hold).await;
+            w.heal_network();
+        }
+        "crash" => {
+            w.note("crash", format!("kill m{victim} (power loss) for {hold:?}"));
+            w.handle.kill(w.nodes[victim]);
+            w.disks[victim].crash();
+            w.killed[victim] = true;
+            tokio::time::sleep(hold).await;
+            w.handle.restart(w.nodes[victim]);
+            w.killed[victim] = false;
+        }
+        "pause" => {
+            w.note("pause", format!("pause m{victim} for {hold:?}"));
+            w.handle.pause(w.nodes[victim]);
+            w.paused[victim] = true;
+            tokio::time::sleep(hold).await;
+            w.handle.resume(w.nodes[victim]);
+            w.paused[victim] = false;
+        }
+        "net" => {
+            let loss = rng.gen_range(0.05..0.3);
+            let latency_ms = rng.gen_range(20..200);
+            w.note(
+                "net",
+                format!("packet loss {loss:.2} and latency up to {latency_ms} ms for {hold:?}"),
+            );
+            let net = madsim::net::NetSim::current();
+            net.update_config(|c| {
+                c.packet_loss_rate = loss;
+                c.send_latency = Duration::from_millis(1)..Duration::from_millis(latency_ms);
+            });
+            tokio::time::sleep(hold).await;
+            net.update_config(|c| *c = madsim::net::Config::default());
+        }
+        "transfer" => {
+            let to = rng.gen_range(0..n);
+            let moved = w.ctl.spawn(move_leader(n, to)).await;
+            match moved {
+                Ok(Ok(from)) => w.note(
+                    "transfer",
+                    format!("leadership moved from m{from} to m{to}"),
+                ),
+                Ok(Err(why)) => w.note("transfer", format!("no leader transfer to m{to}: {why}")),
+                Err(e) => w.note("transfer", format!("the transfer task failed: {e}")),
+            }
+        }
+        "member" => {
+            let removed = w.ctl.spawn(remove_member(n, victim)).await;
+            match removed {
+                Ok(Ok(id)) => {
+                    w.note(
+                        "member",
+                        format!("m{victim} ({id:x}) removed; it rejoins on an empty disk"),
+                    );
+                    w.handle.kill(w.nodes[victim]);
+                    let fresh = SimDisk::new(rng.gen_range(0..u64::MAX), DiskFaults::default());
+                    {
+                        let mut slot = w.slots[victim].lock().expect("one thread");
+                        slot.disk = fresh.clone();
+                        slot.joining = true;
+                    }
+                    w.disks[victim] = fresh;
+                    let added = w.ctl.spawn(add_member(n, victim)).await;
+                    if !matches!(added, Ok(Ok(()))) {
+                        w.note(
+                            "member",
+                            format!("m{victim} could not be added back: {added:?}"),
+                        );
+                    }
+                    w.handle.restart(w.nodes[victim]);
+                }
+                Ok(Err(why)) => w.note("member", format!("m{victim} not removed: {why}")),
+                Err(e) => w.note("member", format!("the remove task failed: {e}")),
+            }
+        }
+        "skew" => {
+            let ms = rng.gen_range(200..3000);
+            w.note("skew", format!("m{victim}'s clock jumps {ms} ms forward"));
+            w.skews[victim].jump(ms);
+        }
+        _ => {
+            // A slow disk, or one whose syncs fail (the member stops for good: the way back
+            // is a restart from its disk).
+            if rng.gen_bool(0.5) {
+                w.note("disk", format!("slow disk on m{victim} for {hold:?}"));
+                w.disks[victim].set_faults(DiskFaults {
+                    slow_io: 0.5,
+                    slow_io_delay: Duration::from_millis(rng.gen_range(5..100)),
+                    ..DiskFaults::default()
+                });
+                tokio::time::sleep(hold).await;
+                w.disks[victim].set_faults(DiskFaults::default());
+            } else {
+                w.note(
+                    "disk",
+                    format!("failing syncs on m{victim}, then a restart"),
+                );
+                w.disks[victim].set_faults(DiskFaults {
+                    sync_failure: 0.2,
+                    ..DiskFaults::default()
+                });
+                tokio::time::sleep(hold).await;
+                w.disks[victim].set_faults(DiskFaults::default());
+                w.handle.kill(w.nodes[victim]);
+                w.disks[victim].crash();
+                w.handle.restart(w.nodes[victim]);
+            }
+        }
+    }
+    // Quiet time between faults.
+    tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+}
+
+/// Asks the leader to hand leadership to member `to`; the leader's index, or why not.
+pub(super) async fn move_leader(nodes: usize, to: usize) -> Result<usize, String> {
+    let mut ids = Vec::new();
+    let mut leader = None;
+    for m in 0..nodes {
+        let status = async {
+            let mut c = MaintenanceClient::connect(client_url(m)).await.ok()?;
+            c.status(pb::StatusRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        };
+        let s = tokio::time::timeout(OP_TIMEOUT, status)
+            .await
+            .ok()
+            .flatten()
+            .ok_or_else(|| format!("m{m} did not answer Status"))?;
+        let id = s.header.map_or(0, |h| h.member_id);
+        if s.leader == id {
+            leader = Some(m);
+        }
+        ids.push(id);
+    }
+    let from = leader.ok_or("no member leads")?;
+    if from == to {
+        return Err(format!("m{to} leads already"));
+    }
+    let go = async {
+        let mut c = MaintenanceClient::connect(client_url(from))
+            .await
+            .map_err(|e| e.to_string())?;
+        c.move_leader(pb::MoveLeaderRequest { target_id: ids[to] })
+            .await
+            .map_err(|e| e.message().to_string())
+    };
+    match tokio::time::timeout(OP_TIMEOUT * 5, go).await {
+        Ok(Ok(_)) => Ok(from),
+        Ok(Err(e)) => Err(e),
+        Err(_) => Err("MoveLeader timed out".into()),
+    }
+}
+
+/// The cluster's member list, from whichever member answers first.
+pub(super) async fn member_list(nodes: usize) -> Option<Vec<pb::Member>> {
+    for m in 0..nodes {
+        let list = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_list(pb::MemberListRequest { linearizable: true })
+                .await
+                .ok()
+                .map(|r| r.into_inner().members)
+        };
+        if let Ok(Some(members)) = tokio::time::timeout(OP_TIMEOUT, list).await {
+            return Some(members);
+        }
+    }
+    None
+}
+
+pub(super) fn peer_url(i: usize) -> String {
+    format!("http://{}:2380", member_ip(i))
+}
+
+/// Removes member `victim`: its ID once the member list no longer has it.
+pub(super) async fn remove_member(nodes: usize, victim: usize) -> Result<u64, String> {
+    let members = member_list(nodes).await.ok_or("no member list")?;
+    let id = members
+        .iter()
+        .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+        .map(|m| m.id)
+        .ok_or_else(|| format!("m{victim} is not a member"))?;
+    for m in (0..nodes).filter(|&m| m != victim) {
+        let remove = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_remove(pb::MemberRemoveRequest { id }).await.ok()
+        };
+        let _ = tokio::time::timeout(OP_TIMEOUT * 3, remove).await;
+        // Answered or not, the member list says whether it happened.
+        for _ in 0..10 {
+            if let Some(members) = member_list(nodes).await {
+                if members.iter().all(|m| m.id != id) {
+                    return Ok(id);
+                }
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+    Err(format!("m{victim} ({id:x}) is still a member"))
+}
+
+/// Adds member `victim`'s peer URL back, retrying until the member list has it.
+pub(super) async fn add_member(nodes: usize, victim: usize) -> Result<(), String> {
+    for attempt in 0..30 {
+        if let Some(members) = member_list(nodes).await
+            && members
+                .iter()
+                .any(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+        {
+            return Ok(());
+        }
+        let m = (victim + 1 + attempt) % nodes;
+        let add = async {
+            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
+            c.member_add(pb::MemberAddRequest {
+                peer_ur_ls: vec![peer_url(victim)],
+                is_learner: false,
+            })
+            .await
+            .ok()
+        };
+        let _ = tokio::time::timeout(OP_TIMEOUT * 3, add).await;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Err(format!("m{victim} was not added back"))
+}
