@@ -43,6 +43,12 @@ pub(super) struct World {
 }
 
 impl World {
+    /// Logs what a fault in progress did (not counted as another fault).
+    fn detail(&mut self, what: String) {
+        let at = self.start.elapsed().as_millis();
+        self.log.push(format!("{at:>7} ms  {what}"));
+    }
+
     pub(super) fn note(&mut self, kind: &'static str, what: String) {
         *self.counts.entry(kind).or_default() += 1;
         let at = self.start.elapsed().as_millis();
@@ -186,14 +192,19 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
                         slot.joining = true;
                     }
                     w.disks[victim] = fresh;
-                    let added = w.ctl.spawn(add_member(n, victim)).await;
-                    if !matches!(added, Ok(Ok(()))) {
-                        w.note(
-                            "member",
-                            format!("m{victim} could not be added back: {added:?}"),
-                        );
-                    }
+                    let learner = rng.gen_bool(0.5);
+                    let added = w.ctl.spawn(add_member(n, victim, learner)).await;
                     w.handle.restart(w.nodes[victim]);
+                    match added {
+                        Ok(Ok(id)) if learner => {
+                            let promoted = w.ctl.spawn(promote(n, id)).await;
+                            w.detail(format!(
+                                "m{victim} back as learner {id:x}, promoted: {promoted:?}"
+                            ));
+                        }
+                        Ok(Ok(id)) => w.detail(format!("m{victim} back as {id:x}")),
+                        other => w.detail(format!("m{victim} could not be added back: {other:?}")),
+                    }
                 }
                 Ok(Err(why)) => w.note("member", format!("m{victim} not removed: {why}")),
                 Err(e) => w.note("member", format!("the remove task failed: {e}")),
@@ -328,22 +339,23 @@ pub(super) async fn remove_member(nodes: usize, victim: usize) -> Result<u64, St
     Err(format!("m{victim} ({id:x}) is still a member"))
 }
 
-/// Adds member `victim`'s peer URL back, retrying until the member list has it.
-pub(super) async fn add_member(nodes: usize, victim: usize) -> Result<(), String> {
+/// Adds member `victim`'s peer URL back (as a learner if `learner`), retrying until the member
+/// list has it: its new ID.
+pub(super) async fn add_member(nodes: usize, victim: usize, learner: bool) -> Result<u64, String> {
     for attempt in 0..30 {
         if let Some(members) = member_list(nodes).await
-            && members
+            && let Some(m) = members
                 .iter()
-                .any(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+                .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
         {
-            return Ok(());
+            return Ok(m.id);
         }
         let m = (victim + 1 + attempt) % nodes;
         let add = async {
             let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
             c.member_add(pb::MemberAddRequest {
                 peer_ur_ls: vec![peer_url(victim)],
-                is_learner: false,
+                is_learner: learner,
             })
             .await
             .ok()
@@ -352,4 +364,33 @@ pub(super) async fn add_member(nodes: usize, victim: usize) -> Result<(), String
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(format!("m{victim} was not added back"))
+}
+
+/// Promotes learner `id` once it has caught up (the leader refuses until then).
+pub(super) async fn promote(nodes: usize, id: u64) -> Result<(), String> {
+    let mut last = String::new();
+    for attempt in 0..40 {
+        let m = attempt % nodes;
+        let go = async {
+            let mut c = ClusterClient::connect(client_url(m))
+                .await
+                .map_err(|e| e.to_string())?;
+            c.member_promote(pb::MemberPromoteRequest { id })
+                .await
+                .map_err(|e| e.message().to_string())
+        };
+        match tokio::time::timeout(OP_TIMEOUT * 3, go).await {
+            Ok(Ok(_)) => return Ok(()),
+            Ok(Err(e))
+                if e.contains("can only promote a learner member") && !e.contains("in sync") =>
+            {
+                // Promoted already (an earlier try landed after its timeout).
+                return Ok(());
+            }
+            Ok(Err(e)) => last = e,
+            Err(_) => last = "timed out".into(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(format!("{id:x} not promoted: {last}"))
 }
