@@ -575,11 +575,17 @@ pub fn bug_name(bug: ServerBug) -> &'static str {
     }
 }
 
+/// The planted server mistakes, by name.
+const BUGS: [ServerBug; 2] = [
+    ServerBug::LocalLinearizableReads,
+    ServerBug::ExpiredLeasesKept,
+];
+
 pub fn parse_bug(name: &str) -> Result<ServerBug, String> {
-    match name {
-        "local-linearizable-reads" => Ok(ServerBug::LocalLinearizableReads),
-        other => Err(format!(
-            "unknown bug {other:?} (known: local-linearizable-reads)"
-        )),
-    }
+    BUGS.into_iter()
+        .find(|&b| bug_name(b) == name)
+        .ok_or_else(|| {
+            let known: Vec<&str> = BUGS.into_iter().map(bug_name).collect();
+            format!("unknown bug {name:?} (known: {})", known.join(", "))
+        })
 }

@@ -3,85 +3,109 @@
 //! served from a member's own state (a stale read; its replay shows it again), and expired
 //! leases never revoked (a key that outlives its lease).
 //!
+//! Each case runs the `sim` binary as a user would (`sim/run cluster ...`), which runs every
+//! seed in a process of its own: a run leaves state in the process (madsim's and the
+//! libraries' globals) that could otherwise reach the next one.
+//!
 //! Built only with `--cfg madsim`:
 //! `RUSTFLAGS="--cfg madsim" CARGO_TARGET_DIR=target/sim cargo test -p sim --test cluster_sim`.
 
 #![cfg(madsim)]
 
-use oxcd::server::ServerBug;
-use sim::cluster::{self, Faults, Options};
-use std::time::Duration;
+use std::process::Command;
 
-fn options(seed: u64, bug: Option<ServerBug>) -> Options {
-    Options {
-        seed,
-        nodes: 3,
-        duration: Duration::from_secs(20),
-        faults: Faults::ALL,
-        clients: 3,
-        bug,
-    }
+/// What `sim cluster ARGS` printed, and whether it exited 0.
+fn sim_cluster(args: &[&str]) -> (String, bool) {
+    let out = Command::new(env!("CARGO_BIN_EXE_sim"))
+        .arg("cluster")
+        .args(["--duration", "20s"])
+        .args(args)
+        .output()
+        .expect("the sim binary runs");
+    assert!(
+        out.stderr.is_empty() || out.status.success() || !out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        out.status.success(),
+    )
+}
+
+/// The value of `name=` in the report line.
+fn field<'a>(text: &'a str, name: &str) -> &'a str {
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("cluster seeds="))
+        .unwrap_or_else(|| panic!("no report line in:\n{text}"));
+    line.split(' ')
+        .find_map(|f| f.strip_prefix(&format!("{name}=")))
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
 }
 
 #[test]
 fn clean_seeds_pass_under_every_fault() {
-    for seed in 1..=10 {
-        let report = cluster::run(&options(seed, None));
-        assert!(
-            report.ops > 100,
-            "seed {seed}: only {} operations",
-            report.ops
-        );
-        assert!(
-            report.violations.is_empty(),
-            "seed {seed}: {:?}\nreplay: {}",
-            report.violations,
-            cluster::replay_command(&options(seed, None))
-        );
-        assert_eq!(report.undecided, 0, "seed {seed}: the search gave up");
-    }
+    let (out, ok) = sim_cluster(&["--seed", "1", "--count", "10"]);
+    assert!(ok, "{out}");
+    assert_eq!(field(&out, "violations"), "0", "{out}");
+    assert_eq!(field(&out, "undecided"), "0", "{out}");
+    let ops: u64 = field(&out, "ops").parse().unwrap();
+    assert!(ops > 1000, "only {ops} operations in 10 seeds");
 }
 
 #[test]
 fn a_seed_replays_to_the_same_hash() {
-    let a = cluster::run(&options(7, None));
-    let b = cluster::run(&options(7, None));
-    assert_eq!(a.hash, b.hash);
-    assert_eq!(a.ops, b.ops);
-    let c = cluster::run(&options(8, None));
-    assert_ne!(a.hash, c.hash, "another seed, another history");
+    let (a, _) = sim_cluster(&["--seed", "7", "--count", "1"]);
+    let (b, _) = sim_cluster(&["--seed", "7", "--count", "1", "--check-determinism"]);
+    assert_eq!(field(&a, "hash"), field(&b, "hash"));
+    assert_eq!(field(&b, "violations"), "0", "{b}");
+    let (c, _) = sim_cluster(&["--seed", "8", "--count", "1"]);
+    assert_ne!(
+        field(&a, "hash"),
+        field(&c, "hash"),
+        "another seed, another history"
+    );
 }
 
 #[test]
 fn local_linearizable_reads_are_caught_and_replay() {
-    let bug = Some(ServerBug::LocalLinearizableReads);
-    let caught = (1..=10)
-        .map(|seed| cluster::run(&options(seed, bug)))
-        .find(|r| !r.violations.is_empty())
-        .expect("the planted bug is caught within 10 seeds");
+    let bug = ["--bug", "local-linearizable-reads"];
+    let (out, ok) = sim_cluster(&[&["--seed", "1", "--count", "10"][..], &bug].concat());
+    assert!(!ok, "the planted bug went unnoticed in 10 seeds:\n{out}");
+    // The first failing seed, as printed, and its replay command.
+    let seed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("seed ")?.split(':').next())
+        .expect("a failing seed");
     assert!(
-        caught
-            .violations
-            .iter()
-            .any(|v| v.starts_with("linearizability") || v.contains("revision go back")),
-        "caught as a stale read: {:?}",
-        caught.violations
+        out.contains("linearizability:") || out.contains("revision go back"),
+        "caught as a stale read:\n{out}"
     );
-    let replay = cluster::run(&options(caught.seed, bug));
-    assert_eq!(replay.hash, caught.hash);
-    assert_eq!(replay.violations, caught.violations);
+    let (first, _) = sim_cluster(&[&["--seed", seed, "--count", "1"][..], &bug].concat());
+    let (again, _) = sim_cluster(&[&["--seed", seed, "--count", "1"][..], &bug].concat());
+    assert_ne!(field(&first, "violations"), "0");
+    assert_eq!(field(&first, "hash"), field(&again, "hash"));
+    assert_eq!(
+        first,
+        again.replace(field(&again, "wall_s"), field(&first, "wall_s"))
+    );
 }
 
 #[test]
 fn expired_leases_that_are_kept_are_caught() {
-    let bug = Some(ServerBug::ExpiredLeasesKept);
-    let report = cluster::run(&options(1, bug));
+    let (out, ok) = sim_cluster(&[
+        "--seed",
+        "1",
+        "--count",
+        "1",
+        "--bug",
+        "expired-leases-kept",
+    ]);
+    assert!(!ok, "{out}");
     assert!(
-        report
-            .violations
-            .iter()
-            .any(|v| v.starts_with("lease safety") && v.contains("lapsed")),
-        "caught as a key that outlived its lease: {:?}",
-        report.violations
+        out.lines()
+            .any(|l| l.contains("lease safety") && l.contains("lapsed")),
+        "caught as a key that outlived its lease:\n{out}"
     );
 }
