@@ -149,6 +149,16 @@ impl<B: Backend> KvStore<B> {
         }
     }
 
+    /// A write that failed part way (a backend read refused after the in-memory index
+    /// changed) leaves the index and the backend disagreeing: the store breaks, as after a
+    /// refused write, and the member stops.
+    fn broken_by<T>(&mut self, r: Result<T>) -> Result<T> {
+        if let Err(e) = &r {
+            self.broken = Some(BackendError(format!("a write failed part way: {e}")));
+        }
+        r
+    }
+
     pub fn backend(&self) -> &B {
         &self.backend
     }
@@ -183,6 +193,7 @@ impl<B: Backend> KvStore<B> {
         self.check_put_state(req, lease_exists)?;
         let mut pending = self.begin();
         let response = self.put_in(req, &mut pending);
+        let response = self.broken_by(response)?;
         self.commit(pending, response)
     }
 
@@ -192,6 +203,7 @@ impl<B: Backend> KvStore<B> {
         check_delete(req)?;
         let mut pending = self.begin();
         let response = self.delete_in(&req.key, &req.range_end, req.prev_kv, &mut pending);
+        let response = self.broken_by(response)?;
         self.commit(pending, response)
     }
 
@@ -201,9 +213,8 @@ impl<B: Backend> KvStore<B> {
         let mut pending = self.begin();
         let mut deleted = 0;
         for key in keys {
-            deleted += self
-                .delete_in(key, &Bytes::new(), false, &mut pending)
-                .deleted;
+            let response = self.delete_in(key, &Bytes::new(), false, &mut pending);
+            deleted += self.broken_by(response)?.deleted;
         }
         self.commit(pending, deleted)
     }
@@ -225,6 +236,7 @@ impl<B: Backend> KvStore<B> {
         let mut pending = self.begin();
         let mut step = 0;
         let response = self.txn_in(req, &path, &mut step, &mut pending);
+        let response = self.broken_by(response)?;
         debug_assert_eq!(step, path.len());
         self.commit(pending, response)
     }
@@ -483,10 +495,8 @@ impl<B: Backend> KvStore<B> {
         Ok(())
     }
 
-    fn put_in(&mut self, req: &PutRequest, pending: &mut Pending) -> PutResponse {
-        let prev = self
-            .live(&req.key, Some(pending))
-            .expect("the key's record is readable");
+    fn put_in(&mut self, req: &PutRequest, pending: &mut Pending) -> Result<PutResponse> {
+        let prev = self.live(&req.key, Some(pending))?;
         let rev = Revision::new(pending.main, pending.records.len() as i64);
         let (value, lease) = match &prev {
             Some(p) if req.ignore_value || req.ignore_lease => (
@@ -507,7 +517,7 @@ impl<B: Backend> KvStore<B> {
             value,
             lease,
         };
-        let before = self.before_revision(&req.key, &prev, pending.main);
+        let before = self.before_revision(&req.key, &prev, pending.main)?;
         self.index.entry(req.key.clone()).or_default().put(rev);
         pending.records.push(Record {
             kv: kv.clone(),
@@ -518,9 +528,9 @@ impl<B: Backend> KvStore<B> {
             kv,
             prev_kv: before,
         });
-        PutResponse {
+        Ok(PutResponse {
             prev_kv: if req.prev_kv { prev } else { None },
-        }
+        })
     }
 
     fn delete_in(
@@ -529,7 +539,7 @@ impl<B: Backend> KvStore<B> {
         range_end: &Bytes,
         want_prev: bool,
         pending: &mut Pending,
-    ) -> DeleteRangeResponse {
+    ) -> Result<DeleteRangeResponse> {
         let at = pending.main;
         let victims: Vec<(Bytes, Revision)> = self
             .keys_in(key, range_end)
@@ -537,11 +547,8 @@ impl<B: Backend> KvStore<B> {
             .collect();
         let mut prev_kvs = Vec::new();
         for (k, r) in &victims {
-            let prev = self
-                .record(*r, Some(pending))
-                .expect("live record is readable")
-                .kv;
-            let before = self.before_revision(k, &Some(prev.clone()), pending.main);
+            let prev = self.record(*r, Some(pending))?.kv;
+            let before = self.before_revision(k, &Some(prev.clone()), pending.main)?;
             let rev = Revision::new(pending.main, pending.records.len() as i64);
             self.index.get_mut(k).expect("indexed").tombstone(rev);
             let tomb = KeyValue {
@@ -562,26 +569,30 @@ impl<B: Backend> KvStore<B> {
                 prev_kvs.push(prev);
             }
         }
-        DeleteRangeResponse {
+        Ok(DeleteRangeResponse {
             deleted: victims.len() as i64,
             prev_kvs,
-        }
+        })
     }
 
     /// An event's `prev_kv`: the version live before the event's revision, as etcd's watchers
     /// see it (a read at revision - 1), not one written or deleted earlier in the same
     /// transaction (nested transactions, and deletes to the end of the key space, let one
     /// transaction write a key twice). `live` is the key's version now, before this change.
-    fn before_revision(&self, key: &Bytes, live: &Option<KeyValue>, main: i64) -> Option<KeyValue> {
+    fn before_revision(
+        &self,
+        key: &Bytes,
+        live: &Option<KeyValue>,
+        main: i64,
+    ) -> Result<Option<KeyValue>> {
         let touched = self
             .index
             .get(key)
             .is_some_and(|ki| ki.changed_between(main, main));
         if !touched {
-            return live.clone();
+            return Ok(live.clone());
         }
         self.version_before(key, Revision::new(main, 0))
-            .expect("the key's record is readable")
     }
 
     /// Evaluates the compares of `req` and of the nested transactions on the branch taken, in
@@ -633,7 +644,7 @@ impl<B: Backend> KvStore<B> {
         path: &[bool],
         step: &mut usize,
         pending: &mut Pending,
-    ) -> TxnResponse {
+    ) -> Result<TxnResponse> {
         let succeeded = path[*step];
         *step += 1;
         let ops = if succeeded {
@@ -644,24 +655,23 @@ impl<B: Backend> KvStore<B> {
         let mut responses = Vec::with_capacity(ops.len());
         for op in ops {
             responses.push(match op {
-                RequestOp::Range(r) => ResponseOp::Range(
-                    self.range_in(r, Some(pending))
-                        .expect("checked before the transaction began"),
-                ),
-                RequestOp::Put(p) => ResponseOp::Put(self.put_in(p, pending)),
+                // Its revision was checked before the transaction began: what can fail here
+                // is a read from the backend.
+                RequestOp::Range(r) => ResponseOp::Range(self.range_in(r, Some(pending))?),
+                RequestOp::Put(p) => ResponseOp::Put(self.put_in(p, pending)?),
                 RequestOp::DeleteRange(d) => ResponseOp::DeleteRange(self.delete_in(
                     &d.key,
                     &d.range_end,
                     d.prev_kv,
                     pending,
-                )),
-                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_in(t, path, step, pending)),
+                )?),
+                RequestOp::Txn(t) => ResponseOp::Txn(self.txn_in(t, path, step, pending)?),
             });
         }
-        TxnResponse {
+        Ok(TxnResponse {
             succeeded,
             responses,
-        }
+        })
     }
 
     /// One compare, as etcd evaluates it: every key in the range must satisfy it; a missing key

@@ -110,24 +110,54 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
     let victim = rng.gen_range(0..n);
     match kind {
         "partition" => {
-            // A random minority cut off from the rest, both ways (a lone member is the
-            // "isolated" case, which takes a leader away from its followers half the time).
-            let size = rng.gen_range(1..=(n - 1) / 2);
-            let mut side: Vec<usize> = (0..n).collect();
+            let mut order: Vec<usize> = (0..n).collect();
             for i in (1..n).rev() {
-                side.swap(i, rng.gen_range(0..=i));
+                order.swap(i, rng.gen_range(0..=i));
             }
-            side.truncate(size);
-            w.note(
-                "partition",
-                format!("partition {side:?} from the rest for {hold:?}"),
-            );
-            let net = madsim::net::NetSim::current();
-            for &a in &side {
-                for b in (0..n).filter(|b| !side.contains(b)) {
-                    net.clog_link(w.nodes[a], w.nodes[b]);
-                    net.clog_link(w.nodes[b], w.nodes[a]);
+            // Links to cut: (from, to), one way each.
+            let mut cut: Vec<(usize, usize)> = Vec::new();
+            let shape = rng.gen_range(0..3);
+            let what = match shape {
+                0 => {
+                    // A random minority cut off from the rest, both ways (a lone member is
+                    // the isolated case, which takes a leader away from its followers often).
+                    let side = &order[..rng.gen_range(1..=(n - 1) / 2)];
+                    for &a in side {
+                        for b in (0..n).filter(|b| !side.contains(b)) {
+                            cut.extend([(a, b), (b, a)]);
+                        }
+                    }
+                    format!("partition {side:?} from the rest")
                 }
+                1 => {
+                    // A bridge: two groups that reach each other only through one member.
+                    let bridge = order[0];
+                    let (left, right) = order[1..].split_at((n - 1) / 2);
+                    for &a in left {
+                        for &b in right {
+                            cut.extend([(a, b), (b, a)]);
+                        }
+                    }
+                    format!("bridge: {left:?} and {right:?} meet only through m{bridge}")
+                }
+                _ => {
+                    // One way: a member that hears everyone but is not heard (or the reverse).
+                    let m = order[0];
+                    let deaf = rng.gen_bool(0.5);
+                    for b in (0..n).filter(|&b| b != m) {
+                        cut.push(if deaf { (b, m) } else { (m, b) });
+                    }
+                    if deaf {
+                        format!("m{m} hears no one (it is heard)")
+                    } else {
+                        format!("m{m} is heard by no one (it hears)")
+                    }
+                }
+            };
+            w.note("partition", format!("{what} for {hold:?}"));
+            let net = madsim::net::NetSim::current();
+            for (a, b) in cut {
+                net.clog_link(w.nodes[a], w.nodes[b]);
             }
             tokio::time::sleep(hold).await;
             w.heal_network();
@@ -228,14 +258,33 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
                 tokio::time::sleep(hold).await;
                 w.disks[victim].set_faults(DiskFaults::default());
             } else {
-                w.note(
-                    "disk",
-                    format!("failing syncs on m{victim}, then a restart"),
-                );
-                w.disks[victim].set_faults(DiskFaults {
-                    sync_failure: 0.2,
-                    ..DiskFaults::default()
-                });
+                // A disk the member cannot trust: it stops for good, and a restart from the
+                // disk (the fault gone) is the way back.
+                let (what, faults) = match rng.gen_range(0..3) {
+                    0 => (
+                        "failing syncs",
+                        DiskFaults {
+                            sync_failure: 0.2,
+                            ..DiskFaults::default()
+                        },
+                    ),
+                    1 => (
+                        "reads that flip a bit",
+                        DiskFaults {
+                            read_corruption: 0.05,
+                            ..DiskFaults::default()
+                        },
+                    ),
+                    _ => (
+                        "a full disk",
+                        DiskFaults {
+                            capacity_bytes: Some(1),
+                            ..DiskFaults::default()
+                        },
+                    ),
+                };
+                w.note("disk", format!("{what} on m{victim}, then a restart"));
+                w.disks[victim].set_faults(faults);
                 tokio::time::sleep(hold).await;
                 w.disks[victim].set_faults(DiskFaults::default());
                 w.handle.kill(w.nodes[victim]);
