@@ -387,7 +387,8 @@ fn member_add_promote_remove() {
         None
     });
     let first = out.stdout.lines().next().unwrap_or_default();
-    let words: Vec<&str> = first.split(' ').collect();
+    // etcdctl pads IDs to 16 columns with spaces (`%16x`): split on runs of them.
+    let words: Vec<&str> = first.split_whitespace().collect();
     assert!(
         words.len() == 6 && words[0] == "Member" && words[2..5] == ["added", "to", "cluster"],
         "member add printed {:?}",
@@ -462,7 +463,7 @@ fn member_add_promote_remove() {
     });
     assert_eq!(
         promoted,
-        format!("Member {id} promoted in cluster {cluster_id}\n")
+        format!("Member {id:>16} promoted in cluster {cluster_id:>16}\n")
     );
     let mut want = founders.clone();
     want.push(row(&id, "started", "m4", &peer, &client, false));
@@ -489,7 +490,7 @@ fn member_add_promote_remove() {
     assert_eq!(out.code, Some(0), "member remove: {out:?}");
     assert_eq!(
         out.stdout,
-        format!("Member {id} removed from cluster {cluster_id}\n")
+        format!("Member {id:>16} removed from cluster {cluster_id:>16}\n")
     );
     assert_eq!(member_rows(&eps), founders);
     let out = etcdctl(&eps, &["endpoint", "health"], None);

@@ -13,6 +13,7 @@
 //! covers the history and the fault log, so the same seed gives the same hash.
 
 mod leases;
+mod locks;
 mod nemesis;
 mod registers;
 mod timeline;
@@ -171,6 +172,8 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Beyond a lease's lapse (or the healing, if later): a leader change's grace of one election
 /// timeout, and time for the revoke to commit.
 const LEASE_GRACE: Duration = Duration::from_secs(3);
+/// Clients taking the one lock.
+const LOCK_CLIENTS: usize = 2;
 /// A client's pause between operations, at most.
 const THINK_MS_MAX: u64 = 30;
 /// The linearizability search's budget per run.
@@ -369,6 +372,16 @@ async fn scenario(opts: Options) -> Report {
         .ip("10.0.1.101".parse().expect("an IP"))
         .build()
         .spawn(leases::run(opts.seed, n, until));
+    let lock_tasks: Vec<_> = (0..LOCK_CLIENTS)
+        .map(|c| {
+            handle
+                .create_node()
+                .name(format!("locker{c}"))
+                .ip(format!("10.0.1.{}", 110 + c).parse().expect("an IP"))
+                .build()
+                .spawn(locks::run(c, opts.seed, n, until))
+        })
+        .collect();
 
     let mut world = World {
         handle: handle.clone(),
@@ -435,6 +448,14 @@ async fn scenario(opts: Options) -> Report {
         Vec::new()
     });
     let leased_n = leased.len();
+    let mut acquired = Vec::new();
+    for t in lock_tasks {
+        match t.await {
+            Ok(a) => acquired.extend(a),
+            Err(_) => violations.push("a lock client failed".to_string()),
+        }
+    }
+    let acquired_n = acquired.len();
     // Liveness phase: faults stopped, the cluster must serve again. (From a node of its own:
     // the runtime's main node has no address to talk from.)
     let checker = handle
@@ -453,8 +474,12 @@ async fn scenario(opts: Options) -> Report {
             let written = written_values(n)
                 .await
                 .map_err(|e| format!("history: {e}"))?;
-            let lease_violations = leases::check(&leased, n, healed, LEASE_GRACE).await;
-            Ok((written, lease_violations))
+            let lock_keys = locks::history(n)
+                .await
+                .map_err(|e| format!("history: {e}"))?;
+            let mut more = locks::check(&acquired, &lock_keys);
+            more.extend(leases::check(&leased, n, healed, LEASE_GRACE).await);
+            Ok((written, more))
         })
         .await;
     let written = match after {
@@ -522,7 +547,8 @@ async fn scenario(opts: Options) -> Report {
     for line in &world.log {
         hash.bytes(line.as_bytes());
     }
-    hash.u64(watch_log.events.len() as u64)
+    hash.u64(acquired_n as u64)
+        .u64(watch_log.events.len() as u64)
         .u64(watch_log.resumes)
         .u64(leased_n as u64);
     if std::env::var_os("SIM_DEBUG").is_some() {

@@ -52,6 +52,17 @@ pub type OpenWatch = (
 
 /// Opens a watch on `reg/` at member `m`.
 pub async fn open(m: usize, start_revision: i64, prev_kv: bool) -> Result<OpenWatch, String> {
+    open_prefix(m, "reg/", "reg0", start_revision, prev_kv).await
+}
+
+/// Opens a watch on the keys in `[key, range_end)` at member `m`.
+pub async fn open_prefix(
+    m: usize,
+    key: &'static str,
+    range_end: &'static str,
+    start_revision: i64,
+    prev_kv: bool,
+) -> Result<OpenWatch, String> {
     let mut client = WatchClient::connect(client_url(m))
         .await
         .map_err(|e| e.to_string())?;
@@ -59,8 +70,8 @@ pub async fn open(m: usize, start_revision: i64, prev_kv: bool) -> Result<OpenWa
     let create = pb::WatchRequest {
         request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
             pb::WatchCreateRequest {
-                key: Bytes::from_static(b"reg/"),
-                range_end: Bytes::from_static(b"reg0"),
+                key: Bytes::from_static(key.as_bytes()),
+                range_end: Bytes::from_static(range_end.as_bytes()),
                 start_revision,
                 prev_kv,
                 ..Default::default()

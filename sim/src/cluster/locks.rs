@@ -1,0 +1,304 @@
+//! The lock workload and its safety check: clients take one lock with etcd's recipe on leases
+//! (a key `lock/<lease>` created under a lease, the holder being the key with the lowest create
+//! revision, renewed while held, deleted to release), and afterwards the store's history says
+//! whether two ever held it at once.
+//!
+//! The check, in the store's terms: a client that saw its key first at revision `O` holds the
+//! lock from `O` until its key is deleted. Every key created before its own must have been
+//! deleted by `O`; one still there at `O` means two holders (the read that showed the client
+//! first was stale, or a deleted key came back).
+
+use super::client_url;
+use bytes::Bytes;
+use oxcd::pb::etcdserverpb::{
+    self as pb, compare, kv_client::KvClient, lease_client::LeaseClient, request_op,
+};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+use tokio::time::Instant;
+
+const TIMEOUT: Duration = Duration::from_secs(2);
+const TTL_S: i64 = 3;
+/// How long a client waits in line before it gives up on the lock.
+const WAIT_MAX: Duration = Duration::from_secs(10);
+
+/// One acquisition: whose key, created at which revision, seen first at which revision.
+#[derive(Clone, Debug)]
+pub struct Acquired {
+    pub client: usize,
+    pub key: String,
+    pub created: i64,
+    pub observed: i64,
+}
+
+async fn kv(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
+    tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
+        .await
+        .ok()?
+        .ok()
+}
+
+/// Renews `lease` every second until `stop`.
+async fn keep_alive(nodes: usize, lease: i64, stop: Arc<AtomicBool>) {
+    let mut m = 0;
+    while !stop.load(Ordering::Relaxed) {
+        let go = async {
+            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(pb::LeaseKeepAliveRequest { id: lease })
+                .await
+                .ok()?;
+            let mut s = c
+                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+                .ok()?
+                .into_inner();
+            s.message().await.ok()?
+        };
+        if tokio::time::timeout(TIMEOUT, go)
+            .await
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            m = (m + 1) % nodes;
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+/// Creates `key` under `lease` unless it exists: the revision that created it.
+async fn enqueue(m: usize, key: &str, lease: i64) -> Option<i64> {
+    let mut c = kv(m).await?;
+    let k = Bytes::from(key.to_string());
+    let txn = pb::TxnRequest {
+        compare: vec![pb::Compare {
+            result: compare::CompareResult::Equal as i32,
+            target: compare::CompareTarget::Create as i32,
+            key: k.clone(),
+            target_union: Some(compare::TargetUnion::CreateRevision(0)),
+            ..Default::default()
+        }],
+        success: vec![pb::RequestOp {
+            request: Some(request_op::Request::RequestPut(pb::PutRequest {
+                key: k,
+                lease,
+                ..Default::default()
+            })),
+        }],
+        failure: vec![],
+    };
+    let r = tokio::time::timeout(TIMEOUT, c.txn(txn))
+        .await
+        .ok()?
+        .ok()?
+        .into_inner();
+    r.succeeded.then(|| r.header.map_or(0, |h| h.revision))
+}
+
+/// The key with the lowest create revision under `lock/`, and the revision of the read.
+async fn first_in_line(m: usize) -> Option<(Option<String>, i64)> {
+    let mut c = kv(m).await?;
+    let r = tokio::time::timeout(
+        TIMEOUT,
+        c.range(pb::RangeRequest {
+            key: Bytes::from_static(b"lock/"),
+            range_end: Bytes::from_static(b"lock0"),
+            limit: 1,
+            sort_order: 1,  // ascend
+            sort_target: 2, // create revision
+            ..Default::default()
+        }),
+    )
+    .await
+    .ok()?
+    .ok()?
+    .into_inner();
+    let first = r
+        .kvs
+        .first()
+        .map(|kv| String::from_utf8_lossy(&kv.key).into_owned());
+    Some((first, r.header.map_or(0, |h| h.revision)))
+}
+
+/// Takes and releases the lock, again and again, until `until`.
+pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<Acquired> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x6c6f_636b_0000 + client as u64));
+    let mut acquired = Vec::new();
+    while Instant::now() < until {
+        let m = rng.gen_range(0..nodes);
+        let grant = async {
+            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
+            c.lease_grant(pb::LeaseGrantRequest { ttl: TTL_S, id: 0 })
+                .await
+                .ok()
+                .map(|r| r.into_inner().id)
+        };
+        let Ok(Some(lease)) = tokio::time::timeout(TIMEOUT, grant).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(keep_alive(nodes, lease, stop.clone()));
+        let key = format!("lock/{lease:016x}");
+        if let Some(created) = enqueue(m, &key, lease).await {
+            let waited = Instant::now();
+            while waited.elapsed() < WAIT_MAX && Instant::now() < until {
+                let m = rng.gen_range(0..nodes);
+                match first_in_line(m).await {
+                    Some((Some(first), observed)) if first == key => {
+                        acquired.push(Acquired {
+                            client,
+                            key: key.clone(),
+                            created,
+                            observed,
+                        });
+                        // Hold it a while.
+                        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..500))).await;
+                        break;
+                    }
+                    // Lost the key (its lease lapsed): give up this round.
+                    Some((None, _)) => break,
+                    _ => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        }
+        // Release: delete the key and revoke the lease (the lease's lapse does it otherwise).
+        stop.store(true, Ordering::Relaxed);
+        let m = rng.gen_range(0..nodes);
+        let release = async {
+            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
+            c.lease_revoke(pb::LeaseRevokeRequest { id: lease })
+                .await
+                .ok()
+        };
+        let _ = tokio::time::timeout(TIMEOUT, release).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(10..200))).await;
+    }
+    acquired
+}
+
+/// Each lock key the store ever held: its create revision and, if gone, its delete revision.
+/// Read with a watch from revision 1 up to a progress notification at or past `now` (the
+/// notification never runs ahead of the events).
+pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)>, String> {
+    let mut last = String::new();
+    for m in 0..nodes {
+        let attempt = async {
+            let mut c = kv(m).await.ok_or("no connection")?;
+            let now = c
+                .range(pb::RangeRequest {
+                    key: Bytes::from_static(b"lock/"),
+                    range_end: Bytes::from_static(b"lock0"),
+                    count_only: true,
+                    ..Default::default()
+                })
+                .await
+                .map_err(|e| e.to_string())?
+                .into_inner()
+                .header
+                .map_or(0, |h| h.revision);
+            let (mut stream, tx) =
+                super::watcher::open_prefix(m, "lock/", "lock0", 1, false).await?;
+            let mut keys: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
+            let mut asked = false;
+            loop {
+                let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+                    return Err("the watch ended".to_string());
+                };
+                if r.canceled {
+                    return Err(format!("the watch was canceled: {}", r.cancel_reason));
+                }
+                let progress = r.events.is_empty() && !r.created;
+                for e in r.events {
+                    let kv = e.kv.unwrap_or_default();
+                    let key = String::from_utf8_lossy(&kv.key).into_owned();
+                    if e.r#type == 1 {
+                        if let Some(k) = keys.get_mut(&key) {
+                            k.1 = Some(kv.mod_revision);
+                        }
+                    } else if kv.version == 1 {
+                        keys.insert(key, (kv.create_revision, None));
+                    }
+                }
+                if progress && r.header.is_some_and(|h| h.revision >= now) {
+                    return Ok(keys);
+                }
+                if !asked || progress {
+                    asked = true;
+                    let ask = pb::WatchRequest {
+                        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                            pb::WatchProgressRequest {},
+                        )),
+                    };
+                    tx.send(ask).await.map_err(|e| e.to_string())?;
+                }
+            }
+        };
+        match tokio::time::timeout(Duration::from_secs(20), attempt).await {
+            Ok(Ok(keys)) => return Ok(keys),
+            Ok(Err(e)) => last = format!("m{m}: {e}"),
+            Err(_) => last = format!("m{m}: timed out"),
+        }
+    }
+    Err(format!("no member gave the lock keys' history: {last}"))
+}
+
+/// Mutual exclusion in the store's terms (see the module docs).
+pub fn check(acquired: &[Acquired], keys: &BTreeMap<String, (i64, Option<i64>)>) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in acquired {
+        match keys.get(&a.key) {
+            Some(&(created, _)) if created == a.created => {}
+            other => {
+                out.push(format!(
+                    "lock: client {} acquired with {} created at {}, the store says {other:?}",
+                    a.client, a.key, a.created
+                ));
+                continue;
+            }
+        }
+        for (key, &(created, deleted)) in keys {
+            if created < a.created && deleted.is_none_or(|d| d > a.observed) {
+                out.push(format!(
+                    "lock: two holders: client {} saw {} first at revision {}, while {key} \
+                     (created at {created}, deleted at {deleted:?}) was still there",
+                    a.client, a.key, a.observed
+                ));
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_holder_that_saw_itself_first_too_early_is_caught() {
+        let keys: BTreeMap<String, (i64, Option<i64>)> = [
+            ("lock/a".to_string(), (10, Some(20))),
+            ("lock/b".to_string(), (12, Some(30))),
+        ]
+        .into();
+        let ok = Acquired {
+            client: 1,
+            key: "lock/b".into(),
+            created: 12,
+            observed: 21,
+        };
+        assert!(check(std::slice::from_ref(&ok), &keys).is_empty());
+        let early = Acquired {
+            observed: 15,
+            ..ok.clone()
+        };
+        assert_eq!(check(&[early], &keys).len(), 1);
+        let unknown = Acquired { created: 13, ..ok };
+        assert_eq!(check(&[unknown], &keys).len(), 1);
+    }
+}
