@@ -262,8 +262,25 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
 
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
     let transport = transport::Transport::new(identity.cluster_id, tx.clone());
+    // A member that joined but restarted before the leader's snapshot brought it the
+    // membership knows no peers from its disk: ask the cluster again, or it could answer no one.
+    let mut peers = identity.peers;
+    if peers.is_empty()
+        && config.cluster_state == ClusterState::Existing
+        && member.raw().raft.tracker.conf_state() == raft::ConfState::default()
+    {
+        match joining_identity(&config).await {
+            Ok(joined) if joined.member_id == identity.member_id => peers = joined.peers,
+            Ok(joined) => tracing::warn!(
+                stored = format!("{:x}", identity.member_id),
+                cluster = format!("{:x}", joined.member_id),
+                "the cluster knows this member's peer URLs under another ID"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot learn the cluster's members"),
+        }
+    }
     let mut driver = Driver::new(member, config.clone(), identity.cluster_id, transport);
-    driver.connect_peers(identity.peers);
+    driver.connect_peers(peers);
     let handle = NodeHandle::new(
         tx,
         identity.member_id,

@@ -12,6 +12,7 @@
 //! and the workload and nemesis draw from ChaCha generators seeded from it. The trace hash
 //! covers the history and the fault log, so the same seed gives the same hash.
 
+mod appends;
 mod leases;
 mod locks;
 mod nemesis;
@@ -174,6 +175,8 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 const LEASE_GRACE: Duration = Duration::from_secs(3);
 /// Clients taking the one lock.
 const LOCK_CLIENTS: usize = 2;
+/// Clients of the multi-key transaction (list-append) workload.
+const TXN_CLIENTS: usize = 2;
 /// A client's pause between operations, at most.
 const THINK_MS_MAX: u64 = 30;
 /// The linearizability search's budget per run.
@@ -382,6 +385,16 @@ async fn scenario(opts: Options) -> Report {
                 .spawn(locks::run(c, opts.seed, n, until))
         })
         .collect();
+    let txn_tasks: Vec<_> = (0..TXN_CLIENTS)
+        .map(|c| {
+            handle
+                .create_node()
+                .name(format!("txn{c}"))
+                .ip(format!("10.0.1.{}", 120 + c).parse().expect("an IP"))
+                .build()
+                .spawn(appends::run(c, opts.seed, n, start_at, until))
+        })
+        .collect();
 
     let mut world = World {
         handle: handle.clone(),
@@ -456,6 +469,18 @@ async fn scenario(opts: Options) -> Report {
         }
     }
     let acquired_n = acquired.len();
+    let mut txns = Vec::new();
+    for t in txn_tasks {
+        match t.await {
+            Ok(records) => txns.extend(records),
+            Err(_) => violations.push("a transaction client failed".to_string()),
+        }
+    }
+    let txns_n = txns.len();
+    let committed_n = txns
+        .iter()
+        .filter(|t| matches!(t.outcome, appends::Outcome::Committed { .. }))
+        .count();
     // Liveness phase: faults stopped, the cluster must serve again. (From a node of its own:
     // the runtime's main node has no address to talk from.)
     let checker = handle
@@ -478,6 +503,10 @@ async fn scenario(opts: Options) -> Report {
                 .await
                 .map_err(|e| format!("history: {e}"))?;
             let mut more = locks::check(&acquired, &lock_keys);
+            let lists = appends::history(n)
+                .await
+                .map_err(|e| format!("history: {e}"))?;
+            more.extend(appends::check(&txns, &lists));
             more.extend(leases::check(&leased, n, healed, LEASE_GRACE).await);
             Ok((written, more))
         })
@@ -548,6 +577,7 @@ async fn scenario(opts: Options) -> Report {
         hash.bytes(line.as_bytes());
     }
     hash.u64(acquired_n as u64)
+        .u64(txns_n as u64)
         .u64(watch_log.events.len() as u64)
         .u64(watch_log.resumes)
         .u64(leased_n as u64);
@@ -557,6 +587,10 @@ async fn scenario(opts: Options) -> Report {
             "seed {}: {} ops, {unknown} with unknown outcomes",
             opts.seed,
             recorded.len()
+        );
+        eprintln!(
+            "{txns_n} transactions, {committed_n} committed; {acquired_n} lock acquisitions; {} watch events",
+            watch_log.events.len()
         );
         for r in recorded.iter().take(40) {
             eprintln!("  {}", describe(r));

@@ -30,6 +30,8 @@ const WAIT_MAX: Duration = Duration::from_secs(10);
 #[derive(Clone, Debug)]
 pub struct Acquired {
     pub client: usize,
+    /// The members that created the key and that showed it first.
+    pub via: (usize, usize),
     pub key: String,
     pub created: i64,
     pub observed: i64,
@@ -145,6 +147,7 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
         let stop = Arc::new(AtomicBool::new(false));
         tokio::spawn(keep_alive(nodes, lease, stop.clone()));
         let key = format!("lock/{lease:016x}");
+        let created_via = m;
         if let Some(created) = enqueue(m, &key, lease).await {
             let waited = Instant::now();
             while waited.elapsed() < WAIT_MAX && Instant::now() < until {
@@ -153,6 +156,7 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
                     Some((Some(first), observed)) if first == key => {
                         acquired.push(Acquired {
                             client,
+                            via: (created_via, m),
                             key: key.clone(),
                             created,
                             observed,
@@ -222,7 +226,13 @@ pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)
                             k.1 = Some(kv.mod_revision);
                         }
                     } else if kv.version == 1 {
-                        keys.insert(key, (kv.create_revision, None));
+                        if let Some(earlier) = keys.insert(key.clone(), (kv.create_revision, None))
+                        {
+                            return Err(format!(
+                                "{key} created twice: {earlier:?}, then at {}",
+                                kv.create_revision
+                            ));
+                        }
                     }
                 }
                 if progress && r.header.is_some_and(|h| h.revision >= now) {
@@ -256,8 +266,8 @@ pub fn check(acquired: &[Acquired], keys: &BTreeMap<String, (i64, Option<i64>)>)
             Some(&(created, _)) if created == a.created => {}
             other => {
                 out.push(format!(
-                    "lock: client {} acquired with {} created at {}, the store says {other:?}",
-                    a.client, a.key, a.created
+                    "lock: client {} acquired with {} created at {} (as m{} said), the store says {other:?}",
+                    a.client, a.key, a.created, a.via.0
                 ));
                 continue;
             }
@@ -265,9 +275,9 @@ pub fn check(acquired: &[Acquired], keys: &BTreeMap<String, (i64, Option<i64>)>)
         for (key, &(created, deleted)) in keys {
             if created < a.created && deleted.is_none_or(|d| d > a.observed) {
                 out.push(format!(
-                    "lock: two holders: client {} saw {} first at revision {}, while {key} \
-                     (created at {created}, deleted at {deleted:?}) was still there",
-                    a.client, a.key, a.observed
+                    "lock: two holders: client {} saw {} first at revision {} (as m{} said), while \
+                     {key} (created at {created}, deleted at {deleted:?}) was still there",
+                    a.client, a.key, a.observed, a.via.1
                 ));
             }
         }
@@ -288,6 +298,7 @@ mod tests {
         .into();
         let ok = Acquired {
             client: 1,
+            via: (0, 0),
             key: "lock/b".into(),
             created: 12,
             observed: 21,
