@@ -445,6 +445,7 @@ async fn scenario(opts: Options) -> Report {
         nemesis_step(&mut world, &mut rng, opts.faults).await;
     }
     world.heal_all();
+    nemesis::restore_membership(&mut world).await;
     let healed = Instant::now();
     let mut violations = Vec::new();
     for t in tasks {

@@ -128,6 +128,18 @@ impl<B: Backend> KvStore<B> {
         self.write_batch(Batch::default())
     }
 
+    /// Stops the store after a storage failure in the middle of applying a command: what is
+    /// staged (the command's applied index among it) is dropped, never written, so recovery
+    /// applies the command again instead of skipping it, and every later call is refused.
+    pub fn stop_after(&mut self, e: &Error) {
+        self.staged = Batch::default();
+        if self.broken.is_none() {
+            self.broken = Some(BackendError(format!(
+                "stopped after a storage failure: {e}"
+            )));
+        }
+    }
+
     /// Writes `batch` with what is staged. A refusal breaks the store.
     fn write_batch(&mut self, mut batch: Batch) -> Result<()> {
         self.check_whole()?;

@@ -161,6 +161,14 @@ impl<B: Backend> Applier<B> {
     ) -> (Result<Applied, ApplyError>, i64) {
         self.stage_applied(index);
         let (result, revision) = self.apply(cmd, now_ms);
+        if let Err(ApplyError::Mvcc(e)) = &result
+            && matches!(e, mvcc::Error::Backend(_))
+        {
+            // The storage failed: the command's outcome is unknown, so nothing may record it
+            // as applied (recovery must apply it again).
+            self.kv.stop_after(e);
+            return (result, revision);
+        }
         if let Err(e) = self.kv.flush_staged() {
             return (Err(e.into()), revision);
         }

@@ -225,14 +225,14 @@ pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)
                         if let Some(k) = keys.get_mut(&key) {
                             k.1 = Some(kv.mod_revision);
                         }
-                    } else if kv.version == 1 {
-                        if let Some(earlier) = keys.insert(key.clone(), (kv.create_revision, None))
-                        {
-                            return Err(format!(
-                                "{key} created twice: {earlier:?}, then at {}",
-                                kv.create_revision
-                            ));
-                        }
+                    } else if kv.version == 1
+                        && let Some(earlier) = keys.insert(key.clone(), (kv.create_revision, None))
+                    {
+                        // A lease ID granted twice would make two keys of one name.
+                        return Err(format!(
+                            "{key} created twice: {earlier:?}, then at {}",
+                            kv.create_revision
+                        ));
                     }
                 }
                 if progress && r.header.is_some_and(|h| h.revision >= now) {

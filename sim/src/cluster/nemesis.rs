@@ -214,27 +214,8 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
                         "member",
                         format!("m{victim} ({id:x}) removed; it rejoins on an empty disk"),
                     );
-                    w.handle.kill(w.nodes[victim]);
-                    let fresh = SimDisk::new(rng.gen_range(0..u64::MAX), DiskFaults::default());
-                    {
-                        let mut slot = w.slots[victim].lock().expect("one thread");
-                        slot.disk = fresh.clone();
-                        slot.joining = true;
-                    }
-                    w.disks[victim] = fresh;
                     let learner = rng.gen_bool(0.5);
-                    let added = w.ctl.spawn(add_member(n, victim, learner)).await;
-                    w.handle.restart(w.nodes[victim]);
-                    match added {
-                        Ok(Ok(id)) if learner => {
-                            let promoted = w.ctl.spawn(promote(n, id)).await;
-                            w.detail(format!(
-                                "m{victim} back as learner {id:x}, promoted: {promoted:?}"
-                            ));
-                        }
-                        Ok(Ok(id)) => w.detail(format!("m{victim} back as {id:x}")),
-                        other => w.detail(format!("m{victim} could not be added back: {other:?}")),
-                    }
+                    rejoin(w, victim, learner, rng.gen_range(0..u64::MAX)).await;
                 }
                 Ok(Err(why)) => w.note("member", format!("m{victim} not removed: {why}")),
                 Err(e) => w.note("member", format!("the remove task failed: {e}")),
@@ -295,6 +276,58 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
     }
     // Quiet time between faults.
     tokio::time::sleep(Duration::from_millis(rng.gen_range(200..2000))).await;
+}
+
+/// Brings member `victim` (removed from the cluster) back as a new member on an empty disk:
+/// killed, its disk replaced, added (as a learner, then promoted, if `learner`), restarted.
+async fn rejoin(w: &mut World, victim: usize, learner: bool, disk_seed: u64) {
+    let n = w.nodes.len();
+    w.handle.kill(w.nodes[victim]);
+    let fresh = SimDisk::new(disk_seed, DiskFaults::default());
+    {
+        let mut slot = w.slots[victim].lock().expect("one thread");
+        slot.disk = fresh.clone();
+        slot.joining = true;
+    }
+    w.disks[victim] = fresh;
+    let added = w.ctl.spawn(add_member(n, victim, learner)).await;
+    w.handle.restart(w.nodes[victim]);
+    match added {
+        Ok(Ok(id)) if learner => {
+            let promoted = w.ctl.spawn(promote(n, id)).await;
+            w.detail(format!(
+                "m{victim} back as learner {id:x}, promoted: {promoted:?}"
+            ));
+        }
+        Ok(Ok(id)) => w.detail(format!("m{victim} back as {id:x}")),
+        other => w.detail(format!("m{victim} could not be added back: {other:?}")),
+    }
+}
+
+/// After the faults: a member whose removal landed after the nemesis stopped waiting for it
+/// (an unknown outcome) is brought back, so that the checks see the whole cluster.
+pub(super) async fn restore_membership(w: &mut World) {
+    let n = w.nodes.len();
+    let mut members = None;
+    for _ in 0..20 {
+        members = w.ctl.spawn(member_list(n)).await.ok().flatten();
+        if members.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let Some(members) = members else {
+        return;
+    };
+    for victim in 0..n {
+        if !members
+            .iter()
+            .any(|m| m.peer_ur_ls.contains(&peer_url(victim)))
+        {
+            w.detail(format!("m{victim} was removed after all; it rejoins"));
+            rejoin(w, victim, false, 0x5eed_0000 + victim as u64).await;
+        }
+    }
 }
 
 /// Asks the leader to hand leadership to member `to`; the leader's index, or why not.
