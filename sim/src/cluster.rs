@@ -590,8 +590,10 @@ async fn scenario(opts: Options) -> Report {
             recorded.len()
         );
         eprintln!(
-            "{txns_n} transactions, {committed_n} committed; {acquired_n} lock acquisitions; {} watch events",
-            watch_log.events.len()
+            "{txns_n} transactions, {committed_n} committed; {acquired_n} lock acquisitions; {} watch events, progress {}/{}",
+            watch_log.events.len(),
+            watch_log.progress_seen,
+            watch_log.progress_asked
         );
         for r in recorded.iter().take(40) {
             eprintln!("  {}", describe(r));

@@ -6,7 +6,8 @@
 //! (ordered, unique), with none missing from where the watch (re)started (reliable, resumable),
 //! with the right previous value (prev_kv), and all events of one revision in one response
 //! (atomic: here every revision writes one key, so a revision split across responses would
-//! show as a duplicate or a gap).
+//! show as a duplicate or a gap), and progress notifications (asked for every 700 ms) never
+//! ahead of the events delivered.
 
 use super::{KEYS, client_url};
 use bytes::Bytes;
@@ -20,6 +21,8 @@ use tokio::time::Instant;
 /// A stream that says nothing for this long is taken as cut off (a partition): the watcher
 /// moves to another member.
 const QUIET_MAX: Duration = Duration::from_secs(3);
+/// How often the watcher asks for a progress notification.
+const PROGRESS_EVERY: Duration = Duration::from_millis(700);
 
 /// One event as the watcher saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -35,6 +38,9 @@ pub struct Seen {
 pub struct WatchLog {
     pub events: Vec<Seen>,
     pub resumes: u64,
+    /// Progress requests sent, and progress notifications received.
+    pub progress_asked: u64,
+    pub progress_seen: u64,
     /// Protocol problems seen on the way (a cancel, an undecodable event).
     pub problems: Vec<String>,
 }
@@ -101,12 +107,52 @@ pub async fn follow(seed: u64, nodes: usize, until: Instant) -> WatchLog {
         };
         let mut stream = stream;
         log.resumes += 1;
+        // A progress notification at revision R says every event up to R was delivered:
+        // none at or below R may come after it on this stream.
+        let mut progress_floor = 0i64;
+        let mut ask = tokio::time::interval(PROGRESS_EVERY);
+        let mut last_heard = Instant::now();
         while Instant::now() < until {
-            let msg = match tokio::time::timeout(QUIET_MAX, stream.message()).await {
-                Ok(Ok(Some(r))) => r,
-                // Quiet, broken or ended: resume elsewhere.
-                _ => break,
+            let next_msg = tokio::time::timeout(QUIET_MAX, stream.message());
+            let msg = tokio::select! {
+                r = next_msg => match r {
+                    Ok(Ok(Some(r))) => r,
+                    // Quiet, broken or ended: resume elsewhere.
+                    _ => break,
+                },
+                _ = ask.tick() => {
+                    if last_heard.elapsed() > QUIET_MAX {
+                        // Progress asked for and not answered: cut off.
+                        break;
+                    }
+                    let req = pb::WatchRequest {
+                        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                            pb::WatchProgressRequest {},
+                        )),
+                    };
+                    if tx.send(req).await.is_err() {
+                        break;
+                    }
+                    log.progress_asked += 1;
+                    continue;
+                }
             };
+            last_heard = Instant::now();
+            if msg.events.is_empty() && !msg.created && !msg.canceled {
+                let at = msg.header.map_or(0, |h| h.revision);
+                progress_floor = progress_floor.max(at);
+                log.progress_seen += 1;
+                continue;
+            }
+            if let Some(e) = msg.events.iter().find(|e| {
+                e.kv.as_ref()
+                    .is_some_and(|kv| kv.mod_revision <= progress_floor)
+            }) {
+                log.problems.push(format!(
+                    "m{m} delivered an event at revision {} after a progress notification at {progress_floor}",
+                    e.kv.as_ref().map_or(0, |kv| kv.mod_revision)
+                ));
+            }
             if msg.canceled {
                 log.problems.push(format!(
                     "m{m} canceled the watch from revision {next}: {} (compact revision {})",
