@@ -43,6 +43,16 @@ async fn next_message(w: &mut WatchStream) -> WatchResponse {
         .expect("watch stream ended")
 }
 
+/// Puts `key` = `value` and returns the revision it was written at.
+async fn put_rev(c: &mut Client, key: &str, value: &str) -> i64 {
+    c.put(key, value, None)
+        .await
+        .unwrap()
+        .header()
+        .expect("a header")
+        .revision()
+}
+
 /// The gRPC status of a failed call; panics on success or on a non-gRPC error.
 fn status<T: std::fmt::Debug>(r: Result<T, Error>) -> tonic::Status {
     match r {
@@ -178,20 +188,8 @@ async fn watch(c: &mut Client) {
     assert!(created.created());
     let id = created.watch_id();
 
-    let r1 = c
-        .put("w/1", "a", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    let r2 = c
-        .put("w/1", "b", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let r1 = put_rev(c, "w/1", "a").await;
+    let r2 = put_rev(c, "w/1", "b").await;
     let r3 = c
         .delete("w/1", None)
         .await
@@ -387,13 +385,7 @@ async fn cluster_and_maintenance(c: &mut Client, cluster: &Cluster) {
 
     // Every member hashes the same history to the same value (polled: a follower may not
     // have applied the revision yet).
-    let rev = c
-        .put("hash", "x", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let rev = put_rev(c, "hash", "x").await;
     let mut hashes = Vec::new();
     for i in 0..cluster.members.len() {
         let mut one = connect(&[cluster.endpoint(i)]).await;
@@ -414,20 +406,8 @@ async fn cluster_and_maintenance(c: &mut Client, cluster: &Cluster) {
 }
 
 async fn errors(c: &mut Client) {
-    let r1 = c
-        .put("e/1", "a", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
-    let r2 = c
-        .put("e/1", "b", None)
-        .await
-        .unwrap()
-        .header()
-        .unwrap()
-        .revision();
+    let r1 = put_rev(c, "e/1", "a").await;
+    let r2 = put_rev(c, "e/1", "b").await;
     c.compact(r2, Some(CompactionOptions::new().with_physical()))
         .await
         .unwrap();
