@@ -107,6 +107,37 @@ impl Faults {
         Ok(f)
     }
 
+    /// Every kind of fault, in the order the nemesis draws from.
+    pub const KINDS: [&'static str; 8] = [
+        "partition",
+        "crash",
+        "pause",
+        "skew",
+        "disk",
+        "net",
+        "transfer",
+        "member",
+    ];
+
+    /// The kinds switched on, in [`Faults::KINDS`] order.
+    pub fn enabled(&self) -> Vec<&'static str> {
+        let on = [
+            self.partition,
+            self.crash,
+            self.pause,
+            self.skew,
+            self.disk,
+            self.net,
+            self.transfer,
+            self.member,
+        ];
+        Faults::KINDS
+            .into_iter()
+            .zip(on)
+            .filter_map(|(kind, on)| on.then_some(kind))
+            .collect()
+    }
+
     pub fn name(&self) -> String {
         if *self == Faults::ALL {
             return "all".into();
@@ -114,22 +145,7 @@ impl Faults {
         if *self == Faults::NONE {
             return "none".into();
         }
-        let mut names = Vec::new();
-        for (on, name) in [
-            (self.partition, "partition"),
-            (self.crash, "crash"),
-            (self.pause, "pause"),
-            (self.skew, "skew"),
-            (self.disk, "disk"),
-            (self.net, "net"),
-            (self.transfer, "transfer"),
-            (self.member, "member"),
-        ] {
-            if on {
-                names.push(name);
-            }
-        }
-        names.join(",")
+        self.enabled().join(",")
     }
 }
 

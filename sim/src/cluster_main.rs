@@ -231,19 +231,10 @@ pub fn main() -> ExitCode {
             *faults.entry(k).or_default() += v;
         }
     }
-    let faults: Vec<String> = [
-        "partition",
-        "crash",
-        "pause",
-        "skew",
-        "disk",
-        "net",
-        "transfer",
-        "member",
-    ]
-    .iter()
-    .map(|k| format!("{k}:{}", faults.get(*k).copied().unwrap_or(0)))
-    .collect();
+    let faults: Vec<String> = Faults::KINDS
+        .iter()
+        .map(|k| format!("{k}:{}", faults.get(*k).copied().unwrap_or(0)))
+        .collect();
     println!(
         "cluster seeds={} sim_s={:.1} wall_s={:.2} ops={ops} faults={} undecided={undecided} violations={violations} hash={hash:016x}",
         args.count,

@@ -38,7 +38,7 @@ async fn lease_client(m: usize) -> Option<LeaseClient<tonic::transport::Channel>
 }
 
 /// One keep-alive round trip; whether it was answered with a positive TTL.
-async fn renew(m: usize, id: i64) -> bool {
+pub(super) async fn renew(m: usize, id: i64) -> bool {
     let go = async {
         let mut c = lease_client(m).await?;
         let (tx, rx) = tokio::sync::mpsc::channel(1);

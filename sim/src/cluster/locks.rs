@@ -48,25 +48,7 @@ async fn kv(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
 async fn keep_alive(nodes: usize, lease: i64, stop: Arc<AtomicBool>) {
     let mut m = 0;
     while !stop.load(Ordering::Relaxed) {
-        let go = async {
-            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
-            let (tx, rx) = tokio::sync::mpsc::channel(1);
-            tx.send(pb::LeaseKeepAliveRequest { id: lease })
-                .await
-                .ok()?;
-            let mut s = c
-                .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
-                .await
-                .ok()?
-                .into_inner();
-            s.message().await.ok()?
-        };
-        if tokio::time::timeout(TIMEOUT, go)
-            .await
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if !super::leases::renew(m, lease).await {
             m = (m + 1) % nodes;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;

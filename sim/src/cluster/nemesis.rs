@@ -86,21 +86,7 @@ impl World {
 /// One fault, held for a while, then undone.
 pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Faults) {
     let n = w.nodes.len();
-    let mut kinds = Vec::new();
-    for (on, kind) in [
-        (faults.partition, "partition"),
-        (faults.crash, "crash"),
-        (faults.pause, "pause"),
-        (faults.skew, "skew"),
-        (faults.disk, "disk"),
-        (faults.net, "net"),
-        (faults.transfer, "transfer"),
-        (faults.member, "member"),
-    ] {
-        if on {
-            kinds.push(kind);
-        }
-    }
+    let kinds = faults.enabled();
     if kinds.is_empty() {
         tokio::time::sleep(Duration::from_secs(1)).await;
         return;
