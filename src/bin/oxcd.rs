@@ -309,6 +309,11 @@ mod real {
             _ = tokio::signal::ctrl_c() => tracing::info!("received SIGINT; shutting down"),
             _ = term.recv() => tracing::info!("received SIGTERM; shutting down"),
             why = server.stopped() => {
+                // Removed from the cluster: done, as etcd's member is (it exits 0 then).
+                if why == oxcd::server::driver::REMOVED_MESSAGE {
+                    tracing::info!(why, "the member stopped");
+                    return ExitCode::SUCCESS;
+                }
                 tracing::error!(why, "the member stopped");
                 return ExitCode::FAILURE;
             }
