@@ -8,6 +8,7 @@
 //!
 //! Not here yet: auth (`--user`), TLS, `lock`, `elect`, `make-mirror`, `check`, `-w protobuf`.
 
+pub mod bench;
 pub mod json;
 pub mod print;
 pub mod table;
@@ -178,6 +179,8 @@ enum Command {
     /// Manages snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Benchmarks an etcd v3 endpoint (oxcd or etcd): throughput and latency percentiles.
+    Bench(bench::BenchArgs),
     /// Prints the version of oxctl.
     Version,
 }
@@ -365,6 +368,11 @@ fn go_duration(d: Duration) -> String {
 }
 
 impl Cli {
+    /// Whether the command is `bench`, which wants a runtime with a worker per core.
+    pub fn is_bench(&self) -> bool {
+        matches!(self.command, Command::Bench(_))
+    }
+
     fn endpoint_list(&self) -> Vec<String> {
         self.endpoints
             .split(',')
@@ -578,6 +586,14 @@ impl Cli {
                 }
             }
             Command::Snapshot(s) => return self.snapshot(s, out).await,
+            Command::Bench(b) => {
+                let r = b.run(&self.endpoint_list(), self.dial_timeout).await?;
+                out.stdout += &match self.write_out {
+                    Format::Json => r.json(),
+                    _ => r.text(),
+                };
+                return r.verdict();
+            }
             Command::Version => {
                 out.stdout += &format!(
                     "oxctl version: {}\nAPI version: 3.4\n",
@@ -744,25 +760,24 @@ impl Cli {
             }
             LeaseCommand::KeepAlive { once, id } => {
                 let id = parse_hex_id(id, "lease")? as i64;
+                let ended = || CtlError::new(EXIT_ERROR, "the keep-alive stream ended".into());
                 let (tx, rx) = tokio::sync::mpsc::channel(1);
+                // etcd (grpc-go) sends nothing, not even the response headers, before the
+                // first request: queue it before the call waits for them.
+                tx.send(pb::LeaseKeepAliveRequest { id })
+                    .await
+                    .map_err(|_| ended())?;
                 let mut stream = lease(ch)
                     .lease_keep_alive(tokio_stream::wrappers::ReceiverStream::new(rx))
                     .await
                     .map_err(rpc_error)?
                     .into_inner();
                 loop {
-                    tx.send(pb::LeaseKeepAliveRequest { id })
-                        .await
-                        .map_err(|_| {
-                            CtlError::new(EXIT_ERROR, "the keep-alive stream ended".into())
-                        })?;
                     let r = tokio::time::timeout(self.command_timeout, stream.message())
                         .await
                         .map_err(|_| CtlError::new(EXIT_ERROR, "context deadline exceeded".into()))?
                         .map_err(rpc_error)?
-                        .ok_or_else(|| {
-                            CtlError::new(EXIT_ERROR, "the keep-alive stream ended".into())
-                        })?;
+                        .ok_or_else(ended)?;
                     if r.ttl <= 0 {
                         if *once {
                             return Err(CtlError::new(
@@ -786,6 +801,9 @@ impl Cli {
                     let _ = std::io::stdout().flush();
                     // Renew at a third of the TTL, as etcd's client does.
                     tokio::time::sleep(Duration::from_secs((r.ttl as u64 / 3).max(1))).await;
+                    tx.send(pb::LeaseKeepAliveRequest { id })
+                        .await
+                        .map_err(|_| ended())?;
                 }
             }
         }

@@ -281,6 +281,15 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     }
     let mut driver = Driver::new(member, config.clone(), identity.cluster_id, transport);
     driver.connect_peers(peers);
+    // The only voter has no one to wait for: it campaigns now instead of after an election
+    // timeout, as etcd fast-forwards its election ticks (a restart serves a second sooner).
+    let conf = driver.member().raw().raft.tracker.conf_state();
+    if conf.voters == [identity.member_id]
+        && conf.voters_outgoing.is_empty()
+        && let Err(e) = driver.member_mut().raw_mut().campaign()
+    {
+        tracing::debug!(error = %e, "the sole voter could not campaign at start");
+    }
     let handle = NodeHandle::new(
         tx,
         identity.member_id,

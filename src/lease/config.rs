@@ -45,9 +45,11 @@ impl LessorConfig {
             ttl_max_s: TTL_MAX_S,
             // etcd's default `--lease-checkpoint-interval`.
             checkpoint_interval_ms: 5 * 60 * 1000,
-            // One heartbeat: batches a heartbeat's worth of keep-alives into one entry, and
-            // keeps the window in which a leader failure loses a renew far below the grace.
-            renew_checkpoint_delay_ms: heartbeat_ms,
+            // At once: a keep-alive is answered when the checkpoint carrying it applied, so
+            // any delay here is added to every keep-alive's latency (a heartbeat's delay made
+            // them take 100-200 ms). Keep-alives that arrive together still share one entry:
+            // the driver proposes one batch per turn, so the batching is group commit's.
+            renew_checkpoint_delay_ms: 0,
             // etcd's retry interval for expired leases whose revoke did not happen.
             revoke_retry_ms: 3000,
             // etcd's largest checkpoint batch; also its revokes per second.
@@ -95,7 +97,7 @@ mod tests {
                 "{election_ms} ms / {heartbeat_ms} ms"
             );
             assert_eq!(c.ttl_max_s, 9_000_000_000);
-            assert_eq!(c.renew_checkpoint_delay_ms, heartbeat_ms);
+            assert_eq!(c.renew_checkpoint_delay_ms, 0);
         }
     }
 

@@ -448,10 +448,12 @@ mod tests {
     const GRACE_MS: u64 = 1000;
 
     /// etcd's defaults for a 1 s election timeout and 100 ms heartbeat (TTL min 2 s), with a
-    /// short checkpoint interval.
+    /// short checkpoint interval, and renews batched for 100 ms (the server batches per turn
+    /// instead, with no delay) so that the tests see the delay at work.
     fn config() -> LessorConfig {
         LessorConfig {
             checkpoint_interval_ms: 60_000,
+            renew_checkpoint_delay_ms: 100,
             ..LessorConfig::new(1000, 100)
         }
     }

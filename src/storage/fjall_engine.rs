@@ -54,6 +54,16 @@ impl std::fmt::Debug for FjallEngine {
     }
 }
 
+/// fjall's block cache. Its default (32 MiB) is sized for a database that reads from its
+/// tables; here reads of recent data come from the memtables and the MVCC key index.
+const BLOCK_CACHE_BYTES: u64 = 8 << 20;
+/// Per keyspace: beyond this a memtable is flushed to a table. fjall's default (64 MiB) held
+/// two copies of every recent value in memory (the Raft log's and the MVCC store's), and made
+/// a restart replay that much journal.
+const MEMTABLE_BYTES_MAX: u64 = 8 << 20;
+/// The journal is rotated and its flushed part dropped beyond this (fjall's floor).
+const JOURNALING_BYTES_MAX: u64 = 64 << 20;
+
 impl FjallEngine {
     /// Opens the data dir `dir`, creating it (with its format stamp) when it does not exist or
     /// is empty. Refuses a dir another process holds, and a dir whose stamp is missing or says
@@ -86,6 +96,8 @@ impl FjallEngine {
         let opened = std::panic::catch_unwind(|| {
             Database::builder(dir.join(DB_DIR))
                 .manual_journal_persist(true)
+                .cache_size(BLOCK_CACHE_BYTES)
+                .max_journaling_size(JOURNALING_BYTES_MAX)
                 .open()
         })
         .map_err(|panic| StorageError::Format {
@@ -107,7 +119,11 @@ impl FjallEngine {
         })?;
         let spaces = Space::ALL
             .iter()
-            .map(|s| db.keyspace(s.name(), KeyspaceCreateOptions::default))
+            .map(|s| {
+                db.keyspace(s.name(), || {
+                    KeyspaceCreateOptions::default().max_memtable_size(MEMTABLE_BYTES_MAX)
+                })
+            })
             .collect::<std::result::Result<Vec<_>, _>>()
             .map_err(fjall_error)?;
         Ok(FjallEngine(Arc::new(Inner {
