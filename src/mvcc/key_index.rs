@@ -13,6 +13,28 @@ use super::kv::Revision;
 pub struct KeyIndex {
     revs: Vec<Revision>,
     ends: Vec<u32>,
+    /// What the newest put wrote besides its value; meaningful while the key is live. A put
+    /// builds its version from it without reading the previous one from the backend, as
+    /// etcd's key index keeps each generation's creation and version count.
+    live: LiveVersion,
+}
+
+/// The fields of a key's live version that the next put carries forward.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveVersion {
+    pub create_revision: i64,
+    pub version: i64,
+    pub lease: i64,
+}
+
+impl LiveVersion {
+    pub fn of(kv: &super::kv::KeyValue) -> LiveVersion {
+        LiveVersion {
+            create_revision: kv.create_revision,
+            version: kv.version,
+            lease: kv.lease,
+        }
+    }
 }
 
 /// Which revisions a compaction lets go of, and whether the key is gone from the index.
@@ -38,6 +60,17 @@ impl KeyIndex {
             self.revs.reserve_exact(1);
         }
         self.revs.push(rev);
+    }
+
+    /// Records a put at `rev` that wrote `live`.
+    pub fn put_version(&mut self, rev: Revision, live: LiveVersion) {
+        self.put(rev);
+        self.live = live;
+    }
+
+    /// The live version's carried fields, when the key is live now.
+    pub fn live_version(&self) -> Option<LiveVersion> {
+        self.is_live().then_some(self.live)
     }
 
     /// Records a delete at `rev` of a live key, ending its generation.
@@ -188,6 +221,21 @@ mod tests {
         let c = ki.compact(3);
         assert_eq!(c.removed, vec![rev(2), rev(3)]);
         assert!(c.key_gone);
+    }
+
+    #[test]
+    fn the_live_version_is_known_only_while_the_key_is_live() {
+        let mut ki = KeyIndex::new();
+        assert_eq!(ki.live_version(), None);
+        let live = LiveVersion {
+            create_revision: 2,
+            version: 1,
+            lease: 7,
+        };
+        ki.put_version(rev(2), live);
+        assert_eq!(ki.live_version(), Some(live));
+        ki.tombstone(rev(3));
+        assert_eq!(ki.live_version(), None);
     }
 
     #[test]

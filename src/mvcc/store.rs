@@ -5,7 +5,7 @@
 use super::backend::{Backend, BackendError, Batch, MetaKey, Record};
 use super::error::{Error, Result};
 use super::history::History;
-use super::key_index::KeyIndex;
+use super::key_index::{KeyIndex, LiveVersion};
 use super::kv::{Event, EventKind, KeyValue, Revision};
 use super::request::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, DeleteRangeResponse, PutRequest,
@@ -46,6 +46,9 @@ pub struct KvStore<B: Backend> {
     /// Set when the backend refused a write: the index may be ahead of the backend, so the
     /// store answers nothing more.
     broken: Option<BackendError>,
+    /// Whether put events must carry `prev_kv` (some watcher asked for it). Without it a
+    /// put reads nothing from the backend unless its request needs the previous value.
+    prev_values_wanted: bool,
 }
 
 /// Live keys that name a lease, with the lease, in key order.
@@ -78,6 +81,7 @@ impl<B: Backend> KvStore<B> {
             compact_revision: 0,
             staged: Batch::default(),
             broken: None,
+            prev_values_wanted: true,
         };
         let mut leased: BTreeMap<Bytes, i64> = BTreeMap::new();
         let mut cursor = Revision::new(0, 0);
@@ -92,7 +96,7 @@ impl<B: Backend> KvStore<B> {
                 if record.tombstone {
                     ki.tombstone(rev);
                 } else {
-                    ki.put(rev);
+                    ki.put_version(rev, LiveVersion::of(&record.kv));
                 }
                 if record.tombstone || record.kv.lease == 0 {
                     leased.remove(&record.kv.key);
@@ -507,30 +511,56 @@ impl<B: Backend> KvStore<B> {
         Ok(())
     }
 
+    /// Whether put events carry `prev_kv` from now on: set it whenever a watcher that asked
+    /// for it appears or the last one goes (see `prev_values_wanted`).
+    pub fn set_prev_values_wanted(&mut self, wanted: bool) {
+        self.prev_values_wanted = wanted;
+    }
+
     fn put_in(&mut self, req: &PutRequest, pending: &mut Pending) -> Result<PutResponse> {
-        let prev = self.live(&req.key, Some(pending))?;
+        let carried = self
+            .index
+            .get(&req.key)
+            .and_then(KeyIndex::live_version);
+        let read_prev = req.prev_kv || req.ignore_value || self.prev_values_wanted;
+        let prev = if read_prev && carried.is_some() {
+            self.live(&req.key, Some(pending))?
+        } else {
+            None
+        };
+        if let Some(p) = &prev {
+            assert_eq!(
+                Some(LiveVersion::of(p)),
+                carried,
+                "the key index agrees with the backend on the live version"
+            );
+        }
         let rev = Revision::new(pending.main, pending.records.len() as i64);
-        let (value, lease) = match &prev {
-            Some(p) if req.ignore_value || req.ignore_lease => (
-                if req.ignore_value {
-                    p.value.clone()
-                } else {
-                    req.value.clone()
-                },
+        let (value, lease) = match (&prev, carried) {
+            (Some(p), _) if req.ignore_value => (
+                p.value.clone(),
                 if req.ignore_lease { p.lease } else { req.lease },
             ),
+            (_, Some(c)) if req.ignore_lease => (req.value.clone(), c.lease),
             _ => (req.value.clone(), req.lease),
         };
         let kv = KeyValue {
             key: req.key.clone(),
-            create_revision: prev.as_ref().map_or(rev.main, |p| p.create_revision),
+            create_revision: carried.map_or(rev.main, |c| c.create_revision),
             mod_revision: rev.main,
-            version: prev.as_ref().map_or(1, |p| p.version + 1),
+            version: carried.map_or(1, |c| c.version + 1),
             value,
             lease,
         };
-        let before = self.before_revision(&req.key, &prev, pending.main)?;
-        self.index.entry(req.key.clone()).or_default().put(rev);
+        let before = if self.prev_values_wanted {
+            self.before_revision(&req.key, &prev, pending.main)?
+        } else {
+            None
+        };
+        self.index
+            .entry(req.key.clone())
+            .or_default()
+            .put_version(rev, LiveVersion::of(&kv));
         pending.records.push(Record {
             kv: kv.clone(),
             tombstone: false,

@@ -83,6 +83,8 @@ pub struct Watchers {
     ready: BTreeSet<StreamId>,
     /// Watchers with `progress_notify`: while there are any, ticks are wanted.
     progress_watchers: usize,
+    /// Watchers with `prev_kv`: while there are none, writes need not find previous values.
+    prev_kv_watchers: usize,
     progress_deadline_ms: u64,
     now_ms: u64,
     /// The store's revision as of the last call; `None` before the first.
@@ -103,6 +105,7 @@ impl Watchers {
             unsynced: BTreeSet::new(),
             ready: BTreeSet::new(),
             progress_watchers: 0,
+            prev_kv_watchers: 0,
             progress_deadline_ms,
             now_ms,
             revision: None,
@@ -244,6 +247,7 @@ impl Watchers {
             self.unsynced.insert((next_revision, w));
         }
         self.progress_watchers += usize::from(watcher.progress_notify);
+        self.prev_kv_watchers += usize::from(watcher.prev_kv);
         self.watchers.insert(w, watcher);
         self.debug_assert_invariants();
         Ok(watch_id)
@@ -592,6 +596,12 @@ impl Watchers {
         self.ready.iter().copied()
     }
 
+    /// Whether any watcher wants `prev_kv`: until one does, the events handed to
+    /// [`Watchers::notify`] may leave it out.
+    pub fn wants_prev_kv(&self) -> bool {
+        self.prev_kv_watchers > 0
+    }
+
     pub fn watchers_len(&self) -> usize {
         self.watchers.len()
     }
@@ -651,6 +661,7 @@ impl Watchers {
             stream.unsynced -= 1;
         }
         self.progress_watchers -= usize::from(watcher.progress_notify);
+        self.prev_kv_watchers -= usize::from(watcher.prev_kv);
         watcher
     }
 
@@ -705,5 +716,7 @@ impl Watchers {
         }
         let progress = self.watchers.values().filter(|w| w.progress_notify).count();
         debug_assert_eq!(self.progress_watchers, progress);
+        let prev_kv = self.watchers.values().filter(|w| w.prev_kv).count();
+        debug_assert_eq!(self.prev_kv_watchers, prev_kv);
     }
 }
