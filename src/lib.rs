@@ -5,6 +5,8 @@
 //! randomness and messages as arguments and hand back what they want done. The server, the
 //! simulator and the tests each drive the same core.
 
+#[cfg(not(madsim))]
+pub mod alloc;
 pub mod api;
 pub mod clock;
 #[cfg(not(madsim))]

@@ -1,11 +1,12 @@
 //! oxctl, the command-line client: etcdctl 3.4's commands, flags and outputs (see
 //! [`oxcd::ctl`]). Failures print `Error: <why>` on stderr and exit with etcdctl's codes.
 
-// glibc's malloc gave memory back to the kernel and faulted it in again on every burst of
-// requests (a tenth of the client's CPU under load, measured with perf): mimalloc keeps it.
+// mimalloc (see `oxcd::alloc`): the same allocator as the server's.
 #[cfg(not(madsim))]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+#[cfg(not(madsim))]
+oxcd::set_options_at_load!();
 
 #[cfg(not(madsim))]
 fn main() -> std::process::ExitCode {

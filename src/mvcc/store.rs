@@ -518,10 +518,7 @@ impl<B: Backend> KvStore<B> {
     }
 
     fn put_in(&mut self, req: &PutRequest, pending: &mut Pending) -> Result<PutResponse> {
-        let carried = self
-            .index
-            .get(&req.key)
-            .and_then(KeyIndex::live_version);
+        let carried = self.index.get(&req.key).and_then(KeyIndex::live_version);
         let read_prev = req.prev_kv || req.ignore_value || self.prev_values_wanted;
         let prev = if read_prev && carried.is_some() {
             self.live(&req.key, Some(pending))?

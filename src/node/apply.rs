@@ -162,7 +162,8 @@ impl<B: Backend> Applier<B> {
         self.stage_applied(index);
         // Events carry prev_kv only for watchers that want it (a read of the backend saved
         // per put otherwise).
-        self.kv.set_prev_values_wanted(self.watchers.wants_prev_kv());
+        self.kv
+            .set_prev_values_wanted(self.watchers.wants_prev_kv());
         let (result, revision) = self.apply(cmd, now_ms);
         if let Err(ApplyError::Mvcc(e)) = &result
             && matches!(e, mvcc::Error::Backend(_))
