@@ -26,8 +26,8 @@ use super::codec::RequestId;
 use crate::lease::{Lessor, LessorConfig};
 use crate::mvcc::{self, BackendError, RangeRequest, RangeResponse, WatchConfig, Watchers};
 use crate::raft::{
-    self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, NodeId, RawNode, ReadState,
-    SnapshotMetadata, SoftState,
+    self, ConfChange, ConfChangeKind, ConfState, EntryKind, Message, MessageKind, NodeId, RawNode,
+    ReadState, SnapshotMetadata, SoftState,
 };
 use crate::storage::{
     Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, codec, meta_key, read_meta,
@@ -109,6 +109,9 @@ pub struct Member<E: Engine> {
     /// known at the open: what a log compaction at an earlier index must record.
     conf_history: Vec<(u64, ConfState)>,
     stopped: Option<StorageError>,
+    /// A Ready whose early messages [`Member::early_messages`] handed out, waiting for
+    /// [`Member::handle_ready`] to carry out the rest.
+    started_ready: Option<raft::Ready>,
 }
 
 fn apply_storage_error(e: ApplyError) -> StorageError {
@@ -220,6 +223,7 @@ impl<E: Engine> Member<E> {
             applied,
             conf_history,
             stopped: None,
+            started_ready: None,
         })
     }
 
@@ -295,10 +299,29 @@ impl<E: Engine> Member<E> {
         self.raw.propose(cmd.encode_proposal(id))
     }
 
-    /// Carries out the pending Ready, if any (see the module docs for the order).
+    /// Starts the pending Ready, if any, and hands out the messages that may leave before it
+    /// is durable (step 1 of [`raft::Ready`]'s order: a leader's appends and heartbeats), so
+    /// that followers store entries while this member does. Snapshot messages stay behind:
+    /// [`Member::handle_ready`] returns them, for the caller to fill in. Call
+    /// [`Member::handle_ready`] next.
+    pub fn early_messages(&mut self) -> Vec<Message> {
+        if self.stopped.is_some() || self.started_ready.is_some() || !self.raw.has_ready() {
+            return Vec::new();
+        }
+        let mut rd = self.raw.ready();
+        let (early, late) = std::mem::take(&mut rd.messages)
+            .into_iter()
+            .partition(|m| m.kind != MessageKind::Snapshot);
+        rd.messages = late;
+        self.started_ready = Some(rd);
+        early
+    }
+
+    /// Carries out the pending Ready, if any, or the rest of the one
+    /// [`Member::early_messages`] started (see the module docs for the order).
     pub fn handle_ready(&mut self, now_ms: u64) -> Result<Option<Output>, StorageError> {
         self.check_running()?;
-        if !self.raw.has_ready() {
+        if self.started_ready.is_none() && !self.raw.has_ready() {
             return Ok(None);
         }
         match self.handle_ready_inner(now_ms) {
@@ -308,7 +331,10 @@ impl<E: Engine> Member<E> {
     }
 
     fn handle_ready_inner(&mut self, now_ms: u64) -> Result<Output, StorageError> {
-        let mut rd = self.raw.ready();
+        let mut rd = match self.started_ready.take() {
+            Some(rd) => rd,
+            None => self.raw.ready(),
+        };
         let mut extra = WriteBatch::default();
         if let Some(snap) = &rd.snapshot {
             let restored = snapshot::read_snapshot(&snap.data)?;
