@@ -110,6 +110,9 @@ pub struct NodeHandle {
     pub cluster_id: u64,
     pub config: Arc<ServerConfig>,
     pub removed: RemovedPeers,
+    /// The connection to the leader's client URLs that forwarded requests share (see
+    /// `api::lease::leader_channel`), with the URLs it was made for.
+    pub leader_channel: Arc<std::sync::Mutex<Option<(Vec<String>, tonic::transport::Channel)>>>,
 }
 
 impl NodeHandle {
@@ -126,6 +129,7 @@ impl NodeHandle {
             cluster_id,
             config,
             removed,
+            leader_channel: Arc::default(),
         }
     }
 
