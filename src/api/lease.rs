@@ -38,7 +38,11 @@ pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel,
     let urls = urls?;
     // One connection per leader, shared: a connection per forwarded keep-alive held a
     // 3-member cluster to 11,000 keep-alives/s through its followers.
-    let shared = h.leader_channel.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let shared = h
+        .leader_channel
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clone();
     if let Some((for_urls, channel)) = shared
         && for_urls == urls
     {
