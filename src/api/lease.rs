@@ -36,21 +36,9 @@ pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel,
         tokio::time::sleep(step).await;
     }
     let urls = urls?;
-    // One connection per leader, shared: a connection per forwarded keep-alive held a
-    // 3-member cluster to 11,000 keep-alives/s through its followers.
-    let shared = h
-        .leader_channel
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clone();
-    if let Some((for_urls, channel)) = shared
-        && for_urls == urls
-    {
-        return Ok(channel);
-    }
     let mut last = ServerError::NoLeader.status();
-    for url in &urls {
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
+    for url in urls {
+        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url) else {
             continue;
         };
         match endpoint
@@ -58,11 +46,7 @@ pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel,
             .connect()
             .await
         {
-            Ok(c) => {
-                *h.leader_channel.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some((urls, c.clone()));
-                return Ok(c);
-            }
+            Ok(c) => return Ok(c),
             Err(e) => last = Status::unavailable(format!("etcdserver: leader unreachable: {e}")),
         }
     }

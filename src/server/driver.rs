@@ -110,14 +110,7 @@ pub struct NodeHandle {
     pub cluster_id: u64,
     pub config: Arc<ServerConfig>,
     pub removed: RemovedPeers,
-    /// The connection to the leader that forwarded requests share (see
-    /// `api::lease::leader_channel`).
-    pub leader_channel: SharedLeaderChannel,
 }
-
-/// A connection to the leader's client URLs, with the URLs it was made for.
-pub type SharedLeaderChannel =
-    Arc<std::sync::Mutex<Option<(Vec<String>, tonic::transport::Channel)>>>;
 
 impl NodeHandle {
     pub fn new(
@@ -133,7 +126,6 @@ impl NodeHandle {
             cluster_id,
             config,
             removed,
-            leader_channel: Arc::default(),
         }
     }
 
