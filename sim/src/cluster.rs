@@ -184,6 +184,8 @@ pub struct Report {
 pub(crate) const KEYS: u32 = 3;
 /// How long a client waits for one answer before it counts the outcome as unknown.
 const OP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long one member gets to hand over a history after the run before the next is asked.
+const HISTORY_TIMEOUT: Duration = Duration::from_secs(20);
 /// After the faults stop: the bound for a write to succeed again.
 const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Beyond a lease's lapse (or the healing, if later): a leader change's grace of one election
@@ -478,21 +480,9 @@ async fn scenario(opts: Options) -> Report {
         Vec::new()
     });
     let leased_n = leased.len();
-    let mut acquired = Vec::new();
-    for t in lock_tasks {
-        match t.await {
-            Ok(a) => acquired.extend(a),
-            Err(_) => violations.push("a lock client failed".to_string()),
-        }
-    }
+    let acquired = join_lists(lock_tasks, "a lock client failed", &mut violations).await;
     let acquired_n = acquired.len();
-    let mut txns = Vec::new();
-    for t in txn_tasks {
-        match t.await {
-            Ok(records) => txns.extend(records),
-            Err(_) => violations.push("a transaction client failed".to_string()),
-        }
-    }
+    let txns = join_lists(txn_tasks, "a transaction client failed", &mut violations).await;
     let txns_n = txns.len();
     let committed_n = txns
         .iter()
@@ -667,4 +657,42 @@ pub fn parse_bug(name: &str) -> Result<ServerBug, String> {
             let known: Vec<&str> = BUGS.into_iter().map(bug_name).collect();
             format!("unknown bug {name:?} (known: {})", known.join(", "))
         })
+}
+
+/// Asks each member in turn, [`HISTORY_TIMEOUT`] each, until one answers `ask`; otherwise
+/// fails with the last member's reason, as "no member gave {what}: m{i}: {why}".
+async fn from_any_member<T, Fut>(
+    nodes: usize,
+    what: &str,
+    mut ask: impl FnMut(usize) -> Fut,
+) -> Result<T, String>
+where
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let mut last = String::new();
+    for m in 0..nodes {
+        match tokio::time::timeout(HISTORY_TIMEOUT, ask(m)).await {
+            Ok(Ok(answer)) => return Ok(answer),
+            Ok(Err(e)) => last = format!("m{m}: {e}"),
+            Err(_) => last = format!("m{m}: timed out"),
+        }
+    }
+    Err(format!("no member gave {what}: {last}"))
+}
+
+/// Joins `tasks` in order and concatenates what they returned; each task that failed adds
+/// `failed` to `violations`.
+async fn join_lists<T>(
+    tasks: Vec<tokio::task::JoinHandle<Vec<T>>>,
+    failed: &str,
+    violations: &mut Vec<String>,
+) -> Vec<T> {
+    let mut all = Vec::new();
+    for t in tasks {
+        match t.await {
+            Ok(items) => all.extend(items),
+            Err(_) => violations.push(failed.to_string()),
+        }
+    }
+    all
 }

@@ -207,49 +207,41 @@ pub async fn run(
 
 /// The keys' history from the store: each revision that changed them, with the new lists.
 pub async fn history(nodes: usize) -> Result<BTreeMap<i64, BTreeMap<u32, Vec<u64>>>, String> {
-    let mut last = String::new();
-    for m in 0..nodes {
-        let attempt = async {
-            let mut c = KvClient::connect(client_url(m))
-                .await
-                .map_err(|e| e.to_string())?;
-            let now = read_all(&mut c)
-                .await
-                .ok_or("cannot read the keys")?
-                .values()
-                .map(|(_, rev)| *rev)
-                .max()
-                .unwrap_or(0);
-            let mut out: BTreeMap<i64, BTreeMap<u32, Vec<u64>>> = BTreeMap::new();
-            if now == 0 {
-                return Ok(out);
-            }
-            let (mut stream, _tx) = super::watcher::open_prefix(m, "la/", "la0", 1, false).await?;
-            let mut seen = 0;
-            while seen < now {
-                let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
-                    return Err("the watch ended".to_string());
-                };
-                for e in r.events {
-                    let kv = e.kv.unwrap_or_default();
-                    seen = seen.max(kv.mod_revision);
-                    let k: u32 = std::str::from_utf8(&kv.key[3..])
-                        .ok()
-                        .and_then(|k| k.parse().ok())
-                        .ok_or("a bad key")?;
-                    let list = decode(&kv.value).ok_or("a bad value")?;
-                    out.entry(kv.mod_revision).or_default().insert(k, list);
-                }
-            }
-            Ok(out)
-        };
-        match tokio::time::timeout(Duration::from_secs(20), attempt).await {
-            Ok(Ok(h)) => return Ok(h),
-            Ok(Err(e)) => last = format!("m{m}: {e}"),
-            Err(_) => last = format!("m{m}: timed out"),
+    super::from_any_member(nodes, "the list keys' history", |m| async move {
+        let mut c = KvClient::connect(client_url(m))
+            .await
+            .map_err(|e| e.to_string())?;
+        let now = read_all(&mut c)
+            .await
+            .ok_or("cannot read the keys")?
+            .values()
+            .map(|(_, rev)| *rev)
+            .max()
+            .unwrap_or(0);
+        let mut out: BTreeMap<i64, BTreeMap<u32, Vec<u64>>> = BTreeMap::new();
+        if now == 0 {
+            return Ok(out);
         }
-    }
-    Err(format!("no member gave the list keys' history: {last}"))
+        let (mut stream, _tx) = super::watcher::open_prefix(m, "la/", "la0", 1, false).await?;
+        let mut seen = 0;
+        while seen < now {
+            let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+                return Err("the watch ended".to_string());
+            };
+            for e in r.events {
+                let kv = e.kv.unwrap_or_default();
+                seen = seen.max(kv.mod_revision);
+                let k: u32 = std::str::from_utf8(&kv.key[3..])
+                    .ok()
+                    .and_then(|k| k.parse().ok())
+                    .ok_or("a bad key")?;
+                let list = decode(&kv.value).ok_or("a bad value")?;
+                out.entry(kv.mod_revision).or_default().insert(k, list);
+            }
+        }
+        Ok(out)
+    })
+    .await
 }
 
 /// Strict serializability in revision order (see the module docs).

@@ -172,72 +172,63 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
 /// Read with a watch from revision 1 up to a progress notification at or past `now` (the
 /// notification never runs ahead of the events).
 pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)>, String> {
-    let mut last = String::new();
-    for m in 0..nodes {
-        let attempt = async {
-            let mut c = kv(m).await.ok_or("no connection")?;
-            let now = c
-                .range(pb::RangeRequest {
-                    key: Bytes::from_static(b"lock/"),
-                    range_end: Bytes::from_static(b"lock0"),
-                    count_only: true,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner()
-                .header
-                .map_or(0, |h| h.revision);
-            let (mut stream, tx) =
-                super::watcher::open_prefix(m, "lock/", "lock0", 1, false).await?;
-            let mut keys: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
-            let mut asked = false;
-            loop {
-                let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
-                    return Err("the watch ended".to_string());
-                };
-                if r.canceled {
-                    return Err(format!("the watch was canceled: {}", r.cancel_reason));
-                }
-                let progress = r.events.is_empty() && !r.created;
-                for e in r.events {
-                    let kv = e.kv.unwrap_or_default();
-                    let key = String::from_utf8_lossy(&kv.key).into_owned();
-                    if e.r#type == 1 {
-                        if let Some(k) = keys.get_mut(&key) {
-                            k.1 = Some(kv.mod_revision);
-                        }
-                    } else if kv.version == 1
-                        && let Some(earlier) = keys.insert(key.clone(), (kv.create_revision, None))
-                    {
-                        // A lease ID granted twice would make two keys of one name.
-                        return Err(format!(
-                            "{key} created twice: {earlier:?}, then at {}",
-                            kv.create_revision
-                        ));
+    super::from_any_member(nodes, "the lock keys' history", |m| async move {
+        let mut c = kv(m).await.ok_or("no connection")?;
+        let now = c
+            .range(pb::RangeRequest {
+                key: Bytes::from_static(b"lock/"),
+                range_end: Bytes::from_static(b"lock0"),
+                count_only: true,
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .header
+            .map_or(0, |h| h.revision);
+        let (mut stream, tx) = super::watcher::open_prefix(m, "lock/", "lock0", 1, false).await?;
+        let mut keys: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
+        let mut asked = false;
+        loop {
+            let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+                return Err("the watch ended".to_string());
+            };
+            if r.canceled {
+                return Err(format!("the watch was canceled: {}", r.cancel_reason));
+            }
+            let progress = r.events.is_empty() && !r.created;
+            for e in r.events {
+                let kv = e.kv.unwrap_or_default();
+                let key = String::from_utf8_lossy(&kv.key).into_owned();
+                if e.r#type == 1 {
+                    if let Some(k) = keys.get_mut(&key) {
+                        k.1 = Some(kv.mod_revision);
                     }
-                }
-                if progress && r.header.is_some_and(|h| h.revision >= now) {
-                    return Ok(keys);
-                }
-                if !asked || progress {
-                    asked = true;
-                    let ask = pb::WatchRequest {
-                        request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
-                            pb::WatchProgressRequest {},
-                        )),
-                    };
-                    tx.send(ask).await.map_err(|e| e.to_string())?;
+                } else if kv.version == 1
+                    && let Some(earlier) = keys.insert(key.clone(), (kv.create_revision, None))
+                {
+                    // A lease ID granted twice would make two keys of one name.
+                    return Err(format!(
+                        "{key} created twice: {earlier:?}, then at {}",
+                        kv.create_revision
+                    ));
                 }
             }
-        };
-        match tokio::time::timeout(Duration::from_secs(20), attempt).await {
-            Ok(Ok(keys)) => return Ok(keys),
-            Ok(Err(e)) => last = format!("m{m}: {e}"),
-            Err(_) => last = format!("m{m}: timed out"),
+            if progress && r.header.is_some_and(|h| h.revision >= now) {
+                return Ok(keys);
+            }
+            if !asked || progress {
+                asked = true;
+                let ask = pb::WatchRequest {
+                    request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
+                        pb::WatchProgressRequest {},
+                    )),
+                };
+                tx.send(ask).await.map_err(|e| e.to_string())?;
+            }
         }
-    }
-    Err(format!("no member gave the lock keys' history: {last}"))
+    })
+    .await
 }
 
 /// Mutual exclusion in the store's terms (see the module docs).

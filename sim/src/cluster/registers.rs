@@ -190,68 +190,60 @@ pub(super) async fn client(
 /// Every value the store holds or held for the registers, with the revision that wrote it:
 /// a watch from revision 1 (nothing is compacted in a run) read up to the current revision.
 pub(super) async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i64)>, String> {
-    let mut last = String::new();
-    for m in 0..nodes {
-        let attempt = async {
-            let mut kv = KvClient::connect(client_url(m))
-                .await
-                .map_err(|e| e.to_string())?;
-            // The last revision that wrote a register (other keys, the leases', share the
-            // revision counter): the history is complete once the watch reaches it.
-            let now = kv
-                .range(pb::RangeRequest {
-                    key: Bytes::from_static(b"reg/"),
-                    range_end: Bytes::from_static(b"reg0"),
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| e.to_string())?
-                .into_inner()
-                .kvs
-                .iter()
-                .map(|kv| kv.mod_revision)
-                .max()
-                .unwrap_or(0);
-            let (mut stream, tx) = watcher::open(m, 1, false).await?;
-            let mut out = BTreeMap::new();
-            // Only events say how far the history has come.
-            let mut seen = 0;
-            while seen < now {
-                let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
-                    return Err("the watch ended".to_string());
-                };
-                if r.canceled {
-                    return Err(format!("the watch was canceled: {}", r.cancel_reason));
+    super::from_any_member(nodes, "the registers' history", |m| async move {
+        let mut kv = KvClient::connect(client_url(m))
+            .await
+            .map_err(|e| e.to_string())?;
+        // The last revision that wrote a register (other keys, the leases', share the
+        // revision counter): the history is complete once the watch reaches it.
+        let now = kv
+            .range(pb::RangeRequest {
+                key: Bytes::from_static(b"reg/"),
+                range_end: Bytes::from_static(b"reg0"),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| e.to_string())?
+            .into_inner()
+            .kvs
+            .iter()
+            .map(|kv| kv.mod_revision)
+            .max()
+            .unwrap_or(0);
+        let (mut stream, tx) = watcher::open(m, 1, false).await?;
+        let mut out = BTreeMap::new();
+        // Only events say how far the history has come.
+        let mut seen = 0;
+        while seen < now {
+            let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+                return Err("the watch ended".to_string());
+            };
+            if r.canceled {
+                return Err(format!("the watch was canceled: {}", r.cancel_reason));
+            }
+            for e in r.events {
+                let kv = e.kv.unwrap_or_default();
+                seen = seen.max(kv.mod_revision);
+                let key: u32 = std::str::from_utf8(&kv.key[4..])
+                    .ok()
+                    .and_then(|k| k.parse().ok())
+                    .ok_or_else(|| format!("an unexpected key {:?}", kv.key))?;
+                if key >= KEYS {
+                    continue;
                 }
-                for e in r.events {
-                    let kv = e.kv.unwrap_or_default();
-                    seen = seen.max(kv.mod_revision);
-                    let key: u32 = std::str::from_utf8(&kv.key[4..])
-                        .ok()
-                        .and_then(|k| k.parse().ok())
-                        .ok_or_else(|| format!("an unexpected key {:?}", kv.key))?;
-                    if key >= KEYS {
-                        continue;
-                    }
-                    let value: u64 = std::str::from_utf8(&kv.value)
-                        .ok()
-                        .and_then(|v| v.parse().ok())
-                        .ok_or_else(|| format!("an unexpected value {:?}", kv.value))?;
-                    if out.insert(value, (key, kv.mod_revision)).is_some() {
-                        return Err(format!("value {value} written twice"));
-                    }
+                let value: u64 = std::str::from_utf8(&kv.value)
+                    .ok()
+                    .and_then(|v| v.parse().ok())
+                    .ok_or_else(|| format!("an unexpected value {:?}", kv.value))?;
+                if out.insert(value, (key, kv.mod_revision)).is_some() {
+                    return Err(format!("value {value} written twice"));
                 }
             }
-            drop(tx);
-            Ok(out)
-        };
-        match tokio::time::timeout(Duration::from_secs(20), attempt).await {
-            Ok(Ok(out)) => return Ok(out),
-            Ok(Err(e)) => last = format!("m{m}: {e}"),
-            Err(_) => last = format!("m{m}: timed out"),
         }
-    }
-    Err(format!("no member gave the registers' history: {last}"))
+        drop(tx);
+        Ok(out)
+    })
+    .await
 }
 
 /// Resolves writes of unknown outcome from the store's history (a value that is there was
