@@ -32,7 +32,7 @@ use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 
 /// The etcd version oxcd reports: clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.0";
@@ -44,6 +44,8 @@ pub struct Server {
     pub handle: NodeHandle,
     shutdown: watch::Sender<bool>,
     driver: tokio::task::JoinHandle<Result<(), String>>,
+    /// Stops the driver when sent or dropped.
+    stop_driver: oneshot::Sender<()>,
     servers: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -61,7 +63,7 @@ impl Server {
             }
         }
         drop(self.handle);
-        self.driver.abort();
+        let _ = self.stop_driver.send(());
         let _ = self.driver.await;
     }
 
@@ -297,7 +299,8 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
         config.clone(),
         driver.removed.clone(),
     );
-    let driver = tokio::spawn(driver.run(rx));
+    let (stop_driver, stop) = oneshot::channel();
+    let driver = driver.start(rx, stop);
 
     let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
@@ -345,6 +348,7 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
         handle,
         shutdown,
         driver,
+        stop_driver,
         servers,
     })
 }

@@ -39,14 +39,19 @@ pub struct Transport {
     peers: HashMap<NodeId, PeerLink>,
     /// The driver's inbox, for unreachable and snapshot reports.
     reports: mpsc::Sender<Input>,
+    /// The runtime the peer links run on: the one the transport was made on, not the
+    /// driver's own thread, where they would wait behind every fsync.
+    runtime: tokio::runtime::Handle,
 }
 
 impl Transport {
+    /// Call on the runtime the peer links should run on.
     pub fn new(cluster_id: u64, reports: mpsc::Sender<Input>) -> Transport {
         Transport {
             cluster_id,
             peers: HashMap::new(),
             reports,
+            runtime: tokio::runtime::Handle::current(),
         }
     }
 
@@ -66,7 +71,7 @@ impl Transport {
                 continue;
             }
             let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
-            let task = tokio::spawn(peer_loop(
+            let task = self.runtime.spawn(peer_loop(
                 id,
                 urls.clone(),
                 self.cluster_id,
