@@ -98,8 +98,7 @@ impl LeaderStream {
         h: &NodeHandle,
         id: i64,
     ) -> Result<pb::LeaseKeepAliveResponse, Status> {
-        let timeout = std::time::Duration::from_millis(h.config.request_timeout_ms());
-        let answer = tokio::time::timeout(timeout, self.exchange(h, id)).await;
+        let answer = tokio::time::timeout(h.timeout(), self.exchange(h, id)).await;
         let answer = answer.unwrap_or_else(|_| Err(ServerError::Timeout.status()));
         if answer.is_err() {
             self.open = None;

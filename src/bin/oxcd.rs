@@ -2,8 +2,6 @@
 //! deployment works by swapping the binary name. With no flags: a one-member cluster on
 //! 127.0.0.1:2379 (clients) and 127.0.0.1:2380 (peers), its data in `./default.oxcd`.
 
-// The server needs fjall and real sockets: under madsim (`--cfg madsim`) the binary is empty,
-// and simulations start members through `oxcd::server::start` instead.
 // mimalloc, set up by `oxcd::alloc`.
 #[cfg(not(madsim))]
 #[global_allocator]
@@ -11,6 +9,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[cfg(not(madsim))]
 oxcd::set_options_at_load!();
 
+// The server needs fjall and real sockets: under madsim (`--cfg madsim`) the binary is empty,
+// and simulations start members through `oxcd::server::start` instead.
 #[cfg(madsim)]
 fn main() {}
 

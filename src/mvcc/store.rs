@@ -503,12 +503,13 @@ impl<B: Backend> KvStore<B> {
 
     fn check_put_state(&self, req: &PutRequest, lease_exists: &dyn Fn(i64) -> bool) -> Result<()> {
         // Checked before the write begins: the key index holds the committed state.
-        let live = self
-            .index
-            .get(&req.key)
-            .and_then(KeyIndex::live_version)
-            .is_some();
-        if (req.ignore_value || req.ignore_lease) && !live {
+        let live = || {
+            self.index
+                .get(&req.key)
+                .and_then(KeyIndex::live_version)
+                .is_some()
+        };
+        if (req.ignore_value || req.ignore_lease) && !live() {
             return Err(Error::KeyNotFound);
         }
         if req.lease != 0 && !lease_exists(req.lease) {

@@ -129,7 +129,8 @@ impl NodeHandle {
         }
     }
 
-    fn timeout(&self) -> std::time::Duration {
+    /// How long a request waits for its answer before it fails with "request timed out".
+    pub fn timeout(&self) -> std::time::Duration {
         std::time::Duration::from_millis(self.config.request_timeout_ms())
     }
 
@@ -225,7 +226,7 @@ pub struct WatchOut {
 
 /// The driver's state. Services reach it through [`NodeHandle::run`].
 pub struct Driver {
-    member: Option<Member<ServerEngine>>,
+    member: Member<ServerEngine>,
     pub config: Arc<ServerConfig>,
     pub member_id: u64,
     pub cluster_id: u64,
@@ -277,7 +278,7 @@ impl Driver {
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
         Driver {
-            member: Some(member),
+            member,
             config,
             member_id,
             cluster_id,
@@ -313,15 +314,11 @@ impl Driver {
     }
 
     pub fn member(&self) -> &Member<ServerEngine> {
-        self.member
-            .as_ref()
-            .expect("the member is back after each Ready")
+        &self.member
     }
 
     pub fn member_mut(&mut self) -> &mut Member<ServerEngine> {
-        self.member
-            .as_mut()
-            .expect("the member is back after each Ready")
+        &mut self.member
     }
 
     /// The data dir's size on disk.
@@ -708,7 +705,7 @@ impl Driver {
     /// Watch catch-up and delivery.
     fn watch_work(&mut self) {
         let now = self.now_ms();
-        let member = self.member.as_mut().expect("member present");
+        let member = &mut self.member;
         let (watchers, kv) = member.applier_mut().watchers_mut();
         if watchers.poll_timeout().is_some_and(|t| t <= now) {
             watchers.tick(now, kv);
@@ -815,7 +812,7 @@ impl Driver {
             >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX);
         let keep = self.config.snapshot_catchup_entries;
         let started = Instant::now();
-        let member = self.member_mut();
+        let member = &mut self.member;
         let result = member.handle_ready(now).and_then(|out| {
             let Some(mut out) = out else {
                 return Ok(None);

@@ -223,21 +223,10 @@ pub async fn history(nodes: usize) -> Result<BTreeMap<i64, BTreeMap<u32, Vec<u64
             return Ok(out);
         }
         let (mut stream, _tx) = super::watcher::open_prefix(m, "la/", "la0", 1, false).await?;
-        let mut seen = 0;
-        while seen < now {
-            let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
-                return Err("the watch ended".to_string());
-            };
-            for e in r.events {
-                let kv = e.kv.unwrap_or_default();
-                seen = seen.max(kv.mod_revision);
-                let k: u32 = std::str::from_utf8(&kv.key[3..])
-                    .ok()
-                    .and_then(|k| k.parse().ok())
-                    .ok_or("a bad key")?;
-                let list = decode(&kv.value).ok_or("a bad value")?;
-                out.entry(kv.mod_revision).or_default().insert(k, list);
-            }
+        for kv in super::watcher::kvs_until(&mut stream, now).await? {
+            let k = super::watcher::key_number(&kv.key, "la/")?;
+            let list = decode(&kv.value).ok_or("a bad value")?;
+            out.entry(kv.mod_revision).or_default().insert(k, list);
         }
         Ok(out)
     })

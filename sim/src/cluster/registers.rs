@@ -212,32 +212,15 @@ pub(super) async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i
             .unwrap_or(0);
         let (mut stream, tx) = watcher::open(m, 1, false).await?;
         let mut out = BTreeMap::new();
-        // Only events say how far the history has come.
-        let mut seen = 0;
-        while seen < now {
-            let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
-                return Err("the watch ended".to_string());
-            };
-            if r.canceled {
-                return Err(format!("the watch was canceled: {}", r.cancel_reason));
+        for kv in watcher::kvs_until(&mut stream, now).await? {
+            let key = watcher::key_number(&kv.key, "reg/")?;
+            if key >= KEYS {
+                continue;
             }
-            for e in r.events {
-                let kv = e.kv.unwrap_or_default();
-                seen = seen.max(kv.mod_revision);
-                let key: u32 = std::str::from_utf8(&kv.key[4..])
-                    .ok()
-                    .and_then(|k| k.parse().ok())
-                    .ok_or_else(|| format!("an unexpected key {:?}", kv.key))?;
-                if key >= KEYS {
-                    continue;
-                }
-                let value: u64 = std::str::from_utf8(&kv.value)
-                    .ok()
-                    .and_then(|v| v.parse().ok())
-                    .ok_or_else(|| format!("an unexpected value {:?}", kv.value))?;
-                if out.insert(value, (key, kv.mod_revision)).is_some() {
-                    return Err(format!("value {value} written twice"));
-                }
+            let value = watcher::parse(&kv.value)
+                .ok_or_else(|| format!("an unexpected value {:?}", kv.value))?;
+            if out.insert(value, (key, kv.mod_revision)).is_some() {
+                return Err(format!("value {value} written twice"));
             }
         }
         drop(tx);

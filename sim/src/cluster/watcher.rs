@@ -45,7 +45,8 @@ pub struct WatchLog {
     pub problems: Vec<String>,
 }
 
-fn parse(b: &[u8]) -> Option<u64> {
+/// A register value (a decimal number).
+pub fn parse(b: &[u8]) -> Option<u64> {
     std::str::from_utf8(b).ok()?.parse().ok()
 }
 
@@ -91,6 +92,40 @@ pub async fn open_prefix(
         .map_err(|e| e.to_string())?
         .into_inner();
     Ok((stream, tx))
+}
+
+/// The events of an open watch up to revision `until` (the newest write under its keys):
+/// how the post-run readers read a prefix's whole history. Fails when the stream ends or the
+/// watch is canceled first.
+pub async fn kvs_until(
+    stream: &mut tonic::Streaming<pb::WatchResponse>,
+    until: i64,
+) -> Result<Vec<oxcd::pb::mvccpb::KeyValue>, String> {
+    let mut kvs = Vec::new();
+    // Only events say how far the history has come.
+    let mut seen = 0;
+    while seen < until {
+        let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
+            return Err("the watch ended".to_string());
+        };
+        if r.canceled {
+            return Err(format!("the watch was canceled: {}", r.cancel_reason));
+        }
+        for e in r.events {
+            let kv = e.kv.unwrap_or_default();
+            seen = seen.max(kv.mod_revision);
+            kvs.push(kv);
+        }
+    }
+    Ok(kvs)
+}
+
+/// The number a workload's key carries after its `prefix` (`reg/7` is 7).
+pub fn key_number(key: &[u8], prefix: &str) -> Result<u32, String> {
+    key.strip_prefix(prefix.as_bytes())
+        .and_then(|k| std::str::from_utf8(k).ok())
+        .and_then(|k| k.parse().ok())
+        .ok_or_else(|| format!("an unexpected key {key:?}"))
 }
 
 /// Follows `reg/` from revision 1 until `until`.
