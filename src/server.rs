@@ -8,6 +8,8 @@
 //! What it does not do: parse flags (the `oxcd` binary does) or decode requests (the services
 //! in [`crate::api`] do).
 
+#[cfg(not(madsim))]
+mod authority;
 pub mod cluster;
 pub mod config;
 pub mod driver;
@@ -433,11 +435,25 @@ fn serve_clients(
             let router = routes
                 .into_axum_router()
                 .merge(api::http::router(handle.clone()));
-            tonic::transport::Server::builder()
-                .accept_http1(true)
-                .add_routes(tonic::service::Routes::from(router))
-                .serve_with_shutdown(addr, signal)
-                .await
+            // Accepted as tonic's own listener does (TCP_NODELAY on), each connection read
+            // through the fix for etcdctl's URL-shaped `:authority` (see `authority`).
+            match tonic::transport::server::TcpIncoming::bind(addr) {
+                Ok(incoming) => {
+                    let incoming =
+                        tokio_stream::StreamExt::map(incoming.with_nodelay(Some(true)), |conn| {
+                            conn.map(authority::FixAuthority::new)
+                        });
+                    tonic::transport::Server::builder()
+                        .accept_http1(true)
+                        .add_routes(tonic::service::Routes::from(router))
+                        .serve_with_incoming_shutdown(incoming, signal)
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "client listener failed");
+                    return;
+                }
+            }
         };
         #[cfg(madsim)]
         let r = tonic::transport::Server::builder()

@@ -23,11 +23,10 @@
 //!
 //! etcd is Debian's `etcd-server` package (3.4.23); the test fails when it is missing.
 //!
-//! One known difference is left out of the script rather than masked: an endpoint written as
-//! a URL (`http://...`) for `endpoint status` / `hashkv`, `defrag`, `move-leader` and the
-//! `--cluster` commands, which etcdctl dials with the URL as the HTTP/2 `:authority`; oxcd's
-//! HTTP/2 layer refuses that authority (see the README). `get` and `endpoint health` through a
-//! URL endpoint are in the script.
+//! An endpoint written as a URL (`http://...`) is in the script both ways etcdctl uses it:
+//! through its balancer (`get`, `endpoint health`) and dialed as it is, with the URL as the
+//! HTTP/2 `:authority` (`endpoint status` / `hashkv`, `defrag`, `move-leader`, and the
+//! members' URLs with `--cluster`).
 
 mod procs;
 
@@ -272,14 +271,19 @@ fn script(snapshot: &str) -> Vec<Step> {
         ),
         step(&["endpoint", "status", "-w", "json"]).mask(STATUS_JSON_MASK, "\"$1\":<MASKED>"),
         step(&["endpoint", "status", "-w", "table"]).columns(STATUS_COLUMNS),
-        // The endpoint as a URL goes through the balancer for `get` and `endpoint health`.
-        // KNOWN DEVIATION, not covered here: `endpoint status` / `hashkv`, `defrag` and
-        // `move-leader` dial an `http://` endpoint (and `--cluster` the members' URLs) with the
-        // URL as HTTP/2 authority, which oxcd's HTTP/2 layer (h2) refuses with PROTOCOL_ERROR;
-        // etcd accepts it. See the README.
+        // The endpoint as a URL goes through the balancer for `get` and `endpoint health`;
+        // `endpoint status` / `hashkv`, `defrag` and `move-leader` dial it as it is (and
+        // `--cluster` the members' URLs), with the whole URL as the HTTP/2 `:authority`.
         step(&["get", "foo"]).url(),
         step(&["endpoint", "health", "-w", "table"]).columns(&["TOOK"]).url(),
         step(&["endpoint", "health", "--cluster", "-w", "table"]).columns(&["TOOK"]),
+        step(&["endpoint", "status", "-w", "table"]).columns(STATUS_COLUMNS).url(),
+        step(&["endpoint", "status", "--cluster", "-w", "table"]).columns(STATUS_COLUMNS),
+        step(&["endpoint", "hashkv", "-w", "table"]).columns(&["HASH"]).url(),
+        step(&["endpoint", "hashkv", "--cluster", "-w", "table"]).columns(&["HASH"]),
+        step(&["defrag"]).url(),
+        step(&["defrag", "--cluster"]),
+        step(&["move-leader", "1"]).url(),
         step(&["move-leader", "1"]),
         step(&["endpoint", "hashkv"]).mask(r"(?m)^(<CLIENT>), \d+$", "$1, <HASH>"),
         step(&["endpoint", "hashkv", "-w", "json"]).mask(r#""hash":\d+"#, "\"hash\":<HASH>"),
