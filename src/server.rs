@@ -445,6 +445,7 @@ fn serve_clients(
                         });
                     tonic::transport::Server::builder()
                         .accept_http1(true)
+                        .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
                         .add_routes(tonic::service::Routes::from(router))
                         .serve_with_incoming_shutdown(incoming, signal)
                         .await
