@@ -37,6 +37,9 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
 /// The etcd version oxcd reports: clients gate features on it.
+/// How long a stopping server lets its listeners finish what they are doing, in all.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
 pub const ETCD_VERSION: &str = "3.5.0";
 /// The cluster version reported beside it.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
@@ -55,12 +58,14 @@ impl Server {
     /// Stops serving and waits for the driver to finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
-        // Graceful first; peers keep their streams open, so a listener gets a bounded wait.
+        // Graceful first: requests in flight get their answers, and the long-lived streams
+        // (watches, keep-alives, peers' Raft streams) end at the signal with "server
+        // stopped" (`NodeHandle::stopping`). A listener still busy when the one shared
+        // deadline passes is cut off.
+        let deadline = tokio::time::Instant::now() + SHUTDOWN_GRACE;
         for mut s in self.servers {
-            if tokio::time::timeout(Duration::from_secs(2), &mut s)
-                .await
-                .is_err()
-            {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if tokio::time::timeout(left, &mut s).await.is_err() {
                 s.abort();
             }
         }
@@ -294,17 +299,18 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     {
         tracing::debug!(error = %e, "the sole voter could not campaign at start");
     }
+    let (shutdown, shutdown_rx) = watch::channel(false);
     let handle = NodeHandle::new(
         tx,
         identity.member_id,
         identity.cluster_id,
         config.clone(),
         driver.removed.clone(),
+        shutdown_rx.clone(),
     );
     let (stop_driver, stop) = oneshot::channel();
     let driver = driver.start(rx, stop);
 
-    let (shutdown, shutdown_rx) = watch::channel(false);
     let mut servers = Vec::new();
     for addr in &config.listen_peer {
         let addr = resolve(addr)?;

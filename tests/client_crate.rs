@@ -557,3 +557,41 @@ async fn three_members() {
     }
     eprintln!("three members: {:?}", started.elapsed());
 }
+
+/// Awaits a stream's next message, which must be etcd's "server stopped" error.
+async fn assert_server_stopped<T: std::fmt::Debug>(
+    stream: &str,
+    next: impl std::future::Future<Output = Result<T, Error>>,
+) {
+    let ended = tokio::time::timeout(MESSAGE_TIMEOUT, next)
+        .await
+        .unwrap_or_else(|_| panic!("the {stream} stream ends within the timeout"));
+    assert_status(
+        &status(ended),
+        tonic::Code::Unavailable,
+        "etcdserver: server stopped",
+    );
+}
+
+/// SIGTERM ends a member's long-lived streams at once with etcd's "server stopped"
+/// (Unavailable, which etcd's clients retry on another member), instead of leaving them open
+/// until the listener's grace runs out and the connection is cut, and the member exits.
+#[tokio::test]
+async fn sigterm_ends_streams_with_server_stopped() {
+    let mut cluster = Cluster::start(Kind::Oxcd, 3, Timing::default());
+    let mut c = connect(&[cluster.endpoint(1)]).await;
+    let mut watch = c.watch("k", None).await.unwrap();
+    let created = next_message(&mut watch).await;
+    assert!(created.created(), "{created:?}");
+    let id = c.lease_grant(60, None).await.unwrap().id();
+    let (mut keeper, mut alive) = c.lease_keep_alive(id).await.unwrap();
+    keeper.keep_alive().await.unwrap();
+    let first = tokio::time::timeout(MESSAGE_TIMEOUT, alive.message()).await;
+    assert!(matches!(first, Ok(Ok(Some(_)))), "{first:?}");
+
+    cluster.terminate(1);
+    assert_server_stopped("watch", watch.message()).await;
+    assert_server_stopped("keep-alive", alive.message()).await;
+    let exited = procs::poll_until("member 1 exits", MESSAGE_TIMEOUT, || cluster.try_wait(1));
+    assert!(exited.success(), "exit status {exited:?}");
+}

@@ -201,7 +201,17 @@ impl Lease for LeaseService {
         let h = self.h.clone();
         tokio::spawn(async move {
             let mut to_leader = LeaderStream::default();
-            while let Ok(Some(req)) = input.message().await {
+            loop {
+                let req = tokio::select! {
+                    next = input.message() => match next {
+                        Ok(Some(req)) => req,
+                        _ => break,
+                    },
+                    _ = h.stopping() => {
+                        let _ = tx.send(Err(ServerError::Stopped.status())).await;
+                        break;
+                    }
+                };
                 let r = keep_alive_once(&h, &mut to_leader, req.id).await;
                 let failed = r.is_err();
                 if tx.send(r).await.is_err() || failed {

@@ -2,6 +2,7 @@
 //! to the driver in order; a member joining the cluster asks here who it is.
 
 use super::convert;
+use crate::api::error::ServerError;
 use crate::pb::peer::{self, peer_server::Peer};
 use crate::server::driver::{NodeHandle, REMOVED_MESSAGE};
 use tonic::{Request, Response, Status, Streaming};
@@ -23,7 +24,14 @@ impl Peer for PeerService {
         request: Request<Streaming<peer::RaftBatch>>,
     ) -> Result<Response<peer::RaftAck>, Status> {
         let mut input = request.into_inner();
-        while let Some(batch) = input.message().await? {
+        loop {
+            let batch = tokio::select! {
+                next = input.message() => match next? {
+                    Some(batch) => batch,
+                    None => break,
+                },
+                _ = self.h.stopping() => return Err(ServerError::Stopped.status()),
+            };
             if batch.cluster_id != self.h.cluster_id {
                 return Err(Status::failed_precondition(format!(
                     "cluster ID mismatch: this member is in {:x}, the sender in {:x}",

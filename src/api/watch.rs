@@ -3,6 +3,7 @@
 //! client's requests and the driver pushes responses into the stream's bounded outbox.
 
 use super::convert;
+use super::error::ServerError;
 use crate::mvcc::{self, StreamId};
 use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
 use crate::server::driver::{NodeHandle, WatchOut};
@@ -74,6 +75,7 @@ impl Watch for WatchService {
         request: Request<Streaming<pb::WatchRequest>>,
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(OUTBOX_RESPONSES_MAX);
+        let stopped = tx.clone();
         let stream = self
             .h
             .run(false, move |d| {
@@ -87,7 +89,14 @@ impl Watch for WatchService {
         let h = self.h.clone();
         tokio::spawn(async move {
             'read: loop {
-                let req = match input.message().await {
+                let next = tokio::select! {
+                    next = input.message() => next,
+                    _ = h.stopping() => {
+                        let _ = stopped.send(Err(ServerError::Stopped.status())).await;
+                        break;
+                    }
+                };
+                let req = match next {
                     Ok(Some(pb::WatchRequest {
                         request_union: Some(u),
                     })) => u,

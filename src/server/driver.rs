@@ -110,6 +110,8 @@ pub struct NodeHandle {
     pub cluster_id: u64,
     pub config: Arc<ServerConfig>,
     pub removed: RemovedPeers,
+    /// Turns true when the server begins to shut down.
+    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl NodeHandle {
@@ -119,6 +121,7 @@ impl NodeHandle {
         cluster_id: u64,
         config: Arc<ServerConfig>,
         removed: RemovedPeers,
+        shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> NodeHandle {
         NodeHandle {
             tx,
@@ -126,7 +129,16 @@ impl NodeHandle {
             cluster_id,
             config,
             removed,
+            shutdown,
         }
+    }
+
+    /// Resolves once the server begins to shut down (or is gone). A long-lived stream ends
+    /// then with "server stopped" (Unavailable, which etcd's clients take as a cue to retry
+    /// elsewhere), so the listener's graceful stop is not held up by it, as etcd's is not.
+    pub async fn stopping(&self) {
+        let mut shutdown = self.shutdown.clone();
+        let _ = shutdown.wait_for(|s| *s).await;
     }
 
     /// How long a request waits for its answer before it fails with "request timed out".

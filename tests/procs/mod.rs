@@ -302,6 +302,17 @@ impl Cluster {
         child.wait().expect("reap");
     }
 
+    /// Sends member `i` SIGTERM (by PID), as an operator stopping it would; `try_wait` reaps it.
+    pub fn terminate(&self, i: usize) {
+        let m = &self.members[i];
+        let pid = m
+            .pid()
+            .unwrap_or_else(|| panic!("{} is not running", m.name));
+        // SAFETY: kill(2) only sends a signal; the PID is our own unreaped child's.
+        let sent = unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
+        assert_eq!(sent, 0, "SIGTERM to {}", m.name);
+    }
+
     /// Member `i`'s exit status if its process has exited (it is then reaped and forgotten).
     pub fn try_wait(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         let m = &mut self.members[i];
