@@ -270,7 +270,7 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     );
 
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-    let transport = transport::Transport::new(identity.cluster_id, tx.clone());
+    let transport = transport::Transport::new(identity.member_id, identity.cluster_id, tx.clone());
     // A member that joined but restarted before the leader's snapshot brought it the
     // membership knows no peers from its disk: ask the cluster again, or it could answer no one.
     let mut peers = identity.peers;

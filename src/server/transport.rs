@@ -35,6 +35,8 @@ struct PeerLink {
 
 /// The sending side of the peer protocol.
 pub struct Transport {
+    /// This member's ID, which every batch carries as its sender.
+    member_id: NodeId,
     cluster_id: u64,
     peers: HashMap<NodeId, PeerLink>,
     /// The driver's inbox, for unreachable and snapshot reports.
@@ -46,8 +48,9 @@ pub struct Transport {
 
 impl Transport {
     /// Call on the runtime the peer links should run on.
-    pub fn new(cluster_id: u64, reports: mpsc::Sender<Input>) -> Transport {
+    pub fn new(member_id: NodeId, cluster_id: u64, reports: mpsc::Sender<Input>) -> Transport {
         Transport {
+            member_id,
             cluster_id,
             peers: HashMap::new(),
             reports,
@@ -74,6 +77,7 @@ impl Transport {
             let task = self.runtime.spawn(peer_loop(
                 id,
                 urls.clone(),
+                self.member_id,
                 self.cluster_id,
                 rx,
                 self.reports.clone(),
@@ -107,6 +111,7 @@ impl Drop for Transport {
 async fn peer_loop(
     to: NodeId,
     urls: Vec<String>,
+    from: NodeId,
     cluster_id: u64,
     mut rx: mpsc::Receiver<Message>,
     reports: mpsc::Sender<Input>,
@@ -166,6 +171,7 @@ async fn peer_loop(
                 .send(RaftBatch {
                     cluster_id,
                     messages,
+                    from,
                 })
                 .await
                 .is_ok();
