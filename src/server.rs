@@ -36,10 +36,10 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
 
-/// The etcd version oxcd reports: clients gate features on it.
 /// How long a stopping server lets its listeners finish what they are doing, in all.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
+/// The etcd version oxcd reports: clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.0";
 /// The cluster version reported beside it.
 pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";

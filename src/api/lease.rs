@@ -202,13 +202,11 @@ impl Lease for LeaseService {
         tokio::spawn(async move {
             let mut to_leader = LeaderStream::default();
             loop {
-                let req = tokio::select! {
-                    next = input.message() => match next {
-                        Ok(Some(req)) => req,
-                        _ => break,
-                    },
-                    _ = h.stopping() => {
-                        let _ = tx.send(Err(ServerError::Stopped.status())).await;
+                let req = match h.unless_stopping(input.message()).await {
+                    Ok(Ok(Some(req))) => req,
+                    Ok(_) => break,
+                    Err(stopped) => {
+                        let _ = tx.send(Err(stopped)).await;
                         break;
                     }
                 };

@@ -2,7 +2,6 @@
 //! to the driver in order; a member joining the cluster asks here who it is.
 
 use super::convert;
-use crate::api::error::ServerError;
 use crate::pb::peer::{self, peer_server::Peer};
 use crate::server::driver::{NodeHandle, REMOVED_MESSAGE};
 use std::collections::BTreeSet;
@@ -26,12 +25,8 @@ impl Peer for PeerService {
     ) -> Result<Response<peer::RaftAck>, Status> {
         let mut input = request.into_inner();
         loop {
-            let batch = tokio::select! {
-                next = input.message() => match next? {
-                    Some(batch) => batch,
-                    None => break,
-                },
-                _ = self.h.stopping() => return Err(ServerError::Stopped.status()),
+            let Some(batch) = self.h.unless_stopping(input.message()).await?? else {
+                break;
             };
             let messages = {
                 let removed = self.h.removed.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,14 +96,16 @@ fn admit(
     if removed.contains(&sender) {
         return Err(Status::failed_precondition(REMOVED_MESSAGE));
     }
-    let (dropped, kept): (Vec<_>, Vec<_>) = batch
-        .messages
-        .into_iter()
-        .partition(|m| removed.contains(&m.from));
-    if !dropped.is_empty() {
-        tracing::debug!(n = dropped.len(), "messages of removed members dropped");
+    let mut messages = batch.messages;
+    let sent = messages.len();
+    messages.retain(|m| !removed.contains(&m.from));
+    if messages.len() < sent {
+        tracing::debug!(
+            n = sent - messages.len(),
+            "messages of removed members dropped"
+        );
     }
-    Ok(kept)
+    Ok(messages)
 }
 
 #[cfg(test)]

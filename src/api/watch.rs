@@ -3,7 +3,6 @@
 //! client's requests and the driver pushes responses into the stream's bounded outbox.
 
 use super::convert;
-use super::error::ServerError;
 use crate::mvcc::{self, StreamId};
 use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
 use crate::server::driver::{NodeHandle, WatchOut};
@@ -89,10 +88,10 @@ impl Watch for WatchService {
         let h = self.h.clone();
         tokio::spawn(async move {
             'read: loop {
-                let next = tokio::select! {
-                    next = input.message() => next,
-                    _ = h.stopping() => {
-                        let _ = stopped.send(Err(ServerError::Stopped.status())).await;
+                let next = match h.unless_stopping(input.message()).await {
+                    Ok(next) => next,
+                    Err(status) => {
+                        let _ = stopped.send(Err(status)).await;
                         break;
                     }
                 };

@@ -133,12 +133,19 @@ impl NodeHandle {
         }
     }
 
-    /// Resolves once the server begins to shut down (or is gone). A long-lived stream ends
-    /// then with "server stopped" (Unavailable, which etcd's clients take as a cue to retry
+    /// `next`'s output, or "server stopped" once the server begins to shut down (or is
+    /// gone) first. A long-lived stream waits for its client's next message through this and
+    /// ends with that error (Unavailable, which etcd's clients take as a cue to retry
     /// elsewhere), so the listener's graceful stop is not held up by it, as etcd's is not.
-    pub async fn stopping(&self) {
+    pub async fn unless_stopping<T>(
+        &self,
+        next: impl std::future::Future<Output = T>,
+    ) -> Result<T, Status> {
         let mut shutdown = self.shutdown.clone();
-        let _ = shutdown.wait_for(|s| *s).await;
+        tokio::select! {
+            r = next => Ok(r),
+            _ = shutdown.wait_for(|s| *s) => Err(ServerError::Stopped.status()),
+        }
     }
 
     /// How long a request waits for its answer before it fails with "request timed out".
