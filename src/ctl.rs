@@ -541,20 +541,23 @@ impl Cli {
                 let list = self
                     .timed(maintenance(ch.clone()).alarm(pb::AlarmRequest::default()))
                     .await?;
+                // etcdctl prints what each disarm answered: the alarms it cleared.
                 let r = if action == 0 {
                     list
                 } else {
-                    let mut last = list.clone();
+                    let mut cleared = pb::AlarmResponse::default();
                     for a in &list.alarms {
-                        last = self
+                        let r = self
                             .timed(maintenance(ch.clone()).alarm(pb::AlarmRequest {
                                 action,
                                 member_id: a.member_id,
                                 alarm: a.alarm,
                             }))
                             .await?;
+                        cleared.header = r.header;
+                        cleared.alarms.extend(r.alarms);
                     }
-                    if list.alarms.is_empty() { list } else { last }
+                    cleared
                 };
                 out.stdout += &p.alarms(&r)?;
             }

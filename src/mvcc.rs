@@ -18,7 +18,7 @@ mod request;
 mod store;
 mod watch;
 
-pub use backend::{Backend, BackendError, Batch, LeaseRecord, MemBackend, MetaKey, Record};
+pub use backend::{Alarm, Backend, BackendError, Batch, LeaseRecord, MemBackend, MetaKey, Record};
 pub use error::{Error, Result};
 pub use history::History;
 pub use key_index::KeyIndex;

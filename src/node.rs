@@ -9,6 +9,6 @@ mod apply;
 mod codec;
 mod member;
 
-pub use apply::{Applied, Applier, ApplyError, Command};
+pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};

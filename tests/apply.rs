@@ -6,10 +6,12 @@
 use bytes::Bytes;
 use oxcd::lease::{Lessor, LessorConfig};
 use oxcd::mvcc::{
-    DeleteRangeRequest, Error as MvccError, EventKind, KvStore, MemBackend, PutRequest,
+    Alarm, DeleteRangeRequest, Error as MvccError, EventKind, KvStore, MemBackend, PutRequest,
     RangeRequest, RequestOp, StreamId, TxnRequest, WatchConfig, WatchCreate, Watchers, prefix_end,
 };
-use oxcd::node::{Applied, Applier, ApplyError, Command};
+use oxcd::node::{
+    ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command,
+};
 use proptest::prelude::*;
 
 fn applier() -> Applier<MemBackend> {
@@ -269,4 +271,103 @@ proptest! {
             prop_assert_eq!(listed, attached, "every listed key is live with its lease");
         }
     }
+}
+
+fn alarm(action: AlarmAction, member: u64, kind: i32) -> Command {
+    Command::Alarm {
+        action,
+        member,
+        kind,
+    }
+}
+
+fn raised(list: &[(u64, i32)]) -> Applied {
+    Applied::Alarm(
+        list.iter()
+            .map(|&(member, kind)| Alarm { kind, member })
+            .collect(),
+    )
+}
+
+/// Alarms are applied state: stored with the command that raised them, recovered after a
+/// restart, and gating the commands etcd gates (NOSPACE what adds data, CORRUPT every change
+/// but a read-only transaction).
+#[test]
+fn alarms_gate_commands_and_survive_recovery() {
+    use AlarmAction::{Activate, Deactivate, Get};
+    let mut a = applier();
+    let applied = |a: &mut Applier<MemBackend>, index: u64, cmd: Command| {
+        let (r, _) = a.apply_at(index, &cmd, 0);
+        r
+    };
+    assert_eq!(
+        applied(&mut a, 1, alarm(Activate, 7, ALARM_NOSPACE)),
+        Ok(raised(&[(7, ALARM_NOSPACE)]))
+    );
+    let revision = a.kv().current_revision();
+    assert_eq!(applied(&mut a, 2, put("k", 0)), Err(ApplyError::NoSpace));
+    assert_eq!(
+        applied(&mut a, 3, Command::LeaseGrant { id: 5, ttl_s: 10 }),
+        Err(ApplyError::NoSpace)
+    );
+    assert_eq!(a.kv().current_revision(), revision, "nothing was written");
+    let delete = Command::DeleteRange(DeleteRangeRequest {
+        key: b("k"),
+        ..Default::default()
+    });
+    assert!(applied(&mut a, 4, delete.clone()).is_ok());
+    assert!(
+        applied(
+            &mut a,
+            5,
+            Command::Txn(TxnRequest {
+                success: vec![RequestOp::Range(RangeRequest {
+                    key: b("k"),
+                    ..Default::default()
+                })],
+                ..Default::default()
+            })
+        )
+        .is_ok()
+    );
+
+    // A restart on the same data: the alarm is still raised, and still gates.
+    let backend = a.kv().backend().clone();
+    let mut a = Applier::recover(
+        backend,
+        Lessor::new(LessorConfig::new(1000, 100)),
+        Watchers::new(WatchConfig::default(), 0).unwrap(),
+        128,
+        0,
+    )
+    .unwrap();
+    assert_eq!(
+        applied(&mut a, 6, alarm(Get, 0, 0)),
+        Ok(raised(&[(7, ALARM_NOSPACE)]))
+    );
+    assert_eq!(applied(&mut a, 7, put("k", 0)), Err(ApplyError::NoSpace));
+    assert_eq!(
+        applied(&mut a, 8, alarm(Activate, 0, ALARM_CORRUPT)),
+        Ok(raised(&[(0, ALARM_CORRUPT)]))
+    );
+    assert_eq!(applied(&mut a, 9, delete), Err(ApplyError::Corrupt));
+    assert_eq!(
+        applied(&mut a, 10, alarm(Get, 0, ALARM_CORRUPT)),
+        Ok(raised(&[(0, ALARM_CORRUPT)]))
+    );
+    // Clearing names the member and type exactly; clearing what is not raised answers none.
+    assert_eq!(
+        applied(&mut a, 11, alarm(Deactivate, 7, ALARM_CORRUPT)),
+        Ok(raised(&[]))
+    );
+    assert_eq!(
+        applied(&mut a, 12, alarm(Deactivate, 0, ALARM_CORRUPT)),
+        Ok(raised(&[(0, ALARM_CORRUPT)]))
+    );
+    assert_eq!(
+        applied(&mut a, 13, alarm(Deactivate, 7, ALARM_NOSPACE)),
+        Ok(raised(&[(7, ALARM_NOSPACE)]))
+    );
+    assert!(applied(&mut a, 14, put("k", 0)).is_ok());
+    assert!(a.alarms().is_empty());
 }

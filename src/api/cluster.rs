@@ -141,7 +141,7 @@ impl Cluster for ClusterService {
         };
         match self.h.propose(cmd).await? {
             (Applied::SetMember, _) => {}
-            (other, _) => return Err(Status::internal(format!("unexpected {other:?}"))),
+            (other, _) => return Err(super::kv::unexpected(&other)),
         }
         let (members, at) = self.members(false).await?;
         Ok(Response::new(pb::MemberUpdateResponse {

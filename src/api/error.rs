@@ -169,6 +169,8 @@ pub fn apply_status(e: &ApplyError) -> Status {
     match e {
         ApplyError::Mvcc(e) => mvcc_status(e),
         ApplyError::Lease(e) => lease_status(e),
+        ApplyError::NoSpace => ServerError::NoSpace.status(),
+        ApplyError::Corrupt => ServerError::Corrupt.status(),
     }
 }
 

@@ -34,7 +34,7 @@ pub fn check_size(h: &NodeHandle, m: &impl Message) -> Result<(), Status> {
     Ok(())
 }
 
-fn unexpected(a: &Applied) -> Status {
+pub(super) fn unexpected(a: &Applied) -> Status {
     Status::internal(format!("etcdserver: unexpected apply result {a:?}"))
 }
 

@@ -175,7 +175,7 @@ impl Lease for LeaseService {
                 ttl: g.ttl_s,
                 error: String::new(),
             })),
-            (other, _) => Err(Status::internal(format!("unexpected {other:?}"))),
+            (other, _) => Err(super::kv::unexpected(&other)),
         }
     }
 

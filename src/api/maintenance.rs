@@ -2,7 +2,8 @@
 //! defragmentation, as etcd's operators and `etcdctl endpoint ...` use them.
 
 use super::error::{ServerError, mvcc_status};
-use super::kv::header;
+use super::kv::{header, unexpected};
+use crate::node::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Command};
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
 use crate::server::ETCD_VERSION;
 use crate::server::driver::NodeHandle;
@@ -31,43 +32,36 @@ impl Maintenance for MaintenanceService {
         request: Request<pb::AlarmRequest>,
     ) -> Result<Response<pb::AlarmResponse>, Status> {
         let req = request.into_inner();
-        let (alarms, at) = self
-            .h
-            .run(false, move |d| {
-                match pb::alarm_request::AlarmAction::try_from(req.action) {
-                    Ok(pb::alarm_request::AlarmAction::Activate) if req.alarm != 0 => {
-                        let member = if req.member_id == 0 {
-                            d.member_id
-                        } else {
-                            req.member_id
-                        };
-                        if !d.alarms.contains(&(member, req.alarm)) {
-                            d.alarms.push((member, req.alarm));
-                        }
-                    }
-                    Ok(pb::alarm_request::AlarmAction::Deactivate) => d.alarms.retain(|(m, a)| {
-                        let member_matches = req.member_id == 0 || *m == req.member_id;
-                        let alarm_matches = req.alarm == 0 || *a == req.alarm;
-                        !(member_matches && alarm_matches)
-                    }),
-                    _ => {}
-                }
-                let alarms = d
-                    .alarms
-                    .iter()
-                    .map(|(m, a)| pb::AlarmMember {
-                        member_id: *m,
-                        alarm: *a,
-                    })
-                    .collect::<Vec<_>>();
-                Ok((alarms, d.header()))
-            })
-            .await?;
+        let action = match pb::alarm_request::AlarmAction::try_from(req.action) {
+            Ok(pb::alarm_request::AlarmAction::Get) => AlarmAction::Get,
+            Ok(pb::alarm_request::AlarmAction::Activate) => AlarmAction::Activate,
+            Ok(pb::alarm_request::AlarmAction::Deactivate) => AlarmAction::Deactivate,
+            // etcd's applier answers an action it does not know with no alarms.
+            Err(_) => {
+                return Ok(Response::new(pb::AlarmResponse::default()));
+            }
+        };
+        // Every action goes through the log, as in etcd: the alarms are the cluster's, and a
+        // list is as current as a linearizable read.
+        let cmd = Command::Alarm {
+            action,
+            member: req.member_id,
+            kind: req.alarm,
+        };
+        let alarms = match self.h.propose(cmd).await? {
+            (Applied::Alarm(alarms), _) => alarms,
+            (other, _) => return Err(unexpected(&other)),
+        };
         // etcd answers alarm requests without a header.
-        let _ = at;
         Ok(Response::new(pb::AlarmResponse {
             header: None,
-            alarms,
+            alarms: alarms
+                .into_iter()
+                .map(|a| pb::AlarmMember {
+                    member_id: a.member,
+                    alarm: a.kind,
+                })
+                .collect(),
         }))
     }
 
@@ -86,8 +80,14 @@ impl Maintenance for MaintenanceService {
                 if let Some(why) = &d.stopped {
                     errors.push(why.clone());
                 }
-                if !d.alarms.is_empty() {
-                    errors.push("etcdserver: mvcc: database space exceeded".to_string());
+                let applier = d.member().applier();
+                for (kind, error) in [
+                    (ALARM_NOSPACE, ServerError::NoSpace),
+                    (ALARM_CORRUPT, ServerError::Corrupt),
+                ] {
+                    if applier.alarm_raised(kind) {
+                        errors.push(error.status().message().to_string());
+                    }
                 }
                 Ok(pb::StatusResponse {
                     header: Some(header(&h, at)),

@@ -49,6 +49,16 @@ pub struct Batch {
     pub leases: Vec<(i64, Option<LeaseRecord>)>,
     /// Cluster member records (opaque bytes, the server's encoding) to store or remove, by ID.
     pub members: Vec<(u64, Option<Bytes>)>,
+    /// Alarms to raise (`true`) or clear (`false`).
+    pub alarms: Vec<(Alarm, bool)>,
+}
+
+/// A raised alarm: the member it names and etcd's `AlarmType` number (1 NOSPACE, 2 CORRUPT).
+/// Ordered by type, then member: the order they are listed in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Alarm {
+    pub kind: i32,
+    pub member: u64,
 }
 
 impl Batch {
@@ -58,6 +68,7 @@ impl Batch {
             && self.meta.is_empty()
             && self.leases.is_empty()
             && self.members.is_empty()
+            && self.alarms.is_empty()
     }
 
     /// Adds `other`'s changes after this batch's.
@@ -67,6 +78,7 @@ impl Batch {
         self.meta.extend(other.meta);
         self.leases.extend(other.leases);
         self.members.extend(other.members);
+        self.alarms.extend(other.alarms);
     }
 }
 
@@ -96,7 +108,11 @@ pub trait Backend {
     /// Every stored member record, in ID order.
     fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError>;
 
-    /// Applies a batch atomically: deletes, then puts, then meta, then leases, then members.
+    /// Every raised alarm, in [`Alarm`] order.
+    fn alarms(&self) -> Result<Vec<Alarm>, BackendError>;
+
+    /// Applies a batch atomically: deletes, then puts, then meta, then leases, then members,
+    /// then alarms.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
 }
 
@@ -107,6 +123,7 @@ pub struct MemBackend {
     meta: BTreeMap<MetaKey, i64>,
     leases: BTreeMap<i64, LeaseRecord>,
     members: BTreeMap<u64, Bytes>,
+    alarms: std::collections::BTreeSet<Alarm>,
 }
 
 impl MemBackend {
@@ -165,6 +182,13 @@ impl Backend for MemBackend {
                 None => self.members.remove(&id),
             };
         }
+        for (alarm, raised) in batch.alarms {
+            if raised {
+                self.alarms.insert(alarm);
+            } else {
+                self.alarms.remove(&alarm);
+            }
+        }
         Ok(())
     }
 
@@ -178,5 +202,9 @@ impl Backend for MemBackend {
             .iter()
             .map(|(id, r)| (*id, r.clone()))
             .collect())
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, BackendError> {
+        Ok(self.alarms.iter().copied().collect())
     }
 }

@@ -128,6 +128,26 @@ pub struct TxnRequest {
     pub failure: Vec<RequestOp>,
 }
 
+impl TxnRequest {
+    /// Whether either branch, nested transactions included, holds a put.
+    pub fn has_put(&self) -> bool {
+        self.success.iter().chain(&self.failure).any(|op| match op {
+            RequestOp::Put(_) => true,
+            RequestOp::Txn(t) => t.has_put(),
+            RequestOp::Range(_) | RequestOp::DeleteRange(_) => false,
+        })
+    }
+
+    /// Whether either branch, nested transactions included, holds a put or a delete.
+    pub fn has_write(&self) -> bool {
+        self.success.iter().chain(&self.failure).any(|op| match op {
+            RequestOp::Put(_) | RequestOp::DeleteRange(_) => true,
+            RequestOp::Txn(t) => t.has_write(),
+            RequestOp::Range(_) => false,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponseOp {
     Range(RangeResponse),

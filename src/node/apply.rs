@@ -9,12 +9,12 @@
 
 use crate::lease::{self, Granted, LeaseId, Lessor};
 use crate::mvcc::{
-    self, Backend, BackendError, Batch, DeleteRangeRequest, DeleteRangeResponse, Event, EventKind,
-    KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, TxnRequest, TxnResponse, Watchers,
-    Write,
+    self, Alarm, Backend, BackendError, Batch, DeleteRangeRequest, DeleteRangeResponse, Event,
+    EventKind, KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, TxnRequest, TxnResponse,
+    Watchers, Write,
 };
 use bytes::Bytes;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
 
 /// A command that has been committed to the log, in the order every member applies it.
@@ -43,7 +43,29 @@ pub enum Command {
         id: u64,
         record: Bytes,
     },
+    /// Lists, raises or clears an alarm, as etcd's `Alarm` call does: through the log, so every
+    /// member holds the same alarms and gates the same commands on them.
+    Alarm {
+        action: AlarmAction,
+        /// The member the alarm names (stored as given: 0 is a member ID like any other).
+        member: u64,
+        /// etcd's `AlarmType` number; for `Get`, 0 lists every type.
+        kind: i32,
+    },
 }
+
+/// etcd's `AlarmRequest.AlarmAction`, with its numbers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlarmAction {
+    Get = 0,
+    Activate = 1,
+    Deactivate = 2,
+}
+
+/// etcd's `AlarmType.NOSPACE`: the data outgrew its quota; writes that add data are refused.
+pub const ALARM_NOSPACE: i32 = 1;
+/// etcd's `AlarmType.CORRUPT`: members disagree about the data; every write is refused.
+pub const ALARM_CORRUPT: i32 = 2;
 
 /// What a command did. Every variant comes with the store's revision after it (the response
 /// header's revision).
@@ -60,6 +82,10 @@ pub enum Applied {
     },
     LeaseCheckpoint,
     SetMember,
+    /// The alarms the call names: every raised one of the type asked for (`Get`), the one it
+    /// raised (`Activate`, also when it was up already) or cleared (`Deactivate`; none when
+    /// it was not raised).
+    Alarm(Vec<Alarm>),
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
@@ -68,6 +94,12 @@ pub enum ApplyError {
     Mvcc(#[from] mvcc::Error),
     #[error(transparent)]
     Lease(#[from] lease::Error),
+    /// The NOSPACE alarm is raised and the command could add data.
+    #[error("database space exceeded")]
+    NoSpace,
+    /// The CORRUPT alarm is raised.
+    #[error("corrupt cluster")]
+    Corrupt,
 }
 
 impl ApplyError {
@@ -78,6 +110,34 @@ impl ApplyError {
     }
 }
 
+impl Command {
+    /// Whether the command can make the data bigger: refused while NOSPACE is raised (deletes,
+    /// revokes and compactions are what frees space, so they pass), as etcd's capped applier
+    /// refuses puts, transactions that put and lease grants.
+    pub fn grows(&self) -> bool {
+        match self {
+            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Txn(t) => t.has_put(),
+            _ => false,
+        }
+    }
+}
+
+/// Whether the CORRUPT alarm refuses the command, as etcd's corrupt applier refuses every
+/// change to the keys and leases (alarms stay manageable, and the store keeps its members).
+/// A transaction that only reads passes: etcd serves those beside its applier.
+fn refused_when_corrupt(cmd: &Command) -> bool {
+    match cmd {
+        Command::Txn(t) => t.has_write(),
+        Command::Put(_)
+        | Command::DeleteRange(_)
+        | Command::Compact { .. }
+        | Command::LeaseGrant { .. }
+        | Command::LeaseRevoke { .. } => true,
+        Command::LeaseCheckpoint(_) | Command::SetMember { .. } | Command::Alarm { .. } => false,
+    }
+}
+
 /// A member's data: the store, its leases, its watchers and the cluster's member records.
 pub struct Applier<B: Backend> {
     kv: KvStore<B>,
@@ -85,6 +145,7 @@ pub struct Applier<B: Backend> {
     watchers: Watchers,
     txn_ops_max: usize,
     members: BTreeMap<u64, Bytes>,
+    alarms: BTreeSet<Alarm>,
 }
 
 impl<B: Backend> Applier<B> {
@@ -95,6 +156,7 @@ impl<B: Backend> Applier<B> {
             watchers,
             txn_ops_max,
             members: BTreeMap::new(),
+            alarms: BTreeSet::new(),
         }
     }
 
@@ -109,6 +171,7 @@ impl<B: Backend> Applier<B> {
     ) -> Result<Self, ApplyError> {
         let leases = backend.leases().map_err(mvcc::Error::from)?;
         let members = backend.members().map_err(mvcc::Error::from)?;
+        let alarms = backend.alarms().map_err(mvcc::Error::from)?;
         let (kv, leased) = KvStore::open_with_leases(backend)?;
         for l in leases {
             lessor.restore(l.id, l.ttl_s, l.remaining_ms, now_ms);
@@ -122,12 +185,23 @@ impl<B: Backend> Applier<B> {
         }
         let mut applier = Applier::new(kv, lessor, watchers, txn_ops_max);
         applier.members = members.into_iter().collect();
+        applier.alarms = alarms.into_iter().collect();
         Ok(applier)
     }
 
     /// The cluster's member records by ID, as applied.
     pub fn members(&self) -> &BTreeMap<u64, Bytes> {
         &self.members
+    }
+
+    /// The raised alarms, in [`Alarm`] order.
+    pub fn alarms(&self) -> &BTreeSet<Alarm> {
+        &self.alarms
+    }
+
+    /// Whether an alarm of type `kind` is raised, for any member.
+    pub fn alarm_raised(&self, kind: i32) -> bool {
+        self.alarms.iter().any(|a| a.kind == kind)
     }
 
     /// Stages a member record (`None`: removed), to land with the next write; for the
@@ -225,6 +299,14 @@ impl<B: Backend> Applier<B> {
     }
 
     fn apply_inner(&mut self, cmd: &Command, now_ms: u64) -> Result<Applied, ApplyError> {
+        // etcd swaps in a refusing applier while these alarms are raised; every member holds
+        // the same alarms at the same index, so every member refuses the same commands.
+        if self.alarm_raised(ALARM_CORRUPT) && refused_when_corrupt(cmd) {
+            return Err(ApplyError::Corrupt);
+        }
+        if self.alarm_raised(ALARM_NOSPACE) && cmd.grows() {
+            return Err(ApplyError::NoSpace);
+        }
         let lessor = &self.lessor;
         let exists = |id: LeaseId| lessor.contains(id);
         Ok(match cmd {
@@ -268,7 +350,43 @@ impl<B: Backend> Applier<B> {
                 self.stage_member(*id, Some(record.clone()));
                 Applied::SetMember
             }
+            Command::Alarm {
+                action,
+                member,
+                kind,
+            } => Applied::Alarm(self.alarm(*action, *member, *kind)),
         })
+    }
+
+    fn alarm(&mut self, action: AlarmAction, member: u64, kind: i32) -> Vec<Alarm> {
+        let alarm = Alarm { kind, member };
+        match action {
+            AlarmAction::Get => self
+                .alarms
+                .iter()
+                .filter(|a| kind == 0 || a.kind == kind)
+                .copied()
+                .collect(),
+            AlarmAction::Activate => {
+                if self.alarms.insert(alarm) {
+                    self.kv.stage(Batch {
+                        alarms: vec![(alarm, true)],
+                        ..Batch::default()
+                    });
+                }
+                vec![alarm]
+            }
+            AlarmAction::Deactivate => {
+                if !self.alarms.remove(&alarm) {
+                    return Vec::new();
+                }
+                self.kv.stage(Batch {
+                    alarms: vec![(alarm, false)],
+                    ..Batch::default()
+                });
+                vec![alarm]
+            }
+        }
     }
 
     /// Stages the stored form of leases `ids` as the lessor now holds them (gone: removed), to

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! command     = tag (1 Put, 2 DeleteRange, 3 Txn, 4 Compact, 5 LeaseGrant, 6 LeaseRevoke,
-//!               7 LeaseCheckpoint, 8 SetMember), then its body
+//!               7 LeaseCheckpoint, 8 SetMember, 9 Alarm), then its body
 //! Put         = key, value, lease i64, prev_kv, ignore_value, ignore_lease
 //! DeleteRange = key, range_end, prev_kv
 //! Txn         = count, compare*, count, op* (success), count, op* (failure)
@@ -26,6 +26,7 @@
 //! LeaseRevoke = id i64
 //! LeaseCheckpoint = count, (id i64, remaining_ms u64)*
 //! SetMember   = id u64, record
+//! Alarm       = action u8 (0 get, 1 activate, 2 deactivate), member u64, type i32
 //! ```
 //!
 //! A proposal ([`Kind::Proposal`]) is the same command payload after the proposer's
@@ -43,7 +44,7 @@
 //! limit are for `mvcc::check_*` at the API edge, and for the store when applying), and it
 //! bounds no size below the frame's limit: the request size limit is the API edge's too.
 
-use super::apply::Command;
+use super::apply::{AlarmAction, Command};
 use crate::lease::LeaseId;
 use crate::mvcc::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
@@ -65,6 +66,7 @@ const CMD_LEASE_GRANT: u8 = 5;
 const CMD_LEASE_REVOKE: u8 = 6;
 const CMD_LEASE_CHECKPOINT: u8 = 7;
 const CMD_SET_MEMBER: u8 = 8;
+const CMD_ALARM: u8 = 9;
 
 // etcd's `RequestOp` oneof field numbers.
 const OP_RANGE: u8 = 1;
@@ -157,6 +159,16 @@ impl Command {
                 w.u64(*id);
                 w.bytes(record);
             }
+            Command::Alarm {
+                action,
+                member,
+                kind,
+            } => {
+                w.u8(CMD_ALARM);
+                w.u8(*action as u8);
+                w.u64(*member);
+                w.u32(*kind as u32);
+            }
         }
         w.finish()
     }
@@ -224,6 +236,16 @@ fn read_command(r: &mut Reader) -> Result<Command, CodecError> {
         CMD_SET_MEMBER => Command::SetMember {
             id: r.u64()?,
             record: r.bytes()?,
+        },
+        CMD_ALARM => Command::Alarm {
+            action: match r.u8()? {
+                0 => AlarmAction::Get,
+                1 => AlarmAction::Activate,
+                2 => AlarmAction::Deactivate,
+                _ => return Err(malformed("unknown alarm action")),
+            },
+            member: r.u64()?,
+            kind: r.u32()? as i32,
         },
         _ => return Err(malformed("unknown command tag")),
     })
@@ -765,6 +787,11 @@ mod tests {
                 id: 5,
                 record: Bytes::from_static(b"record"),
             },
+            Command::Alarm {
+                action: AlarmAction::Deactivate,
+                member: 0x8e9e05c52164694d,
+                kind: -3,
+            },
         ] {
             let framed = cmd.encode_proposal(id);
             assert_eq!(Command::decode_entry(&framed), Ok((Some(id), cmd.clone())));
@@ -782,7 +809,11 @@ mod tests {
     fn unknown_tags_are_malformed() {
         for (payload, why) in [
             (vec![0], "unknown command tag"),
-            (vec![9], "unknown command tag"),
+            (vec![10], "unknown command tag"),
+            (
+                [&[CMD_ALARM, 3][..], &[0; 12]].concat(),
+                "unknown alarm action",
+            ),
             (
                 [
                     &[CMD_TXN][..],

@@ -19,7 +19,9 @@ use super::transport::Transport;
 use crate::api::error::ServerError;
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
-use crate::node::{Applied, Command, Member, Outcome, Output, RequestId};
+use crate::node::{
+    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, Outcome, Output, RequestId,
+};
 use crate::pb::etcdserverpb::WatchResponse as PbWatchResponse;
 use crate::raft::{
     self, ConfChange, ConfState, DropReason, Message, MessageKind, NodeId, SnapshotStatus,
@@ -279,8 +281,9 @@ pub struct Driver {
     pub removed: RemovedPeers,
     /// Set when the member stopped: every request is refused from then on.
     pub stopped: Option<String>,
-    /// Raised alarms: (member, alarm type number).
-    pub alarms: Vec<(u64, i32)>,
+    /// When this member last proposed raising NOSPACE (its own clock, ms), so that an
+    /// over-quota member asks once per request timeout while the proposal is under way.
+    quota_alarm_asked_ms: Option<u64>,
 }
 
 impl Driver {
@@ -323,7 +326,7 @@ impl Driver {
             conf_state: ConfState::default(),
             removed: RemovedPeers::default(),
             stopped: None,
-            alarms: Vec::new(),
+            quota_alarm_asked_ms: None,
         }
     }
 
@@ -423,7 +426,7 @@ impl Driver {
 
     fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Propose { cmd, reply } if self.no_space() && grows(&cmd) => {
+            Input::Propose { cmd, reply } if self.no_space() && cmd.grows() => {
                 let _ = reply.send(Err(ServerError::NoSpace.status()));
             }
             Input::Propose { mut cmd, reply } => {
@@ -793,26 +796,42 @@ impl Driver {
         self.check_quota();
     }
 
-    /// Whether the NOSPACE alarm is raised (by any member this one heard of).
+    /// Whether the NOSPACE alarm is raised, as applied here (alarms are replicated).
     fn no_space(&self) -> bool {
-        self.alarms.iter().any(|(_, a)| *a == ALARM_NOSPACE)
+        self.member().applier().alarm_raised(ALARM_NOSPACE)
     }
 
-    /// Raises NOSPACE when the data outgrows `--quota-backend-bytes`: writes that add data are
-    /// refused until an operator frees space (compact, delete) and disarms it, as in etcd.
+    /// Raises NOSPACE for this member when its data outgrows `--quota-backend-bytes`: writes
+    /// that add data are refused on every member until an operator frees space (compact,
+    /// delete) and disarms it, as in etcd.
     fn check_quota(&mut self) {
-        if self.no_space() {
+        if self.no_space() || self.stopped.is_some() {
+            self.quota_alarm_asked_ms = None;
             return;
         }
         let size = self.db_size_bytes();
-        if size > self.config.quota_backend_bytes {
-            tracing::warn!(
-                size,
-                quota = self.config.quota_backend_bytes,
-                "database space exceeded; raising the NOSPACE alarm"
-            );
-            self.alarms.push((self.member_id, ALARM_NOSPACE));
+        if size <= self.config.quota_backend_bytes {
+            return;
         }
+        let now = self.now_ms();
+        if self
+            .quota_alarm_asked_ms
+            .is_some_and(|at| now.saturating_sub(at) < self.config.request_timeout_ms())
+        {
+            return;
+        }
+        tracing::warn!(
+            size,
+            quota = self.config.quota_backend_bytes,
+            "database space exceeded; raising the NOSPACE alarm"
+        );
+        self.quota_alarm_asked_ms = Some(now);
+        let raise = Command::Alarm {
+            action: AlarmAction::Activate,
+            member: self.member_id,
+            kind: ALARM_NOSPACE,
+        };
+        self.propose(raise, None);
     }
 
     /// Handles the pending Ready right here, fsync included; false when the member stopped.
@@ -974,18 +993,6 @@ impl Driver {
             self.watch_work();
         }
     }
-}
-
-/// etcd's `AlarmType.NOSPACE`.
-pub const ALARM_NOSPACE: i32 = 1;
-
-/// Whether a command can make the data bigger (refused under NOSPACE; deletes, revokes and
-/// compactions are what frees space, so they pass).
-fn grows(cmd: &Command) -> bool {
-    matches!(
-        cmd,
-        Command::Put(_) | Command::Txn(_) | Command::LeaseGrant { .. }
-    )
 }
 
 fn fail_waiter(waiter: Option<Waiter>, status: Status) {

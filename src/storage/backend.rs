@@ -5,7 +5,7 @@
 
 use super::codec::{self, CodecError};
 use super::engine::{Engine, Space, StorageError, WriteBatch};
-use crate::mvcc::{Backend, BackendError, Batch, LeaseRecord, MetaKey, Record, Revision};
+use crate::mvcc::{Alarm, Backend, BackendError, Batch, LeaseRecord, MetaKey, Record, Revision};
 use bytes::Bytes;
 
 /// The key of a meta number.
@@ -67,7 +67,25 @@ impl<E: Engine> EngineBackend<E> {
                 None => w.delete(Space::Meta, key),
             }
         }
+        for (alarm, raised) in batch.alarms {
+            let key = codec::alarm_key(alarm);
+            if raised {
+                let v = codec::encode_meta(&key, i64::from(alarm.kind));
+                w.put(Space::Meta, key, v);
+            } else {
+                w.delete(Space::Meta, key);
+            }
+        }
         w
+    }
+
+    /// The meta keyspace's pairs under `prefix`.
+    fn scan_meta_prefix(&self, prefix: &[u8]) -> Result<Vec<(Bytes, Bytes)>, BackendError> {
+        let mut end = prefix.to_vec();
+        *end.last_mut().expect("non-empty prefix") += 1;
+        self.engine
+            .scan(Space::Meta, prefix, Some(&end), 0)
+            .map_err(backend_error)
     }
 }
 
@@ -138,12 +156,7 @@ impl<E: Engine> Backend for EngineBackend<E> {
     }
 
     fn members(&self) -> Result<Vec<(u64, Bytes)>, BackendError> {
-        let prefix = codec::MEMBER_KEY_PREFIX;
-        let mut end = prefix.to_vec();
-        *end.last_mut().expect("non-empty prefix") += 1;
-        self.engine
-            .scan(Space::Meta, prefix, Some(&end), 0)
-            .map_err(backend_error)?
+        self.scan_meta_prefix(codec::MEMBER_KEY_PREFIX)?
             .iter()
             .map(|(k, v)| {
                 let id = codec::decode_member_key(k).ok_or_else(|| {
@@ -154,6 +167,22 @@ impl<E: Engine> Backend for EngineBackend<E> {
                 })?;
                 let record = codec::decode_member(k, v).map_err(|e| corrupt(Space::Meta, k, e))?;
                 Ok((id, record))
+            })
+            .collect()
+    }
+
+    fn alarms(&self) -> Result<Vec<Alarm>, BackendError> {
+        self.scan_meta_prefix(codec::ALARM_KEY_PREFIX)?
+            .iter()
+            .map(|(k, v)| {
+                let kind = codec::decode_meta(k, v).map_err(|e| corrupt(Space::Meta, k, e))?;
+                match codec::decode_alarm_key(k) {
+                    Some(a) if i64::from(a.kind) == kind => Ok(a),
+                    _ => Err(backend_error(StorageError::Inconsistent(format!(
+                        "alarm key {} does not match its value {kind}",
+                        super::engine::hex(k)
+                    )))),
+                }
             })
             .collect()
     }

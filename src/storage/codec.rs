@@ -6,7 +6,7 @@
 //! byte is an error, never a record. CRC-32C detects every error burst of up to 32 bits, so
 //! any single corrupted byte is caught.
 
-use crate::mvcc::{KeyValue, LeaseRecord, Record, Revision};
+use crate::mvcc::{Alarm, KeyValue, LeaseRecord, Record, Revision};
 use crate::raft::{ConfState, Entry, EntryKind, HardState, SnapshotMetadata};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
@@ -391,6 +391,34 @@ pub fn member_key(id: u64) -> Vec<u8> {
 pub fn decode_member_key(key: &[u8]) -> Option<u64> {
     let id = key.strip_prefix(MEMBER_KEY_PREFIX)?;
     Some(u64::from_be_bytes(id.try_into().ok()?))
+}
+
+/// Where a raised alarm is stored in the meta keyspace: a prefix no meta number uses, then the
+/// alarm type and the member, big-endian (so alarms scan in [`Alarm`] order). The value is the
+/// alarm type again, as a meta number, so a key and its value vouch for each other.
+pub const ALARM_KEY_PREFIX: &[u8] = b"alarm/";
+
+pub fn alarm_key(alarm: Alarm) -> Vec<u8> {
+    let mut k = ALARM_KEY_PREFIX.to_vec();
+    // The type is never negative in etcd's enum; the sign bit is flipped anyway so that any
+    // i32 keeps its order.
+    k.extend_from_slice(&((alarm.kind as u32) ^ 0x8000_0000).to_be_bytes());
+    k.extend_from_slice(&alarm.member.to_be_bytes());
+    k
+}
+
+/// The alarm an alarm key names, or `None` when `key` is not an alarm key.
+pub fn decode_alarm_key(key: &[u8]) -> Option<Alarm> {
+    let rest = key.strip_prefix(ALARM_KEY_PREFIX)?;
+    if rest.len() != 12 {
+        return None;
+    }
+    let kind = u32::from_be_bytes(rest[..4].try_into().ok()?) ^ 0x8000_0000;
+    let member = u64::from_be_bytes(rest[4..].try_into().ok()?);
+    Some(Alarm {
+        kind: kind as i32,
+        member,
+    })
 }
 
 pub fn encode_member(key: &[u8], record: &[u8]) -> Bytes {
