@@ -1,9 +1,11 @@
 //! oxcd: a distributed, reliable key-value store that speaks etcd's v3 API.
 //!
-//! The core is sans-IO: [`raft`] (consensus), [`mvcc`] (the store and its watchers), [`lease`]
-//! (the lessor) and [`node`] (a member's apply side) are pure state machines that take time,
-//! randomness and messages as arguments and hand back what they want done. The server, the
-//! simulator and the tests each drive the same core.
+//! The core is sans-IO and lives in the `oxcd-core` crate, re-exported here: [`raft`]
+//! (consensus), [`mvcc`] (the store and its watchers), [`lease`] (the lessor) and [`node`] (a
+//! member's apply side) are pure state machines that take time, randomness and messages as
+//! arguments and hand back what they want done. The server, the simulator and the tests each
+//! drive the same core. This crate is the IO around it: the driver, the peer transport, the
+//! gRPC and HTTP front ends, fjall, and `oxctl`.
 
 #[cfg(not(madsim))]
 pub mod alloc;
@@ -13,10 +15,7 @@ pub mod clock;
 pub mod ctl;
 #[doc(hidden)]
 pub mod fuzzing;
-pub mod lease;
-pub mod mvcc;
-pub mod node;
+pub use oxcd_core::{lease, mvcc, node, raft};
 pub mod pb;
-pub mod raft;
 pub mod server;
 pub mod storage;

@@ -1,38 +1,17 @@
-//! Durable storage: everything a member keeps across restarts, and the two disks it runs on.
+//! Durable storage: the core's storage (codecs, the [`Engine`] trait, snapshots, the simulated
+//! disk; see [`oxcd_core::storage`]) and what the server adds around it, which opens files:
 //!
-//! - [`codec`]: the checksummed framing of every stored value (the checksum covers the key),
-//!   and the encodings of log entries, hard state, snapshot metadata, membership, MVCC
-//!   records, leases and meta numbers.
-//! - [`engine`]: the [`Engine`] trait (keyspaces, atomic batches, sync) and [`StorageError`].
-//! - [`SimDisk`]: the simulated disk, with crashes that lose or tear unsynced writes and
-//!   faults (read corruption, sync failure, a full disk, slow I/O) drawn from a seed.
 //! - [`FjallEngine`]: fjall on a real data dir, with a lock file and a format stamp.
-//! - [`RaftStore`]: the Raft log, hard state and snapshot metadata over an engine (the
-//!   [`crate::raft::Storage`] the Raft core reads).
-//! - [`EngineBackend`]: the MVCC backend over an engine.
-//! - [`snapshot`]: the state machine as a stream of checksummed chunks, and its restore;
-//!   [`save_file`] / [`restore_file`]: backups, and a fresh data dir built from one.
+//! - [`save_file`] / [`restore_file`]: backups, and a fresh data dir built from one.
 
-pub mod codec;
-pub mod engine;
-mod sim_disk;
-pub mod snapshot;
+pub use oxcd_core::storage::*;
 
-pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
-pub use sim_disk::{
-    CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame,
-    encode_journal_frame,
-};
-mod backend;
 #[cfg(not(madsim))]
 mod backup;
 #[cfg(not(madsim))]
 mod fjall_engine;
-mod raft_store;
 
-pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
 #[cfg(not(madsim))]
 pub use backup::{restore_file, save_file};
 #[cfg(not(madsim))]
 pub use fjall_engine::{FORMAT_FILE, FORMAT_STAMP, FjallEngine, FjallView, LOCK_FILE};
-pub use raft_store::RaftStore;

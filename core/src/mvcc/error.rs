@@ -6,8 +6,9 @@
 use super::backend::BackendError;
 use thiserror::Error;
 
+// Not `#[non_exhaustive]`: the API edge maps every variant to etcd's code and message, and a
+// new variant must make it choose one.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum Error {
     /// A read or watch asked for history at or below the compaction point.
     #[error("mvcc: required revision has been compacted")]

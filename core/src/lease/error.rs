@@ -5,8 +5,9 @@
 use super::LeaseId;
 use thiserror::Error;
 
+// Not `#[non_exhaustive]`: the API edge maps every variant to etcd's code and message, and a
+// new variant must make it choose one.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
 pub enum Error {
     /// No such lease, or (for a keep-alive) one whose expiry has passed and whose revoke is on
     /// its way. Keep-alive answers it with TTL 0, time-to-live with TTL -1.

@@ -1,7 +1,7 @@
 //! The engine: what every storage layer above needs from a disk. Keyspaces of ordered byte
 //! keys, atomic write batches, and a sync that makes everything written so far durable.
 //!
-//! Two engines implement it: [`super::FjallEngine`] on a real disk, and [`super::SimDisk`],
+//! Two engines implement it: `FjallEngine` (the server crate's) on a real disk, and [`super::SimDisk`],
 //! the faulty simulated disk. The layers above ([`super::RaftStore`],
 //! [`super::EngineBackend`], the member's recovery) are written once against this trait, so
 //! the simulation exercises the same code that runs in production.
@@ -52,11 +52,13 @@ impl Space {
         }
     }
 
-    pub(crate) fn index(self) -> u8 {
+    /// The keyspace's position in [`Space::ALL`] (an engine's table of keyspaces).
+    pub fn index(self) -> u8 {
         self as u8
     }
 
-    pub(crate) fn from_index(i: u8) -> Option<Space> {
+    /// The keyspace at position `i` in [`Space::ALL`].
+    pub fn from_index(i: u8) -> Option<Space> {
         Space::ALL.get(usize::from(i)).copied()
     }
 }
@@ -161,7 +163,7 @@ pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// How many pairs a scan of `from..to` with `limit` may return: `None` when the range is
 /// empty, else the limit with 0 read as "no limit". Shared by the engines' scans.
-pub(crate) fn scan_limit(from: &[u8], to: Option<&[u8]>, limit: usize) -> Option<usize> {
+pub fn scan_limit(from: &[u8], to: Option<&[u8]>, limit: usize) -> Option<usize> {
     if to.is_some_and(|to| to <= from) {
         return None;
     }

@@ -1,0 +1,31 @@
+//! Durable storage as the core sees it: everything a member keeps across restarts, over the
+//! [`Engine`] trait, and the simulated disk. The production engine (fjall) and backup files
+//! live in the server crate, which opens files.
+//!
+//! - [`codec`]: the checksummed framing of every stored value (the checksum covers the key),
+//!   and the encodings of log entries, hard state, snapshot metadata, membership, MVCC
+//!   records, leases and meta numbers.
+//! - [`engine`]: the [`Engine`] trait (keyspaces, atomic batches, sync) and [`StorageError`].
+//! - [`SimDisk`]: the simulated disk, with crashes that lose or tear unsynced writes and
+//!   faults (read corruption, sync failure, a full disk, slow I/O) drawn from a seed.
+//! - [`RaftStore`]: the Raft log, hard state and snapshot metadata over an engine (the
+//!   [`crate::raft::Storage`] the Raft core reads).
+//! - [`EngineBackend`]: the MVCC backend over an engine.
+//! - [`snapshot`]: the state machine as a stream of checksummed chunks, and its restore.
+
+pub mod codec;
+pub mod engine;
+mod sim_disk;
+pub mod snapshot;
+
+pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
+pub use sim_disk::{
+    CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame,
+    encode_journal_frame,
+};
+mod backend;
+mod raft_store;
+
+pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
+pub use engine::scan_limit;
+pub use raft_store::RaftStore;
