@@ -1,6 +1,7 @@
 //! oxcd's simulators and checkers. `raft_sim` drives the sans-IO Raft core through a seeded,
 //! in-process world (network, disks, crashes, clients) and checks Raft's safety and liveness
-//! properties after every step. `bench_mvcc` and `bench_storage` are benchmarks (programs
+//! properties after every step. `member_sim` does the same for whole member servers (Raft, the
+//! apply side and the member's policy) with clients, and checks their histories. `bench_mvcc` and `bench_storage` are benchmarks (programs
 //! that print figures) behind `sim bench-mvcc` and `sim bench-storage`. `checker` decides
 //! whether recorded histories are linearizable (`sim check`). `cluster` (madsim builds only)
 //! runs real oxcd members under a nemesis and checks their histories (`sim/run cluster`).
@@ -13,5 +14,6 @@ pub mod checker;
 #[cfg(madsim)]
 pub mod cluster;
 pub mod fnv;
+pub mod member_sim;
 pub mod raft_sim;
 pub mod storage_load;

@@ -1,5 +1,7 @@
 //! The `sim` command as built normally: `sim raft` runs the Raft core in a deterministic
-//! in-process world and checks Raft's safety and liveness after every step; `sim check`
+//! in-process world and checks Raft's safety and liveness after every step; `sim member` runs
+//! whole member servers (Raft, apply and the member's policy) with clients and checks their
+//! histories; `sim check`
 //! decides whether stored histories are linearizable; `sim bench-mvcc` and `sim bench-storage`
 //! are benchmarks that print figures.
 
@@ -24,6 +26,8 @@ static ALLOC: sim::alloc_count::CountingAlloc = sim::alloc_count::CountingAlloc;
 enum Command {
     /// Simulate a Raft cluster of the real core under faults, for seeds S..S+N-1.
     Raft(RaftArgs),
+    /// Simulate a cluster of member servers with clients under faults, for seeds S..S+N-1.
+    Member(MemberArgs),
     /// Measure the MVCC store and its watchers (a benchmark: prints figures).
     BenchMvcc(BenchArgs),
     /// Put keys into a one-member cluster on a data dir, printing `ack <i> <revision>` for
@@ -143,6 +147,51 @@ struct RaftArgs {
     jobs: Option<usize>,
 }
 
+#[derive(clap::Args)]
+struct MemberArgs {
+    /// The first seed.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// How many seeds to run.
+    #[arg(long, default_value_t = 1)]
+    count: u64,
+    /// Founding voters: 3 or 5.
+    #[arg(long, default_value_t = 3, value_parser = parse_member_nodes)]
+    nodes: usize,
+    /// Ticks (100 simulated ms each) of the fault phase of each run.
+    #[arg(long, default_value_t = 600)]
+    ticks: u64,
+    /// Switch on a deliberate policy mistake (to see the simulator catch it).
+    #[arg(long, value_enum)]
+    bug: Option<MemberBug>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum MemberBug {
+    KeepAliveBeforeCheckpoint,
+    AlarmNotReplicated,
+    ExpiredLeasesKept,
+}
+
+impl From<MemberBug> for oxcd::node::PolicyBug {
+    fn from(b: MemberBug) -> oxcd::node::PolicyBug {
+        match b {
+            MemberBug::KeepAliveBeforeCheckpoint => {
+                oxcd::node::PolicyBug::KeepAliveBeforeCheckpoint
+            }
+            MemberBug::AlarmNotReplicated => oxcd::node::PolicyBug::AlarmNotReplicated,
+            MemberBug::ExpiredLeasesKept => oxcd::node::PolicyBug::ExpiredLeasesKept,
+        }
+    }
+}
+
+fn parse_member_nodes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n @ (3 | 5)) => Ok(n),
+        _ => Err("nodes must be 3 or 5".into()),
+    }
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum Bug {
     VoteBeforePersist,
@@ -172,6 +221,7 @@ fn parse_nodes(s: &str) -> Result<usize, String> {
 pub fn main() -> ExitCode {
     match Cli::parse().command {
         Command::Raft(args) => raft(args),
+        Command::Member(args) => member(args),
         Command::Check(args) => check(args),
         Command::BenchMvcc(args) => bench_mvcc(args),
         Command::StorageLoad(args) => storage_load(args),
@@ -295,6 +345,54 @@ fn raft(args: RaftArgs) -> ExitCode {
     }
     println!("{}", raft_sim::summary(&reports, args.nodes, elapsed));
     if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn member(args: MemberArgs) -> ExitCode {
+    use sim::member_sim;
+    let started = Instant::now();
+    let bug_flag = args
+        .bug
+        .and_then(|b| b.to_possible_value())
+        .map(|v| format!(" --bug {}", v.get_name()))
+        .unwrap_or_default();
+    let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
+        (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    for seed in args.seed..args.seed + args.count {
+        let mut o = member_sim::Options::new(seed, args.nodes);
+        o.ticks = args.ticks;
+        o.bug = args.bug.map(Into::into);
+        let r = member_sim::run(&o);
+        ticks += r.ticks;
+        ops += r.register_ops;
+        known += r.register_ops_known;
+        acked += r.keep_alives_acked;
+        last_hash = r.hash;
+        if let Some(why) = &r.violation {
+            failed += 1;
+            if failed <= 5 {
+                println!("FAIL seed={seed}: {why}");
+                println!(
+                    "  replay: cargo run --release -p sim -- member --seed {seed} --count 1 --nodes {} --ticks {}{bug_flag}",
+                    args.nodes, args.ticks
+                );
+            }
+        }
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let simulated_s = ticks as f64 * 0.1;
+    println!(
+        "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
+         known outcome), {acked} keep-alives acknowledged; {simulated_s:.0} simulated s in \
+         {elapsed:.1} s ({:.0}x real time); last hash {last_hash:016x}",
+        args.count,
+        args.nodes,
+        simulated_s / elapsed.max(1e-9)
+    );
+    if failed == 0 {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE

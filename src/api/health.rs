@@ -22,7 +22,7 @@ impl HealthService {
         let ok = self
             .h
             .run(false, |d| {
-                Ok(d.stopped.is_none() && d.leader() != crate::raft::NONE)
+                Ok(d.stopped().is_none() && d.leader() != crate::raft::NONE)
             })
             .await
             .unwrap_or(false);

@@ -55,8 +55,8 @@ pub fn serve_metrics(
 async fn health_handler(h: NodeHandle) -> impl IntoResponse {
     let state = h
         .run(false, |d| {
-            Ok(match (&d.stopped, d.leader()) {
-                (Some(why), _) => Err(why.clone()),
+            Ok(match (d.stopped(), d.leader()) {
+                (Some(why), _) => Err(why.to_string()),
                 (None, crate::raft::NONE) => Err("RAFT NO LEADER".to_string()),
                 (None, _) => Ok(()),
             })

@@ -77,8 +77,8 @@ impl Maintenance for MaintenanceService {
                 let db_size = d.db_size_bytes() as i64;
                 let raft = &d.member().raw().raft;
                 let mut errors = Vec::new();
-                if let Some(why) = &d.stopped {
-                    errors.push(why.clone());
+                if let Some(why) = d.stopped() {
+                    errors.push(why.to_string());
                 }
                 let applier = d.member().applier();
                 for (kind, error) in [

@@ -1,17 +1,18 @@
-//! The driver: one tokio task that owns a [`Member`] and carries out what it asks for.
+//! The driver: one task that owns a [`MemberServer`] (the member and its policy, sans-IO, in
+//! the core) and does its IO: the inbox, the heartbeat timer, the fsyncing storage, the
+//! transport, the reply channels and the watch streams' outboxes.
 //!
 //! Everything that touches the member goes through the driver's inbox ([`Input`]), so the
-//! core stays single-threaded and deterministic. One turn of the loop: take every input that
-//! is waiting (up to a bound: that is the group commit, many proposals share one Ready and
-//! one fsync), handle the Ready (on the driver's own thread: see [`Driver::start`]),
-//! send the messages, answer the requests whose entries applied, serve the reads
-//! whose ReadIndex is applied, feed the watch streams, and do the leader's lease work.
+//! core stays single-threaded and deterministic. One turn of the loop follows the member
+//! server's call order: take every input that is waiting (up to a bound: that is the group
+//! commit, many proposals share one Ready and one fsync), start the turn, handle the Ready
+//! (on the driver's own thread: see [`Driver::start`]) and send its messages, finish the
+//! turn, and after each step hand every response the member gave back to its client.
 //!
-//! Requests wait for their own entry: each proposal carries a [`RequestId`] (this member's
-//! ID and a sequence number), and only the member that proposed an entry answers it.
-//!
-//! What it does not do: it decodes no client request (the services in [`crate::api`] do),
-//! and it owns no socket (the [`super::transport`] sends, the peer service receives).
+//! What it does not do: it decides nothing of etcd's (which request an entry answers, when
+//! a read or a keep-alive may be answered, lessor promotion, quota: the member server's),
+//! it decodes no client request (the services in [`crate::api`] do), and it owns no socket
+//! (the [`super::transport`] sends, the peer service receives).
 
 use super::cluster::{MemberInfo, decode_members};
 use super::config::ServerConfig;
@@ -19,16 +20,11 @@ use super::transport::Transport;
 use crate::api::error::ServerError;
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
-use crate::node::{
-    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, Outcome, Output, RequestId,
-};
+use crate::node::{Applied, Command, Member, MemberServer, PolicyConfig, Refusal, Response};
+pub use crate::node::{Header, REMOVED_MESSAGE};
 use crate::pb::etcdserverpb::WatchResponse as PbWatchResponse;
-use crate::raft::{
-    self, ConfChange, ConfState, DropReason, Message, MessageKind, NodeId, SnapshotStatus,
-    StateRole,
-};
-use bytes::Bytes;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use crate::raft::{self, ConfChange, ConfState, DropReason, Message, NodeId};
+use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -47,19 +43,6 @@ const INPUTS_PER_TURN_MAX: usize = 4096;
 const WATCH_SYNCS_PER_TURN_MAX: usize = 8;
 /// The inbox's capacity; senders wait when it is full (back-pressure on clients).
 pub const INBOX_CAPACITY: usize = 16 * 1024;
-/// Applied entries after which the log is compacted even when `--snapshot-count` is larger.
-/// The Raft log is mirrored in memory, and etcd's default of 100,000 entries held about
-/// 36 MB of 256-byte puts there. The state machine is durable without a snapshot (it lives
-/// in the same database), so compacting more often costs no extra snapshot; a follower more
-/// than `snapshot_catchup_entries` behind gets a snapshot either way.
-const LOG_COMPACTION_ENTRIES_MAX: u64 = 10_000;
-
-/// The revision and term a response header carries.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Header {
-    pub revision: i64,
-    pub raft_term: u64,
-}
 
 /// Work run inside the driver with the member at hand.
 pub type Job = Box<dyn FnOnce(&mut Driver) + Send>;
@@ -95,10 +78,6 @@ pub enum Input {
     /// A peer refused this member's messages: it was removed from the cluster.
     RemovedByPeer,
 }
-
-/// What a member answers a peer it removed from the cluster (etcd's words); the transport
-/// recognises it and stops its own member.
-pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
 
 /// Members removed from the cluster while this process ran, shared by the driver (which
 /// learns of removals as it applies them) and the peer service (which refuses their messages).
@@ -231,13 +210,24 @@ impl NodeHandle {
     }
 }
 
-/// A renewed lease waiting to be answered: its ID, TTL and the client's reply.
-type Renew = (LeaseId, i64, Reply<(i64, Header)>);
-
-enum Waiter {
+/// A client waiting for the member: the reply channel of its request, or a linearizable
+/// read's job, run once the member says the read may be served.
+pub enum Waiting {
     Command(Reply<(Applied, Header)>),
-    /// Keep-alives answered when the checkpoint batch carrying their renews applies.
-    KeepAlives(Vec<Renew>),
+    ConfChange(Reply<ConfState>),
+    KeepAlive(Reply<(i64, Header)>),
+    Read(Job),
+}
+
+impl crate::node::Waiter for Waiting {
+    fn abandoned(&self) -> bool {
+        match self {
+            Waiting::Command(r) => r.is_closed(),
+            Waiting::ConfChange(r) => r.is_closed(),
+            Waiting::KeepAlive(r) => r.is_closed(),
+            Waiting::Read(_) => false,
+        }
+    }
 }
 
 /// A watch stream's outbox towards its client.
@@ -247,43 +237,22 @@ pub struct WatchOut {
 
 /// The driver's state. Services reach it through [`NodeHandle::run`].
 pub struct Driver {
-    member: Member<ServerEngine>,
+    server: MemberServer<ServerEngine, Waiting>,
     pub config: Arc<ServerConfig>,
     pub member_id: u64,
     pub cluster_id: u64,
     start: Instant,
     transport: Transport,
-    seq: u64,
-    waiters: HashMap<u64, Waiter>,
-    conf_waiters: Vec<(ConfChange, Reply<ConfState>)>,
-    /// Linearizable jobs waiting for the next ReadIndex round.
-    reads_pending: Vec<Job>,
-    /// ReadIndex rounds asked for and not yet answered, by context, with their start time.
-    reads_asked: BTreeMap<u64, (u64, Vec<Job>)>,
-    /// Rounds answered, waiting for their index to apply.
-    reads_ready: VecDeque<(u64, Vec<Job>)>,
-    read_ctx: u64,
-    /// Renewed leases waiting for a checkpoint batch to carry them.
-    renews_pending: Vec<Renew>,
-    /// The term in which this member's lessor was promoted.
-    promoted_term: Option<u64>,
-    id_gen: IdGen,
     pub watch_outs: HashMap<StreamId, WatchOut>,
     /// Leader changes seen, for metrics.
     pub leader_changes: u64,
     pub last_leader: NodeId,
     /// Durations of the Ready handling that synced, in microseconds, for metrics.
     pub sync_durations_us: Vec<u64>,
-    applied_since_compaction: u64,
     /// The membership the transport was last set for.
     conf_state: ConfState,
     /// Members removed while this process ran.
     pub removed: RemovedPeers,
-    /// Set when the member stopped: every request is refused from then on.
-    pub stopped: Option<String>,
-    /// When this member last proposed raising NOSPACE (its own clock, ms), so that an
-    /// over-quota member asks once per request timeout while the proposal is under way.
-    quota_alarm_asked_ms: Option<u64>,
 }
 
 impl Driver {
@@ -299,34 +268,38 @@ impl Driver {
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_millis() as u64)
             .unwrap_or(0);
-        Driver {
+        let policy = PolicyConfig {
+            request_timeout_ms: config.request_timeout_ms(),
+            election_ms: config.election_ms,
+            snapshot_count: config.snapshot_count,
+            snapshot_catchup_entries: config.snapshot_catchup_entries,
+            quota_backend_bytes: config.quota_backend_bytes,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: config
+                .has_bug(super::config::ServerBug::ExpiredLeasesKept)
+                .then_some(crate::node::PolicyBug::ExpiredLeasesKept),
+        };
+        // Sequence numbers and lease IDs start from the wall clock, so a restarted member
+        // reuses neither the numbers of proposals still in the log nor granted IDs.
+        let server = MemberServer::new(
             member,
+            policy,
+            wall_ms << 20,
+            IdGen::new(member_id, wall_ms),
+        );
+        Driver {
+            server,
             config,
             member_id,
             cluster_id,
             start,
             transport,
-            // Sequence numbers start from the wall clock, so a restarted member does not
-            // reuse the numbers of proposals still in the log.
-            seq: wall_ms << 20,
-            waiters: HashMap::new(),
-            conf_waiters: Vec::new(),
-            reads_pending: Vec::new(),
-            reads_asked: BTreeMap::new(),
-            reads_ready: VecDeque::new(),
-            read_ctx: 0,
-            renews_pending: Vec::new(),
-            promoted_term: None,
-            id_gen: IdGen::new(member_id, wall_ms),
             watch_outs: HashMap::new(),
             leader_changes: 0,
             last_leader: raft::NONE,
             sync_durations_us: Vec::new(),
-            applied_since_compaction: 0,
             conf_state: ConfState::default(),
             removed: RemovedPeers::default(),
-            stopped: None,
-            quota_alarm_asked_ms: None,
         }
     }
 
@@ -336,11 +309,16 @@ impl Driver {
     }
 
     pub fn member(&self) -> &Member<ServerEngine> {
-        &self.member
+        self.server.member()
     }
 
     pub fn member_mut(&mut self) -> &mut Member<ServerEngine> {
-        &mut self.member
+        self.server.member_mut()
+    }
+
+    /// Why the member stopped, once it has: every request is refused from then on.
+    pub fn stopped(&self) -> Option<&str> {
+        self.server.stopped()
     }
 
     /// The data dir's size on disk.
@@ -357,15 +335,11 @@ impl Driver {
     }
 
     pub fn header(&self) -> Header {
-        let m = self.member();
-        Header {
-            revision: m.applier().kv().current_revision(),
-            raft_term: m.raw().raft.term,
-        }
+        self.server.header()
     }
 
     pub fn is_leader(&self) -> bool {
-        self.member().raw().raft.state == StateRole::Leader
+        self.server.is_leader()
     }
 
     pub fn leader(&self) -> NodeId {
@@ -395,85 +369,26 @@ impl Driver {
         }
     }
 
-    fn next_request(&mut self) -> RequestId {
-        self.seq += 1;
-        RequestId {
-            member: self.member_id,
-            seq: self.seq,
-        }
-    }
-
-    fn propose(&mut self, cmd: Command, waiter: Option<Waiter>) {
-        if self.stopped.is_some() {
-            fail_waiter(waiter, ServerError::Stopped.status());
-            return;
-        }
-        let id = self.next_request();
-        match self.member_mut().propose_request(id, &cmd) {
-            Ok(()) => {
-                if let Some(w) = waiter {
-                    self.waiters.insert(id.seq, w);
-                }
-            }
-            Err(e) => fail_waiter(waiter, raft_status(&e)),
-        }
-    }
-
-    /// A lease ID for a grant that asked for none.
-    pub fn next_lease_id(&mut self) -> LeaseId {
-        self.id_gen.next()
-    }
-
     fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Propose { cmd, reply } if self.no_space() && cmd.grows() => {
-                let _ = reply.send(Err(ServerError::NoSpace.status()));
-            }
-            Input::Propose { mut cmd, reply } => {
-                if let Command::LeaseGrant { id, .. } = &mut cmd
-                    && *id == 0
-                {
-                    *id = self.id_gen.next();
-                }
-                self.propose(cmd, Some(Waiter::Command(reply)));
+            Input::Propose { cmd, reply } => {
+                self.server.handle_propose(cmd, Waiting::Command(reply));
             }
             Input::ConfChange { cc, reply } => {
-                if self.stopped.is_some() {
-                    let _ = reply.send(Err(ServerError::Stopped.status()));
-                    return;
-                }
-                match self.member_mut().raw_mut().propose_conf_change(&cc) {
-                    Ok(()) => self.conf_waiters.push((cc, reply)),
-                    Err(e) => {
-                        let _ = reply.send(Err(raft_status(&e)));
-                    }
-                }
+                self.server
+                    .handle_conf_change(cc, Waiting::ConfChange(reply));
             }
             Input::Run { linearizable, job } => {
                 if linearizable {
-                    self.reads_pending.push(job);
+                    self.server.handle_read(Waiting::Read(job));
                 } else {
                     job(self);
                 }
             }
             Input::KeepAlive { id, reply } => {
                 let now = self.now_ms();
-                let promoted = self.promoted_term.is_some();
-                let lessor = self.member_mut().applier_mut().lessor_mut();
-                if !promoted || !lessor.is_primary() {
-                    let _ = reply.send(Err(ServerError::NotLeader.status()));
-                    return;
-                }
-                match lessor.renew(id, now) {
-                    Ok(ttl) => self.renews_pending.push((id, ttl, reply)),
-                    Err(crate::lease::Error::NotFound { .. }) => {
-                        let header = self.header();
-                        let _ = reply.send(Ok((0, header)));
-                    }
-                    Err(e) => {
-                        let _ = reply.send(Err(crate::api::error::lease_status(&e)));
-                    }
-                }
+                self.server
+                    .handle_keep_alive(id, Waiting::KeepAlive(reply), now);
             }
             Input::Step(m) => {
                 tracing::trace!(
@@ -485,140 +400,38 @@ impl Driver {
                     reject = m.reject,
                     "peer message"
                 );
-                if let Err(e) = self.member_mut().raw_mut().step(m) {
+                if let Err(e) = self.server.step(m) {
                     tracing::debug!(error = %e, "refused a peer message");
                 }
             }
-            Input::Unreachable(id) => self.member_mut().raw_mut().report_unreachable(id),
-            Input::RemovedByPeer => self.stop_removed(),
-            Input::SnapshotReport(id, ok) => {
-                let status = if ok {
-                    SnapshotStatus::Finish
-                } else {
-                    SnapshotStatus::Failure
-                };
-                self.member_mut().raw_mut().report_snapshot(id, status)
-            }
+            Input::Unreachable(id) => self.server.handle_unreachable(id),
+            Input::RemovedByPeer => self.server.handle_removed_by_peer(),
+            Input::SnapshotReport(id, ok) => self.server.handle_snapshot_report(id, ok),
         }
+        self.deliver();
     }
 
-    /// Starts a ReadIndex round for the linearizable jobs that arrived this turn.
-    fn ask_read_index(&mut self) {
-        if self.reads_pending.is_empty() {
-            return;
-        }
-        if let Some(why) = &self.stopped {
-            tracing::debug!(why, "dropping reads of a stopped member");
-            self.reads_pending.clear();
-            return;
-        }
-        self.read_ctx += 1;
-        let ctx = self.read_ctx;
-        let jobs = std::mem::take(&mut self.reads_pending);
-        match self
-            .member_mut()
-            .raw_mut()
-            .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()))
-        {
-            Ok(()) => {
-                let now = self.now_ms();
-                self.reads_asked.insert(ctx, (now, jobs));
-            }
-            // Dropping the jobs drops their replies: the callers see the server refuse. Say
-            // why first, through a job of their own kind is not possible, so they time out
-            // only when the reply was kept; here it is dropped and they see "stopped".
-            Err(e) => tracing::debug!(error = %e, "read index refused"),
-        }
-    }
-
-    /// Runs the reads whose index has applied.
-    fn serve_reads(&mut self) {
-        let applied = self.member().raw().raft.raft_log.applied;
-        while let Some((index, _)) = self.reads_ready.front() {
-            if *index > applied {
-                break;
-            }
-            let (_, jobs) = self.reads_ready.pop_front().expect("front exists");
-            for job in jobs {
-                job(self);
-            }
-        }
-    }
-
-    fn handle_output(&mut self, out: Output) {
-        self.transport.send_all(out.messages);
-        if let Some(ss) = out.soft_state {
-            self.on_soft_state(ss);
-        }
-        for rs in out.read_states {
-            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_ref()) else {
-                continue;
-            };
-            if let Some((_, jobs)) = self.reads_asked.remove(&u64::from_be_bytes(ctx)) {
-                self.reads_ready.push_back((rs.index, jobs));
-            }
-        }
-        let applied_n = out.applied.len() as u64;
-        let term = self.member().raw().raft.term;
-        for entry in out.applied {
-            match entry.outcome {
-                Outcome::Empty => {
-                    // A leader's first entry of its term: the earlier terms' entries are all
-                    // applied, so the lessor may take over (see `lease` docs).
-                    if entry.term == term && self.is_leader() && self.promoted_term != Some(term) {
-                        let now = self.now_ms();
-                        let grace = self.config.election_ms;
-                        self.member_mut()
-                            .applier_mut()
-                            .lessor_mut()
-                            .promote(now, grace);
-                        self.promoted_term = Some(term);
-                        tracing::info!(term, "lessor promoted");
-                    }
+    /// Hands every response the member gave back to its client (a read's job runs now), and
+    /// points the transport at a changed membership.
+    fn deliver(&mut self) {
+        while let Some((waiting, response)) = self.server.poll_response() {
+            match (waiting, response) {
+                (Waiting::Command(reply), Response::Command(r)) => {
+                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
                 }
-                Outcome::Command { result, revision } => {
-                    let Some(req) = entry.request.filter(|r| r.member == self.member_id) else {
-                        continue;
-                    };
-                    let Some(waiter) = self.waiters.remove(&req.seq) else {
-                        continue;
-                    };
-                    let header = Header {
-                        revision,
-                        raft_term: entry.term.max(term),
-                    };
-                    match waiter {
-                        Waiter::Command(reply) => {
-                            let r = result
-                                .map(|a| (a, header))
-                                .map_err(|e| crate::api::error::apply_status(&e));
-                            let _ = reply.send(r);
-                        }
-                        Waiter::KeepAlives(list) => {
-                            for (_, ttl, reply) in list {
-                                let _ = reply.send(Ok((ttl, header)));
-                            }
-                        }
-                    }
+                (Waiting::ConfChange(reply), Response::ConfChange(r)) => {
+                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
                 }
-                Outcome::ConfChange(result) => {
-                    let cc = ConfChange::decode(&entry.data).ok();
-                    if let Ok(cs) = &result {
-                        self.on_membership(cs);
-                    }
-                    if let Some(cc) = cc
-                        && let Some(at) = self.conf_waiters.iter().position(|(c, _)| *c == cc)
-                    {
-                        let (_, reply) = self.conf_waiters.swap_remove(at);
-                        let _ = reply.send(result.map_err(|e| raft_status(&e)));
-                    }
+                (Waiting::KeepAlive(reply), Response::KeepAlive(r)) => {
+                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
+                }
+                (Waiting::Read(job), Response::Read) => job(self),
+                (_, response) => {
+                    debug_assert!(false, "a response of another kind: {response:?}");
                 }
             }
         }
-        self.applied_since_compaction += applied_n;
-        // A snapshot from the leader changes the membership without a conf change entry.
-        let cs = self.member().raw().raft.tracker.conf_state();
-        if cs != self.conf_state {
+        if let Some(cs) = self.server.poll_membership() {
             self.on_membership(&cs);
         }
     }
@@ -638,29 +451,23 @@ impl Driver {
             }
             self.last_leader = ss.leader_id;
         }
-        if ss.role != StateRole::Leader && self.promoted_term.take().is_some() {
-            self.member_mut().applier_mut().lessor_mut().demote();
-            // Renews waiting for a checkpoint will not get one from this member.
-            for (_, _, reply) in self.renews_pending.drain(..) {
-                let _ = reply.send(Err(ServerError::LeaderChanged.status()));
-            }
-        }
     }
 
     /// Connects the transport to the members the store knows, or (a member joining with
     /// no membership yet) to `joining_peers`, until the leader's snapshot brings it.
     pub fn connect_peers(&mut self, joining_peers: Vec<(NodeId, Vec<String>)>) {
-        let cs = self.member().raw().raft.tracker.conf_state();
+        let cs = self.server.membership_now();
         if cs == ConfState::default() {
             self.transport.set_peers(joining_peers);
             self.conf_state = cs;
         } else {
-            self.on_membership(&cs);
+            self.server.on_membership(&cs);
+            self.deliver();
         }
     }
 
-    /// Keeps the transport's peers in line with the membership `cs` (just applied), notes
-    /// the members it removed, and stops this member if it is one of them.
+    /// Keeps the transport's peers in line with the membership `cs` (just applied), and
+    /// notes the members it removed for the peer service.
     fn on_membership(&mut self, cs: &ConfState) {
         let was = std::mem::replace(&mut self.conf_state, cs.clone());
         let gone: Vec<NodeId> = [&was.voters, &was.learners]
@@ -680,54 +487,15 @@ impl Driver {
             .map(|(m, _)| (m.id, m.peer_urls))
             .collect();
         self.transport.set_peers(peers);
-        if !cs.contains(self.member_id) && *cs != ConfState::default() {
-            self.stop_removed();
-        }
-    }
-
-    /// This member is no longer in the cluster: it stops, as etcd's does.
-    fn stop_removed(&mut self) {
-        if self.stopped.is_none() {
+        if self.server.stopped() == Some(REMOVED_MESSAGE) {
             tracing::warn!("{REMOVED_MESSAGE}; stopping");
-            self.stopped = Some(REMOVED_MESSAGE.to_string());
-            self.fail_all();
-        }
-    }
-
-    /// The leader's lease work: revoke what expired, checkpoint what was renewed.
-    fn lease_work(&mut self) {
-        if self.promoted_term.is_none() || self.stopped.is_some() {
-            return;
-        }
-        let now = self.now_ms();
-        let lessor = self.member_mut().applier_mut().lessor_mut();
-        let expired = lessor.expired(now);
-        let batch = lessor.poll_checkpoints(now);
-        let keep_expired = self
-            .config
-            .has_bug(super::config::ServerBug::ExpiredLeasesKept);
-        for id in expired {
-            if !keep_expired {
-                self.propose(Command::LeaseRevoke { id }, None);
-            }
-        }
-        if !batch.is_empty() {
-            let carried: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
-            let (ride, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.renews_pending)
-                .into_iter()
-                .partition(|(id, _, _)| carried.contains(id));
-            self.renews_pending = wait;
-            self.propose(
-                Command::LeaseCheckpoint(batch),
-                Some(Waiter::KeepAlives(ride)),
-            );
         }
     }
 
     /// Watch catch-up and delivery.
     fn watch_work(&mut self) {
         let now = self.now_ms();
-        let member = &mut self.member;
+        let member = self.server.member_mut();
         let (watchers, kv) = member.applier_mut().watchers_mut();
         if watchers.poll_timeout().is_some_and(|t| t <= now) {
             watchers.tick(now, kv);
@@ -777,134 +545,54 @@ impl Driver {
         }
     }
 
-    /// Drops waiters whose clients gave up, and read rounds that were never answered.
-    fn prune(&mut self) {
-        self.waiters.retain(|_, w| match w {
-            Waiter::Command(r) => !r.is_closed(),
-            Waiter::KeepAlives(list) => list.iter().any(|(_, _, r)| !r.is_closed()),
-        });
-        self.conf_waiters.retain(|(_, r)| !r.is_closed());
-        let now = self.now_ms();
-        let timeout = self.config.request_timeout_ms();
-        self.reads_asked
-            .retain(|_, (asked, _)| now.saturating_sub(*asked) < timeout);
-    }
-
     fn tick(&mut self) {
-        self.member_mut().raw_mut().tick();
-        self.prune();
-        self.check_quota();
-    }
-
-    /// Whether the NOSPACE alarm is raised, as applied here (alarms are replicated).
-    fn no_space(&self) -> bool {
-        self.member().applier().alarm_raised(ALARM_NOSPACE)
-    }
-
-    /// Raises NOSPACE for this member when its data outgrows `--quota-backend-bytes`: writes
-    /// that add data are refused on every member until an operator frees space (compact,
-    /// delete) and disarms it, as in etcd.
-    fn check_quota(&mut self) {
-        if self.no_space() || self.stopped.is_some() {
-            self.quota_alarm_asked_ms = None;
-            return;
-        }
-        let size = self.db_size_bytes();
-        if size <= self.config.quota_backend_bytes {
-            return;
-        }
         let now = self.now_ms();
-        if self
-            .quota_alarm_asked_ms
-            .is_some_and(|at| now.saturating_sub(at) < self.config.request_timeout_ms())
-        {
-            return;
+        let size = self.db_size_bytes();
+        if self.server.tick(now, size) {
+            tracing::warn!(
+                size,
+                quota = self.config.quota_backend_bytes,
+                "database space exceeded; raising the NOSPACE alarm"
+            );
         }
-        tracing::warn!(
-            size,
-            quota = self.config.quota_backend_bytes,
-            "database space exceeded; raising the NOSPACE alarm"
-        );
-        self.quota_alarm_asked_ms = Some(now);
-        let raise = Command::Alarm {
-            action: AlarmAction::Activate,
-            member: self.member_id,
-            kind: ALARM_NOSPACE,
-        };
-        self.propose(raise, None);
+        self.deliver();
     }
 
     /// Handles the pending Ready right here, fsync included; false when the member stopped.
     /// This blocks the thread, which is the driver's own ([`Driver::start`]).
     fn ready(&mut self) -> bool {
-        if self.stopped.is_some() || !self.member().raw().has_ready() {
+        if !self.server.has_ready() {
             return true;
         }
         // A leader's appends go out before its own write and fsync, which then overlap the
         // followers' (measured on 3 members, 1 client: put p50 1.07 ms sending after, 0.88 ms
         // sending before).
-        let early = self.member_mut().early_messages();
+        let early = self.server.early_messages();
         self.transport.send_all(early);
         let now = self.now_ms();
-        let compact = self.applied_since_compaction
-            >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX);
-        let keep = self.config.snapshot_catchup_entries;
         let started = Instant::now();
-        let member = &mut self.member;
-        let result = member.handle_ready(now).and_then(|out| {
-            let Some(mut out) = out else {
-                return Ok(None);
-            };
-            // A snapshot message carries the state machine as of now, and says so.
-            if out.messages.iter().any(|m| m.kind == MessageKind::Snapshot) {
-                let data = member.snapshot_data()?;
-                let metadata = member.snapshot_metadata_now()?;
-                for m in &mut out.messages {
-                    if let Some(s) = &mut m.snapshot {
-                        s.data = data.clone();
-                        s.metadata = metadata.clone();
-                    }
-                }
-            }
-            if compact {
-                member.compact_log(keep)?;
-            }
-            Ok(Some(out))
-        });
+        let result = self.server.handle_ready(now);
         self.sync_durations_us
             .push(started.elapsed().as_micros() as u64);
         if self.sync_durations_us.len() > 4096 {
             self.sync_durations_us.drain(..2048);
         }
-        if compact {
-            self.applied_since_compaction = 0;
-        }
         match result {
-            Ok(Some(out)) => {
-                self.handle_output(out);
+            Ok(handled) => {
+                self.transport.send_all(handled.messages);
+                if let Some(ss) = handled.soft_state {
+                    self.on_soft_state(ss);
+                }
+                self.server.after_ready(now);
+                self.deliver();
                 true
             }
-            Ok(None) => true,
             Err(e) => {
                 tracing::error!(error = %e, "storage failed; the member stops serving");
-                self.stopped = Some(e.to_string());
-                self.fail_all();
+                self.deliver();
                 false
             }
         }
-    }
-
-    fn fail_all(&mut self) {
-        let status = ServerError::Stopped.status();
-        for (_, w) in self.waiters.drain() {
-            fail_waiter(Some(w), status.clone());
-        }
-        for (_, r) in self.conf_waiters.drain(..) {
-            let _ = r.send(Err(status.clone()));
-        }
-        self.reads_pending.clear();
-        self.reads_asked.clear();
-        self.reads_ready.clear();
     }
 
     /// Runs the driver until [`run`](Self::run) returns or `stop` fires (or is dropped).
@@ -974,38 +662,39 @@ impl Driver {
                     }
                 }
             }
-            if let Some(why) = &self.stopped {
-                return Err(why.clone());
+            if let Some(why) = self.server.stopped() {
+                return Err(why.to_string());
             }
-            self.ask_read_index();
-            self.lease_work();
+            let now = self.now_ms();
+            self.server.start_turn(now);
+            self.deliver();
             // Applying may make more work (promotion, conf changes): a few rounds per turn.
             for _ in 0..4 {
-                if !self.member().raw().has_ready() {
+                if !self.server.has_ready() {
                     break;
                 }
                 if !self.ready() {
-                    return Err(self.stopped.clone().unwrap_or_default());
+                    return Err(self.server.stopped().unwrap_or_default().to_string());
                 }
-                self.lease_work();
             }
-            self.serve_reads();
+            let now = self.now_ms();
+            self.server.finish_turn(now);
+            self.deliver();
             self.watch_work();
         }
     }
 }
 
-fn fail_waiter(waiter: Option<Waiter>, status: Status) {
-    match waiter {
-        Some(Waiter::Command(r)) => {
-            let _ = r.send(Err(status));
-        }
-        Some(Waiter::KeepAlives(list)) => {
-            for (_, _, r) in list {
-                let _ = r.send(Err(status.clone()));
-            }
-        }
-        None => {}
+/// etcd's answer for a request the member refused.
+pub fn refusal_status(e: &Refusal) -> Status {
+    match e {
+        Refusal::Stopped => ServerError::Stopped.status(),
+        Refusal::Raft(e) => raft_status(e),
+        Refusal::Apply(e) => crate::api::error::apply_status(e),
+        Refusal::NotLeader => ServerError::NotLeader.status(),
+        Refusal::LeaderChanged => ServerError::LeaderChanged.status(),
+        Refusal::NoSpace => ServerError::NoSpace.status(),
+        Refusal::Lease(e) => crate::api::error::lease_status(e),
     }
 }
 

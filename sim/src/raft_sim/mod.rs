@@ -9,7 +9,7 @@
 
 mod checker;
 mod nemesis;
-mod network;
+pub(crate) mod network;
 mod node;
 
 pub use checker::Violation;

@@ -1,0 +1,764 @@
+//! One member as a server: a [`Member`] plus the member's policy around it, with no IO.
+//!
+//! [`MemberServer`] owns what a member decides on its own behalf and on its clients': which
+//! request an applied entry answers (proposals carry a [`RequestId`]), ReadIndex rounds shared
+//! by every linearizable read that arrived in one turn, the lessor's promotion once the
+//! leader's first entry of its term applied (and its demotion when leadership goes),
+//! keep-alives answered only once the checkpoint carrying their renew applied, the leader's
+//! lease work (expiry revokes, checkpoint batches), NOSPACE (raised through the log when the
+//! data outgrows its quota; what adds data is refused while it is raised), log compaction,
+//! and stopping for good when this member is removed or its storage fails.
+//!
+//! Clients are named by an opaque waiter `W` the caller chooses (the server's driver passes
+//! its reply channels): the member keeps it until the request's outcome is known and hands
+//! it back with the [`Response`]. A waiter whose client gave up ([`Waiter::abandoned`]) is
+//! dropped at the next tick.
+//!
+//! # Call order
+//!
+//! Each turn of the caller's loop:
+//! 1. inputs: [`handle_propose`](MemberServer::handle_propose),
+//!    [`handle_conf_change`](MemberServer::handle_conf_change),
+//!    [`handle_read`](MemberServer::handle_read),
+//!    [`handle_keep_alive`](MemberServer::handle_keep_alive), [`step`](MemberServer::step),
+//!    the transport's reports, and [`tick`](MemberServer::tick) once per heartbeat;
+//! 2. [`start_turn`](MemberServer::start_turn): asks for the turn's ReadIndex round and does
+//!    the leader's lease work;
+//! 3. while [`has_ready`](MemberServer::has_ready) (a few rounds): send
+//!    [`early_messages`](MemberServer::early_messages), then
+//!    [`handle_ready`](MemberServer::handle_ready) (persist, then apply), send the messages it
+//!    returns, then [`after_ready`](MemberServer::after_ready) (answers what applied);
+//! 4. [`finish_turn`](MemberServer::finish_turn): releases the reads whose index applied
+//!    (and keep-alives that waited for a round);
+//! 5. after any of these, drain [`poll_response`](MemberServer::poll_response) and
+//!    [`poll_membership`](MemberServer::poll_membership).
+//!
+//! What it does not do: it opens no socket and reads no clock (time is `now_ms`, the data's
+//! size on disk an argument of `tick`), it sends nothing (messages are returned), it decodes
+//! no client request and knows no gRPC code: its refusals are [`Refusal`]s, which the API
+//! edge maps to etcd's codes and messages.
+
+use super::apply::{ALARM_NOSPACE, AlarmAction, Applied, ApplyError, Command};
+use super::codec::RequestId;
+use super::member::{Member, Outcome, Output};
+use crate::lease::{self, IdGen, LeaseId};
+use crate::raft::{
+    self, ConfChange, ConfState, Message, MessageKind, NodeId, SnapshotStatus, SoftState, StateRole,
+};
+use crate::storage::{Engine, StorageError};
+use bytes::Bytes;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Applied entries after which the log is compacted even when the configured snapshot count
+/// is larger. The Raft log is mirrored in memory, and etcd's default of 100,000 entries held
+/// about 36 MB of 256-byte puts there. The state machine is durable without a snapshot (it
+/// lives in the same database), so compacting more often costs no extra snapshot; a follower
+/// more than `snapshot_catchup_entries` behind gets a snapshot either way.
+pub const LOG_COMPACTION_ENTRIES_MAX: u64 = 10_000;
+
+/// The revision and term a response header carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Header {
+    /// The store's revision.
+    pub revision: i64,
+    /// The Raft term.
+    pub raft_term: u64,
+}
+
+/// The member's policy settings.
+#[derive(Clone, Debug)]
+pub struct PolicyConfig {
+    /// How long a request may wait for its answer; also how long a ReadIndex round is kept.
+    pub request_timeout_ms: u64,
+    /// The lessor's grace after a promotion: leases do not expire before it.
+    pub election_ms: u64,
+    /// Applied entries between log compactions (capped by [`LOG_COMPACTION_ENTRIES_MAX`]).
+    pub snapshot_count: u64,
+    /// Entries kept behind a compaction for slow followers.
+    pub snapshot_catchup_entries: u64,
+    /// The data's size beyond which NOSPACE is raised.
+    pub quota_backend_bytes: u64,
+    /// Deliberate mistakes, for proving that the simulators catch them. Never set in
+    /// production.
+    #[cfg(feature = "planted-bugs")]
+    pub planted_bug: Option<PolicyBug>,
+}
+
+/// Deliberate policy mistakes, to prove that the simulators catch each of them. They can be
+/// switched on only with the `planted-bugs` feature (through `PolicyConfig::planted_bug`);
+/// without it the check is constantly false and the compiler removes the mistakes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PolicyBug {
+    /// The leader never proposes revoking an expired lease.
+    ExpiredLeasesKept,
+    /// A keep-alive is answered as soon as the leader renewed the lease, before the
+    /// checkpoint carrying the renew has applied (a leader change then loses it).
+    KeepAliveBeforeCheckpoint,
+    /// An alarm is raised and cleared on the member that was asked only, not through the log.
+    AlarmNotReplicated,
+}
+
+impl PolicyConfig {
+    /// Settings for a member with this election timeout, and etcd's other defaults.
+    pub fn new(election_ms: u64) -> PolicyConfig {
+        PolicyConfig {
+            request_timeout_ms: 5000 + 2 * election_ms,
+            election_ms,
+            snapshot_count: 100_000,
+            snapshot_catchup_entries: 5_000,
+            quota_backend_bytes: 2 * 1024 * 1024 * 1024,
+            #[cfg(feature = "planted-bugs")]
+            planted_bug: None,
+        }
+    }
+
+    #[inline(always)]
+    fn bug(&self, _bug: PolicyBug) -> bool {
+        #[cfg(feature = "planted-bugs")]
+        return self.planted_bug == Some(_bug);
+        #[cfg(not(feature = "planted-bugs"))]
+        false
+    }
+}
+
+/// Why a request was refused before or instead of being applied.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The member stopped (removed from the cluster, its storage failed, or it shuts down).
+    Stopped,
+    /// Raft did not take the proposal.
+    Raft(raft::Error),
+    /// The command was applied and failed.
+    Apply(ApplyError),
+    /// A keep-alive reached a member whose lessor is not the primary.
+    NotLeader,
+    /// Leadership moved while a keep-alive waited for its checkpoint.
+    LeaderChanged,
+    /// The NOSPACE alarm is raised and the request could add data.
+    NoSpace,
+    /// The lessor refused a renew.
+    Lease(lease::Error),
+}
+
+/// A request's outcome, handed back with its waiter.
+#[derive(Debug)]
+pub enum Response {
+    /// A proposed command applied (or was refused).
+    Command(Result<(Applied, Header), Refusal>),
+    /// A membership change applied: the membership after it.
+    ConfChange(Result<ConfState, Refusal>),
+    /// A keep-alive: the lease's TTL (0: no such lease) once its renew is replicated.
+    KeepAlive(Result<(i64, Header), Refusal>),
+    /// A linearizable read may be served now: this member's applied state is current.
+    Read,
+}
+
+/// What the member needs to know of a waiter.
+pub trait Waiter {
+    /// Whether its client gave up: the member stops keeping it.
+    fn abandoned(&self) -> bool;
+}
+
+/// What waits for a ReadIndex round.
+enum Read<W> {
+    /// A client's linearizable read.
+    Client(W),
+    /// A keep-alive for a lease this leader does not hold: asked again once a round confirms
+    /// this member still leads and has applied everything committed before it. A leader cut
+    /// off from a newer one would otherwise call a lease granted in the newer term missing.
+    KeepAlive(LeaseId, W),
+}
+
+enum Waiting<W> {
+    Command(W),
+    /// Keep-alives answered when the checkpoint batch carrying their renews applies.
+    KeepAlives(Vec<(LeaseId, i64, W)>),
+}
+
+/// One member and its policy. See the module docs for the call order.
+pub struct MemberServer<E: Engine, W> {
+    member: Member<E>,
+    config: PolicyConfig,
+    member_id: u64,
+    seq: u64,
+    id_gen: IdGen,
+    waiters: BTreeMap<u64, Waiting<W>>,
+    conf_waiters: Vec<(ConfChange, W)>,
+    /// Linearizable reads waiting for the next ReadIndex round.
+    reads_pending: Vec<Read<W>>,
+    /// ReadIndex rounds asked for and not yet answered, by context, with their start time.
+    reads_asked: BTreeMap<u64, (u64, Vec<Read<W>>)>,
+    /// Rounds answered, waiting for their index to apply.
+    reads_ready: VecDeque<(u64, Vec<Read<W>>)>,
+    read_ctx: u64,
+    /// Renewed leases waiting for a checkpoint batch to carry them.
+    renews_pending: Vec<(LeaseId, i64, W)>,
+    /// The term in which this member's lessor was promoted.
+    promoted_term: Option<u64>,
+    applied_since_compaction: u64,
+    /// The membership last handed out by `poll_membership`.
+    conf_state: ConfState,
+    membership_changed: bool,
+    /// When this member last proposed raising NOSPACE, so that an over-quota member asks once
+    /// per request timeout while the proposal is under way.
+    quota_alarm_asked_ms: Option<u64>,
+    stopped: Option<String>,
+    responses: VecDeque<(W, Response)>,
+    /// A handled Ready's applied part, until `after_ready`.
+    pending: Option<Output>,
+}
+
+/// What [`MemberServer::handle_ready`] hands the caller.
+#[derive(Debug, Default)]
+pub struct Handled {
+    /// Messages to send, in order.
+    pub messages: Vec<Message>,
+    /// Raft's soft state, when it changed.
+    pub soft_state: Option<SoftState>,
+}
+
+/// What a member answers a peer it removed from the cluster (etcd's words).
+pub const REMOVED_MESSAGE: &str = "the member has been permanently removed from the cluster";
+
+impl<E: Engine, W: Waiter> MemberServer<E, W> {
+    /// Wraps an opened member. `seq_start` is the first request sequence number and `id_gen`
+    /// draws lease IDs for grants that ask for none; both start from the wall clock in
+    /// production, so a restarted member reuses neither.
+    pub fn new(
+        member: Member<E>,
+        config: PolicyConfig,
+        seq_start: u64,
+        id_gen: IdGen,
+    ) -> MemberServer<E, W> {
+        let member_id = member.id();
+        MemberServer {
+            member,
+            config,
+            member_id,
+            seq: seq_start,
+            id_gen,
+            waiters: BTreeMap::new(),
+            conf_waiters: Vec::new(),
+            reads_pending: Vec::new(),
+            reads_asked: BTreeMap::new(),
+            reads_ready: VecDeque::new(),
+            read_ctx: 0,
+            renews_pending: Vec::new(),
+            promoted_term: None,
+            applied_since_compaction: 0,
+            conf_state: ConfState::default(),
+            membership_changed: false,
+            quota_alarm_asked_ms: None,
+            stopped: None,
+            responses: VecDeque::new(),
+            pending: None,
+        }
+    }
+
+    // Getters.
+
+    /// The member, for reads of its state.
+    pub fn member(&self) -> &Member<E> {
+        &self.member
+    }
+
+    /// The member, for the calls that change no policy (serializable ranges, watch streams,
+    /// a leader transfer).
+    pub fn member_mut(&mut self) -> &mut Member<E> {
+        &mut self.member
+    }
+
+    /// Why the member stopped, once it has: every request is refused from then on.
+    pub fn stopped(&self) -> Option<&str> {
+        self.stopped.as_deref()
+    }
+
+    /// The revision and term for a response header now.
+    pub fn header(&self) -> Header {
+        Header {
+            revision: self.member.applier().kv().current_revision(),
+            raft_term: self.member.raw().raft.term,
+        }
+    }
+
+    /// Whether this member is the leader.
+    pub fn is_leader(&self) -> bool {
+        self.member.raw().raft.state == StateRole::Leader
+    }
+
+    /// Whether NOSPACE is raised, as applied here (alarms are replicated).
+    pub fn no_space(&self) -> bool {
+        self.member.applier().alarm_raised(ALARM_NOSPACE)
+    }
+
+    /// Whether Raft has a Ready to handle.
+    pub fn has_ready(&self) -> bool {
+        self.stopped.is_none() && self.member.raw().has_ready()
+    }
+
+    // Inputs.
+
+    /// Proposes a client's command; its outcome comes back as [`Response::Command`].
+    pub fn handle_propose(&mut self, mut cmd: Command, waiter: W) {
+        if self.no_space() && cmd.grows() {
+            self.respond(waiter, Response::Command(Err(Refusal::NoSpace)));
+            return;
+        }
+        if let Command::LeaseGrant { id, .. } = &mut cmd
+            && *id == 0
+        {
+            *id = self.id_gen.next();
+        }
+        if self.config.bug(PolicyBug::AlarmNotReplicated)
+            && matches!(cmd, Command::Alarm { action, .. } if action != AlarmAction::Get)
+        {
+            let (result, revision) = self.member.applier_mut().apply(&cmd, 0);
+            let header = Header {
+                revision,
+                raft_term: self.member.raw().raft.term,
+            };
+            let r = result.map(|a| (a, header)).map_err(Refusal::Apply);
+            self.respond(waiter, Response::Command(r));
+            return;
+        }
+        self.propose(cmd, Some(Waiting::Command(waiter)));
+    }
+
+    /// Proposes a membership change; answered with [`Response::ConfChange`] once it applied.
+    pub fn handle_conf_change(&mut self, cc: ConfChange, waiter: W) {
+        if self.stopped.is_some() {
+            self.respond(waiter, Response::ConfChange(Err(Refusal::Stopped)));
+            return;
+        }
+        match self.member.raw_mut().propose_conf_change(&cc) {
+            Ok(()) => self.conf_waiters.push((cc, waiter)),
+            Err(e) => self.respond(waiter, Response::ConfChange(Err(Refusal::Raft(e)))),
+        }
+    }
+
+    /// A linearizable read: [`Response::Read`] comes back once a ReadIndex round confirmed
+    /// this member's view and the index it returned has applied. A read the member cannot
+    /// confirm gets no answer and is dropped; its client times out.
+    pub fn handle_read(&mut self, waiter: W) {
+        self.reads_pending.push(Read::Client(waiter));
+    }
+
+    /// Renews a lease (the primary lessor only); answered once the checkpoint that carries the
+    /// renew has applied, so a leader change never loses an acknowledged renew.
+    pub fn handle_keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64) {
+        self.keep_alive(id, waiter, now_ms, false);
+    }
+
+    /// A keep-alive; `confirmed`: a ReadIndex round since it arrived showed this member leads
+    /// and has applied everything committed before it.
+    fn keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64, confirmed: bool) {
+        let promoted = self.promoted_term.is_some();
+        let lessor = self.member.applier_mut().lessor_mut();
+        if !promoted || !lessor.is_primary() {
+            self.respond(waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
+            return;
+        }
+        match lessor.renew(id, now_ms) {
+            Ok(ttl) if self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) => {
+                let header = self.header();
+                self.respond(waiter, Response::KeepAlive(Ok((ttl, header))));
+            }
+            Ok(ttl) => self.renews_pending.push((id, ttl, waiter)),
+            Err(lease::Error::NotFound { .. }) if !confirmed => {
+                self.reads_pending.push(Read::KeepAlive(id, waiter));
+            }
+            Err(lease::Error::NotFound { .. }) => {
+                let header = self.header();
+                self.respond(waiter, Response::KeepAlive(Ok((0, header))));
+            }
+            Err(e) => self.respond(waiter, Response::KeepAlive(Err(Refusal::Lease(e)))),
+        }
+    }
+
+    /// A message from a peer. Refused messages are dropped (Raft resends).
+    pub fn step(&mut self, m: Message) -> Result<(), raft::Error> {
+        self.member.raw_mut().step(m)
+    }
+
+    /// The transport could not reach `peer`.
+    pub fn handle_unreachable(&mut self, peer: NodeId) {
+        self.member.raw_mut().report_unreachable(peer);
+    }
+
+    /// How sending a snapshot to `peer` went.
+    pub fn handle_snapshot_report(&mut self, peer: NodeId, ok: bool) {
+        let status = if ok {
+            SnapshotStatus::Finish
+        } else {
+            SnapshotStatus::Failure
+        };
+        self.member.raw_mut().report_snapshot(peer, status);
+    }
+
+    /// A peer refused this member's messages: it was removed from the cluster.
+    pub fn handle_removed_by_peer(&mut self) {
+        self.stop(REMOVED_MESSAGE.to_string());
+    }
+
+    /// One heartbeat of time: Raft's tick, dropped waiters and stale read rounds, and the
+    /// quota check against the data's size on disk. True when the data outgrew its quota
+    /// and this tick proposed raising NOSPACE.
+    pub fn tick(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
+        self.member.raw_mut().tick();
+        self.prune(now_ms);
+        self.check_quota(now_ms, db_size_bytes)
+    }
+
+    // The turn.
+
+    /// Asks for a ReadIndex round for the reads that arrived this turn, and does the leader's
+    /// lease work.
+    pub fn start_turn(&mut self, now_ms: u64) {
+        self.ask_read_index(now_ms);
+        self.lease_work(now_ms);
+    }
+
+    /// The messages that may leave before this Ready is persisted (a leader's appends): they
+    /// then overlap the followers' writes with its own.
+    pub fn early_messages(&mut self) -> Vec<Message> {
+        self.member.early_messages()
+    }
+
+    /// Persists and applies the pending Ready; returns the messages to send (everything they
+    /// promise is durable) and Raft's soft state when it changed. Send the messages, then call
+    /// [`after_ready`](Self::after_ready), which answers what the Ready applied. A storage
+    /// error stops the member and is returned.
+    pub fn handle_ready(&mut self, now_ms: u64) -> Result<Handled, String> {
+        debug_assert!(
+            self.pending.is_none(),
+            "after_ready follows every handle_ready"
+        );
+        // Not `has_ready`: `early_messages` may have taken this Ready from Raft already.
+        if self.stopped.is_some() {
+            return Ok(Handled::default());
+        }
+        let compact = self.applied_since_compaction
+            >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX);
+        let keep = self.config.snapshot_catchup_entries;
+        let member = &mut self.member;
+        let result = member.handle_ready(now_ms).and_then(|out| {
+            let Some(mut out) = out else {
+                return Ok(None);
+            };
+            // A snapshot message carries the state machine as of now, and says so.
+            if out.messages.iter().any(|m| m.kind == MessageKind::Snapshot) {
+                let data = member.snapshot_data()?;
+                let metadata = member.snapshot_metadata_now()?;
+                for m in &mut out.messages {
+                    if let Some(s) = &mut m.snapshot {
+                        s.data = data.clone();
+                        s.metadata = metadata.clone();
+                    }
+                }
+            }
+            if compact {
+                member.compact_log(keep)?;
+            }
+            Ok::<_, StorageError>(Some(out))
+        });
+        if compact {
+            self.applied_since_compaction = 0;
+        }
+        match result {
+            Ok(Some(mut out)) => {
+                let handled = Handled {
+                    messages: std::mem::take(&mut out.messages),
+                    soft_state: out.soft_state,
+                };
+                self.pending = Some(out);
+                Ok(handled)
+            }
+            Ok(None) => Ok(Handled::default()),
+            Err(e) => {
+                let why = e.to_string();
+                self.stop(why.clone());
+                Err(why)
+            }
+        }
+    }
+
+    /// Answers what the last Ready applied (requests, reads, keep-alives, membership), acts
+    /// on its soft state (lessor promotion and demotion), and does the leader's lease work.
+    pub fn after_ready(&mut self, now_ms: u64) {
+        if let Some(out) = self.pending.take() {
+            self.handle_output(out, now_ms);
+        }
+        self.lease_work(now_ms);
+    }
+
+    /// Releases the reads whose ReadIndex has applied.
+    pub fn finish_turn(&mut self, now_ms: u64) {
+        let applied = self.member.raw().raft.raft_log.applied;
+        while let Some((index, _)) = self.reads_ready.front() {
+            if *index > applied {
+                break;
+            }
+            let (_, reads) = self.reads_ready.pop_front().expect("front exists");
+            for read in reads {
+                match read {
+                    Read::Client(w) => self.responses.push_back((w, Response::Read)),
+                    Read::KeepAlive(id, w) => self.keep_alive(id, w, now_ms, true),
+                }
+            }
+        }
+    }
+
+    // Outputs.
+
+    /// The next request whose outcome is known, with its waiter.
+    pub fn poll_response(&mut self) -> Option<(W, Response)> {
+        self.responses.pop_front()
+    }
+
+    /// The membership, when it changed since the last call (a configuration change applied,
+    /// or a snapshot brought another one): the caller points its transport at it.
+    pub fn poll_membership(&mut self) -> Option<ConfState> {
+        std::mem::take(&mut self.membership_changed).then(|| self.conf_state.clone())
+    }
+
+    /// The membership as Raft holds it now.
+    pub fn membership_now(&self) -> ConfState {
+        self.member.raw().raft.tracker.conf_state()
+    }
+
+    // Internals.
+
+    fn respond(&mut self, waiter: W, response: Response) {
+        self.responses.push_back((waiter, response));
+    }
+
+    fn fail(&mut self, waiting: Option<Waiting<W>>, why: Refusal) {
+        match waiting {
+            Some(Waiting::Command(w)) => self.respond(w, Response::Command(Err(why))),
+            Some(Waiting::KeepAlives(list)) => {
+                for (_, _, w) in list {
+                    self.respond(w, Response::KeepAlive(Err(why.clone())));
+                }
+            }
+            None => {}
+        }
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        self.seq += 1;
+        RequestId {
+            member: self.member_id,
+            seq: self.seq,
+        }
+    }
+
+    fn propose(&mut self, cmd: Command, waiting: Option<Waiting<W>>) {
+        if self.stopped.is_some() {
+            self.fail(waiting, Refusal::Stopped);
+            return;
+        }
+        let id = self.next_request();
+        match self.member.propose_request(id, &cmd) {
+            Ok(()) => {
+                if let Some(w) = waiting {
+                    self.waiters.insert(id.seq, w);
+                }
+            }
+            Err(e) => self.fail(waiting, Refusal::Raft(e)),
+        }
+    }
+
+    fn ask_read_index(&mut self, now_ms: u64) {
+        if self.reads_pending.is_empty() {
+            return;
+        }
+        if self.stopped.is_some() {
+            self.reads_pending.clear();
+            return;
+        }
+        self.read_ctx += 1;
+        let ctx = self.read_ctx;
+        let reads = std::mem::take(&mut self.reads_pending);
+        // A refused round drops its reads: their clients time out.
+        if self
+            .member
+            .raw_mut()
+            .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()))
+            .is_ok()
+        {
+            self.reads_asked.insert(ctx, (now_ms, reads));
+        }
+    }
+
+    /// The leader's lease work: revoke what expired, checkpoint what was renewed.
+    fn lease_work(&mut self, now_ms: u64) {
+        if self.promoted_term.is_none() || self.stopped.is_some() {
+            return;
+        }
+        let lessor = self.member.applier_mut().lessor_mut();
+        let expired = lessor.expired(now_ms);
+        let batch = lessor.poll_checkpoints(now_ms);
+        if !self.config.bug(PolicyBug::ExpiredLeasesKept) {
+            for id in expired {
+                self.propose(Command::LeaseRevoke { id }, None);
+            }
+        }
+        if !batch.is_empty() {
+            let carried: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
+            let (ride, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.renews_pending)
+                .into_iter()
+                .partition(|(id, _, _)| carried.contains(id));
+            self.renews_pending = wait;
+            self.propose(
+                Command::LeaseCheckpoint(batch),
+                Some(Waiting::KeepAlives(ride)),
+            );
+        }
+    }
+
+    fn handle_output(&mut self, out: Output, now_ms: u64) {
+        if let Some(ss) = &out.soft_state {
+            self.on_soft_state(ss);
+        }
+        for rs in out.read_states {
+            let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_ref()) else {
+                continue;
+            };
+            if let Some((_, reads)) = self.reads_asked.remove(&u64::from_be_bytes(ctx)) {
+                self.reads_ready.push_back((rs.index, reads));
+            }
+        }
+        let applied_n = out.applied.len() as u64;
+        let term = self.member.raw().raft.term;
+        for entry in out.applied {
+            match entry.outcome {
+                Outcome::Empty => {
+                    // A leader's first entry of its term: the earlier terms' entries are all
+                    // applied, so the lessor may take over (see `lease` docs).
+                    if entry.term == term && self.is_leader() && self.promoted_term != Some(term) {
+                        let grace = self.config.election_ms;
+                        self.member
+                            .applier_mut()
+                            .lessor_mut()
+                            .promote(now_ms, grace);
+                        self.promoted_term = Some(term);
+                    }
+                }
+                Outcome::Command { result, revision } => {
+                    let Some(req) = entry.request.filter(|r| r.member == self.member_id) else {
+                        continue;
+                    };
+                    let Some(waiting) = self.waiters.remove(&req.seq) else {
+                        continue;
+                    };
+                    let header = Header {
+                        revision,
+                        raft_term: entry.term.max(term),
+                    };
+                    match waiting {
+                        Waiting::Command(w) => {
+                            let r = result.map(|a| (a, header)).map_err(Refusal::Apply);
+                            self.respond(w, Response::Command(r));
+                        }
+                        Waiting::KeepAlives(list) => {
+                            for (_, ttl, w) in list {
+                                self.respond(w, Response::KeepAlive(Ok((ttl, header))));
+                            }
+                        }
+                    }
+                }
+                Outcome::ConfChange(result) => {
+                    let cc = ConfChange::decode(&entry.data).ok();
+                    if let Ok(cs) = &result {
+                        self.on_membership(cs);
+                    }
+                    if let Some(cc) = cc
+                        && let Some(at) = self.conf_waiters.iter().position(|(c, _)| *c == cc)
+                    {
+                        let (_, w) = self.conf_waiters.swap_remove(at);
+                        self.respond(w, Response::ConfChange(result.map_err(Refusal::Raft)));
+                    }
+                }
+            }
+        }
+        self.applied_since_compaction += applied_n;
+        // A snapshot from the leader changes the membership without a conf change entry.
+        let cs = self.membership_now();
+        if cs != self.conf_state {
+            self.on_membership(&cs);
+        }
+    }
+
+    fn on_soft_state(&mut self, ss: &SoftState) {
+        if ss.role != StateRole::Leader && self.promoted_term.take().is_some() {
+            self.member.applier_mut().lessor_mut().demote();
+            // Renews waiting for a checkpoint will not get one from this member.
+            for (_, _, w) in std::mem::take(&mut self.renews_pending) {
+                self.respond(w, Response::KeepAlive(Err(Refusal::LeaderChanged)));
+            }
+        }
+    }
+
+    /// Notes the membership `cs` (just applied, or known at the start) for the caller, and
+    /// stops this member if it is no longer in it.
+    pub fn on_membership(&mut self, cs: &ConfState) {
+        self.conf_state = cs.clone();
+        self.membership_changed = true;
+        if !cs.contains(self.member_id) && *cs != ConfState::default() {
+            self.stop(REMOVED_MESSAGE.to_string());
+        }
+    }
+
+    fn stop(&mut self, why: String) {
+        if self.stopped.is_some() {
+            return;
+        }
+        self.stopped = Some(why);
+        for (_, w) in std::mem::take(&mut self.waiters) {
+            self.fail(Some(w), Refusal::Stopped);
+        }
+        for (_, w) in std::mem::take(&mut self.conf_waiters) {
+            self.respond(w, Response::ConfChange(Err(Refusal::Stopped)));
+        }
+        self.reads_pending.clear();
+        self.reads_asked.clear();
+        self.reads_ready.clear();
+    }
+
+    fn prune(&mut self, now_ms: u64) {
+        self.waiters.retain(|_, w| match w {
+            Waiting::Command(w) => !w.abandoned(),
+            Waiting::KeepAlives(list) => list.iter().any(|(_, _, w)| !w.abandoned()),
+        });
+        self.conf_waiters.retain(|(_, w)| !w.abandoned());
+        let timeout = self.config.request_timeout_ms;
+        self.reads_asked
+            .retain(|_, (asked, _)| now_ms.saturating_sub(*asked) < timeout);
+    }
+
+    /// Raises NOSPACE for this member when its data outgrows the quota: writes that add data
+    /// are refused on every member until an operator frees space and disarms it, as in etcd.
+    fn check_quota(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
+        if self.no_space() || self.stopped.is_some() {
+            self.quota_alarm_asked_ms = None;
+            return false;
+        }
+        if db_size_bytes <= self.config.quota_backend_bytes {
+            return false;
+        }
+        if self
+            .quota_alarm_asked_ms
+            .is_some_and(|at| now_ms.saturating_sub(at) < self.config.request_timeout_ms)
+        {
+            return false;
+        }
+        self.quota_alarm_asked_ms = Some(now_ms);
+        let raise = Command::Alarm {
+            action: AlarmAction::Activate,
+            member: self.member_id,
+            kind: ALARM_NOSPACE,
+        };
+        self.propose(raise, None);
+        true
+    }
+}

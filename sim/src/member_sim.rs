@@ -1,0 +1,1038 @@
+//! `sim member`: a deterministic, in-process simulation of a cluster of real member servers
+//! (`oxcd::node::MemberServer`: Raft, the apply side and the member's policy) on simulated
+//! disks, with no madsim and no tokio. One seeded ChaCha RNG drives the network (delays, drops,
+//! reordering, partitions), crashes and restarts (unsynced writes lost or torn),
+//! and the clients: compare-and-set registers written and read linearizably through any member,
+//! leases granted and kept alive through whichever member is leader, and alarms raised and
+//! cleared through any member.
+//!
+//! A run has a safety phase (faults and clients) and a liveness phase (faults stopped, every
+//! member back: all must agree on one applied index within a bound). Checked:
+//! - the register history is linearizable (the porcupine-style checker);
+//! - no lease expires before the deadline its last acknowledged keep-alive promised (call time
+//!   plus TTL), seen as the lease vanishing from a member that held it, or a keep-alive told
+//!   "not found";
+//! - two members that applied the same index hold the same alarms and revision, and after
+//!   the liveness phase every member holds the same alarms, revision and KV hash;
+//! - once nobody renews them, leases run out: after the liveness phase, a TTL, a leader's grace
+//!   and a margin, no member holds one.
+//!
+//! What it does not do: no watch streams (the watch checks are in the madsim harness), no
+//! membership changes, and no clock skew (one clock for every member).
+
+use crate::checker::history_files::{RegisterInput, RegisterOutput};
+use crate::checker::linearizability::{Limits, Operation, Verdict, check_operations};
+use crate::checker::registers::{KeyedInput, RegistersModel};
+use crate::fnv::Fnv;
+use crate::raft_sim::network::{Network, NetworkOptions};
+use bytes::Bytes;
+use oxcd::lease::{LeaseId, LessorConfig};
+use oxcd::mvcc::{
+    Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp, TxnRequest,
+    WatchConfig,
+};
+use oxcd::node::{
+    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberServer, PolicyBug,
+    PolicyConfig, Refusal, Response, Waiter,
+};
+use oxcd::raft::{self, MessageKind, NodeId};
+use oxcd::storage::{DiskFaults, SimDisk};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Simulated milliseconds per tick: one heartbeat.
+const TICK_MS: u64 = 100;
+const ELECTION_MS: u64 = 1000;
+/// Leases' TTL, in seconds (the lessor's minimum for a 1 s election timeout is 2 s).
+const LEASE_TTL_S: i64 = 3;
+/// A client gives up on a request after this long (its outcome is then unknown).
+const CLIENT_TIMEOUT_MS: u64 = 3000;
+/// Upper bound on delivery and Ready rounds within one tick.
+const ROUNDS_PER_TICK_MAX: usize = 32;
+const REGISTER_KEYS: u32 = 8;
+const REGISTER_CLIENTS: usize = 4;
+const LEASE_CLIENTS: usize = 2;
+
+/// What one run simulates.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub seed: u64,
+    /// Founding voters: 3 or 5.
+    pub nodes: usize,
+    /// Ticks of the safety phase.
+    pub ticks: u64,
+    /// Ticks the liveness phase may take at most.
+    pub liveness_ticks_max: u64,
+    /// A deliberate policy mistake to switch on in every member.
+    pub bug: Option<PolicyBug>,
+}
+
+impl Options {
+    pub fn new(seed: u64, nodes: usize) -> Options {
+        Options {
+            seed,
+            nodes,
+            ticks: 600,
+            liveness_ticks_max: 600,
+            bug: None,
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub ticks: u64,
+    pub messages: u64,
+    pub register_ops: u64,
+    pub register_ops_known: u64,
+    pub keep_alives_acked: u64,
+    pub leases_granted: u64,
+    pub alarm_changes: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    pub violation: Option<String>,
+    pub hash: u64,
+}
+
+/// Names the client request a member answers.
+#[derive(Clone, Copy, Debug)]
+struct Token {
+    client: usize,
+    op: u64,
+}
+
+impl Waiter for Token {
+    fn abandoned(&self) -> bool {
+        false
+    }
+}
+
+type Server = MemberServer<SimDisk, Token>;
+
+struct Node {
+    disk: SimDisk,
+    server: Option<Server>,
+    /// Leases seen on this member since its last start.
+    leases_seen: BTreeSet<LeaseId>,
+}
+
+/// What a client is waiting for.
+#[derive(Clone, Debug)]
+enum Pending {
+    Register {
+        key: u32,
+        input: RegisterInput,
+        history: usize,
+    },
+    Grant,
+    KeepAlive {
+        id: LeaseId,
+    },
+    Revoke,
+    Alarm,
+}
+
+struct Client {
+    /// The operation in flight: its number, where it was sent, what it is, and when.
+    pending: Option<(u64, NodeId, Pending, u64)>,
+    next_op: u64,
+    /// A lease client's lease: its ID, the latest deadline promised, renews left.
+    lease: Option<(LeaseId, u64, u32)>,
+    /// Where this client last found the leader.
+    leader_hint: NodeId,
+}
+
+struct World {
+    options: Options,
+    rng: ChaCha8Rng,
+    tick: u64,
+    nodes: BTreeMap<NodeId, Node>,
+    net: Network,
+    clients: Vec<Client>,
+    history: Vec<Operation<KeyedInput, RegisterOutput>>,
+    /// Event counter: the history's clock (calls and returns within a tick stay ordered).
+    events: u64,
+    /// Register operations that certainly took no effect (refused before or at apply): left
+    /// out of the history.
+    void: BTreeSet<usize>,
+    /// Leases a client revoked (their disappearance is no violation).
+    revoked: BTreeSet<LeaseId>,
+    /// The latest deadline promised for each lease.
+    promised: BTreeMap<LeaseId, u64>,
+    /// The raised alarm the alarm client will clear next, if any.
+    alarm_up: Option<u64>,
+    trace: Fnv,
+    report: Report,
+    faults_on: bool,
+}
+
+impl World {
+    fn new(options: &Options) -> World {
+        assert!(matches!(options.nodes, 3 | 5), "nodes must be 3 or 5");
+        let mut rng = ChaCha8Rng::seed_from_u64(options.seed);
+        // No duplicates: the peer transport sends each batch once, on one stream, and never
+        // again, so a message arrives at most once. (A forwarded proposal delivered twice
+        // would be applied twice, as in etcd; `sim raft` covers Raft's own tolerance of
+        // duplicated messages.)
+        let net = Network::new(NetworkOptions {
+            drop_rate: [0.0, 0.01, 0.05][rng.gen_range(0..3)],
+            duplicate_rate: 0.0,
+            delay_ticks_max: rng.gen_range(1..=3),
+        });
+        let mut nodes = BTreeMap::new();
+        for id in 1..=options.nodes as NodeId {
+            let disk = SimDisk::new(rng.r#gen(), DiskFaults::default());
+            nodes.insert(
+                id,
+                Node {
+                    disk,
+                    server: None,
+                    leases_seen: BTreeSet::new(),
+                },
+            );
+        }
+        let clients = (0..REGISTER_CLIENTS + LEASE_CLIENTS + 1)
+            .map(|_| Client {
+                pending: None,
+                next_op: 0,
+                lease: None,
+                leader_hint: 1,
+            })
+            .collect();
+        let mut world = World {
+            options: options.clone(),
+            rng,
+            tick: 0,
+            nodes,
+            net,
+            clients,
+            history: Vec::new(),
+            events: 0,
+            void: BTreeSet::new(),
+            revoked: BTreeSet::new(),
+            promised: BTreeMap::new(),
+            alarm_up: None,
+            trace: Fnv::default(),
+            report: Report {
+                seed: options.seed,
+                ..Report::default()
+            },
+            faults_on: true,
+        };
+        let ids: Vec<NodeId> = world.nodes.keys().copied().collect();
+        for id in ids {
+            world.start(id);
+        }
+        world
+    }
+
+    fn now_ms(&self) -> u64 {
+        self.tick * TICK_MS
+    }
+
+    fn event(&mut self) -> u64 {
+        self.events += 1;
+        self.events
+    }
+
+    fn violation(&mut self, why: String) {
+        if self.report.violation.is_none() {
+            self.report.violation = Some(format!("tick {}: {why}", self.tick));
+        }
+    }
+
+    /// Opens member `id` on its disk (founding the cluster on a fresh one).
+    fn start(&mut self, id: NodeId) {
+        let voters: Vec<NodeId> = (1..=self.options.nodes as NodeId).collect();
+        let mut raft_config = raft::Config::new(id);
+        raft_config.election_ticks = (ELECTION_MS / TICK_MS) as usize;
+        let config = MemberConfig {
+            raft: raft_config,
+            initial_voters: voters.clone(),
+            cluster_id: 0x5eed,
+            initial_members: voters.iter().map(|&v| (v, Bytes::new())).collect(),
+            lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
+            watch: WatchConfig::default(),
+            txn_ops_max: 128,
+        };
+        let now = self.now_ms();
+        let rng = ChaCha8Rng::seed_from_u64(self.rng.r#gen());
+        let node = self.nodes.get_mut(&id).expect("a member");
+        let disk = node.disk.clone();
+        let member = match Member::open(disk, config, rng, now) {
+            Ok(m) => m,
+            Err(e) => {
+                let why = format!("member {id} cannot reopen its disk: {e}");
+                self.violation(why);
+                return;
+            }
+        };
+        let mut policy = PolicyConfig::new(ELECTION_MS);
+        policy.planted_bug = self.options.bug;
+        // Request numbers and lease IDs start from the member's clock and its starts, as the
+        // server starts them from the wall clock.
+        let start = (now + 1) << 20 | u64::from(self.rng.r#gen::<u16>());
+        let id_gen = oxcd::lease::IdGen::new(id, now + self.rng.gen_range(0..1000));
+        let node = self.nodes.get_mut(&id).expect("a member");
+        node.server = Some(MemberServer::new(member, policy, start, id_gen));
+        node.leases_seen.clear();
+    }
+
+    fn crash(&mut self, id: NodeId) {
+        if debug() {
+            eprintln!("t{} crash m{id}", self.tick);
+        }
+        let node = self.nodes.get_mut(&id).expect("a member");
+        if node.server.take().is_none() {
+            return;
+        }
+        node.disk.crash();
+        node.disk = node.disk.reopen();
+        self.net.lose_unsent(id, self.tick);
+        self.report.crashes += 1;
+        self.trace.u64(0xc4a5).u64(id);
+    }
+
+    fn up(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.server.is_some())
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    fn server(&mut self, id: NodeId) -> Option<&mut Server> {
+        self.nodes.get_mut(&id)?.server.as_mut()
+    }
+
+    fn nemesis(&mut self) {
+        if !self.rng.gen_bool(0.03) {
+            return;
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        match self.rng.gen_range(0..4) {
+            0 => {
+                // Isolate the leader, if one is known, else anyone.
+                let leader = self.up().into_iter().find(|&id| {
+                    self.nodes[&id]
+                        .server
+                        .as_ref()
+                        .is_some_and(|s| s.is_leader())
+                });
+                let victim = leader.unwrap_or(ids[self.rng.gen_range(0..ids.len())]);
+                let rest: Vec<NodeId> = ids.iter().copied().filter(|&i| i != victim).collect();
+                self.net.cut_between(&[victim], &rest);
+                if debug() {
+                    eprintln!("t{} isolate m{victim}", self.tick);
+                }
+                self.report.partitions += 1;
+                self.trace.u64(0x9a27).u64(victim);
+            }
+            1 => {
+                self.net.heal();
+                self.trace.u64(0x4ea1);
+            }
+            2 => {
+                let up = self.up();
+                // Keep a majority up: the liveness phase restarts the rest.
+                if up.len() > self.options.nodes / 2 + 1 {
+                    let victim = up[self.rng.gen_range(0..up.len())];
+                    self.crash(victim);
+                }
+            }
+            _ => {
+                let down: Vec<NodeId> = ids
+                    .iter()
+                    .copied()
+                    .filter(|id| self.nodes[id].server.is_none())
+                    .collect();
+                if !down.is_empty() {
+                    let id = down[self.rng.gen_range(0..down.len())];
+                    self.start(id);
+                    self.trace.u64(0x5747).u64(id);
+                    if debug() {
+                        eprintln!("t{} restart m{id}", self.tick);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Idle clients start their next operation.
+    fn clients_act(&mut self) {
+        for c in 0..self.clients.len() {
+            if self.clients[c].pending.is_some() || !self.rng.gen_bool(0.3) {
+                continue;
+            }
+            let up = self.up();
+            if up.is_empty() {
+                return;
+            }
+            let at = up[self.rng.gen_range(0..up.len())];
+            if c < REGISTER_CLIENTS {
+                self.register_op(c, at);
+            } else if c < REGISTER_CLIENTS + LEASE_CLIENTS {
+                self.lease_op(c, &up);
+            } else if self
+                .rng
+                .gen_bool(if self.alarm_up.is_some() { 0.3 } else { 0.02 })
+            {
+                // Alarms come rarely and go soon: NOSPACE refuses every write meanwhile.
+                self.alarm_op(c, at);
+            }
+        }
+    }
+
+    fn send(
+        &mut self,
+        c: usize,
+        at: NodeId,
+        pending: Pending,
+        call: impl FnOnce(&mut Server, Token),
+    ) {
+        let op = self.clients[c].next_op;
+        self.clients[c].next_op += 1;
+        let now = self.now_ms();
+        self.clients[c].pending = Some((op, at, pending, now));
+        self.trace.u64(0xca11).u64(c as u64).u64(at);
+        if let Some(s) = self.server(at) {
+            call(s, Token { client: c, op });
+        }
+    }
+
+    fn register_op(&mut self, c: usize, at: NodeId) {
+        let key = self.rng.gen_range(0..REGISTER_KEYS);
+        let value = self.rng.gen_range(1..20u64);
+        let input = match self.rng.gen_range(0..3) {
+            0 => RegisterInput::Read,
+            1 => RegisterInput::Write(value),
+            _ => RegisterInput::Cas {
+                from: self.rng.gen_range(1..20u64),
+                to: value,
+            },
+        };
+        let call = self.event();
+        self.history.push(Operation {
+            client: c as u64,
+            input: KeyedInput { key, op: input },
+            call,
+            output: None,
+            ret: u64::MAX,
+        });
+        let history = self.history.len() - 1;
+        let name = register_key(key);
+        let pending = Pending::Register {
+            key,
+            input,
+            history,
+        };
+        match input {
+            RegisterInput::Read => self.send(c, at, pending, |s, t| s.handle_read(t)),
+            RegisterInput::Write(v) => {
+                let cmd = Command::Put(PutRequest {
+                    key: name,
+                    value: Bytes::from(v.to_string()),
+                    ..Default::default()
+                });
+                self.send(c, at, pending, |s, t| s.handle_propose(cmd, t));
+            }
+            RegisterInput::Cas { from, to } => {
+                let cmd = Command::Txn(TxnRequest {
+                    compare: vec![Compare {
+                        result: CompareResult::Equal,
+                        target: CompareTarget::Value(Bytes::from(from.to_string())),
+                        key: name.clone(),
+                        range_end: Bytes::new(),
+                    }],
+                    success: vec![RequestOp::Put(PutRequest {
+                        key: name,
+                        value: Bytes::from(to.to_string()),
+                        ..Default::default()
+                    })],
+                    failure: vec![],
+                });
+                self.send(c, at, pending, |s, t| s.handle_propose(cmd, t));
+            }
+        }
+    }
+
+    fn lease_op(&mut self, c: usize, up: &[NodeId]) {
+        let now = self.now_ms();
+        match self.clients[c].lease {
+            None => {
+                let at = up[self.rng.gen_range(0..up.len())];
+                let cmd = Command::LeaseGrant {
+                    id: 0,
+                    ttl_s: LEASE_TTL_S,
+                };
+                self.send(c, at, Pending::Grant, |s, t| s.handle_propose(cmd, t));
+            }
+            Some((id, _, 0)) => {
+                // Done renewing: revoke it, or let it lapse.
+                self.clients[c].lease = None;
+                if self.rng.gen_bool(0.5) {
+                    let at = up[self.rng.gen_range(0..up.len())];
+                    self.revoked.insert(id);
+                    let cmd = Command::LeaseRevoke { id };
+                    self.send(c, at, Pending::Revoke, |s, t| s.handle_propose(cmd, t));
+                }
+            }
+            Some((id, promised, _)) => {
+                // Renew a third of a TTL before the deadline, as clients do.
+                if now + (LEASE_TTL_S as u64 * 1000) * 2 / 3 < promised {
+                    return;
+                }
+                let hint = self.clients[c].leader_hint;
+                let at = if up.contains(&hint) {
+                    hint
+                } else {
+                    up[self.rng.gen_range(0..up.len())]
+                };
+                self.send(c, at, Pending::KeepAlive { id }, |s, t| {
+                    s.handle_keep_alive(id, t, now)
+                });
+            }
+        }
+    }
+
+    fn alarm_op(&mut self, c: usize, at: NodeId) {
+        let (action, member) = match self.alarm_up.take() {
+            Some(member) => (AlarmAction::Deactivate, member),
+            None => {
+                let member = if self.rng.gen_bool(0.5) {
+                    0
+                } else {
+                    self.rng.gen_range(1..=self.options.nodes as u64)
+                };
+                self.alarm_up = Some(member);
+                (AlarmAction::Activate, member)
+            }
+        };
+        let cmd = Command::Alarm {
+            action,
+            member,
+            kind: ALARM_NOSPACE,
+        };
+        self.report.alarm_changes += 1;
+        self.send(c, at, Pending::Alarm, |s, t| s.handle_propose(cmd, t));
+    }
+
+    /// A client's request got its answer from member `at`.
+    fn complete(&mut self, at: NodeId, token: Token, response: Response) {
+        let c = token.client;
+        let Some((op, _, pending, call_ms)) = self.clients[c].pending.clone() else {
+            return;
+        };
+        if op != token.op {
+            return;
+        }
+        self.clients[c].pending = None;
+        let now = self.now_ms();
+        self.trace.u64(0xd0e).u64(c as u64).u64(op);
+        if debug() && matches!(pending, Pending::Alarm) {
+            eprintln!("t{} c{c} via m{at}: alarm -> {response:?}", self.tick);
+        }
+        match (pending, response) {
+            (
+                Pending::Register {
+                    key,
+                    input,
+                    history,
+                },
+                response,
+            ) => {
+                let why = format!("{response:?}");
+                let refused = matches!(
+                    &response,
+                    Response::Command(Err(Refusal::Raft(_) | Refusal::Apply(_) | Refusal::NoSpace))
+                );
+                let output = match (input, response) {
+                    (RegisterInput::Read, Response::Read) => {
+                        let read = RangeRequest {
+                            key: register_key(key),
+                            ..Default::default()
+                        };
+                        let server = self.server(at).expect("it answered");
+                        if debug() {
+                            let a = server.member().applier();
+                            let kv = a.kv().range(&RangeRequest {
+                                key: register_key(key),
+                                ..Default::default()
+                            });
+                            eprintln!(
+                                "  read at m{at}: revision {} alarms {:?} kv {:?}",
+                                a.kv().current_revision(),
+                                a.alarms(),
+                                kv.map(|r| r
+                                    .kvs
+                                    .first()
+                                    .map(|kv| (kv.mod_revision, kv.value.clone())))
+                            );
+                        }
+                        match server.member_mut().range(&read) {
+                            Ok(r) => Some(RegisterOutput::Read(
+                                r.kvs.first().map(|kv| parse(&kv.value)),
+                            )),
+                            Err(_) => None,
+                        }
+                    }
+                    (RegisterInput::Write(_), Response::Command(Ok(_))) => {
+                        Some(RegisterOutput::Write)
+                    }
+                    (RegisterInput::Cas { .. }, Response::Command(Ok((Applied::Txn(t), _)))) => {
+                        Some(RegisterOutput::Cas { ok: t.succeeded })
+                    }
+                    _ => None,
+                };
+                let ret = self.event();
+                if debug() {
+                    let (term, applied, leader) = self.server(at).map_or((0, 0, 0), |s| {
+                        let r = s.member().raw();
+                        (r.raft.term, r.raft.raft_log.applied, r.leader())
+                    });
+                    eprintln!(
+                        "t{} c{c} via m{at} (term {term} applied {applied} leader {leader}): \
+                         key {key} {input:?} -> {output:?} refused {refused} [{} .. {ret}] {why}",
+                        self.tick, self.history[history].call
+                    );
+                }
+                let h = &mut self.history[history];
+                h.output = output;
+                h.ret = ret;
+                // A refused write took no effect, and a read with no answer says nothing:
+                // neither constrains the history.
+                if refused || (input == RegisterInput::Read && output.is_none()) {
+                    self.void.insert(history);
+                }
+                if output.is_some() {
+                    self.report.register_ops_known += 1;
+                }
+                self.report.register_ops += 1;
+            }
+            (Pending::Grant, Response::Command(Ok((Applied::LeaseGrant(g), _)))) => {
+                let deadline = call_ms + g.ttl_s as u64 * 1000;
+                self.clients[c].lease = Some((g.id, deadline, self.rng.gen_range(1..6)));
+                self.promised.insert(g.id, deadline);
+                self.report.leases_granted += 1;
+            }
+            (Pending::KeepAlive { id }, Response::KeepAlive(Ok((ttl, _)))) => {
+                if ttl == 0 {
+                    let promised = self.promised.get(&id).copied().unwrap_or(0);
+                    if now < promised && !self.revoked.contains(&id) {
+                        let terms: Vec<String> = self
+                            .nodes
+                            .iter()
+                            .filter_map(|(n, node)| {
+                                let s = node.server.as_ref()?;
+                                Some(format!(
+                                    "{n}: term {} leader {} has {}",
+                                    s.member().raw().raft.term,
+                                    s.is_leader(),
+                                    s.member().applier().lessor().contains(id)
+                                ))
+                            })
+                            .collect();
+                        self.violation(format!(
+                            "lease {id:x}: a keep-alive found it gone at {now} ms; its last \
+                             acknowledged keep-alive promised it until {promised} ms (asked {at}; {})",
+                            terms.join(", ")
+                        ));
+                    }
+                    self.clients[c].lease = None;
+                    return;
+                }
+                self.report.keep_alives_acked += 1;
+                let deadline = call_ms + ttl as u64 * 1000;
+                if let Some((_, promised, left)) = &mut self.clients[c].lease {
+                    *promised = (*promised).max(deadline);
+                    *left -= 1;
+                }
+                let p = self.promised.entry(id).or_insert(0);
+                *p = (*p).max(deadline);
+            }
+            (Pending::KeepAlive { .. }, Response::KeepAlive(Err(Refusal::NotLeader))) => {
+                let leader = self
+                    .server(at)
+                    .map_or(raft::NONE, |s| s.member().raw().leader());
+                if leader != raft::NONE {
+                    self.clients[c].leader_hint = leader;
+                } else {
+                    let up = self.up();
+                    self.clients[c].leader_hint = up[self.rng.gen_range(0..up.len())];
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// A client whose member went away or never answered gives up: the outcome is unknown.
+    fn expire_clients(&mut self) {
+        let now = self.now_ms();
+        for c in 0..self.clients.len() {
+            let Some((_, at, pending, call_ms)) = self.clients[c].pending.clone() else {
+                continue;
+            };
+            let gone = self.nodes[&at].server.is_none();
+            if !gone && now < call_ms + CLIENT_TIMEOUT_MS {
+                continue;
+            }
+            self.clients[c].pending = None;
+            if let Pending::Register { history, .. } = pending {
+                let ret = self.event();
+                self.history[history].ret = ret;
+                self.report.register_ops += 1;
+            }
+        }
+    }
+
+    /// Delivers due messages and runs every member's turn until the tick is quiet.
+    fn run_rounds(&mut self) {
+        for _ in 0..ROUNDS_PER_TICK_MAX {
+            let mut busy = false;
+            while let Some(due) = self.net.next_due(self.tick) {
+                busy = true;
+                match due {
+                    Ok(m) => {
+                        self.trace.u64(m.from).u64(m.to).u64(m.kind as u64);
+                        if let Some(s) = self.server(m.to) {
+                            let _ = s.step(m);
+                        }
+                    }
+                    Err(m) if m.kind == MessageKind::Snapshot => {
+                        if let Some(s) = self.server(m.from) {
+                            s.handle_snapshot_report(m.to, false);
+                        }
+                    }
+                    Err(_) => {}
+                }
+            }
+            for id in self.up() {
+                busy |= self.turn(id);
+            }
+            if !busy {
+                return;
+            }
+        }
+    }
+
+    /// One turn of member `id`, in the member server's call order. True when it did work.
+    fn turn(&mut self, id: NodeId) -> bool {
+        let now = self.now_ms();
+        let mut outbox = Vec::new();
+        let mut answers = Vec::new();
+        let mut worked = false;
+        let mut failed = None;
+        {
+            let s = self.nodes.get_mut(&id).and_then(|n| n.server.as_mut());
+            let Some(s) = s else { return false };
+            s.start_turn(now);
+            for _ in 0..4 {
+                if !s.has_ready() {
+                    break;
+                }
+                worked = true;
+                outbox.extend(s.early_messages());
+                match s.handle_ready(now) {
+                    Ok(h) => {
+                        outbox.extend(h.messages);
+                        s.after_ready(now);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            s.finish_turn(now);
+            while let Some(a) = s.poll_response() {
+                answers.push(a);
+            }
+            let _ = s.poll_membership();
+        }
+        if let Some(e) = failed {
+            self.violation(format!("member {id}'s storage failed: {e}"));
+        }
+        for m in outbox {
+            let snapshot = m.kind == MessageKind::Snapshot;
+            let to = m.to;
+            if !self.net.send(&mut self.rng, self.tick, m)
+                && snapshot
+                && let Some(s) = self.server(id)
+            {
+                s.handle_snapshot_report(to, false);
+            }
+            self.report.messages += 1;
+        }
+        worked |= !answers.is_empty();
+        for (token, response) in answers {
+            self.complete(id, token, response);
+        }
+        worked
+    }
+
+    /// Leases that vanish from a member that held them before their promised deadline.
+    fn check_leases(&mut self) {
+        let now = self.now_ms();
+        let mut early = None;
+        for (id, node) in &mut self.nodes {
+            let Some(s) = &node.server else { continue };
+            let lessor = s.member().applier().lessor();
+            for (&lease, &promised) in &self.promised {
+                if lessor.contains(lease) {
+                    node.leases_seen.insert(lease);
+                } else if node.leases_seen.remove(&lease)
+                    && now < promised
+                    && !self.revoked.contains(&lease)
+                {
+                    early = Some(format!(
+                        "lease {lease:x} expired on member {id} at {now} ms; its last \
+                         acknowledged keep-alive promised it until {promised} ms"
+                    ));
+                }
+            }
+        }
+        if let Some(why) = early {
+            self.violation(why);
+        }
+    }
+
+    /// Alarms are state the log carries: two members that applied the same index hold the
+    /// same alarms (and the same revision).
+    fn check_replicated_state(&mut self) {
+        let mut by_index: BTreeMap<u64, (NodeId, String)> = BTreeMap::new();
+        let mut differ = None;
+        for (id, node) in &self.nodes {
+            let Some(s) = &node.server else { continue };
+            let applied = s.member().raw().raft.raft_log.applied;
+            let applier = s.member().applier();
+            let alarms: Vec<String> = applier
+                .alarms()
+                .iter()
+                .map(|a| format!("{:x}:{}", a.member, a.kind))
+                .collect();
+            let state = format!(
+                "alarms [{}] at revision {}",
+                alarms.join(" "),
+                applier.kv().current_revision()
+            );
+            match by_index.get(&applied) {
+                Some((other, want)) if *want != state => {
+                    differ = Some(format!(
+                        "members {other} and {id} applied index {applied}; {other} holds {want}, \
+                         {id} holds {state}"
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    by_index.insert(applied, (*id, state));
+                }
+            }
+        }
+        if let Some(why) = differ {
+            self.violation(why);
+        }
+    }
+
+    fn step(&mut self) {
+        if self.faults_on {
+            self.nemesis();
+            self.clients_act();
+        }
+        let now = self.now_ms();
+        for id in self.up() {
+            if let Some(s) = self.server(id) {
+                s.tick(now, 0);
+            }
+        }
+        self.run_rounds();
+        self.expire_clients();
+        self.check_replicated_state();
+        self.check_leases();
+        self.tick += 1;
+    }
+
+    /// Whether every member is up and has applied the same index, which the leader committed.
+    fn settled(&self) -> bool {
+        let servers: Vec<&Server> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.server.as_ref())
+            .collect();
+        if servers.len() != self.nodes.len() {
+            return false;
+        }
+        let Some(leader) = servers.iter().find(|s| s.is_leader()) else {
+            return false;
+        };
+        let log = &leader.member().raw().raft.raft_log;
+        let committed = log.committed;
+        log.last_index() == committed
+            && servers
+                .iter()
+                .all(|s| s.member().raw().raft.raft_log.applied == committed)
+    }
+
+    fn run(&mut self) {
+        for _ in 0..self.options.ticks {
+            self.step();
+            if self.report.violation.is_some() {
+                return;
+            }
+        }
+        // Liveness: faults stop, every member comes back, clients stop starting work.
+        self.faults_on = false;
+        self.net.heal();
+        let down: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.server.is_none())
+            .map(|(id, _)| *id)
+            .collect();
+        for id in down {
+            self.start(id);
+        }
+        let started = self.tick;
+        while !self.settled() {
+            if self.tick - started >= self.options.liveness_ticks_max {
+                self.violation(format!(
+                    "liveness: the members did not settle on one applied index within {} ticks",
+                    self.options.liveness_ticks_max
+                ));
+                return;
+            }
+            self.step();
+            if self.report.violation.is_some() {
+                return;
+            }
+        }
+        self.check_agreement();
+        if self.report.violation.is_some() {
+            return;
+        }
+        // Clients renew nothing now: give every lease its TTL, a leader's grace and a margin
+        // to run out, then none may be left.
+        let lapse_ticks = (LEASE_TTL_S as u64 * 1000 + 3 * ELECTION_MS) / TICK_MS;
+        for _ in 0..lapse_ticks {
+            self.step();
+            if self.report.violation.is_some() {
+                return;
+            }
+        }
+        self.check_lapsed();
+        self.check_history();
+    }
+
+    /// No lease outlives its last promise by more than a leader's grace once nobody renews it.
+    fn check_lapsed(&mut self) {
+        let now = self.now_ms();
+        let mut kept = None;
+        for (id, node) in &self.nodes {
+            let Some(s) = &node.server else { continue };
+            let lessor = s.member().applier().lessor();
+            for (&lease, &promised) in &self.promised {
+                if lessor.contains(lease) {
+                    kept = Some(format!(
+                        "lease {lease:x} is still on member {id} at {now} ms, though nothing \
+                         renewed it after {promised} ms"
+                    ));
+                }
+            }
+        }
+        if let Some(why) = kept {
+            self.violation(why);
+        }
+    }
+
+    /// Every member holds the same alarms, revision and data.
+    fn check_agreement(&mut self) {
+        let mut seen: Option<(NodeId, String)> = None;
+        for (id, node) in &self.nodes {
+            let s = node.server.as_ref().expect("settled: every member is up");
+            let applier = s.member().applier();
+            let alarms: Vec<String> = applier
+                .alarms()
+                .iter()
+                .map(|a| format!("{:x}:{}", a.member, a.kind))
+                .collect();
+            let hash = applier.kv().hash_kv(0).map(|h| h.hash).unwrap_or(0);
+            let state = format!(
+                "alarms [{}], revision {}, hash {hash:x}",
+                alarms.join(" "),
+                applier.kv().current_revision()
+            );
+            self.trace.bytes(state.as_bytes());
+            match &seen {
+                Some((first, want)) if *want != state => {
+                    let why = format!("member {first} holds {want}; member {id} holds {state}");
+                    self.violation(why);
+                    return;
+                }
+                Some(_) => {}
+                None => seen = Some((*id, state)),
+            }
+        }
+    }
+
+    fn check_history(&mut self) {
+        let mut ops = Vec::new();
+        for (i, op) in self.history.iter().enumerate() {
+            let read = op.input.op == RegisterInput::Read;
+            if self.void.contains(&i) || (read && op.output.is_none()) {
+                continue;
+            }
+            let mut op = op.clone();
+            if op.ret == u64::MAX {
+                op.ret = op.call;
+            }
+            ops.push(op);
+        }
+        self.history = ops;
+        let verdict = check_operations::<RegistersModel>(&self.history, Limits::default());
+        match verdict {
+            Verdict::Linearizable => {}
+            Verdict::NotLinearizable(c) => {
+                let window: Vec<String> = c
+                    .window
+                    .iter()
+                    .map(|&i| format!("{:?}", self.history[i]))
+                    .collect();
+                self.violation(format!(
+                    "the register history is not linearizable:\n  {}",
+                    window.join("\n  ")
+                ));
+            }
+            Verdict::Unknown { steps, .. } => {
+                self.violation(format!("linearizability unknown after {steps} steps"));
+            }
+        }
+    }
+}
+
+/// `SIM_DEBUG` set: print the run's events to stderr.
+fn debug() -> bool {
+    std::env::var_os("SIM_DEBUG").is_some()
+}
+
+fn register_key(key: u32) -> Bytes {
+    Bytes::from(format!("r/{key}"))
+}
+
+fn parse(value: &[u8]) -> u64 {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(u64::MAX)
+}
+
+/// Runs one seed.
+pub fn run(options: &Options) -> Report {
+    let mut world = World::new(options);
+    world.run();
+    let mut report = world.report;
+    report.ticks = world.tick;
+    report.hash = world.trace.u64(world.events).finish();
+    report
+}
