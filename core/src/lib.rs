@@ -14,6 +14,8 @@
 //! - [`node`]: a member's apply side and the member over durable storage.
 //! - [`storage`]: the storage traits and codecs, snapshots, and the simulated disk.
 
+#![deny(missing_docs)]
+
 pub mod lease;
 pub mod mvcc;
 pub mod node;

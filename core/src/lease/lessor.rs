@@ -54,13 +54,16 @@ fn ttl_ms(ttl_s: i64) -> u64 {
 /// What a grant did: the lease's ID and its TTL after clamping.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Granted {
+    /// The ID of the lease granted.
     pub id: LeaseId,
+    /// The TTL granted, in seconds, after clamping to `ttl_min_s`.
     pub ttl_s: i64,
 }
 
 /// A primary's answer to a time-to-live request (etcd's `LeaseTimeToLiveResponse`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TimeToLive {
+    /// The lease asked about.
     pub id: LeaseId,
     /// Seconds until the lease expires on this primary, truncated (etcd truncates too); 0
     /// once expired but not yet revoked.
@@ -99,10 +102,12 @@ impl Lessor {
         }
     }
 
+    /// The limits and timings the lessor runs under.
     pub fn config(&self) -> &LessorConfig {
         &self.config
     }
 
+    /// Whether this member's lessor is primary (its member leads and has promoted it).
     pub fn is_primary(&self) -> bool {
         self.primary.is_some()
     }
@@ -243,6 +248,7 @@ impl Lessor {
         true
     }
 
+    /// Whether lease `id` exists.
     pub fn contains(&self, id: LeaseId) -> bool {
         self.leases.contains_key(&id)
     }
@@ -252,6 +258,7 @@ impl Lessor {
         self.leases.keys().copied().collect()
     }
 
+    /// Lease `id`, if it exists.
     pub fn lease(&self, id: LeaseId) -> Option<&Lease> {
         self.leases.get(&id)
     }
@@ -261,10 +268,12 @@ impl Lessor {
         self.key_leases.get(key).copied()
     }
 
+    /// How many leases exist.
     pub fn len(&self) -> usize {
         self.leases.len()
     }
 
+    /// Whether no lease exists.
     pub fn is_empty(&self) -> bool {
         self.leases.is_empty()
     }

@@ -14,7 +14,9 @@ use thiserror::Error;
 /// `kv.key` and `kv.mod_revision` are meaningful).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Record {
+    /// The version written, or for a tombstone the key and the deleting revision.
     pub kv: KeyValue,
+    /// Whether this record marks a deletion rather than a version.
     pub tombstone: bool,
 }
 
@@ -33,8 +35,11 @@ pub enum MetaKey {
 /// checkpointed (keys are not stored with it: they are the live keys that name it).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LeaseRecord {
+    /// The lease's ID.
     pub id: i64,
+    /// The TTL it was granted with, in seconds.
     pub ttl_s: i64,
+    /// The TTL left as of the last checkpoint, in milliseconds.
     pub remaining_ms: u64,
 }
 
@@ -42,8 +47,11 @@ pub struct LeaseRecord {
 /// them lands with its effect on the keys and the applied index.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Batch {
+    /// Records to store, by revision.
     pub puts: Vec<(Revision, Record)>,
+    /// Revisions whose records to remove (compaction).
     pub deletes: Vec<Revision>,
+    /// Meta values to set.
     pub meta: Vec<(MetaKey, i64)>,
     /// Lease records to store (`Some`) or remove (`None`), by ID.
     pub leases: Vec<(i64, Option<LeaseRecord>)>,
@@ -57,11 +65,14 @@ pub struct Batch {
 /// Ordered by type, then member: the order they are listed in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Alarm {
+    /// etcd's `AlarmType` number: 1 NOSPACE, 2 CORRUPT.
     pub kind: i32,
+    /// The ID of the member the alarm was raised for.
     pub member: u64,
 }
 
 impl Batch {
+    /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.puts.is_empty()
             && self.deletes.is_empty()
@@ -87,6 +98,8 @@ impl Batch {
 #[error("backend: {0}")]
 pub struct BackendError(pub String);
 
+/// Where the store keeps its records, meta values, leases, members and alarms: read by
+/// revision, written in atomic [`Batch`]es.
 pub trait Backend {
     /// The record at `rev`, if any.
     fn get(&self, rev: Revision) -> Result<Option<Record>, BackendError>;
@@ -100,6 +113,7 @@ pub trait Backend {
         limit: usize,
     ) -> Result<Vec<(Revision, Record)>, BackendError>;
 
+    /// The meta value stored under `key`, if any.
     fn meta(&self, key: MetaKey) -> Result<Option<i64>, BackendError>;
 
     /// Every stored lease, by ID.
@@ -127,6 +141,7 @@ pub struct MemBackend {
 }
 
 impl MemBackend {
+    /// An empty backend.
     pub fn new() -> MemBackend {
         MemBackend::default()
     }

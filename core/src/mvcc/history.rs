@@ -5,6 +5,7 @@
 use super::error::Result;
 use super::kv::Event;
 
+/// The store's history as the watchers read it; [`KvStore`](super::KvStore) implements it.
 pub trait History {
     /// The revision of the latest write (0 before the first).
     fn current_revision(&self) -> i64;

@@ -44,6 +44,7 @@ pub struct Compacted {
 }
 
 impl KeyIndex {
+    /// An index with no revisions.
     pub fn new() -> KeyIndex {
         KeyIndex::default()
     }
@@ -97,6 +98,7 @@ impl KeyIndex {
         self.revs.len() > self.newest_start()
     }
 
+    /// The newest revision recorded (put or tombstone), if any.
     pub fn last_revision(&self) -> Option<Revision> {
         self.revs.last().copied()
     }

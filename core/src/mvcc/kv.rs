@@ -7,11 +7,14 @@ use bytes::Bytes;
 /// with effect, or transaction with writes); `sub` orders the changes inside one of them.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Revision {
+    /// The revision of the write (the store's revision counter).
     pub main: i64,
+    /// The position of the change within that write, from 0.
     pub sub: i64,
 }
 
 impl Revision {
+    /// The revision `main`, change `sub`.
     pub const fn new(main: i64, sub: i64) -> Revision {
         Revision { main, sub }
     }
@@ -20,6 +23,7 @@ impl Revision {
 /// One version of a key, as `mvccpb.KeyValue`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct KeyValue {
+    /// The key's bytes.
     pub key: Bytes,
     /// Revision of the put that created this generation of the key.
     pub create_revision: i64,
@@ -27,6 +31,7 @@ pub struct KeyValue {
     pub mod_revision: i64,
     /// Number of puts in this generation, 1 for the first.
     pub version: i64,
+    /// The value's bytes.
     pub value: Bytes,
     /// Lease the key is attached to; 0 for none.
     pub lease: i64,
@@ -39,9 +44,12 @@ impl KeyValue {
     }
 }
 
+/// What kind of change an event records.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum EventKind {
+    /// The key was written (created or updated).
     Put,
+    /// The key was deleted.
     Delete,
 }
 
@@ -51,8 +59,11 @@ pub enum EventKind {
 /// for it gets the event without it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Event {
+    /// Whether the key was written or deleted.
     pub kind: EventKind,
+    /// The key as written, or for a delete the key and the deleting revision.
     pub kv: KeyValue,
+    /// The key's version before this change, if it had a live one and it was asked for.
     pub prev_kv: Option<KeyValue>,
 }
 
@@ -62,6 +73,7 @@ impl Event {
         self.kv.mod_revision
     }
 
+    /// Bytes the event takes on the wire and in memory, for watch response size limits.
     pub fn size_bytes(&self) -> usize {
         self.kv.size_bytes() + self.prev_kv.as_ref().map_or(0, KeyValue::size_bytes) + 8
     }

@@ -10,47 +10,69 @@ use std::collections::BTreeSet;
 /// etcd's `--max-txn-ops` default.
 pub const TXN_OPS_MAX_DEFAULT: usize = 128;
 
+/// The order a range returns its keys in.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SortOrder {
+    /// No sort asked for: keys come in key order.
     #[default]
     None,
+    /// Smallest first.
     Ascend,
+    /// Largest first.
     Descend,
 }
 
+/// What a range sorts its keys by.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum SortTarget {
+    /// The key bytes.
     #[default]
     Key,
+    /// The key's version (puts since it was created).
     Version,
+    /// The revision the key was created at.
     Create,
+    /// The revision the key was last modified at.
     Mod,
+    /// The value bytes.
     Value,
 }
 
+/// A read of one key or a range of keys (etcd's `RangeRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RangeRequest {
+    /// The key, or the start of the range.
     pub key: Bytes,
+    /// End of the range, exclusive: empty for `key` alone, `"\0"` for every key from `key` on.
     pub range_end: Bytes,
     /// At most this many keys; 0 for no limit.
     pub limit: i64,
     /// Read as of this revision; 0 (or less) for the current one.
     pub revision: i64,
+    /// The order to return keys in.
     pub sort_order: SortOrder,
+    /// What to sort by when `sort_order` is not `None`.
     pub sort_target: SortTarget,
     /// Served from the local member without a ReadIndex round (the store ignores it).
     pub serializable: bool,
+    /// Return keys without values.
     pub keys_only: bool,
+    /// Return only the count, no keys.
     pub count_only: bool,
     /// Filters on the versions found (0: no bound).
     pub min_mod_revision: i64,
+    /// Upper bound on the revision a key was last modified at (0: none).
     pub max_mod_revision: i64,
+    /// Lower bound on the revision a key was created at (0: none).
     pub min_create_revision: i64,
+    /// Upper bound on the revision a key was created at (0: none).
     pub max_create_revision: i64,
 }
 
+/// The answer to a [`RangeRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RangeResponse {
+    /// The matching keys, in the order asked for, at most `limit` of them.
     pub kvs: Vec<KeyValue>,
     /// More keys matched than `limit` let through.
     pub more: bool,
@@ -58,73 +80,113 @@ pub struct RangeResponse {
     pub count: i64,
 }
 
+/// A write of one key (etcd's `PutRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutRequest {
+    /// The key to write.
     pub key: Bytes,
+    /// The value to write.
     pub value: Bytes,
+    /// The lease to attach the key to; 0 for none.
     pub lease: i64,
+    /// Return the key's value as it was before this put.
     pub prev_kv: bool,
+    /// Keep the key's current value, changing only its lease; the key must exist.
     pub ignore_value: bool,
+    /// Keep the key's current lease, changing only its value; the key must exist.
     pub ignore_lease: bool,
 }
 
+/// The answer to a [`PutRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct PutResponse {
+    /// The key's previous version, when asked for and the key existed.
     pub prev_kv: Option<KeyValue>,
 }
 
+/// A delete of one key or a range of keys (etcd's `DeleteRangeRequest`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeleteRangeRequest {
+    /// The key, or the start of the range.
     pub key: Bytes,
+    /// End of the range, exclusive: empty for `key` alone, `"\0"` for every key from `key` on.
     pub range_end: Bytes,
+    /// Return the deleted keys as they were before the delete.
     pub prev_kv: bool,
 }
 
+/// The answer to a [`DeleteRangeRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DeleteRangeResponse {
+    /// How many keys were deleted.
     pub deleted: i64,
+    /// The deleted keys, when asked for.
     pub prev_kvs: Vec<KeyValue>,
 }
 
+/// How a compare relates the key's current value to the operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CompareResult {
+    /// The key's value equals the operand.
     Equal,
+    /// The key's value is greater than the operand.
     Greater,
+    /// The key's value is less than the operand.
     Less,
+    /// The key's value differs from the operand.
     NotEqual,
 }
 
 /// What a compare looks at, with the operand it compares against.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CompareTarget {
+    /// The key's version (0 when it does not exist).
     Version(i64),
+    /// The revision the key was created at.
     Create(i64),
+    /// The revision the key was last modified at.
     Mod(i64),
+    /// The key's value.
     Value(Bytes),
+    /// The lease the key is attached to (0 for none).
     Lease(i64),
 }
 
+/// One guard of a transaction: a key, or every key of a range, compared against an operand.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Compare {
+    /// The relation that must hold.
     pub result: CompareResult,
+    /// What to compare, and against what.
     pub target: CompareTarget,
+    /// The key compared, or the start of the range.
     pub key: Bytes,
     /// Non-empty: every key in `[key, range_end)` must satisfy the compare.
     pub range_end: Bytes,
 }
 
+/// One operation of a transaction branch.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RequestOp {
+    /// A read.
     Range(RangeRequest),
+    /// A write.
     Put(PutRequest),
+    /// A delete.
     DeleteRange(DeleteRangeRequest),
+    /// A nested transaction.
     Txn(TxnRequest),
 }
 
+/// A transaction: if every compare holds, run `success`, else `failure`; atomic, at one
+/// revision.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxnRequest {
+    /// The guards; all must hold for `success` to run.
     pub compare: Vec<Compare>,
+    /// The operations run when every compare holds.
     pub success: Vec<RequestOp>,
+    /// The operations run when some compare fails.
     pub failure: Vec<RequestOp>,
 }
 
@@ -148,17 +210,25 @@ impl TxnRequest {
     }
 }
 
+/// The answer to one [`RequestOp`], of the same kind.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ResponseOp {
+    /// The answer to a read.
     Range(RangeResponse),
+    /// The answer to a write.
     Put(PutResponse),
+    /// The answer to a delete.
     DeleteRange(DeleteRangeResponse),
+    /// The answer to a nested transaction.
     Txn(TxnResponse),
 }
 
+/// The answer to a [`TxnRequest`].
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TxnResponse {
+    /// Whether every compare held, so the `success` branch ran.
     pub succeeded: bool,
+    /// One answer per operation of the branch that ran, in order.
     pub responses: Vec<ResponseOp>,
 }
 
@@ -184,6 +254,7 @@ pub fn check_put(r: &PutRequest) -> Result<()> {
     Ok(())
 }
 
+/// The checks etcd makes on a delete before proposing it.
 pub fn check_delete(r: &DeleteRangeRequest) -> Result<()> {
     if r.key.is_empty() {
         return Err(Error::KeyNotProvided);

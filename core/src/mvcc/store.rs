@@ -20,16 +20,22 @@ use std::ops::Bound;
 /// revision), and its events in sub-revision order (empty when it changed nothing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Write<T> {
+    /// The operation's response.
     pub response: T,
+    /// The store's revision after the write.
     pub revision: i64,
+    /// The changes the write made, for the watchers and the lessor.
     pub events: Vec<Event>,
 }
 
 /// HashKV's answer: a hash of every version held at or below `revision`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HashKv {
+    /// FNV-1a over every record (versions and tombstones) at or below `revision`.
     pub hash: u32,
+    /// The revision the hash covers.
     pub revision: i64,
+    /// The store's compaction revision when hashed.
     pub compact_revision: i64,
 }
 
@@ -175,18 +181,22 @@ impl<B: Backend> KvStore<B> {
         r
     }
 
+    /// The backend the store writes to.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
+    /// The backend, mutably (for callers that write their own records beside the store's).
     pub fn backend_mut(&mut self) -> &mut B {
         &mut self.backend
     }
 
+    /// The revision of the latest write (0 before the first).
     pub fn current_revision(&self) -> i64 {
         self.current_revision
     }
 
+    /// The revision the store was last compacted at (0 if never).
     pub fn compact_revision(&self) -> i64 {
         self.compact_revision
     }

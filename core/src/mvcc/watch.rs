@@ -94,6 +94,7 @@ pub struct Watchers {
 }
 
 impl Watchers {
+    /// Watchers with no streams, under `config` (refused if out of bounds), at time `now_ms`.
     pub fn new(config: WatchConfig, now_ms: u64) -> Result<Watchers> {
         config.validate()?;
         let progress_deadline_ms = now_ms.saturating_add(config.progress_interval_ms);
@@ -114,10 +115,12 @@ impl Watchers {
         })
     }
 
+    /// The limits the watchers run under.
     pub fn config(&self) -> &WatchConfig {
         &self.config
     }
 
+    /// Opens a new client stream with no watchers and returns its ID.
     pub fn open_stream(&mut self) -> StreamId {
         let id = StreamId(self.next_stream);
         self.next_stream += 1;
@@ -602,6 +605,7 @@ impl Watchers {
         self.prev_kv_watchers > 0
     }
 
+    /// How many watchers exist, over all streams.
     pub fn watchers_len(&self) -> usize {
         self.watchers.len()
     }
@@ -616,6 +620,7 @@ impl Watchers {
         self.streams.contains_key(&stream_id)
     }
 
+    /// How many streams are open.
     pub fn streams_len(&self) -> usize {
         self.streams.len()
     }

@@ -20,18 +20,27 @@ use thiserror::Error;
 /// A command that has been committed to the log, in the order every member applies it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
+    /// Writes one key.
     Put(PutRequest),
+    /// Deletes a key or a range of keys.
     DeleteRange(DeleteRangeRequest),
+    /// A transaction.
     Txn(TxnRequest),
+    /// Forgets history at or below a revision.
     Compact {
+        /// The revision to compact at.
         revision: i64,
     },
     /// The ID is never 0: the member that proposes a grant picks it.
     LeaseGrant {
+        /// The ID of the new lease.
         id: LeaseId,
+        /// The TTL asked for, in seconds (clamped to the lessor's bounds).
         ttl_s: i64,
     },
+    /// Revokes a lease, deleting its keys.
     LeaseRevoke {
+        /// The lease to revoke.
         id: LeaseId,
     },
     /// Remaining TTLs the leader measured, in milliseconds.
@@ -40,12 +49,15 @@ pub enum Command {
     /// member publishes itself and how its peer URLs are updated. Members join and leave by
     /// configuration changes, which carry the record too.
     SetMember {
+        /// The member's ID.
         id: u64,
+        /// The member's record; stored as given.
         record: Bytes,
     },
     /// Lists, raises or clears an alarm, as etcd's `Alarm` call does: through the log, so every
     /// member holds the same alarms and gates the same commands on them.
     Alarm {
+        /// Whether to list, raise or clear.
         action: AlarmAction,
         /// The member the alarm names (stored as given: 0 is a member ID like any other).
         member: u64,
@@ -57,8 +69,11 @@ pub enum Command {
 /// etcd's `AlarmRequest.AlarmAction`, with its numbers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AlarmAction {
+    /// Lists the raised alarms.
     Get = 0,
+    /// Raises an alarm.
     Activate = 1,
+    /// Clears an alarm.
     Deactivate = 2,
 }
 
@@ -71,16 +86,24 @@ pub const ALARM_CORRUPT: i32 = 2;
 /// header's revision).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Applied {
+    /// A put's answer.
     Put(PutResponse),
+    /// A delete's answer.
     DeleteRange(DeleteRangeResponse),
+    /// A transaction's answer.
     Txn(TxnResponse),
+    /// The store was compacted.
     Compact,
+    /// The lease granted, with its clamped TTL.
     LeaseGrant(Granted),
     /// How many keys the revoke deleted.
     LeaseRevoke {
+        /// The number of keys deleted.
         deleted: i64,
     },
+    /// The checkpointed TTLs were recorded.
     LeaseCheckpoint,
+    /// The member record was stored.
     SetMember,
     /// The alarms the call names: every raised one of the type asked for (`Get`), the one it
     /// raised (`Activate`, also when it was up already) or cleared (`Deactivate`; none when
@@ -88,10 +111,13 @@ pub enum Applied {
     Alarm(Vec<Alarm>),
 }
 
+/// Why a command was refused, or the storage failed.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum ApplyError {
+    /// The store refused the command, or its backend failed.
     #[error(transparent)]
     Mvcc(#[from] mvcc::Error),
+    /// The lessor refused the command.
     #[error(transparent)]
     Lease(#[from] lease::Error),
     /// The NOSPACE alarm is raised and the command could add data.
@@ -149,6 +175,8 @@ pub struct Applier<B: Backend> {
 }
 
 impl<B: Backend> Applier<B> {
+    /// An applier over a store, lessor and watchers, with no members or alarms loaded;
+    /// `txn_ops_max` bounds the operations of each transaction level.
     pub fn new(kv: KvStore<B>, lessor: Lessor, watchers: Watchers, txn_ops_max: usize) -> Self {
         Applier {
             kv,
@@ -267,10 +295,12 @@ impl<B: Backend> Applier<B> {
         Ok(self.kv.flush_staged()?)
     }
 
+    /// The key-value store, for reads and its revisions.
     pub fn kv(&self) -> &KvStore<B> {
         &self.kv
     }
 
+    /// The lessor, for lookups and time-to-live answers.
     pub fn lessor(&self) -> &Lessor {
         &self.lessor
     }
@@ -280,6 +310,7 @@ impl<B: Backend> Applier<B> {
         &mut self.lessor
     }
 
+    /// The watchers, for their counts and limits.
     pub fn watchers(&self) -> &Watchers {
         &self.watchers
     }

@@ -209,7 +209,9 @@ impl Command {
 /// clock, so a restarted member does not reuse the numbers of its pending proposals).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct RequestId {
+    /// The ID of the member that proposed the request.
     pub member: u64,
+    /// The proposer's sequence number for it.
     pub seq: u64,
 }
 

@@ -55,8 +55,11 @@ pub struct MemberConfig {
     /// The founding members' records (opaque to the member; the server's encoding), stored
     /// with the founding voters. Ignored unless the disk is fresh.
     pub initial_members: Vec<(u64, Bytes)>,
+    /// The lessor's limits and timings.
     pub lessor: LessorConfig,
+    /// The watchers' limits.
     pub watch: WatchConfig,
+    /// The most operations one transaction level may hold (etcd's `--max-txn-ops`).
     pub txn_ops_max: usize,
 }
 
@@ -67,7 +70,9 @@ pub enum Outcome {
     Empty,
     /// A command, with the store's revision after it.
     Command {
+        /// What the command did, or why it was refused.
         result: Result<Applied, ApplyError>,
+        /// The store's revision after the command.
         revision: i64,
     },
     /// A configuration change: the membership after it, or why it was refused.
@@ -77,12 +82,15 @@ pub enum Outcome {
 /// A committed entry as applied.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AppliedEntry {
+    /// The entry's log index.
     pub index: u64,
+    /// The entry's term.
     pub term: u64,
     /// The request that proposed it, when it was proposed with one.
     pub request: Option<RequestId>,
     /// The proposer's bytes (the encoded command), for matching waiting requests.
     pub data: Bytes,
+    /// What applying it did.
     pub outcome: Outcome,
 }
 
@@ -91,9 +99,11 @@ pub struct AppliedEntry {
 pub struct Output {
     /// Messages to send, in order; everything they promise is durable.
     pub messages: Vec<Message>,
+    /// The entries applied, in log order.
     pub applied: Vec<AppliedEntry>,
     /// Reads that may be served now (their index is applied).
     pub read_states: Vec<ReadState>,
+    /// The new leader or role, when either changed.
     pub soft_state: Option<SoftState>,
 }
 
@@ -238,10 +248,12 @@ impl<E: Engine> Member<E> {
         })
     }
 
+    /// This member's ID.
     pub fn id(&self) -> NodeId {
         self.config.raft.id
     }
 
+    /// The Raft core.
     pub fn raw(&self) -> &RawNode<RaftStore<E>> {
         &self.raw
     }
@@ -251,10 +263,12 @@ impl<E: Engine> Member<E> {
         &mut self.raw
     }
 
+    /// The member's data: store, lessor, watchers, members and alarms.
     pub fn applier(&self) -> &Applier<EngineBackend<E>> {
         &self.applier
     }
 
+    /// The member's data, mutably: for staging, flushing and the watcher and lessor calls.
     pub fn applier_mut(&mut self) -> &mut Applier<EngineBackend<E>> {
         &mut self.applier
     }

@@ -8,16 +8,23 @@ use super::error::{Error, Result};
 use super::message::NodeId;
 use bytes::{BufMut, Bytes, BytesMut};
 
+/// What one single change does to one member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum ConfChangeKind {
+    /// Makes the member a voter (adding it, or promoting it from learner).
     AddNode,
+    /// Removes the member from the configuration.
     RemoveNode,
+    /// Makes the member a learner (adding it, or demoting it from voter).
     AddLearnerNode,
 }
 
+/// One change of one member.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct ConfChangeSingle {
+    /// What the change does.
     pub kind: ConfChangeKind,
+    /// The member it changes.
     pub node_id: NodeId,
 }
 
@@ -37,8 +44,11 @@ pub enum ConfChangeTransition {
 /// configuration".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConfChange {
+    /// How the changes are carried out.
     pub transition: ConfChangeTransition,
+    /// The single changes, applied in order; empty (with `Auto`) leaves a joint configuration.
     pub changes: Vec<ConfChangeSingle>,
+    /// Opaque bytes for the owner, carried through the log unchanged.
     pub context: Bytes,
 }
 
@@ -78,6 +88,7 @@ impl ConfChange {
         ConfChange::default()
     }
 
+    /// Whether this is the empty change that leaves a joint configuration.
     pub fn is_leave_joint(&self) -> bool {
         self.changes.is_empty() && self.transition == ConfChangeTransition::Auto
     }

@@ -8,8 +8,12 @@ use super::storage::{Storage, limit_size};
 
 type Result<T> = std::result::Result<T, StorageError>;
 
+/// The log: the durable part in `storage`, the not-yet-persisted tail in `unstable`, and the
+/// commit, applied and persisted marks.
 pub struct RaftLog<S: Storage> {
+    /// The durable entries and snapshot.
     pub storage: S,
+    /// Entries and snapshot received but not yet persisted by the owner.
     pub unstable: Unstable,
     /// The highest index known to be stored on a quorum.
     pub committed: u64,
@@ -20,6 +24,7 @@ pub struct RaftLog<S: Storage> {
 }
 
 impl<S: Storage> RaftLog<S> {
+    /// A log over `storage`, committed and applied up to its snapshot, persisted to its end.
     pub fn new(storage: S) -> RaftLog<S> {
         let first = storage.first_index().expect("storage answers first_index");
         let last = storage.last_index().expect("storage answers last_index");
@@ -32,18 +37,21 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// The index of the first entry held (after the snapshot).
     pub fn first_index(&self) -> u64 {
         self.unstable
             .maybe_first_index()
             .unwrap_or_else(|| self.storage.first_index().expect("storage first_index"))
     }
 
+    /// The index of the last entry held, durable or not.
     pub fn last_index(&self) -> u64 {
         self.unstable
             .maybe_last_index()
             .unwrap_or_else(|| self.storage.last_index().expect("storage last_index"))
     }
 
+    /// The term of the last entry held.
     pub fn last_term(&self) -> u64 {
         self.term(self.last_index())
             .expect("the term of the last index is always known")
@@ -69,6 +77,7 @@ impl<S: Storage> RaftLog<S> {
         self.term(index).unwrap_or(0)
     }
 
+    /// Whether the log holds an entry at `index` of term `term`.
     pub fn match_term(&self, index: u64, term: u64) -> bool {
         self.term(index).is_ok_and(|t| t == term)
     }
@@ -153,6 +162,7 @@ impl<S: Storage> RaftLog<S> {
         self.last_index()
     }
 
+    /// Raises the commit index to `index`; panics if the log does not reach it.
     pub fn commit_to(&mut self, index: u64) {
         if index > self.committed {
             assert!(
@@ -175,6 +185,7 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// Records that the owner applied everything up to `index` (0: nothing to record).
     pub fn applied_to(&mut self, index: u64) {
         if index == 0 {
             return;
@@ -188,6 +199,7 @@ impl<S: Storage> RaftLog<S> {
         self.applied = index;
     }
 
+    /// Records that the owner persisted entries up to `index` of term `term`.
     pub fn stable_to(&mut self, index: u64, term: u64) {
         self.unstable.stable_to(index, term);
         if self.match_term(index, term) {
@@ -195,11 +207,13 @@ impl<S: Storage> RaftLog<S> {
         }
     }
 
+    /// Records that the owner persisted the pending snapshot at `index`.
     pub fn stable_snap_to(&mut self, index: u64) {
         self.unstable.stable_snap_to(index);
         self.persisted = self.persisted.max(index);
     }
 
+    /// The entries not yet handed to the owner to persist.
     pub fn unstable_entries(&self) -> &[Entry] {
         &self.unstable.entries
     }
@@ -214,10 +228,12 @@ impl<S: Storage> RaftLog<S> {
             .expect("committed entries are in the log")
     }
 
+    /// Whether committed entries wait to be handed out for applying.
     pub fn has_next_committed_entries(&self) -> bool {
         self.committed > self.applied.max(self.first_index() - 1)
     }
 
+    /// The snapshot received but not yet persisted, if any.
     pub fn pending_snapshot(&self) -> Option<&Snapshot> {
         self.unstable.snapshot.as_ref()
     }

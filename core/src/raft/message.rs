@@ -23,9 +23,13 @@ pub enum EntryKind {
 /// One log entry.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Entry {
+    /// The term of the leader that created the entry.
     pub term: u64,
+    /// The entry's position in the log.
     pub index: u64,
+    /// What the entry carries.
     pub kind: EntryKind,
+    /// The payload: application data, or an encoded configuration change.
     pub data: Bytes,
 }
 
@@ -66,14 +70,23 @@ pub enum MessageKind {
     SnapshotStatus,
     /// A proposal (local, or forwarded by a follower to its leader).
     Propose,
+    /// Leader to follower: entries to append after (`index`, `log_term`), with the commit index.
     Append,
+    /// Follower to leader: the append was accepted, or rejected with a hint.
     AppendResponse,
+    /// Candidate to voter: asks for a vote in `term`.
     RequestVote,
+    /// Voter to candidate: the vote, granted or rejected.
     RequestVoteResponse,
+    /// Pre-candidate to voter: would a vote in `term` be granted?
     RequestPreVote,
+    /// Voter to pre-candidate: the answer, granted or rejected.
     RequestPreVoteResponse,
+    /// Leader to follower: a snapshot to install, when the entries it needs are compacted away.
     Snapshot,
+    /// Leader to follower: still leading, with the commit index the follower may reach.
     Heartbeat,
+    /// Follower to leader: the heartbeat was received.
     HeartbeatResponse,
     /// Asks the leader to hand leadership to `from`.
     TransferLeader,
@@ -81,6 +94,7 @@ pub enum MessageKind {
     TimeoutNow,
     /// A linearizable read (local, or forwarded by a follower to its leader).
     ReadIndex,
+    /// Leader to the follower that forwarded a read: the read index to wait for.
     ReadIndexResponse,
 }
 
@@ -134,9 +148,13 @@ impl MessageKind {
 /// A Raft message. Which fields mean something depends on `kind`; unused ones stay zero.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Message {
+    /// What the message is.
     pub kind: MessageKind,
+    /// The recipient.
     pub to: NodeId,
+    /// The sender.
     pub from: NodeId,
+    /// The sender's term (may be 0 on proposals and reads).
     pub term: u64,
     /// Append: the term of the entry at `index`; vote requests: the candidate's last term;
     /// rejected append responses: the term at `reject_hint` in the follower's log.
@@ -145,10 +163,16 @@ pub struct Message {
     /// append responses: the last index accepted (or the rejected `index`); read index
     /// responses: the read index.
     pub index: u64,
+    /// Append and proposal: the entries carried.
     pub entries: Vec<Entry>,
+    /// Append and heartbeat: the leader's commit index.
     pub commit: u64,
+    /// Snapshot: the snapshot to install.
     pub snapshot: Option<Snapshot>,
+    /// Responses: the request was refused (vote denied, append not matched).
     pub reject: bool,
+    /// Rejected append responses: the highest index at or below the rejected one whose term
+    /// may match (fast backtracking).
     pub reject_hint: u64,
     /// Heartbeats: the read round being confirmed; read index: the caller's request context;
     /// votes: [`CAMPAIGN_TRANSFER`] when a leader transfer forces the election.
@@ -162,12 +186,16 @@ pub const CAMPAIGN_TRANSFER: &[u8] = b"CampaignTransfer";
 /// What must be durable before a member may vote or acknowledge anything.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub struct HardState {
+    /// The latest term this member has seen.
     pub term: u64,
+    /// The candidate voted for in `term`, or [`NONE`].
     pub vote: NodeId,
+    /// The highest index known to be committed.
     pub commit: u64,
 }
 
 impl HardState {
+    /// Whether nothing has been recorded yet (all zero).
     pub fn is_empty(&self) -> bool {
         *self == HardState::default()
     }
@@ -177,11 +205,15 @@ impl HardState {
 /// A joint configuration has a non-empty `voters_outgoing`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct ConfState {
+    /// Voters of the (incoming) configuration.
     pub voters: Vec<NodeId>,
+    /// Non-voting members that receive the log.
     pub learners: Vec<NodeId>,
+    /// Voters of the outgoing configuration, during a joint change.
     pub voters_outgoing: Vec<NodeId>,
     /// Voters of the outgoing configuration that become learners when the joint one is left.
     pub learners_next: Vec<NodeId>,
+    /// Leave the joint configuration automatically once it is applied.
     pub auto_leave: bool,
 }
 
@@ -206,21 +238,28 @@ impl ConfState {
     }
 }
 
+/// Where a snapshot sits in the log and the membership at that point.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct SnapshotMetadata {
+    /// The membership as of the snapshot.
     pub conf_state: ConfState,
+    /// The index of the last entry the snapshot covers.
     pub index: u64,
+    /// The term of that entry.
     pub term: u64,
 }
 
 /// A point-in-time state machine image covering the log up to `metadata.index`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
 pub struct Snapshot {
+    /// The state machine image, in the owner's encoding.
     pub data: Bytes,
+    /// The log position and membership the image is of.
     pub metadata: SnapshotMetadata,
 }
 
 impl Snapshot {
+    /// Whether this is no snapshot at all (index 0).
     pub fn is_empty(&self) -> bool {
         self.metadata.index == 0
     }
@@ -230,13 +269,17 @@ impl Snapshot {
 /// state machine is linearizable for the request tagged `request_ctx`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ReadState {
+    /// The commit index the read waits for.
     pub index: u64,
+    /// The context the read was requested with, to match it to its caller.
     pub request_ctx: Bytes,
 }
 
 /// How sending a snapshot to a peer went, reported back with `RawNode::report_snapshot`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum SnapshotStatus {
+    /// The snapshot was delivered.
     Finish,
+    /// Sending failed; the leader goes back to probing the follower.
     Failure,
 }

@@ -25,6 +25,7 @@ pub struct Inflights {
 }
 
 impl Inflights {
+    /// An empty window holding at most `cap` messages.
     pub fn new(cap: usize) -> Inflights {
         assert!(cap > 0, "the in-flight window holds at least one message");
         Inflights {
@@ -33,6 +34,7 @@ impl Inflights {
         }
     }
 
+    /// Records a message ending at `last_index`; panics when the window is full.
     pub fn add(&mut self, last_index: u64) {
         assert!(!self.full(), "in-flight window overflow");
         debug_assert!(self.last_indexes.back().is_none_or(|&b| b <= last_index));
@@ -53,25 +55,30 @@ impl Inflights {
         self.last_indexes.pop_front();
     }
 
+    /// Whether the window is full, so nothing more may be sent.
     pub fn full(&self) -> bool {
         self.last_indexes.len() >= self.cap
     }
 
+    /// How many messages are in flight.
     pub fn count(&self) -> usize {
         self.last_indexes.len()
     }
 
+    /// Forgets every message in flight.
     pub fn reset(&mut self) {
         self.last_indexes.clear();
     }
 }
 
+/// What the leader knows about one member's log and how it is sending to it.
 #[derive(Clone, Debug)]
 pub struct Progress {
     /// The highest index known to match the leader's log.
     pub matched: u64,
     /// The next index to send.
     pub next: u64,
+    /// How the leader is sending to the member.
     pub state: ProgressState,
     /// In the snapshot state: the index of the snapshot being sent.
     pub pending_snapshot: u64,
@@ -79,11 +86,14 @@ pub struct Progress {
     pub recent_active: bool,
     /// In the probe state: an append is out and unanswered.
     pub probe_sent: bool,
+    /// The appends sent and not yet acknowledged.
     pub inflights: Inflights,
+    /// Whether the member is a learner (does not vote).
     pub is_learner: bool,
 }
 
 impl Progress {
+    /// A member in the probe state, next sending `next`, with a window of `inflight_max` appends.
     pub fn new(next: u64, inflight_max: usize) -> Progress {
         Progress {
             matched: 0,
@@ -104,6 +114,7 @@ impl Progress {
         self.inflights.reset();
     }
 
+    /// Goes back to probing, one append at a time from after `matched` (or the pending snapshot).
     pub fn become_probe(&mut self) {
         if self.state == ProgressState::Snapshot {
             let pending = self.pending_snapshot;
@@ -115,11 +126,13 @@ impl Progress {
         }
     }
 
+    /// Starts pipelining appends from after `matched`.
     pub fn become_replicate(&mut self) {
         self.reset_state(ProgressState::Replicate);
         self.next = self.matched + 1;
     }
 
+    /// Waits for a snapshot at `snapshot_index` to be installed, sending nothing else.
     pub fn become_snapshot(&mut self, snapshot_index: u64) {
         self.reset_state(ProgressState::Snapshot);
         self.pending_snapshot = snapshot_index;

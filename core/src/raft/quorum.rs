@@ -3,21 +3,26 @@
 use super::message::NodeId;
 use std::collections::{BTreeMap, BTreeSet};
 
+/// How an election stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum VoteResult {
     /// Neither won nor lost yet.
     Pending,
+    /// Enough voters refused that it cannot be won.
     Lost,
+    /// A quorum granted its vote.
     Won,
 }
 
 /// A set of voters deciding by simple majority.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MajorityConfig {
+    /// The voting members.
     pub voters: BTreeSet<NodeId>,
 }
 
 impl MajorityConfig {
+    /// A configuration of the given voters.
     pub fn new(voters: impl IntoIterator<Item = NodeId>) -> MajorityConfig {
         MajorityConfig {
             voters: voters.into_iter().collect(),
@@ -67,15 +72,19 @@ impl MajorityConfig {
 /// A decision needs a majority of each.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct JointConfig {
+    /// The configuration being entered (or the only one outside a joint change).
     pub incoming: MajorityConfig,
+    /// The configuration being left; empty outside a joint change.
     pub outgoing: MajorityConfig,
 }
 
 impl JointConfig {
+    /// Whether this is a joint configuration (the outgoing set is not empty).
     pub fn is_joint(&self) -> bool {
         !self.outgoing.voters.is_empty()
     }
 
+    /// Every voter of either set.
     pub fn ids(&self) -> BTreeSet<NodeId> {
         self.incoming
             .voters
@@ -84,16 +93,19 @@ impl JointConfig {
             .collect()
     }
 
+    /// Whether `id` votes in either set.
     pub fn contains(&self, id: NodeId) -> bool {
         self.incoming.voters.contains(&id) || self.outgoing.voters.contains(&id)
     }
 
+    /// The largest index acknowledged by a majority of both sets.
     pub fn committed_index(&self, acked: &impl Fn(NodeId) -> Option<u64>) -> u64 {
         self.incoming
             .committed_index(acked)
             .min(self.outgoing.committed_index(acked))
     }
 
+    /// How an election stands when it needs a majority of both sets.
     pub fn vote_result(&self, votes: &BTreeMap<NodeId, bool>) -> VoteResult {
         let a = self.incoming.vote_result(votes);
         let b = self.outgoing.vote_result(votes);

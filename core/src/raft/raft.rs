@@ -26,18 +26,23 @@ use rand_chacha::ChaCha8Rng;
 /// A member's role.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 pub enum StateRole {
+    /// Follows a leader, or waits for one; starts an election when the timeout passes.
     #[default]
     Follower,
     /// Asking whether an election could be won, without raising the term yet.
     PreCandidate,
+    /// Asking for votes in a raised term.
     Candidate,
+    /// Leads the term: takes proposals and replicates the log.
     Leader,
 }
 
 /// Volatile state worth telling the owner about when it changes.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SoftState {
+    /// The leader this member knows of, or [`NONE`].
     pub leader_id: NodeId,
+    /// This member's role.
     pub role: StateRole,
 }
 
@@ -63,14 +68,24 @@ pub enum PlantedBug {
     AcceptConflictingAppend,
 }
 
+/// The Raft state machine of one member. [`RawNode`](super::RawNode) drives it; the fields are
+/// open for the owner's inspection and for tests.
 pub struct Raft<S: Storage> {
+    /// This member's ID.
     pub id: NodeId,
+    /// The current term.
     pub term: u64,
+    /// The candidate voted for in `term`, or [`NONE`].
     pub vote: NodeId,
+    /// This member's role.
     pub state: StateRole,
+    /// The leader of `term` as known here, or [`NONE`].
     pub lead: NodeId,
+    /// Whether this member is a learner (receives the log but does not vote).
     pub is_learner: bool,
+    /// The log and its commit, applied and persisted marks.
     pub raft_log: RaftLog<S>,
+    /// The membership, each member's progress (meaningful on a leader) and election votes.
     pub tracker: ProgressTracker,
     /// Reads answered locally, for the owner.
     pub read_states: Vec<ReadState>,
@@ -78,6 +93,7 @@ pub struct Raft<S: Storage> {
     pub msgs: Vec<Message>,
     /// Messages that may leave only once the current Ready is durable.
     pub msgs_after_persist: Vec<Message>,
+    /// The member leadership is being handed to, or [`NONE`].
     pub lead_transferee: NodeId,
     /// The index of the latest configuration change the leader appended; no other may be
     /// proposed until it is applied.
@@ -97,6 +113,8 @@ pub struct Raft<S: Storage> {
 const READS_BEFORE_COMMIT_MAX: usize = 4096;
 
 impl<S: Storage> Raft<S> {
+    /// A member over `storage`, restored from its hard state and membership, as a follower.
+    /// `rng` draws the randomized election timeouts.
     pub fn new(config: &Config, storage: S, rng: ChaCha8Rng) -> Result<Raft<S>> {
         config.validate()?;
         let raft_log = RaftLog::new(storage);
@@ -159,6 +177,7 @@ impl<S: Storage> Raft<S> {
         false
     }
 
+    /// The volatile state: the known leader and the role.
     pub fn soft_state(&self) -> SoftState {
         SoftState {
             leader_id: self.lead,
@@ -166,6 +185,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// The state that must be durable: term, vote and commit index.
     pub fn hard_state(&self) -> HardState {
         HardState {
             term: self.term,
@@ -174,6 +194,7 @@ impl<S: Storage> Raft<S> {
         }
     }
 
+    /// The configuration this member runs under.
     pub fn config(&self) -> &Config {
         &self.config
     }
@@ -365,6 +386,7 @@ impl<S: Storage> Raft<S> {
         self.reads_before_commit.clear();
     }
 
+    /// Becomes a follower in `term`, with `lead` as the known leader ([`NONE`] if unknown).
     pub fn become_follower(&mut self, term: u64, lead: NodeId) {
         self.reset(term);
         self.lead = lead;
@@ -483,6 +505,7 @@ impl<S: Storage> Raft<S> {
 
     // ----- ticks ---------------------------------------------------------------------------
 
+    /// Advances the logical clock one tick: heartbeats on a leader, the election timeout elsewhere.
     pub fn tick(&mut self) {
         if self.state == StateRole::Leader {
             self.tick_heartbeat();

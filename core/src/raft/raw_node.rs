@@ -38,14 +38,23 @@ use std::collections::BTreeMap;
 /// again later.
 #[derive(Debug, Default)]
 pub struct Ready {
+    /// The new leader or role, when either changed.
     pub soft_state: Option<SoftState>,
+    /// The new term, vote or commit index, when any changed.
     pub hard_state: Option<HardState>,
+    /// Reads whose index is known, to serve once applied up to it.
     pub read_states: Vec<ReadState>,
+    /// Entries to persist.
     pub entries: Vec<Entry>,
+    /// A snapshot to persist and apply.
     pub snapshot: Option<Snapshot>,
+    /// Committed entries to apply, in order.
     pub committed_entries: Vec<Entry>,
+    /// Messages that may be sent at once.
     pub messages: Vec<Message>,
+    /// Messages to send only once this Ready is persisted.
     pub persisted_messages: Vec<Message>,
+    /// Whether the writes of this Ready must be synced to disk before going on.
     pub must_sync: bool,
 }
 
@@ -61,13 +70,19 @@ struct InFlight {
 /// A summary of a member's state, for status endpoints and tests.
 #[derive(Clone, Debug)]
 pub struct Status {
+    /// The member's ID.
     pub id: NodeId,
+    /// The term, vote and commit index.
     pub hard_state: HardState,
+    /// The known leader and the role.
     pub soft_state: SoftState,
+    /// The index applied so far.
     pub applied: u64,
+    /// The current membership.
     pub conf_state: ConfState,
     /// The leader's view of every member; empty on other roles.
     pub progress: BTreeMap<NodeId, Progress>,
+    /// The member leadership is being handed to, or [`NONE`](super::NONE).
     pub lead_transferee: NodeId,
 }
 
@@ -125,6 +140,7 @@ fn check_remote(own_id: NodeId, m: &Message) -> Result<()> {
 /// `read_index`. After any of these, check `has_ready`, take the `ready`, handle it as its docs
 /// say, and `advance`.
 pub struct RawNode<S: Storage> {
+    /// The Raft state machine, open for inspection.
     pub raft: Raft<S>,
     prev_soft: SoftState,
     prev_hard: HardState,
@@ -335,6 +351,7 @@ impl<S: Storage> RawNode<S> {
         self.raft.debug_assert_invariants();
     }
 
+    /// A summary of the member's state now.
     pub fn status(&self) -> Status {
         let r = &self.raft;
         Status {
@@ -352,6 +369,7 @@ impl<S: Storage> RawNode<S> {
         }
     }
 
+    /// The log's durable storage.
     pub fn storage(&self) -> &S {
         &self.raft.raft_log.storage
     }

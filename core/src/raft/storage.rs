@@ -93,10 +93,12 @@ impl MemStorage {
         storage
     }
 
+    /// The hard state last stored.
     pub fn hard_state(&self) -> HardState {
         self.hard_state
     }
 
+    /// Replaces the stored hard state.
     pub fn set_hard_state(&mut self, hard_state: HardState) {
         self.hard_state = hard_state;
     }

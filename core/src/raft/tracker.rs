@@ -11,6 +11,7 @@ pub type ProgressMap = BTreeMap<NodeId, Progress>;
 /// The membership, as the tracker holds it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TrackerConfig {
+    /// The voters, possibly a joint configuration.
     pub voters: JointConfig,
     /// Non-voting members; never also voters.
     pub learners: BTreeSet<NodeId>,
@@ -21,6 +22,7 @@ pub struct TrackerConfig {
 }
 
 impl TrackerConfig {
+    /// The membership in the form snapshots store it.
     pub fn conf_state(&self) -> ConfState {
         ConfState {
             voters: self.voters.incoming.voters.iter().copied().collect(),
@@ -32,15 +34,21 @@ impl TrackerConfig {
     }
 }
 
+/// The membership, each member's progress, and the votes of an election in progress.
 #[derive(Clone, Debug)]
 pub struct ProgressTracker {
+    /// The current membership.
     pub config: TrackerConfig,
+    /// Each member's progress, learners included.
     pub progress: ProgressMap,
+    /// Votes received in the current election: granted (`true`) or refused.
     pub votes: BTreeMap<NodeId, bool>,
+    /// The in-flight append window each progress gets.
     pub inflight_max: usize,
 }
 
 impl ProgressTracker {
+    /// An empty tracker; each progress gets a window of `inflight_max` appends.
     pub fn new(inflight_max: usize) -> ProgressTracker {
         ProgressTracker {
             config: TrackerConfig::default(),
@@ -50,6 +58,7 @@ impl ProgressTracker {
         }
     }
 
+    /// The membership in the form snapshots store it.
     pub fn conf_state(&self) -> ConfState {
         self.config.conf_state()
     }
@@ -59,6 +68,7 @@ impl ProgressTracker {
         self.config.voters.incoming.voters.len() == 1 && !self.config.voters.is_joint()
     }
 
+    /// Every voter, incoming and outgoing.
     pub fn voter_ids(&self) -> BTreeSet<NodeId> {
         self.config.voters.ids()
     }
@@ -81,6 +91,7 @@ impl ProgressTracker {
         self.config.voters.vote_result(&votes) == VoteResult::Won
     }
 
+    /// Forgets the votes of the last election.
     pub fn reset_votes(&mut self) {
         self.votes.clear();
     }

@@ -24,10 +24,12 @@ pub struct EngineBackend<E: Engine> {
 }
 
 impl<E: Engine> EngineBackend<E> {
+    /// The MVCC backend over `engine`.
     pub fn new(engine: E) -> EngineBackend<E> {
         EngineBackend { engine }
     }
 
+    /// The engine underneath.
     pub fn engine(&self) -> &E {
         &self.engine
     }

@@ -70,23 +70,58 @@ impl Kind {
     }
 }
 
+/// Why stored bytes did not decode.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum CodecError {
+    /// The buffer ends before the frame does.
     #[error("record truncated: {needed} bytes needed, {available} available")]
-    Truncated { needed: usize, available: usize },
+    Truncated {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes the buffer holds.
+        available: usize,
+    },
+    /// The first byte is not the frame magic.
     #[error("not a record (magic byte {found:#04x})")]
-    BadMagic { found: u8 },
+    BadMagic {
+        /// The byte found instead.
+        found: u8,
+    },
+    /// The kind byte names no known kind.
     #[error("record kind {found} unknown")]
-    UnknownKind { found: u8 },
+    UnknownKind {
+        /// The kind byte found.
+        found: u8,
+    },
+    /// A frame of another kind than the one expected.
     #[error("record kind {found:?} where {expected:?} was expected")]
-    WrongKind { expected: Kind, found: Kind },
+    WrongKind {
+        /// The kind the caller asked for.
+        expected: Kind,
+        /// The kind the frame holds.
+        found: Kind,
+    },
+    /// The length field is over [`FRAME_PAYLOAD_BYTES_MAX`].
     #[error("record length {len} over the limit {FRAME_PAYLOAD_BYTES_MAX}")]
-    TooLarge { len: usize },
+    TooLarge {
+        /// The payload length the frame claims.
+        len: usize,
+    },
+    /// The checksum does not match the bytes (and key) read.
     #[error("record checksum mismatch: stored {stored:#010x}, computed {computed:#010x}")]
-    Checksum { stored: u32, computed: u32 },
+    Checksum {
+        /// The checksum stored in the frame.
+        stored: u32,
+        /// The checksum of the bytes read.
+        computed: u32,
+    },
+    /// The bytes (or the key they sit at) are framed soundly but do not hold what they should.
     #[error("record payload malformed: {why}")]
-    Malformed { why: &'static str },
+    Malformed {
+        /// What is wrong with it.
+        why: &'static str,
+    },
 }
 
 /// Frames `payload` as a record of `kind`.
@@ -191,6 +226,7 @@ pub fn encode_record(key: &[u8], r: &Record) -> Bytes {
     encode_frame_keyed(Kind::MvccRecord, key, &w.finish())
 }
 
+/// Decodes the MVCC record stored at `key`.
 pub fn decode_record(key: &[u8], buf: &[u8]) -> Result<Record, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::MvccRecord, key)?);
     let tombstone = p.bool()?;
@@ -220,6 +256,7 @@ pub fn revision_key(rev: Revision) -> [u8; 16] {
     k
 }
 
+/// The revision a [`revision_key`] encodes.
 pub fn decode_revision_key(key: &[u8]) -> Result<Revision, CodecError> {
     let k: [u8; 16] = key.try_into().map_err(|_| CodecError::Malformed {
         why: "revision key is not 16 bytes",
@@ -233,6 +270,7 @@ pub fn index_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
+/// The number an [`index_key`] encodes.
 pub fn decode_index_key(key: &[u8]) -> Result<u64, CodecError> {
     Ok(u64::from_be_bytes(key.try_into().map_err(|_| {
         CodecError::Malformed {
@@ -241,6 +279,7 @@ pub fn decode_index_key(key: &[u8]) -> Result<u64, CodecError> {
     })?))
 }
 
+/// The key of a lease: its ID with the sign bit flipped, big-endian, so byte order is ID order.
 pub fn lease_key(id: i64) -> [u8; 8] {
     index_key((id as u64) ^ (1 << 63))
 }
@@ -282,6 +321,7 @@ pub fn decode_entry(key: &[u8], buf: &[u8]) -> Result<Entry, CodecError> {
     })
 }
 
+/// Raft's hard state as the value stored at `key`.
 pub fn encode_hard_state(key: &[u8], hs: &HardState) -> Bytes {
     let mut w = Writer::with_capacity(24);
     w.u64(hs.term);
@@ -290,6 +330,7 @@ pub fn encode_hard_state(key: &[u8], hs: &HardState) -> Bytes {
     encode_frame_keyed(Kind::HardState, key, &w.finish())
 }
 
+/// Decodes the hard state stored at `key`.
 pub fn decode_hard_state(key: &[u8], buf: &[u8]) -> Result<HardState, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::HardState, key)?);
     let hs = HardState {
@@ -319,12 +360,14 @@ fn read_conf_state(p: &mut Reader<'_>) -> Result<ConfState, CodecError> {
     })
 }
 
+/// A Raft membership as the value stored at `key`.
 pub fn encode_conf_state(key: &[u8], cs: &ConfState) -> Bytes {
     let mut w = Writer::with_capacity(64);
     write_conf_state(&mut w, cs);
     encode_frame_keyed(Kind::ConfState, key, &w.finish())
 }
 
+/// Decodes the membership stored at `key`.
 pub fn decode_conf_state(key: &[u8], buf: &[u8]) -> Result<ConfState, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::ConfState, key)?);
     let cs = read_conf_state(&mut p)?;
@@ -332,6 +375,7 @@ pub fn decode_conf_state(key: &[u8], buf: &[u8]) -> Result<ConfState, CodecError
     Ok(cs)
 }
 
+/// A snapshot's metadata (index, term, membership) as the value stored at `key`.
 pub fn encode_snapshot_meta(key: &[u8], m: &SnapshotMetadata) -> Bytes {
     let mut w = Writer::with_capacity(80);
     w.u64(m.index);
@@ -340,6 +384,7 @@ pub fn encode_snapshot_meta(key: &[u8], m: &SnapshotMetadata) -> Bytes {
     encode_frame_keyed(Kind::SnapshotMeta, key, &w.finish())
 }
 
+/// Decodes the snapshot metadata stored at `key`.
 pub fn decode_snapshot_meta(key: &[u8], buf: &[u8]) -> Result<SnapshotMetadata, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::SnapshotMeta, key)?);
     let (index, term) = (p.u64()?, p.u64()?);
@@ -352,6 +397,7 @@ pub fn decode_snapshot_meta(key: &[u8], buf: &[u8]) -> Result<SnapshotMetadata, 
     })
 }
 
+/// A lease record, framed for its [`lease_key`].
 pub fn encode_lease(l: &LeaseRecord) -> Bytes {
     let mut w = Writer::with_capacity(24);
     w.i64(l.id);
@@ -360,6 +406,7 @@ pub fn encode_lease(l: &LeaseRecord) -> Bytes {
     encode_frame_keyed(Kind::Lease, &lease_key(l.id), &w.finish())
 }
 
+/// Decodes the lease stored at `key`; its ID must be the key's.
 pub fn decode_lease(key: &[u8], buf: &[u8]) -> Result<LeaseRecord, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::Lease, key)?);
     let l = LeaseRecord {
@@ -381,6 +428,7 @@ pub fn decode_lease(key: &[u8], buf: &[u8]) -> Result<LeaseRecord, CodecError> {
 /// the ID big-endian (so records scan in ID order).
 pub const MEMBER_KEY_PREFIX: &[u8] = b"member/";
 
+/// The key a member's record is stored at.
 pub fn member_key(id: u64) -> Vec<u8> {
     let mut k = MEMBER_KEY_PREFIX.to_vec();
     k.extend_from_slice(&id.to_be_bytes());
@@ -398,6 +446,7 @@ pub fn decode_member_key(key: &[u8]) -> Option<u64> {
 /// alarm type again, as a meta number, so a key and its value vouch for each other.
 pub const ALARM_KEY_PREFIX: &[u8] = b"alarm/";
 
+/// The key a raised alarm is stored at.
 pub fn alarm_key(alarm: Alarm) -> Vec<u8> {
     let mut k = ALARM_KEY_PREFIX.to_vec();
     // The type is never negative in etcd's enum; the sign bit is flipped anyway so that any
@@ -421,10 +470,12 @@ pub fn decode_alarm_key(key: &[u8]) -> Option<Alarm> {
     })
 }
 
+/// A member record (opaque bytes) as the value stored at `key`.
 pub fn encode_member(key: &[u8], record: &[u8]) -> Bytes {
     encode_frame_keyed(Kind::Member, key, record)
 }
 
+/// Decodes the member record stored at `key`.
 pub fn decode_member(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
     Ok(Bytes::copy_from_slice(decode_exact_keyed(
         buf,
@@ -433,10 +484,12 @@ pub fn decode_member(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
     )?))
 }
 
+/// A meta number as the value stored at `key`.
 pub fn encode_meta(key: &[u8], v: i64) -> Bytes {
     encode_frame_keyed(Kind::Meta, key, &v.to_le_bytes())
 }
 
+/// Decodes the meta number stored at `key`.
 pub fn decode_meta(key: &[u8], buf: &[u8]) -> Result<i64, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::Meta, key)?);
     let v = p.i64()?;

@@ -33,6 +33,7 @@ pub enum Space {
 }
 
 impl Space {
+    /// Every keyspace, in [`Space::index`] order.
     pub const ALL: [Space; 5] = [
         Space::Log,
         Space::Raft,
@@ -72,18 +73,23 @@ impl fmt::Display for Space {
 /// One change in a batch: a put (`value` set) or a delete.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Op {
+    /// The keyspace changed.
     pub space: Space,
+    /// The key changed.
     pub key: Bytes,
+    /// The value to store, or `None` to delete the key.
     pub value: Option<Bytes>,
 }
 
 /// Changes applied together or not at all, in order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WriteBatch {
+    /// The changes, in the order they apply.
     pub ops: Vec<Op>,
 }
 
 impl WriteBatch {
+    /// Adds a put of `key` in `space`.
     pub fn put(&mut self, space: Space, key: impl Into<Bytes>, value: Bytes) {
         self.ops.push(Op {
             space,
@@ -92,6 +98,7 @@ impl WriteBatch {
         });
     }
 
+    /// Adds a delete of `key` in `space`.
     pub fn delete(&mut self, space: Space, key: impl Into<Bytes>) {
         self.ops.push(Op {
             space,
@@ -100,10 +107,12 @@ impl WriteBatch {
         });
     }
 
+    /// Adds `other`'s changes after this batch's.
     pub fn append(&mut self, other: WriteBatch) {
         self.ops.extend(other.ops);
     }
 
+    /// Whether the batch changes nothing.
     pub fn is_empty(&self) -> bool {
         self.ops.is_empty()
     }
@@ -121,30 +130,52 @@ impl WriteBatch {
 /// nothing it cannot vouch for.
 #[derive(Clone, Debug, PartialEq, Eq, Error)]
 pub enum StorageError {
+    /// A stored value failed to decode.
     #[error("corrupt record in {space} at key {key}: {source}")]
     Corrupt {
+        /// The keyspace it was read from.
         space: Space,
         /// The key, in hex.
         key: String,
+        /// Why it did not decode.
         source: CodecError,
     },
+    /// Values that decode but contradict each other (a gap in the log, a key that names another
+    /// record).
     #[error("stored data is inconsistent: {0}")]
     Inconsistent(String),
+    /// The device failed a read or write.
     #[error("I/O error: {0}")]
     Io(String),
+    /// The device failed to make writes durable; what was written since the last sync may be lost.
     #[error("sync failed: {0}")]
     Sync(String),
+    /// The device is full.
     #[error("no space left on the device")]
     NoSpace,
+    /// Another process holds the data directory's lock.
     #[error("data dir {dir} is in use by another process (it holds the lock on {dir}/{lock})")]
-    Locked { dir: String, lock: &'static str },
+    Locked {
+        /// The data directory.
+        dir: String,
+        /// The lock file's name within it.
+        lock: &'static str,
+    },
+    /// The data directory does not hold what this version can open.
     #[error("data dir {dir}: {why}")]
-    Format { dir: String, why: String },
+    Format {
+        /// The data directory.
+        dir: String,
+        /// What is wrong with it.
+        why: String,
+    },
+    /// A call to a member that stopped after an earlier storage failure, which it names.
     #[error("storage stopped after an earlier error: {0}")]
     Stopped(String),
 }
 
 impl StorageError {
+    /// A [`StorageError::Corrupt`] for `key` in `space`, with the key in hex.
     pub fn corrupt(space: Space, key: &[u8], source: CodecError) -> StorageError {
         StorageError::Corrupt {
             space,
@@ -159,6 +190,7 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The storage layer's result type.
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 /// How many pairs a scan of `from..to` with `limit` may return: `None` when the range is
@@ -172,6 +204,7 @@ pub fn scan_limit(from: &[u8], to: Option<&[u8]>, limit: usize) -> Option<usize>
 
 /// Reads from a disk, or from a frozen point-in-time view of one.
 pub trait EngineRead {
+    /// The value stored at `key` in `space`, if any.
     fn get(&self, space: Space, key: &[u8]) -> Result<Option<Bytes>>;
 
     /// Pairs with `from <= key < to` (`to` `None`: to the end), in key order, at most `limit`
@@ -192,6 +225,7 @@ pub trait Engine: EngineRead + Clone {
     /// streamed while the member goes on).
     type View: EngineRead + Send + 'static;
 
+    /// A frozen view of everything written so far.
     fn view(&self) -> Self::View;
 
     /// Applies `batch` atomically. It is visible to reads at once and durable after the next

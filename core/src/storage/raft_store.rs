@@ -114,14 +114,17 @@ impl<E: Engine> RaftStore<E> {
         self.fresh
     }
 
+    /// The engine underneath.
     pub fn engine(&self) -> &E {
         &self.engine
     }
 
+    /// The hard state last stored.
     pub fn hard_state(&self) -> HardState {
         self.cache.hard_state()
     }
 
+    /// The membership last stored (with the snapshot or by a configuration change).
     pub fn conf_state(&self) -> &ConfState {
         &self.conf_state
     }

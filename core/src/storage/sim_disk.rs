@@ -38,18 +38,26 @@ pub struct DiskFaults {
     pub capacity_bytes: Option<u64>,
     /// Chance that a write or sync is slow, and by how much.
     pub slow_io: f64,
+    /// How long a slow write or sync takes on top of its normal time.
     pub slow_io_delay: Duration,
 }
 
 /// Counters, for reports and tests.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct DiskStats {
+    /// Batches written.
     pub writes: u64,
+    /// Syncs attempted, failed ones included.
     pub syncs: u64,
+    /// Syncs that failed.
     pub sync_failures: u64,
+    /// Reads that returned a flipped bit.
     pub corrupted_reads: u64,
+    /// Writes refused with `NoSpace`.
     pub full_writes: u64,
+    /// Writes and syncs made slow.
     pub slow_ios: u64,
+    /// Crashes simulated.
     pub crashes: u64,
 }
 
@@ -125,14 +133,17 @@ impl SimDisk {
         Ok(d)
     }
 
+    /// Replaces the fault rates and limits, from the next call on.
     pub fn set_faults(&self, faults: DiskFaults) {
         self.lock().faults = faults;
     }
 
+    /// The fault rates and limits in force.
     pub fn faults(&self) -> DiskFaults {
         self.lock().faults.clone()
     }
 
+    /// The counters so far.
     pub fn stats(&self) -> DiskStats {
         self.lock().stats.clone()
     }

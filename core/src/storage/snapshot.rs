@@ -399,6 +399,7 @@ pub struct SnapshotReader {
 }
 
 impl SnapshotReader {
+    /// A reader waiting for the first chunk.
     pub fn new() -> SnapshotReader {
         SnapshotReader::default()
     }

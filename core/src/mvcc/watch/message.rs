@@ -40,11 +40,15 @@ pub struct WatchCreate {
     /// is canceled with `compact_revision` right after it is created (at it, as in etcd, the
     /// watch is served).
     pub start_revision: i64,
+    /// Send empty progress responses when the watcher gets no events for a while.
     pub progress_notify: bool,
+    /// Which kinds of events the watcher drops.
     pub filters: WatchFilters,
+    /// Include each event's previous key-value.
     pub prev_kv: bool,
     /// [`AUTO_WATCH_ID`] lets the server choose.
     pub watch_id: i64,
+    /// Allow a revision's events to be split over several responses when they are too large.
     pub fragment: bool,
 }
 
@@ -52,17 +56,22 @@ pub struct WatchCreate {
 /// API edge adds cluster id, member id and term).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WatchResponse {
+    /// The store's revision the response reflects (the header's revision).
     pub header_revision: i64,
     /// The watcher it is for, or [`INVALID_WATCH_ID`] for a stream-wide progress response
     /// or a failed create.
     pub watch_id: i64,
+    /// This response confirms the watch's creation.
     pub created: bool,
+    /// The watch is canceled; no more responses follow for it.
     pub canceled: bool,
     /// Set (with `canceled`) when history the watcher needed was compacted.
     pub compact_revision: i64,
+    /// Why the watch was canceled, for the client.
     pub cancel_reason: String,
     /// More pieces of this revision's events follow.
     pub fragment: bool,
+    /// The events, in revision order; empty for a progress or create/cancel response.
     pub events: Vec<Event>,
 }
 
