@@ -423,7 +423,6 @@ pub fn decode_lease(key: &[u8], buf: &[u8]) -> Result<LeaseRecord, CodecError> {
     Ok(l)
 }
 
-/// A number in the meta keyspace.
 /// Where a member's record is stored in the meta keyspace: a prefix no meta number uses, then
 /// the ID big-endian (so records scan in ID order).
 pub const MEMBER_KEY_PREFIX: &[u8] = b"member/";

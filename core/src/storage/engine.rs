@@ -28,7 +28,8 @@ pub enum Space {
     Mvcc,
     /// Leases, keyed by ID.
     Lease,
-    /// Numbers: applied index, revisions, cluster and member IDs.
+    /// Numbers (applied index, revisions, cluster and member IDs), and the members' records
+    /// and raised alarms under the `member/` and `alarm/` prefixes.
     Meta,
 }
 
