@@ -13,6 +13,7 @@ mod authority;
 pub mod cluster;
 pub mod config;
 pub mod driver;
+pub mod error;
 pub mod transport;
 
 use crate::api;
@@ -391,7 +392,7 @@ async fn publish(handle: NodeHandle, config: Arc<ServerConfig>, shutdown: watch:
         match handle.propose(cmd).await {
             Ok(_) => break,
             Err(e) => {
-                tracing::debug!(error = %e.message(), "publish failed; retrying");
+                tracing::debug!(error = %e, "publish failed; retrying");
                 tokio::time::sleep(Duration::from_millis(config.heartbeat_ms * 5)).await;
             }
         }

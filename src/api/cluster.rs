@@ -41,6 +41,7 @@ impl ClusterService {
                 Ok((members, at))
             })
             .await
+            .map_err(Status::from)
     }
 
     async fn member(&self, id: u64) -> Result<(MemberInfo, bool), Status> {
@@ -49,9 +50,10 @@ impl ClusterService {
                 d.members()
                     .into_iter()
                     .find(|(m, _)| m.id == id)
-                    .ok_or_else(|| ServerError::MemberNotFound.status())
+                    .ok_or_else(|| ServerError::MemberNotFound.into())
             })
             .await
+            .map_err(Status::from)
     }
 }
 
@@ -80,10 +82,10 @@ impl Cluster for ClusterService {
                     .iter()
                     .any(|(m, _)| m.peer_urls.iter().any(|u| urls.contains(u)))
                 {
-                    return Err(ServerError::PeerUrlExists.status());
+                    return Err(ServerError::PeerUrlExists.into());
                 }
                 if learner && members.iter().filter(|(_, l)| *l).count() >= LEARNERS_MAX {
-                    return Err(ServerError::TooManyLearners.status());
+                    return Err(ServerError::TooManyLearners.into());
                 }
                 Ok((d.now_ms() ^ d.member_id, d.config.cluster_token.clone()))
             })
@@ -180,7 +182,7 @@ impl Cluster for ClusterService {
                 let last = raft.raft_log.last_index();
                 let matched = raft.tracker.progress.get(&id).map_or(0, |p| p.matched);
                 if matched * 100 < last * PROMOTE_READY_PERCENT {
-                    return Err(ServerError::LearnerNotReady.status());
+                    return Err(ServerError::LearnerNotReady.into());
                 }
                 Ok(true)
             })

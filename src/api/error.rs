@@ -10,81 +10,12 @@
 use crate::lease;
 use crate::mvcc;
 use crate::node::ApplyError;
+pub use crate::server::error::{Error, ServerError};
 use std::fmt::Display;
-use thiserror::Error;
 use tonic::{Code, Status};
 
 /// The prefix of every message etcd's server sends with an error.
 pub const MESSAGE_PREFIX: &str = "etcdserver: ";
-
-/// Errors the server raises itself (not the store or the lessor). `Display` is the message
-/// without [`MESSAGE_PREFIX`]; [`ServerError::status`] is what the client receives.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
-#[non_exhaustive]
-pub enum ServerError {
-    /// This member knows no leader (or the client asked for one with `hasleader`).
-    #[error("no leader")]
-    NoLeader,
-    /// A leader-only operation (a leader transfer) reached a follower.
-    #[error("not leader")]
-    NotLeader,
-    /// The leader changed while the request waited for its entry to apply.
-    #[error("leader changed")]
-    LeaderChanged,
-    #[error("request timed out")]
-    Timeout,
-    #[error("server stopped")]
-    Stopped,
-    /// Committed entries are too far ahead of applied ones to take more proposals. etcd 3.4's
-    /// table sends it with code Unknown by mistake (it maps to the client-side error); this is
-    /// the code its `rpctypes` gives it, and later etcd releases send.
-    #[error("too many requests")]
-    TooManyRequests,
-    #[error("request is too large")]
-    RequestTooLarge,
-    /// The NOSPACE alarm is raised: writes are refused until it is disarmed.
-    #[error("mvcc: database space exceeded")]
-    NoSpace,
-    /// The CORRUPT alarm is raised: members disagree about the data.
-    #[error("corrupt cluster")]
-    Corrupt,
-    #[error("member not found")]
-    MemberNotFound,
-    #[error("member ID already exist")]
-    MemberExists,
-    #[error("Peer URLs already exists")]
-    PeerUrlExists,
-    #[error("given member URLs are invalid")]
-    MemberBadUrls,
-    /// The change would leave fewer started members than a quorum. etcd 3.4 sends it with
-    /// code Unknown (the same slip as [`ServerError::TooManyRequests`]); this is its `rpctypes`
-    /// code.
-    #[error("re-configuration failed due to not enough started members")]
-    NotEnoughStartedMembers,
-    #[error("can only promote a learner member")]
-    MemberNotLearner,
-    #[error("can only promote a learner member which is in sync with leader")]
-    LearnerNotReady,
-    #[error("too many learner members in cluster")]
-    TooManyLearners,
-    #[error("rpc not supported for learner")]
-    NotSupportedForLearner,
-    #[error("bad leader transferee")]
-    BadLeaderTransferee,
-    /// A range's sort order or sort target is a number the enum does not have. etcd 3.4 has no
-    /// check (an unknown target with a sort order panics its server); later releases answer
-    /// this.
-    #[error("invalid sort option")]
-    InvalidSortOption,
-    /// oxcd's own: a compare's result or target is a number the enum does not have. etcd 3.4
-    /// evaluates such a compare anyway (an unknown result always holds, an unknown target
-    /// compares as equal); the core has no value for either, so they are refused.
-    #[error("invalid compare option")]
-    InvalidCompareOption,
-    /// oxcd's own: transactions nested deeper than the log accepts (etcd sets no depth limit).
-    #[error("txn request nested deeper than {depth_max} levels")]
-    TxnNestedTooDeep { depth_max: usize },
-}
 
 impl ServerError {
     pub fn code(self) -> Code {
@@ -161,6 +92,24 @@ pub fn lease_status(e: &lease::Error) -> Status {
         E::Exists { .. } => status(Code::FailedPrecondition, e),
         E::TtlTooLarge { .. } => status(Code::OutOfRange, e),
         E::NotPrimary => ServerError::Timeout.status(),
+    }
+}
+
+/// The status for an error the server's facade answered.
+pub fn facade_status(e: &Error) -> Status {
+    match e {
+        Error::Server(e) => e.status(),
+        Error::Mvcc(e) => mvcc_status(e),
+        Error::Lease(e) => lease_status(e),
+        Error::Apply(e) => apply_status(e),
+        Error::Raft(e) => Status::failed_precondition(format!("{MESSAGE_PREFIX}{e}")),
+        Error::Internal(message) => Status::internal(message.clone()),
+    }
+}
+
+impl From<Error> for Status {
+    fn from(e: Error) -> Status {
+        facade_status(&e)
     }
 }
 

@@ -62,7 +62,7 @@ async fn health_handler(h: NodeHandle) -> impl IntoResponse {
             })
         })
         .await
-        .unwrap_or_else(|s| Err(s.message().to_string()));
+        .unwrap_or_else(|e| Err(tonic::Status::from(e).message().to_string()));
     match state {
         Ok(()) => (
             StatusCode::OK,

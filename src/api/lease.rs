@@ -2,7 +2,7 @@
 //! time-to-live need the leader's (primary) lessor, so a follower forwards them to the
 //! leader's client URL, as etcd forwards them over its peer port.
 
-use super::error::{ServerError, lease_status};
+use super::error::{Error, ServerError, lease_status};
 use super::kv::header;
 use crate::lease;
 use crate::node::{Applied, Command};
@@ -57,19 +57,20 @@ async fn leader_client_urls(h: &NodeHandle) -> Result<Vec<String>, Status> {
     h.run(false, |d| {
         let leader = d.leader();
         if leader == crate::raft::NONE {
-            return Err(ServerError::NoLeader.status());
+            return Err(ServerError::NoLeader.into());
         }
         if leader == d.member_id {
-            return Err(ServerError::LeaderChanged.status());
+            return Err(ServerError::LeaderChanged.into());
         }
         d.members()
             .into_iter()
             .find(|(m, _)| m.id == leader)
             .map(|(m, _)| m.client_urls)
             .filter(|u| !u.is_empty())
-            .ok_or_else(|| ServerError::NoLeader.status())
+            .ok_or_else(|| ServerError::NoLeader.into())
     })
     .await
+    .map_err(Status::from)
 }
 
 fn is_not_leader(s: &Status) -> bool {
@@ -146,8 +147,8 @@ async fn keep_alive_once(
             id,
             ttl,
         }),
-        Err(s) if is_not_leader(&s) => to_leader.keep_alive(h, id).await,
-        Err(s) => Err(s),
+        Err(Error::Server(ServerError::NotLeader)) => to_leader.keep_alive(h, id).await,
+        Err(e) => Err(e.into()),
     }
 }
 
@@ -206,7 +207,7 @@ impl Lease for LeaseService {
                     Ok(Ok(Some(req))) => req,
                     Ok(_) => break,
                     Err(stopped) => {
-                        let _ = tx.send(Err(stopped)).await;
+                        let _ = tx.send(Err(Status::from(stopped))).await;
                         break;
                     }
                 };
@@ -235,11 +236,12 @@ impl Lease for LeaseService {
                 match lessor.time_to_live(id, now, keys) {
                     Ok(t) => Ok(Some((t, at))),
                     Err(lease::Error::NotFound { .. }) => Ok(None),
-                    Err(lease::Error::NotPrimary) => Err(ServerError::NotLeader.status()),
-                    Err(e) => Err(lease_status(&e)),
+                    Err(lease::Error::NotPrimary) => Err(ServerError::NotLeader.into()),
+                    Err(e) => Err(e.into()),
                 }
             })
-            .await;
+            .await
+            .map_err(Status::from);
         let h = &self.h;
         match local {
             Ok(Some((t, at))) => Ok(Response::new(pb::LeaseTimeToLiveResponse {

@@ -1,7 +1,7 @@
 //! The Maintenance service: status, hashes, snapshots, alarms, leader transfer and
 //! defragmentation, as etcd's operators and `etcdctl endpoint ...` use them.
 
-use super::error::{ServerError, mvcc_status};
+use super::error::{Error, ServerError};
 use super::kv::{header, unexpected};
 use crate::node::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Command};
 use crate::pb::etcdserverpb::{self as pb, maintenance_server::Maintenance};
@@ -125,12 +125,7 @@ impl Maintenance for MaintenanceService {
         let (hash, at) = self
             .h
             .run(false, |d| {
-                let h = d
-                    .member()
-                    .applier()
-                    .kv()
-                    .hash_kv(0)
-                    .map_err(|e| mvcc_status(&e))?;
+                let h = d.member().applier().kv().hash_kv(0)?;
                 Ok((h.hash, d.header()))
             })
             .await?;
@@ -148,12 +143,7 @@ impl Maintenance for MaintenanceService {
         let (hk, at) = self
             .h
             .run(false, move |d| {
-                let h = d
-                    .member()
-                    .applier()
-                    .kv()
-                    .hash_kv(revision)
-                    .map_err(|e| mvcc_status(&e))?;
+                let h = d.member().applier().kv().hash_kv(revision)?;
                 Ok((h, d.header()))
             })
             .await?;
@@ -181,7 +171,7 @@ impl Maintenance for MaintenanceService {
                 let data = d
                     .member()
                     .snapshot_data()
-                    .map_err(|e| Status::internal(format!("etcdserver: snapshot: {e}")))?;
+                    .map_err(|e| Error::Internal(format!("etcdserver: snapshot: {e}")))?;
                 Ok((data, d.header()))
             })
             .await?;
@@ -219,11 +209,11 @@ impl Maintenance for MaintenanceService {
         self.h
             .run(false, move |d| {
                 if !d.is_leader() {
-                    return Err(ServerError::NotLeader.status());
+                    return Err(ServerError::NotLeader.into());
                 }
                 let voters = d.member().raw().raft.tracker.conf_state().voters;
                 if target == 0 || !voters.contains(&target) {
-                    return Err(ServerError::BadLeaderTransferee.status());
+                    return Err(ServerError::BadLeaderTransferee.into());
                 }
                 d.member_mut().raw_mut().transfer_leader(target);
                 Ok(())

@@ -5,7 +5,7 @@
 use super::convert;
 use crate::mvcc::{self, StreamId};
 use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
-use crate::server::driver::{NodeHandle, WatchOut};
+use crate::server::driver::{NodeHandle, Room, WatchSink};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -27,6 +27,39 @@ impl WatchService {
     }
 }
 
+/// A stream's outbox: the driver hands it core responses, it sends them in etcd's wire form.
+struct Outbox {
+    tx: mpsc::Sender<Result<pb::WatchResponse, Status>>,
+    cluster_id: u64,
+    member_id: u64,
+}
+
+impl WatchSink for Outbox {
+    fn room(&self) -> Room {
+        if self.tx.is_closed() {
+            Room::Closed
+        } else if self.tx.capacity() == 0 {
+            Room::Full
+        } else {
+            Room::Free
+        }
+    }
+
+    fn deliver(&mut self, response: mvcc::WatchResponse, raft_term: u64) {
+        let base = pb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            member_id: self.member_id,
+            revision: 0,
+            raft_term,
+        };
+        // The driver asked `room` first and is the only sender but for the stream's last
+        // error at shutdown, so this finds room.
+        let _ = self
+            .tx
+            .try_send(Ok(convert::watch_response(response, &base)));
+    }
+}
+
 /// What the driver did with one client request.
 enum Done {
     Ok,
@@ -40,7 +73,7 @@ async fn handle_request(
     h: &NodeHandle,
     stream: StreamId,
     req: RequestUnion,
-) -> Result<Done, Status> {
+) -> Result<Done, crate::server::error::Error> {
     h.run(false, move |d| {
         let (watchers, kv) = d.member_mut().applier_mut().watchers_mut();
         if !watchers.is_open(stream) {
@@ -80,7 +113,12 @@ impl Watch for WatchService {
             .run(false, move |d| {
                 let (watchers, _) = d.member_mut().applier_mut().watchers_mut();
                 let id = watchers.open_stream();
-                d.watch_outs.insert(id, WatchOut { tx });
+                let outbox = Outbox {
+                    tx,
+                    cluster_id: d.cluster_id,
+                    member_id: d.member_id,
+                };
+                d.watch_outs.insert(id, Box::new(outbox));
                 Ok(id)
             })
             .await?;
@@ -90,8 +128,8 @@ impl Watch for WatchService {
             'read: loop {
                 let next = match h.unless_stopping(input.message()).await {
                     Ok(next) => next,
-                    Err(status) => {
-                        let _ = stopped.send(Err(status)).await;
+                    Err(e) => {
+                        let _ = stopped.send(Err(e.into())).await;
                         break;
                     }
                 };

@@ -16,19 +16,17 @@
 
 use super::cluster::{MemberInfo, decode_members};
 use super::config::ServerConfig;
+use super::error::{Error, ServerError};
 use super::transport::Transport;
-use crate::api::error::ServerError;
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
-use crate::node::{Applied, Command, Member, MemberServer, PolicyConfig, Refusal, Response};
+use crate::node::{Applied, Command, Member, MemberServer, PolicyConfig, Response};
 pub use crate::node::{Header, REMOVED_MESSAGE};
-use crate::pb::etcdserverpb::WatchResponse as PbWatchResponse;
-use crate::raft::{self, ConfChange, ConfState, DropReason, Message, NodeId};
+use crate::raft::{self, ConfChange, ConfState, Message, NodeId};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
-use tonic::Status;
 
 /// The storage engine the server runs on: fjall in production, the simulated disk under
 /// madsim (fjall starts threads, which madsim forbids).
@@ -47,7 +45,7 @@ pub const INBOX_CAPACITY: usize = 16 * 1024;
 /// Work run inside the driver with the member at hand.
 pub type Job = Box<dyn FnOnce(&mut Driver) + Send>;
 
-pub type Reply<T> = oneshot::Sender<Result<T, Status>>;
+pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
 /// What the driver is asked to do.
 pub enum Input {
@@ -121,11 +119,11 @@ impl NodeHandle {
     pub async fn unless_stopping<T>(
         &self,
         next: impl std::future::Future<Output = T>,
-    ) -> Result<T, Status> {
+    ) -> Result<T, Error> {
         let mut shutdown = self.shutdown.clone();
         tokio::select! {
             r = next => Ok(r),
-            _ = shutdown.wait_for(|s| *s) => Err(ServerError::Stopped.status()),
+            _ = shutdown.wait_for(|s| *s) => Err(ServerError::Stopped.into()),
         }
     }
 
@@ -137,32 +135,32 @@ impl NodeHandle {
     async fn send_and_wait<T>(
         &self,
         input: Input,
-        rx: oneshot::Receiver<Result<T, Status>>,
-    ) -> Result<T, Status> {
+        rx: oneshot::Receiver<Result<T, Error>>,
+    ) -> Result<T, Error> {
         self.tx
             .send(input)
             .await
-            .map_err(|_| ServerError::Stopped.status())?;
+            .map_err(|_| Error::from(ServerError::Stopped))?;
         match tokio::time::timeout(self.timeout(), rx).await {
             Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ServerError::Stopped.status()),
-            Err(_) => Err(ServerError::Timeout.status()),
+            Ok(Err(_)) => Err(ServerError::Stopped.into()),
+            Err(_) => Err(ServerError::Timeout.into()),
         }
     }
 
     /// Proposes `cmd` and waits for its outcome.
-    pub async fn propose(&self, cmd: Command) -> Result<(Applied, Header), Status> {
+    pub async fn propose(&self, cmd: Command) -> Result<(Applied, Header), Error> {
         let (reply, rx) = oneshot::channel();
         self.send_and_wait(Input::Propose { cmd, reply }, rx).await
     }
 
-    pub async fn conf_change(&self, cc: ConfChange) -> Result<ConfState, Status> {
+    pub async fn conf_change(&self, cc: ConfChange) -> Result<ConfState, Error> {
         let (reply, rx) = oneshot::channel();
         self.send_and_wait(Input::ConfChange { cc, reply }, rx)
             .await
     }
 
-    pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Status> {
+    pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Error> {
         let (reply, rx) = oneshot::channel();
         self.send_and_wait(Input::KeepAlive { id, reply }, rx).await
     }
@@ -172,8 +170,8 @@ impl NodeHandle {
     pub async fn run<T: Send + 'static>(
         &self,
         linearizable: bool,
-        f: impl FnOnce(&mut Driver) -> Result<T, Status> + Send + 'static,
-    ) -> Result<T, Status> {
+        f: impl FnOnce(&mut Driver) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
         let job: Job = Box::new(move |d: &mut Driver| {
             let _ = reply.send(f(d));
@@ -184,7 +182,7 @@ impl NodeHandle {
 
     /// A range read: serializable ones from this member's applied state, others after a
     /// ReadIndex round.
-    pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, Header), Status> {
+    pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, Header), Error> {
         let linearizable = !req.serializable
             && !self
                 .config
@@ -198,11 +196,11 @@ impl NodeHandle {
     }
 
     /// Hands a peer's message to the driver, waiting for room in the inbox.
-    pub async fn step_wait(&self, m: Message) -> Result<(), Status> {
+    pub async fn step_wait(&self, m: Message) -> Result<(), Error> {
         self.tx
             .send(Input::Step(m))
             .await
-            .map_err(|_| ServerError::Stopped.status())
+            .map_err(|_| Error::from(ServerError::Stopped))
     }
 
     pub fn report(&self, input: Input) {
@@ -230,9 +228,21 @@ impl crate::node::Waiter for Waiting {
     }
 }
 
-/// A watch stream's outbox towards its client.
-pub struct WatchOut {
-    pub tx: mpsc::Sender<Result<PbWatchResponse, Status>>,
+/// Whether a watch stream's outbox can take a response.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    Free,
+    Full,
+    Closed,
+}
+
+/// A watch stream's outbox towards its client, as the API edge builds it (it owns the wire
+/// form of a response). The driver is its only sender: `Room::Free` stays true until the
+/// next `deliver`.
+pub trait WatchSink: Send {
+    fn room(&self) -> Room;
+    /// Hands `response` to the stream, with the Raft term for its header.
+    fn deliver(&mut self, response: mvcc::WatchResponse, raft_term: u64);
 }
 
 /// The driver's state. Services reach it through [`NodeHandle::run`].
@@ -243,7 +253,7 @@ pub struct Driver {
     pub cluster_id: u64,
     start: Instant,
     transport: Transport,
-    pub watch_outs: HashMap<StreamId, WatchOut>,
+    pub watch_outs: HashMap<StreamId, Box<dyn WatchSink>>,
     /// Leader changes seen, for metrics.
     pub leader_changes: u64,
     pub last_leader: NodeId,
@@ -360,13 +370,9 @@ impl Driver {
             .collect()
     }
 
-    pub fn range(&mut self, req: &RangeRequest) -> Result<(RangeResponse, Header), Status> {
-        let r = self.member_mut().range(req);
-        let header = self.header();
-        match r {
-            Ok(r) => Ok((r, header)),
-            Err(e) => Err(crate::api::error::mvcc_status(&e)),
-        }
+    pub fn range(&mut self, req: &RangeRequest) -> Result<(RangeResponse, Header), Error> {
+        let r = self.member_mut().range(req)?;
+        Ok((r, self.header()))
     }
 
     fn handle_input(&mut self, input: Input) {
@@ -417,13 +423,13 @@ impl Driver {
         while let Some((waiting, response)) = self.server.poll_response() {
             match (waiting, response) {
                 (Waiting::Command(reply), Response::Command(r)) => {
-                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
+                    let _ = reply.send(r.map_err(Error::from));
                 }
                 (Waiting::ConfChange(reply), Response::ConfChange(r)) => {
-                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
+                    let _ = reply.send(r.map_err(Error::from));
                 }
                 (Waiting::KeepAlive(reply), Response::KeepAlive(r)) => {
-                    let _ = reply.send(r.map_err(|e| refusal_status(&e)));
+                    let _ = reply.send(r.map_err(Error::from));
                 }
                 (Waiting::Read(job), Response::Read) => job(self),
                 (_, response) => {
@@ -511,32 +517,26 @@ impl Driver {
         }
         let ready: Vec<StreamId> = watchers.ready_streams().collect();
         let term = member.raw().raft.term;
-        let base = crate::pb::etcdserverpb::ResponseHeader {
-            cluster_id: self.cluster_id,
-            member_id: self.member_id,
-            revision: 0,
-            raft_term: term,
-        };
         let (watchers, _) = member.applier_mut().watchers_mut();
         let mut closed = Vec::new();
         for stream in ready {
-            let Some(out) = self.watch_outs.get(&stream) else {
+            let Some(out) = self.watch_outs.get_mut(&stream) else {
                 closed.push(stream);
                 continue;
             };
             loop {
-                let permit = match out.tx.try_reserve() {
-                    Ok(p) => p,
-                    Err(mpsc::error::TrySendError::Full(())) => break,
-                    Err(mpsc::error::TrySendError::Closed(())) => {
+                match out.room() {
+                    Room::Free => {}
+                    Room::Full => break,
+                    Room::Closed => {
                         closed.push(stream);
                         break;
                     }
-                };
+                }
                 let Some(r) = watchers.poll_response(stream) else {
                     break;
                 };
-                permit.send(Ok(crate::api::convert::watch_response(r, &base)));
+                out.deliver(r, term);
             }
         }
         for stream in closed {
@@ -682,35 +682,6 @@ impl Driver {
             self.deliver();
             self.watch_work();
         }
-    }
-}
-
-/// etcd's answer for a request the member refused.
-pub fn refusal_status(e: &Refusal) -> Status {
-    match e {
-        Refusal::Stopped => ServerError::Stopped.status(),
-        Refusal::Raft(e) => raft_status(e),
-        Refusal::Apply(e) => crate::api::error::apply_status(e),
-        Refusal::NotLeader => ServerError::NotLeader.status(),
-        Refusal::LeaderChanged => ServerError::LeaderChanged.status(),
-        Refusal::NoSpace => ServerError::NoSpace.status(),
-        Refusal::Lease(e) => crate::api::error::lease_status(e),
-    }
-}
-
-/// etcd's answer for a proposal Raft did not take.
-pub fn raft_status(e: &raft::Error) -> Status {
-    match e {
-        raft::Error::ProposalDropped(DropReason::NoLeader) => ServerError::NoLeader.status(),
-        raft::Error::ProposalDropped(DropReason::LeaderTransfer) => {
-            ServerError::LeaderChanged.status()
-        }
-        raft::Error::ProposalDropped(DropReason::UncommittedLimit)
-        | raft::Error::ProposalDropped(DropReason::PendingReadLimit) => {
-            ServerError::TooManyRequests.status()
-        }
-        raft::Error::ProposalDropped(DropReason::NotMember) => ServerError::Stopped.status(),
-        other => Status::failed_precondition(format!("etcdserver: {other}")),
     }
 }
 
