@@ -1,5 +1,5 @@
 //! The etcd v3 API edge: the gRPC services (KV, Watch, Lease, Cluster, Maintenance, the
-//! health service and oxcd's peer service), plain HTTP (`/health`, `/version`, `/metrics`),
+//! health service), plain HTTP (`/health`, `/version`, `/metrics`),
 //! conversions between the wire types ([`crate::pb`]) and the core's, and etcd's gRPC errors.
 //!
 //! What it does not do: touch the member. Every service talks to the driver through a
@@ -14,5 +14,4 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
-pub mod peer;
 pub mod watch;

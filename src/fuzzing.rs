@@ -273,10 +273,12 @@ pub fn request_decode(data: &[u8]) {
                 return;
             };
             for m in batch.messages {
-                let Ok(m) = c::raft_message_from_pb(m) else {
+                let Ok(m) = crate::peer::codec::raft_message_from_pb(m) else {
                     continue;
                 };
-                let again = c::raft_message_from_pb(through_bytes(&c::raft_message_to_pb(&m)));
+                let again = crate::peer::codec::raft_message_from_pb(through_bytes(
+                    &crate::peer::codec::raft_message_to_pb(&m),
+                ));
                 assert_eq!(again, Ok(m), "a Raft message changed through the wire");
             }
         }

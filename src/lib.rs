@@ -17,5 +17,6 @@ pub mod ctl;
 pub mod fuzzing;
 pub use oxcd_core::{lease, mvcc, node, raft};
 pub mod pb;
+pub mod peer;
 pub mod server;
 pub mod storage;

@@ -14,7 +14,6 @@ pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;
-pub mod transport;
 
 use crate::api;
 use crate::lease::LessorConfig;
@@ -27,10 +26,11 @@ use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::health::health_server::HealthServer;
 use crate::pb::peer::peer_server::PeerServer;
+use crate::peer;
 use crate::raft;
 use cluster::{MemberInfo, cluster_id, member_id};
 pub use config::{AutoCompaction, ClusterState, ServerBug, ServerConfig};
-use driver::{Driver, INBOX_CAPACITY, NodeHandle, ServerEngine};
+use driver::{Driver, INBOX_CAPACITY, Input, NodeHandle, ServerEngine};
 use rand::SeedableRng;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -271,7 +271,12 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     );
 
     let (tx, rx) = mpsc::channel(INBOX_CAPACITY);
-    let transport = transport::Transport::new(identity.member_id, identity.cluster_id, tx.clone());
+    let inbox = tx.clone();
+    let reports: peer::transport::Reports = std::sync::Arc::new(move |report| {
+        let _ = inbox.try_send(Input::from(report));
+    });
+    let transport =
+        peer::transport::Transport::new(identity.member_id, identity.cluster_id, reports);
     // A member that joined but restarted before the leader's snapshot brought it the
     // membership knows no peers from its disk: ask the cluster again, or it could answer no one.
     let mut peers = identity.peers;
@@ -315,9 +320,9 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
     let mut servers = Vec::new();
     for addr in &config.listen_peer {
         let addr = resolve(addr)?;
-        let svc = PeerServer::new(api::peer::PeerService::new(handle.clone()))
-            .max_decoding_message_size(transport::PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(transport::PEER_MESSAGE_BYTES_MAX);
+        let svc = PeerServer::new(peer::service::PeerService::new(handle.clone()))
+            .max_decoding_message_size(peer::transport::PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(peer::transport::PEER_MESSAGE_BYTES_MAX);
         let mut stop = shutdown_rx.clone();
         servers.push(tokio::spawn(async move {
             let r = tonic::transport::Server::builder()

@@ -188,7 +188,7 @@ impl Cluster for ClusterService {
             })
             .await?;
         if !leading {
-            let channel = super::lease::leader_channel(&self.h).await?;
+            let channel = crate::peer::forward::leader_channel(&self.h).await?;
             return ClusterClient::new(channel)
                 .member_promote(pb::MemberPromoteRequest { id })
                 .await;

@@ -12,16 +12,16 @@
 //! What it does not do: it decides nothing of etcd's (which request an entry answers, when
 //! a read or a keep-alive may be answered, lessor promotion, quota: the member server's),
 //! it decodes no client request (the services in [`crate::api`] do), and it owns no socket
-//! (the [`super::transport`] sends, the peer service receives).
+//! (the [`crate::peer::transport`] sends, the peer service receives).
 
 use super::cluster::{MemberInfo, decode_members};
 use super::config::ServerConfig;
 use super::error::{Error, ServerError};
-use super::transport::Transport;
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
 use crate::node::{Applied, Command, Member, MemberServer, PolicyConfig, Response};
 pub use crate::node::{Header, REMOVED_MESSAGE};
+use crate::peer::transport::Transport;
 use crate::raft::{self, ConfChange, ConfState, Message, NodeId};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -75,6 +75,17 @@ pub enum Input {
     SnapshotReport(NodeId, bool),
     /// A peer refused this member's messages: it was removed from the cluster.
     RemovedByPeer,
+}
+
+impl From<crate::peer::transport::Report> for Input {
+    fn from(r: crate::peer::transport::Report) -> Input {
+        use crate::peer::transport::Report;
+        match r {
+            Report::Unreachable(id) => Input::Unreachable(id),
+            Report::Snapshot(id, ok) => Input::SnapshotReport(id, ok),
+            Report::RemovedByPeer => Input::RemovedByPeer,
+        }
+    }
 }
 
 /// Members removed from the cluster while this process ran, shared by the driver (which
@@ -649,8 +660,22 @@ impl Driver {
             tokio::time::interval(self.config.clock.real_duration(self.config.heartbeat_ms));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Wake for the member's own deadlines (a lease to expire, a progress notification)
+            // as well as for Raft's heartbeat tick and for input.
+            let due = self.server.poll_timeout().map(|at| {
+                // At least a millisecond, so that a deadline left due cannot spin the loop.
+                let wait_ms = at.saturating_sub(self.now_ms()).max(1);
+                Instant::now() + self.config.clock.real_duration(wait_ms)
+            });
+            let deadline = async move {
+                match due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 _ = tick.tick() => self.tick(),
+                _ = deadline => {}
                 input = rx.recv() => {
                     let Some(input) = input else { return Ok(()) };
                     self.handle_input(input);

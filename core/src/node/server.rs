@@ -510,6 +510,27 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
 
     // Outputs.
 
+    /// The next time (`now_ms` scale) at which the member has work without any input: a
+    /// lease to expire or checkpoint, a watcher's progress notification, a ReadIndex round to
+    /// give up on. `None`: nothing is due. Raft's own clock is [`tick`](Self::tick), once per
+    /// heartbeat. A time at or before now means "start a turn now".
+    pub fn poll_timeout(&self) -> Option<u64> {
+        if self.stopped.is_some() {
+            return None;
+        }
+        let applier = self.member.applier();
+        let leases = self
+            .promoted_term
+            .and_then(|_| applier.lessor().poll_timeout());
+        let watchers = applier.watchers().poll_timeout();
+        let reads = self
+            .reads_asked
+            .values()
+            .map(|(asked, _)| asked.saturating_add(self.config.request_timeout_ms))
+            .min();
+        [leases, watchers, reads].into_iter().flatten().min()
+    }
+
     /// The next request whose outcome is known, with its waiter.
     pub fn poll_response(&mut self) -> Option<(W, Response)> {
         self.responses.pop_front()

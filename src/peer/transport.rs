@@ -5,16 +5,30 @@
 //! stream drops messages and reports the peer unreachable (Raft resends what matters, and
 //! slows a follower it cannot reach down to probing). Messages to one peer keep their order.
 //!
-//! What it does not do: it receives nothing (the peer service in [`crate::api`] hands
+//! What it does not do: it receives nothing (the peer [`super::service`] hands
 //! incoming messages to the driver), and it never decides what to send.
 
-use super::driver::{Input, REMOVED_MESSAGE};
+use crate::node::REMOVED_MESSAGE;
 use crate::pb::peer::RaftBatch;
 use crate::pb::peer::peer_client::PeerClient;
 use crate::raft::{Message, MessageKind, NodeId};
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::sync::mpsc;
+
+/// What the transport learns about its peers, for the member.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Report {
+    /// A peer could not be reached: messages to it were dropped.
+    Unreachable(NodeId),
+    /// Whether a snapshot reached a peer.
+    Snapshot(NodeId, bool),
+    /// A peer refused this member's messages: it was removed from the cluster.
+    RemovedByPeer,
+}
+
+/// Takes the transport's reports; it must not block.
+pub type Reports = std::sync::Arc<dyn Fn(Report) + Send + Sync>;
 
 /// Messages queued for one peer before new ones are dropped.
 const PEER_QUEUE_MAX: usize = 4096;
@@ -39,8 +53,8 @@ pub struct Transport {
     member_id: NodeId,
     cluster_id: u64,
     peers: HashMap<NodeId, PeerLink>,
-    /// The driver's inbox, for unreachable and snapshot reports.
-    reports: mpsc::Sender<Input>,
+    /// Where what the transport learned goes (the member's inbox).
+    reports: Reports,
     /// The runtime the peer links run on: the one the transport was made on, not the
     /// driver's own thread, where they would wait behind every fsync.
     runtime: tokio::runtime::Handle,
@@ -48,7 +62,7 @@ pub struct Transport {
 
 impl Transport {
     /// Call on the runtime the peer links should run on.
-    pub fn new(member_id: NodeId, cluster_id: u64, reports: mpsc::Sender<Input>) -> Transport {
+    pub fn new(member_id: NodeId, cluster_id: u64, reports: Reports) -> Transport {
         Transport {
             member_id,
             cluster_id,
@@ -94,7 +108,7 @@ impl Transport {
                 continue;
             };
             if link.tx.try_send(m).is_err() {
-                let _ = self.reports.try_send(Input::Unreachable(to));
+                (self.reports)(Report::Unreachable(to));
             }
         }
     }
@@ -114,7 +128,7 @@ async fn peer_loop(
     from: NodeId,
     cluster_id: u64,
     mut rx: mpsc::Receiver<Message>,
-    reports: mpsc::Sender<Input>,
+    reports: Reports,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut attempt = 0usize;
@@ -131,7 +145,7 @@ async fn peer_loop(
                     dropped = true;
                 }
                 if dropped {
-                    let _ = reports.try_send(Input::Unreachable(to));
+                    reports(Report::Unreachable(to));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -163,10 +177,7 @@ async fn peer_loop(
                 .filter(|m| m.kind == MessageKind::Snapshot)
                 .map(|m| m.to)
                 .collect();
-            let messages = batch
-                .iter()
-                .map(crate::api::convert::raft_message_to_pb)
-                .collect();
+            let messages = batch.iter().map(super::codec::raft_message_to_pb).collect();
             let sent = btx
                 .send(RaftBatch {
                     cluster_id,
@@ -176,10 +187,10 @@ async fn peer_loop(
                 .await
                 .is_ok();
             for id in snapshots {
-                let _ = reports.try_send(Input::SnapshotReport(id, sent));
+                reports(Report::Snapshot(id, sent));
             }
             if !sent {
-                let _ = reports.try_send(Input::Unreachable(to));
+                reports(Report::Unreachable(to));
                 break;
             }
         }
@@ -187,7 +198,7 @@ async fn peer_loop(
         if let Ok(Ok(Err(status))) = tokio::time::timeout(CALL_END_WAIT, &mut call).await
             && status.message() == REMOVED_MESSAGE
         {
-            let _ = reports.try_send(Input::RemovedByPeer);
+            reports(Report::RemovedByPeer);
         }
         call.abort();
     }

@@ -1,7 +1,7 @@
 //! The peer service: the receiving side of the member-to-member protocol. Raft messages go
 //! to the driver in order; a member joining the cluster asks here who it is.
 
-use super::convert;
+use super::codec;
 use crate::pb::peer::{self, peer_server::Peer};
 use crate::server::driver::{NodeHandle, REMOVED_MESSAGE};
 use std::collections::BTreeSet;
@@ -33,7 +33,7 @@ impl Peer for PeerService {
                 admit(batch, self.h.cluster_id, &removed)?
             };
             for m in messages {
-                match convert::raft_message_from_pb(m) {
+                match codec::raft_message_from_pb(m) {
                     Ok(m) => self.h.step_wait(m).await?,
                     Err(e) => tracing::warn!(error = %e, "malformed peer message dropped"),
                 }
