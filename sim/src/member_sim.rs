@@ -807,17 +807,7 @@ impl World {
         for (id, node) in &self.nodes {
             let Some(s) = &node.server else { continue };
             let applied = s.member().raw().raft.raft_log.applied;
-            let applier = s.member().applier();
-            let alarms: Vec<String> = applier
-                .alarms()
-                .iter()
-                .map(|a| format!("{:x}:{}", a.member, a.kind))
-                .collect();
-            let state = format!(
-                "alarms [{}] at revision {}",
-                alarms.join(" "),
-                applier.kv().current_revision()
-            );
+            let state = replicated_state(s);
             match by_index.get(&applied) {
                 Some((other, want)) if *want != state => {
                     differ = Some(format!(
@@ -951,18 +941,8 @@ impl World {
         let mut seen: Option<(NodeId, String)> = None;
         for (id, node) in &self.nodes {
             let s = node.server.as_ref().expect("settled: every member is up");
-            let applier = s.member().applier();
-            let alarms: Vec<String> = applier
-                .alarms()
-                .iter()
-                .map(|a| format!("{:x}:{}", a.member, a.kind))
-                .collect();
-            let hash = applier.kv().hash_kv(0).map(|h| h.hash).unwrap_or(0);
-            let state = format!(
-                "alarms [{}], revision {}, hash {hash:x}",
-                alarms.join(" "),
-                applier.kv().current_revision()
-            );
+            let hash = s.member().applier().kv().hash_kv(0).map_or(0, |h| h.hash);
+            let state = format!("{}, hash {hash:x}", replicated_state(s));
             self.trace.bytes(state.as_bytes());
             match &seen {
                 Some((first, want)) if *want != state => {
@@ -1009,6 +989,21 @@ impl World {
             }
         }
     }
+}
+
+/// What the log alone decides of a member's state, in words: its alarms and revision.
+fn replicated_state(s: &Server) -> String {
+    let applier = s.member().applier();
+    let alarms: Vec<String> = applier
+        .alarms()
+        .iter()
+        .map(|a| format!("{:x}:{}", a.member, a.kind))
+        .collect();
+    format!(
+        "alarms [{}] at revision {}",
+        alarms.join(" "),
+        applier.kv().current_revision()
+    )
 }
 
 /// `SIM_DEBUG` set: print the run's events to stderr.
