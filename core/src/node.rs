@@ -4,17 +4,20 @@
 //! - [`Command::encode`] / [`Command::decode`]: the bytes a command travels in through the log.
 //! - [`Member`]: the Raft core and the applier over one storage engine: recovery, group
 //!   commit, exactly-once apply.
+//! - [`MemberRecord`]: a member's record and the rules a membership change must pass.
 //! - [`MemberServer`]: a member and its policy (waiters, ReadIndex batching, lessor promotion,
 //!   keep-alives after their checkpoint, quota, the removed-member stop), with no IO.
 
 mod apply;
 mod codec;
 mod member;
+mod membership;
 mod server;
 
 pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
+pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{
     Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
     REMOVED_MESSAGE, Refusal, Response, Waiter,

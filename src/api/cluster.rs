@@ -8,15 +8,9 @@ use super::kv::header;
 use crate::node::{Applied, Command};
 use crate::pb::etcdserverpb::{self as pb, cluster_client::ClusterClient, cluster_server::Cluster};
 use crate::raft::{ConfChange, ConfChangeKind};
-use crate::server::cluster::{MemberInfo, check_url, member_id};
+use crate::server::cluster::{MemberInfo, ToPb, check_url, member_id};
 use crate::server::driver::{Header, NodeHandle};
 use tonic::{Request, Response, Status};
-
-/// A learner may be promoted once its log matches at least this share of the leader's
-/// (etcd's readyPercent).
-const PROMOTE_READY_PERCENT: u64 = 90;
-/// The most learners a cluster may hold (etcd's maxLearners).
-const LEARNERS_MAX: usize = 1;
 
 pub struct ClusterService {
     h: NodeHandle,
@@ -46,12 +40,7 @@ impl ClusterService {
 
     async fn member(&self, id: u64) -> Result<(MemberInfo, bool), Status> {
         self.h
-            .run(false, move |d| {
-                d.members()
-                    .into_iter()
-                    .find(|(m, _)| m.id == id)
-                    .ok_or_else(|| ServerError::MemberNotFound.into())
-            })
+            .run(false, move |d| Ok(d.server().find_member(id)?))
             .await
             .map_err(Status::from)
     }
@@ -77,16 +66,7 @@ impl Cluster for ClusterService {
         let (salt, token) = self
             .h
             .run(false, move |d| {
-                let members = d.members();
-                if members
-                    .iter()
-                    .any(|(m, _)| m.peer_urls.iter().any(|u| urls.contains(u)))
-                {
-                    return Err(ServerError::PeerUrlExists.into());
-                }
-                if learner && members.iter().filter(|(_, l)| *l).count() >= LEARNERS_MAX {
-                    return Err(ServerError::TooManyLearners.into());
-                }
+                d.server().check_member_add(&urls, learner)?;
                 Ok((d.now_ms() ^ d.member_id, d.config.cluster_token.clone()))
             })
             .await?;
@@ -168,24 +148,10 @@ impl Cluster for ClusterService {
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
         let id = request.into_inner().id;
-        let (info, learner) = self.member(id).await?;
-        if !learner {
-            return Err(ServerError::MemberNotLearner.status());
-        }
+        let (info, _) = self.member(id).await?;
         let leading = self
             .h
-            .run(false, move |d| {
-                if !d.is_leader() {
-                    return Ok(false);
-                }
-                let raft = &d.member().raw().raft;
-                let last = raft.raft_log.last_index();
-                let matched = raft.tracker.progress.get(&id).map_or(0, |p| p.matched);
-                if matched * 100 < last * PROMOTE_READY_PERCENT {
-                    return Err(ServerError::LearnerNotReady.into());
-                }
-                Ok(true)
-            })
+            .run(false, move |d| Ok(d.server().check_promote(id)?))
             .await?;
         if !leading {
             let channel = crate::peer::forward::leader_channel(&self.h).await?;

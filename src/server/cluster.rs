@@ -1,58 +1,22 @@
 //! Who is in the cluster: member records (name, peer and client URLs), how member and cluster
 //! IDs are derived, and the `--initial-cluster` syntax.
 //!
-//! A member's record is stored by the core as opaque bytes (the state machine keeps them in
-//! step with the Raft membership); this module owns their encoding, which is the peer
-//! protocol's `PeerMember` message. Whether a member is a learner is not in the record: the
-//! Raft configuration says so.
+//! A member's record and the membership rules are the core's ([`crate::node::MemberRecord`]);
+//! this module owns what only the server does with them: IDs, URLs and etcd's wire form.
 
 use crate::pb::etcdserverpb;
-use crate::pb::peer::PeerMember;
-use bytes::Bytes;
-use prost::Message;
-use std::collections::BTreeMap;
 
-/// One member as the cluster knows it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemberInfo {
-    pub id: u64,
-    /// Empty until the member has started and published itself.
-    pub name: String,
-    pub peer_urls: Vec<String>,
-    pub client_urls: Vec<String>,
+/// One member as the cluster knows it: the core's record (its layout and the membership
+/// rules are [`crate::node::MemberRecord`]'s).
+pub use crate::node::MemberRecord as MemberInfo;
+
+/// A record as etcd's `Member` message.
+pub trait ToPb {
+    fn to_pb(&self, is_learner: bool) -> etcdserverpb::Member;
 }
 
-impl MemberInfo {
-    pub fn encode(&self) -> Bytes {
-        Bytes::from(
-            PeerMember {
-                id: self.id,
-                name: self.name.clone(),
-                peer_urls: self.peer_urls.clone(),
-                client_urls: self.client_urls.clone(),
-                is_learner: false,
-            }
-            .encode_to_vec(),
-        )
-    }
-
-    /// Reads a stored record; `id` is the key it was stored under (a record naming another ID
-    /// is refused).
-    pub fn decode(id: u64, record: &[u8]) -> Result<MemberInfo, String> {
-        let m = PeerMember::decode(record).map_err(|e| format!("member record {id:x}: {e}"))?;
-        if m.id != id {
-            return Err(format!("member record under {id:x} names {:x}", m.id));
-        }
-        Ok(MemberInfo {
-            id: m.id,
-            name: m.name,
-            peer_urls: m.peer_urls,
-            client_urls: m.client_urls,
-        })
-    }
-
-    /// The record as etcd's `Member` message.
-    pub fn to_pb(&self, is_learner: bool) -> etcdserverpb::Member {
+impl ToPb for MemberInfo {
+    fn to_pb(&self, is_learner: bool) -> etcdserverpb::Member {
         etcdserverpb::Member {
             id: self.id,
             name: self.name.clone(),
@@ -61,19 +25,6 @@ impl MemberInfo {
             is_learner,
         }
     }
-}
-
-/// Decodes every stored record; a record that does not decode is skipped and reported.
-pub fn decode_members(records: &BTreeMap<u64, Bytes>) -> (Vec<MemberInfo>, Vec<String>) {
-    let mut members = Vec::with_capacity(records.len());
-    let mut errors = Vec::new();
-    for (id, r) in records {
-        match MemberInfo::decode(*id, r) {
-            Ok(m) => members.push(m),
-            Err(e) => errors.push(e),
-        }
-    }
-    (members, errors)
 }
 
 /// 64-bit FNV-1a: a stable hash every member computes alike (IDs must agree across members
@@ -184,6 +135,37 @@ mod tests {
         assert!(parse_initial_cluster("").is_err());
     }
 
+    /// Data dirs written before records had the core's layout hold the peer protocol's
+    /// `PeerMember` message: the core still reads those, as prost wrote them.
+    #[test]
+    fn records_stored_as_peer_member_messages_still_read() {
+        use prost::Message as _;
+        let stored = crate::pb::peer::PeerMember {
+            id: 0x8e9e05c52164694d,
+            name: "m1".into(),
+            peer_urls: vec![
+                "http://127.0.0.1:2380".into(),
+                "http://10.0.0.1:2380".into(),
+            ],
+            client_urls: vec!["http://127.0.0.1:2379".into()],
+            is_learner: false,
+        }
+        .encode_to_vec();
+        let want = MemberInfo {
+            id: 0x8e9e05c52164694d,
+            name: "m1".into(),
+            peer_urls: vec![
+                "http://127.0.0.1:2380".into(),
+                "http://10.0.0.1:2380".into(),
+            ],
+            client_urls: vec!["http://127.0.0.1:2379".into()],
+        };
+        assert_eq!(MemberInfo::decode(want.id, &stored), Ok(want.clone()));
+        assert!(MemberInfo::decode(want.id + 1, &stored).is_err());
+        // What is written now is the core's layout, and reads back the same.
+        assert_eq!(MemberInfo::decode(want.id, &want.encode()), Ok(want));
+    }
+
     #[test]
     fn ids_are_stable_and_depend_on_every_input() {
         let urls = vec!["http://127.0.0.1:2380".to_string()];
@@ -199,18 +181,5 @@ mod tests {
         );
         assert_eq!(cluster_id(&[3, 1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
         assert_ne!(cluster_id(&[1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
-    }
-
-    #[test]
-    fn records_round_trip_and_refuse_another_id() {
-        let m = MemberInfo {
-            id: 7,
-            name: "n".into(),
-            peer_urls: vec!["http://a:1".into()],
-            client_urls: vec!["http://a:2".into()],
-        };
-        assert_eq!(MemberInfo::decode(7, &m.encode()).unwrap(), m);
-        assert!(MemberInfo::decode(8, &m.encode()).is_err());
-        assert!(MemberInfo::decode(7, b"\xff\xff").is_err());
     }
 }

@@ -14,7 +14,7 @@
 //! it decodes no client request (the services in [`crate::api`] do), and it owns no socket
 //! (the [`crate::peer::transport`] sends, the peer service receives).
 
-use super::cluster::{MemberInfo, decode_members};
+use super::cluster::MemberInfo;
 use super::config::ServerConfig;
 use super::error::{Error, ServerError};
 use crate::lease::{IdGen, LeaseId};
@@ -369,16 +369,12 @@ impl Driver {
 
     /// The cluster's members as applied, with whether each is a learner.
     pub fn members(&self) -> Vec<(MemberInfo, bool)> {
-        let m = self.member();
-        let (infos, _) = decode_members(m.applier().members());
-        let learners = &m.raw().raft.tracker.conf_state().learners;
-        infos
-            .into_iter()
-            .map(|i| {
-                let learner = learners.contains(&i.id);
-                (i, learner)
-            })
-            .collect()
+        self.server.members()
+    }
+
+    /// The member server, for the membership checks made before a change is proposed.
+    pub fn server(&self) -> &MemberServer<ServerEngine, Waiting> {
+        &self.server
     }
 
     pub fn range(&mut self, req: &RangeRequest) -> Result<(RangeResponse, Header), Error> {

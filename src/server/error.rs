@@ -130,6 +130,17 @@ impl From<crate::node::Refusal> for Error {
             Refusal::LeaderChanged => ServerError::LeaderChanged.into(),
             Refusal::NoSpace => ServerError::NoSpace.into(),
             Refusal::Lease(e) => e.into(),
+            Refusal::Membership(e) => {
+                use crate::node::MembershipError as M;
+                match e {
+                    M::NotFound => ServerError::MemberNotFound,
+                    M::PeerUrlExists => ServerError::PeerUrlExists,
+                    M::TooManyLearners => ServerError::TooManyLearners,
+                    M::NotLearner => ServerError::MemberNotLearner,
+                    M::LearnerNotReady => ServerError::LearnerNotReady,
+                }
+                .into()
+            }
         }
     }
 }

@@ -41,6 +41,7 @@
 use super::apply::{ALARM_NOSPACE, AlarmAction, Applied, ApplyError, Command};
 use super::codec::RequestId;
 use super::member::{Member, Outcome, Output};
+use super::membership::{self, MemberRecord, Members, MembershipError};
 use crate::lease::{self, IdGen, LeaseId};
 use crate::raft::{
     self, ConfChange, ConfState, Message, MessageKind, NodeId, SnapshotStatus, SoftState, StateRole,
@@ -138,6 +139,8 @@ pub enum Refusal {
     NoSpace,
     /// The lessor refused a renew.
     Lease(lease::Error),
+    /// A membership change broke a rule of the cluster's.
+    Membership(MembershipError),
 }
 
 /// A request's outcome, handed back with its waiter.
@@ -284,6 +287,49 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// Whether this member is the leader.
     pub fn is_leader(&self) -> bool {
         self.member.raw().raft.state == StateRole::Leader
+    }
+
+    /// The cluster's members as applied here, each with whether it is a learner, in ID order.
+    /// A record that does not decode is left out (the member keeps serving the others).
+    pub fn members(&self) -> Members {
+        let learners = self.member.raw().raft.tracker.conf_state().learners;
+        self.member
+            .applier()
+            .members()
+            .iter()
+            .filter_map(|(id, record)| MemberRecord::decode(*id, record).ok())
+            .map(|m| {
+                let learner = learners.contains(&m.id);
+                (m, learner)
+            })
+            .collect()
+    }
+
+    /// The member with `id`, and whether it is a learner.
+    pub fn find_member(&self, id: NodeId) -> Result<(MemberRecord, bool), Refusal> {
+        membership::find(&self.members(), id).map_err(Refusal::Membership)
+    }
+
+    /// Checks adding a member with `peer_urls` before its configuration change is proposed.
+    pub fn check_member_add(&self, peer_urls: &[String], learner: bool) -> Result<(), Refusal> {
+        membership::check_add(&self.members(), peer_urls, learner).map_err(Refusal::Membership)
+    }
+
+    /// Checks promoting learner `id`: `Ok(false)` when this member does not lead (the leader
+    /// decides: forward it there), `Ok(true)` when it leads and the learner is in sync.
+    pub fn check_promote(&self, id: NodeId) -> Result<bool, Refusal> {
+        let (_, learner) = self.find_member(id)?;
+        if !learner {
+            return Err(Refusal::Membership(MembershipError::NotLearner));
+        }
+        if !self.is_leader() {
+            return Ok(false);
+        }
+        let raft = &self.member.raw().raft;
+        let matched = raft.tracker.progress.get(&id).map_or(0, |p| p.matched);
+        membership::check_promote_ready(matched, raft.raft_log.last_index())
+            .map_err(Refusal::Membership)?;
+        Ok(true)
     }
 
     /// Whether NOSPACE is raised, as applied here (alarms are replicated).
