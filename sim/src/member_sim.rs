@@ -14,11 +14,13 @@
 //!   "not found";
 //! - two members that applied the same index hold the same alarms and revision, and after
 //!   the liveness phase every member holds the same alarms, revision and KV hash;
+//! - a watcher that moves between members as they crash gets every revision of the register
+//!   keys once, in order, none skipped, as the history holds it;
 //! - once nobody renews them, leases run out: after the liveness phase, a TTL, a leader's grace
 //!   and a margin, no member holds one.
 //!
-//! What it does not do: no watch streams (the watch checks are in the madsim harness), no
-//! membership changes, and no clock skew (one clock for every member).
+//! What it does not do: no membership changes and no clock skew (one clock for every member);
+//! the madsim harness has both.
 
 use crate::checker::history_files::{RegisterInput, RegisterOutput};
 use crate::checker::linearizability::{Limits, Operation, Verdict, check_operations};
@@ -28,8 +30,8 @@ use crate::raft_sim::network::{Network, NetworkOptions};
 use bytes::Bytes;
 use oxcd::lease::{LeaseId, LessorConfig};
 use oxcd::mvcc::{
-    Compare, CompareResult, CompareTarget, PutRequest, RangeRequest, RequestOp, TxnRequest,
-    WatchConfig,
+    Compare, CompareResult, CompareTarget, EventKind, PutRequest, RangeRequest, RequestOp,
+    StreamId, TxnRequest, WatchConfig, WatchCreate, prefix_end,
 };
 use oxcd::node::{
     ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberServer, PolicyBug,
@@ -93,6 +95,9 @@ pub struct Report {
     pub alarm_changes: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Watch events the watcher received, and how often it resumed on another member.
+    pub watch_events: u64,
+    pub watch_resumes: u64,
     pub violation: Option<String>,
     pub hash: u64,
 }
@@ -145,6 +150,21 @@ struct Client {
     leader_hint: NodeId,
 }
 
+/// What a watcher got for one revision of the register keys: the revision, the key, and the
+/// value written (`None`: deleted).
+type Seen = (i64, Bytes, Option<Bytes>);
+
+/// The watcher: one stream on the register keys on one member at a time; when its member goes
+/// away (a crash) or drops the stream (a snapshot restore), it opens one on another member
+/// from the revision after the last event it got, as etcd's clients resume.
+#[derive(Default)]
+struct Watcher {
+    at: Option<(NodeId, StreamId)>,
+    next_revision: i64,
+    seen: Vec<Seen>,
+    resumed: u64,
+}
+
 struct World {
     options: Options,
     rng: ChaCha8Rng,
@@ -167,6 +187,7 @@ struct World {
     trace: Fnv,
     report: Report,
     faults_on: bool,
+    watcher: Watcher,
 }
 
 impl World {
@@ -221,6 +242,10 @@ impl World {
                 ..Report::default()
             },
             faults_on: true,
+            watcher: Watcher {
+                next_revision: 1,
+                ..Watcher::default()
+            },
         };
         let ids: Vec<NodeId> = world.nodes.keys().copied().collect();
         for id in ids {
@@ -773,6 +798,142 @@ impl World {
         worked
     }
 
+    /// Moves the watcher along: (re)opens its stream where needed, lets the member catch the
+    /// watcher up (as the driver does each turn), and checks what arrives: each revision once,
+    /// in order, none skipped (the final check compares them with the history).
+    fn watch(&mut self) {
+        if let Some((m, stream)) = self.watcher.at {
+            let open = self.nodes[&m]
+                .server
+                .as_ref()
+                .is_some_and(|s| s.member().applier().watchers().is_open(stream));
+            if !open {
+                self.watcher.at = None;
+            }
+        }
+        if self.watcher.at.is_none() {
+            let up = self.up();
+            if up.is_empty() {
+                return;
+            }
+            let m = up[self.rng.gen_range(0..up.len())];
+            let start_revision = self.watcher.next_revision;
+            let s = self.server(m).expect("up");
+            let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
+            let stream = watchers.open_stream();
+            let create = WatchCreate {
+                key: Bytes::from_static(b"r/"),
+                range_end: prefix_end(b"r/"),
+                start_revision,
+                ..WatchCreate::default()
+            };
+            if watchers.create(stream, create, kv).is_err() {
+                watchers.close_stream(stream);
+                return;
+            }
+            self.watcher.at = Some((m, stream));
+            self.watcher.resumed += 1;
+            self.trace.u64(0xa7c4).u64(m).u64(start_revision as u64);
+        }
+        let Some((m, stream)) = self.watcher.at else {
+            return;
+        };
+        let mut got = Vec::new();
+        let mut canceled = false;
+        {
+            let s = self.server(m).expect("checked open");
+            let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
+            for _ in 0..8 {
+                if !watchers.needs_sync() || watchers.sync(kv).is_err() {
+                    break;
+                }
+            }
+            while let Some(r) = watchers.poll_response(stream) {
+                canceled |= r.canceled;
+                for e in r.events {
+                    let value = (e.kind == EventKind::Put).then_some(e.kv.value);
+                    got.push((e.kv.mod_revision, e.kv.key, value));
+                }
+            }
+            if canceled {
+                watchers.close_stream(stream);
+            }
+        }
+        if canceled {
+            self.watcher.at = None;
+        }
+        for (revision, key, value) in got {
+            if revision < self.watcher.next_revision {
+                self.violation(format!(
+                    "the watcher got revision {revision} ({key:?}) from member {m} after \
+                     revision {}: an event twice or out of order",
+                    self.watcher.next_revision - 1
+                ));
+                return;
+            }
+            self.trace.u64(revision as u64);
+            self.watcher.next_revision = revision + 1;
+            self.watcher.seen.push((revision, key, value));
+            self.report.watch_events += 1;
+        }
+    }
+
+    /// The watcher's events, end to end across the members it moved between, are the
+    /// register keys' whole history as a member that holds everything tells it: none missing,
+    /// none extra, none changed.
+    fn check_watch(&mut self) {
+        let id = *self.nodes.keys().next().expect("a member");
+        let s = self.server(id).expect("settled: every member is up");
+        let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
+        let stream = watchers.open_stream();
+        let create = WatchCreate {
+            key: Bytes::from_static(b"r/"),
+            range_end: prefix_end(b"r/"),
+            start_revision: 1,
+            ..WatchCreate::default()
+        };
+        let mut history: Vec<Seen> = Vec::new();
+        if let Err(e) = watchers.create(stream, create, kv) {
+            let why = format!("a watch of the whole history on member {id} failed: {e}");
+            self.violation(why);
+            return;
+        }
+        loop {
+            while watchers.needs_sync() {
+                if watchers.sync(kv).is_err() {
+                    break;
+                }
+            }
+            let mut any = false;
+            while let Some(r) = watchers.poll_response(stream) {
+                any = true;
+                for e in r.events {
+                    let value = (e.kind == EventKind::Put).then_some(e.kv.value);
+                    history.push((e.kv.mod_revision, e.kv.key, value));
+                }
+            }
+            if !any && !watchers.needs_sync() {
+                break;
+            }
+        }
+        watchers.close_stream(stream);
+        let seen = &self.watcher.seen;
+        if let Some(at) = (0..seen.len().min(history.len())).find(|&i| seen[i] != history[i]) {
+            let why = format!(
+                "the watcher's event {at} is {:?}; the history holds {:?}",
+                seen[at], history[at]
+            );
+            self.violation(why);
+        } else if seen.len() != history.len() {
+            let why = format!(
+                "the watcher got {} events; the history holds {}",
+                seen.len(),
+                history.len()
+            );
+            self.violation(why);
+        }
+    }
+
     /// Leases that vanish from a member that held them before their promised deadline.
     fn check_leases(&mut self) {
         let now = self.now_ms();
@@ -839,6 +1000,7 @@ impl World {
         }
         self.run_rounds();
         self.expire_clients();
+        self.watch();
         self.check_replicated_state();
         self.check_leases();
         self.tick += 1;
@@ -912,6 +1074,9 @@ impl World {
             }
         }
         self.check_lapsed();
+        if self.report.violation.is_none() {
+            self.check_watch();
+        }
         self.check_history();
     }
 
@@ -1028,6 +1193,7 @@ pub fn run(options: &Options) -> Report {
     world.run();
     let mut report = world.report;
     report.ticks = world.tick;
+    report.watch_resumes = world.watcher.resumed;
     report.hash = world.trace.u64(world.events).finish();
     report
 }

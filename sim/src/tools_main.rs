@@ -361,6 +361,7 @@ fn member(args: MemberArgs) -> ExitCode {
         .unwrap_or_default();
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
+    let (mut watch_events, mut resumes) = (0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
         o.ticks = args.ticks;
@@ -370,6 +371,8 @@ fn member(args: MemberArgs) -> ExitCode {
         ops += r.register_ops;
         known += r.register_ops_known;
         acked += r.keep_alives_acked;
+        watch_events += r.watch_events;
+        resumes += r.watch_resumes;
         last_hash = r.hash;
         if let Some(why) = &r.violation {
             failed += 1;
@@ -386,7 +389,8 @@ fn member(args: MemberArgs) -> ExitCode {
     let simulated_s = ticks as f64 * 0.1;
     println!(
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
-         known outcome), {acked} keep-alives acknowledged; {simulated_s:.0} simulated s in \
+         known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({resumes} \
+         streams); {simulated_s:.0} simulated s in \
          {elapsed:.1} s ({:.0}x real time); last hash {last_hash:016x}",
         args.count,
         args.nodes,

@@ -29,6 +29,13 @@ fn clean_policy_survives_faults_on_3_and_5_members() {
         let known = sum(|r| r.register_ops_known);
         let acked = sum(|r| r.keep_alives_acked);
         let alarms = sum(|r| r.alarm_changes);
+        let watched = sum(|r| r.watch_events);
+        let resumes = sum(|r| r.watch_resumes);
+        assert!(watched > 150 * 50, "only {watched} watch events");
+        assert!(
+            resumes > 200,
+            "the watcher moved between members only {resumes} times"
+        );
         let crashes = sum(|r| r.crashes);
         let partitions = sum(|r| r.partitions);
         assert!(
