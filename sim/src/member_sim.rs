@@ -1,7 +1,8 @@
 //! `sim member`: a deterministic, in-process simulation of a cluster of real member servers
 //! (`oxcd::node::MemberServer`: Raft, the apply side and the member's policy) on simulated
 //! disks, with no madsim and no tokio. One seeded ChaCha RNG drives the network (delays, drops,
-//! reordering, partitions), crashes and restarts (unsynced writes lost or torn),
+//! reordering, partitions), crashes and restarts (unsynced writes lost or torn), membership
+//! changes,
 //! and the clients: compare-and-set registers written and read linearizably through any member,
 //! leases granted and kept alive through whichever member is leader, and alarms raised and
 //! cleared through any member.
@@ -19,8 +20,10 @@
 //! - once nobody renews them, leases run out: after the liveness phase, a TTL, a leader's grace
 //!   and a margin, no member holds one.
 //!
-//! What it does not do: no membership changes and no clock skew (one clock for every member);
-//! the madsim harness has both.
+//! Membership changes run throughout: a learner is added (after the member server's checks),
+//! promoted once in sync, and a voter other than the leader removed, one change at a time.
+//!
+//! What it does not do: no clock skew (one clock for every member; the madsim harness has it).
 
 use crate::checker::history_files::{RegisterInput, RegisterOutput};
 use crate::checker::linearizability::{Limits, Operation, Verdict, check_operations};
@@ -34,10 +37,10 @@ use oxcd::mvcc::{
     StreamId, TxnRequest, WatchConfig, WatchCreate, prefix_end,
 };
 use oxcd::node::{
-    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberServer, PolicyBug,
-    PolicyConfig, Refusal, Response, Waiter,
+    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberRecord, MemberServer,
+    PolicyBug, PolicyConfig, REMOVED_MESSAGE, Refusal, Response, Waiter,
 };
-use oxcd::raft::{self, MessageKind, NodeId};
+use oxcd::raft::{self, ConfChange, ConfChangeKind, MessageKind, NodeId};
 use oxcd::storage::{DiskFaults, SimDisk};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -55,6 +58,11 @@ const ROUNDS_PER_TICK_MAX: usize = 32;
 const REGISTER_KEYS: u32 = 8;
 const REGISTER_CLIENTS: usize = 4;
 const LEASE_CLIENTS: usize = 2;
+/// The client that raises and clears alarms, then the one that changes the membership.
+const ALARM_CLIENT: usize = REGISTER_CLIENTS + LEASE_CLIENTS;
+const MEMBERSHIP_CLIENT: usize = ALARM_CLIENT + 1;
+/// IDs of members added while a run goes on start here.
+const JOINED_ID_MIN: NodeId = 100;
 
 /// What one run simulates.
 #[derive(Clone, Debug)]
@@ -95,6 +103,8 @@ pub struct Report {
     pub alarm_changes: u64,
     pub crashes: u64,
     pub partitions: u64,
+    /// Membership changes proposed (learners added and promoted, voters removed).
+    pub membership_changes: u64,
     /// Watch events the watcher received, and how often it resumed on another member.
     pub watch_events: u64,
     pub watch_resumes: u64,
@@ -120,6 +130,8 @@ type Server = MemberServer<SimDisk, Token>;
 struct Node {
     disk: SimDisk,
     server: Option<Server>,
+    /// Removed from the cluster (it stopped itself): never started again.
+    removed: bool,
     /// Leases seen on this member since its last start.
     leases_seen: BTreeSet<LeaseId>,
 }
@@ -138,6 +150,15 @@ enum Pending {
     },
     Revoke,
     Alarm,
+    Membership(Change),
+}
+
+/// A membership change the membership client asked for.
+#[derive(Clone, Copy, Debug)]
+enum Change {
+    AddLearner(NodeId),
+    Promote(NodeId),
+    Remove(NodeId),
 }
 
 struct Client {
@@ -211,11 +232,12 @@ impl World {
                 Node {
                     disk,
                     server: None,
+                    removed: false,
                     leases_seen: BTreeSet::new(),
                 },
             );
         }
-        let clients = (0..REGISTER_CLIENTS + LEASE_CLIENTS + 1)
+        let clients = (0..MEMBERSHIP_CLIENT + 1)
             .map(|_| Client {
                 pending: None,
                 next_op: 0,
@@ -271,14 +293,20 @@ impl World {
 
     /// Opens member `id` on its disk (founding the cluster on a fresh one).
     fn start(&mut self, id: NodeId) {
-        let voters: Vec<NodeId> = (1..=self.options.nodes as NodeId).collect();
+        // Founders know the founding voters; a member added later learns the membership from
+        // the leader (its disk is fresh, and then it is not).
+        let voters: Vec<NodeId> = if id < JOINED_ID_MIN {
+            (1..=self.options.nodes as NodeId).collect()
+        } else {
+            Vec::new()
+        };
         let mut raft_config = raft::Config::new(id);
         raft_config.election_ticks = (ELECTION_MS / TICK_MS) as usize;
         let config = MemberConfig {
             raft: raft_config,
             initial_voters: voters.clone(),
             cluster_id: 0x5eed,
-            initial_members: voters.iter().map(|&v| (v, Bytes::new())).collect(),
+            initial_members: voters.iter().map(|&v| (v, record(v).encode())).collect(),
             lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
             watch: WatchConfig::default(),
             txn_ops_max: 128,
@@ -306,6 +334,17 @@ impl World {
         node.leases_seen.clear();
     }
 
+    /// Member `id` left the cluster: once it stops itself (it learns of its removal) or now if
+    /// it is down, it is never started again.
+    fn retire(&mut self, id: NodeId) {
+        let node = self.nodes.get_mut(&id).expect("a member");
+        node.removed = true;
+        node.server = None;
+        if debug() {
+            eprintln!("t{} m{id} removed", self.tick);
+        }
+    }
+
     fn crash(&mut self, id: NodeId) {
         if debug() {
             eprintln!("t{} crash m{id}", self.tick);
@@ -324,7 +363,7 @@ impl World {
     fn up(&self) -> Vec<NodeId> {
         self.nodes
             .iter()
-            .filter(|(_, n)| n.server.is_some())
+            .filter(|(_, n)| n.server.is_some() && !n.removed)
             .map(|(id, _)| *id)
             .collect()
     }
@@ -363,7 +402,8 @@ impl World {
             2 => {
                 let up = self.up();
                 // Keep a majority up: the liveness phase restarts the rest.
-                if up.len() > self.options.nodes / 2 + 1 {
+                let members = self.nodes.values().filter(|n| !n.removed).count();
+                if up.len() > members / 2 + 1 {
                     let victim = up[self.rng.gen_range(0..up.len())];
                     self.crash(victim);
                 }
@@ -372,7 +412,7 @@ impl World {
                 let down: Vec<NodeId> = ids
                     .iter()
                     .copied()
-                    .filter(|id| self.nodes[id].server.is_none())
+                    .filter(|id| self.nodes[id].server.is_none() && !self.nodes[id].removed)
                     .collect();
                 if !down.is_empty() {
                     let id = down[self.rng.gen_range(0..down.len())];
@@ -399,8 +439,12 @@ impl World {
             let at = up[self.rng.gen_range(0..up.len())];
             if c < REGISTER_CLIENTS {
                 self.register_op(c, at);
-            } else if c < REGISTER_CLIENTS + LEASE_CLIENTS {
+            } else if c < ALARM_CLIENT {
                 self.lease_op(c, &up);
+            } else if c == MEMBERSHIP_CLIENT {
+                if self.rng.gen_bool(0.05) {
+                    self.membership_op(c);
+                }
             } else if self
                 .rng
                 .gen_bool(if self.alarm_up.is_some() { 0.3 } else { 0.02 })
@@ -521,6 +565,75 @@ impl World {
                 });
             }
         }
+    }
+
+    /// Adds a learner, promotes it once it has caught up, then removes a voter (never the
+    /// leader), one change at a time, through the leader, after the member server's checks.
+    fn membership_op(&mut self, c: usize) {
+        let Some(leader) = self.up().into_iter().find(|&id| {
+            self.nodes[&id]
+                .server
+                .as_ref()
+                .is_some_and(|s| s.is_leader())
+        }) else {
+            return;
+        };
+        let s = self.nodes[&leader].server.as_ref().expect("up");
+        let members = s.members();
+        let learner = members.iter().find(|(_, l)| *l).map(|(m, _)| m.id);
+        let voters: Vec<NodeId> = members
+            .iter()
+            .filter(|(_, l)| !*l)
+            .map(|(m, _)| m.id)
+            .collect();
+        let (change, cc) = if let Some(id) = learner {
+            if s.check_promote(id) != Ok(true) {
+                return;
+            }
+            let mut cc = ConfChange::simple(ConfChangeKind::AddNode, id);
+            cc.context = record(id).encode();
+            (Change::Promote(id), cc)
+        } else if voters.len() > self.options.nodes {
+            let others: Vec<NodeId> = voters.into_iter().filter(|&v| v != leader).collect();
+            let victim = others[self.rng.gen_range(0..others.len())];
+            (
+                Change::Remove(victim),
+                ConfChange::simple(ConfChangeKind::RemoveNode, victim),
+            )
+        } else {
+            let id = self
+                .nodes
+                .keys()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .max(JOINED_ID_MIN - 1)
+                + 1;
+            let r = record(id);
+            if s.check_member_add(&r.peer_urls, true).is_err() {
+                return;
+            }
+            let disk = SimDisk::new(self.rng.r#gen(), DiskFaults::default());
+            self.nodes.insert(
+                id,
+                Node {
+                    disk,
+                    server: None,
+                    removed: false,
+                    leases_seen: BTreeSet::new(),
+                },
+            );
+            let mut cc = ConfChange::simple(ConfChangeKind::AddLearnerNode, id);
+            cc.context = r.encode();
+            (Change::AddLearner(id), cc)
+        };
+        if debug() {
+            eprintln!("t{} membership {change:?} via m{leader}", self.tick);
+        }
+        self.report.membership_changes += 1;
+        self.send(c, leader, Pending::Membership(change), |s, t| {
+            s.handle_conf_change(cc, t)
+        });
     }
 
     fn alarm_op(&mut self, c: usize, at: NodeId) {
@@ -678,6 +791,13 @@ impl World {
                 let p = self.promised.entry(id).or_insert(0);
                 *p = (*p).max(deadline);
             }
+            (Pending::Membership(change), Response::ConfChange(Ok(_))) => match change {
+                Change::AddLearner(id) => self.start(id),
+                Change::Promote(id) => {
+                    self.trace.u64(0x9e0).u64(id);
+                }
+                Change::Remove(id) => self.retire(id),
+            },
             (Pending::KeepAlive { .. }, Response::KeepAlive(Err(Refusal::NotLeader))) => {
                 let leader = self
                     .server(at)
@@ -724,6 +844,13 @@ impl World {
                         self.trace.u64(m.from).u64(m.to).u64(m.kind as u64);
                         if let Some(s) = self.server(m.to) {
                             let _ = s.step(m);
+                        } else if m.kind == MessageKind::Snapshot {
+                            // The peer is down: the transport cannot connect, drops what it
+                            // queued, and reports the snapshot failed.
+                            if let Some(s) = self.server(m.from) {
+                                s.handle_unreachable(m.to);
+                                s.handle_snapshot_report(m.to, false);
+                            }
                         }
                     }
                     Err(m) if m.kind == MessageKind::Snapshot => {
@@ -783,11 +910,11 @@ impl World {
         for m in outbox {
             let snapshot = m.kind == MessageKind::Snapshot;
             let to = m.to;
-            if !self.net.send(&mut self.rng, self.tick, m)
-                && snapshot
-                && let Some(s) = self.server(id)
-            {
-                s.handle_snapshot_report(to, false);
+            let sent = self.net.send(&mut self.rng, self.tick, m);
+            // The transport reports every snapshot: sent once its stream took it (the peer
+            // may still lose it; Raft then sends another), failed when it could not send it.
+            if snapshot && let Some(s) = self.server(id) {
+                s.handle_snapshot_report(to, sent);
             }
             self.report.messages += 1;
         }
@@ -807,7 +934,16 @@ impl World {
                 .server
                 .as_ref()
                 .is_some_and(|s| s.member().applier().watchers().is_open(stream));
-            if !open {
+            if !open || !self.in_cluster(m) {
+                // A client leaves a member that went away, dropped the stream, or is no longer
+                // in the cluster (etcd's clients notice with `WithRequireLeader`).
+                if open && let Some(s) = self.server(m) {
+                    s.member_mut()
+                        .applier_mut()
+                        .watchers_mut()
+                        .0
+                        .close_stream(stream);
+                }
                 self.watcher.at = None;
             }
         }
@@ -882,8 +1018,11 @@ impl World {
     /// register keys' whole history as a member that holds everything tells it: none missing,
     /// none extra, none changed.
     fn check_watch(&mut self) {
-        let id = *self.nodes.keys().next().expect("a member");
-        let s = self.server(id).expect("settled: every member is up");
+        let Some(id) = self.leader() else {
+            self.violation("no leader for the watch check".into());
+            return;
+        };
+        let s = self.server(id).expect("it leads");
         let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
         let stream = watchers.open_stream();
         let create = WatchCreate {
@@ -999,6 +1138,21 @@ impl World {
             }
         }
         self.run_rounds();
+        // A member that stopped itself (it learned it was removed) is gone for good.
+        for (id, node) in &mut self.nodes {
+            if let Some(why) = node.server.as_ref().and_then(|s| s.stopped()) {
+                if why != REMOVED_MESSAGE {
+                    let why = why.to_string();
+                    node.server = None;
+                    self.report
+                        .violation
+                        .get_or_insert(format!("tick {}: member {id} stopped: {why}", self.tick));
+                    continue;
+                }
+                node.server = None;
+                node.removed = true;
+            }
+        }
         self.expire_clients();
         self.watch();
         self.check_replicated_state();
@@ -1008,23 +1162,49 @@ impl World {
 
     /// Whether every member is up and has applied the same index, which the leader committed.
     fn settled(&self) -> bool {
-        let servers: Vec<&Server> = self
+        let Some(leader) = self
             .nodes
             .values()
             .filter_map(|n| n.server.as_ref())
-            .collect();
-        if servers.len() != self.nodes.len() {
-            return false;
-        }
-        let Some(leader) = servers.iter().find(|s| s.is_leader()) else {
+            .find(|s| s.is_leader())
+        else {
             return false;
         };
         let log = &leader.member().raw().raft.raft_log;
         let committed = log.committed;
-        log.last_index() == committed
-            && servers
-                .iter()
-                .all(|s| s.member().raw().raft.raft_log.applied == committed)
+        if log.last_index() != committed {
+            return false;
+        }
+        self.members_now(leader).iter().all(|id| {
+            self.nodes
+                .get(id)
+                .and_then(|n| n.server.as_ref())
+                .is_some_and(|s| s.member().raw().raft.raft_log.applied == committed)
+        })
+    }
+
+    /// The cluster's members as `leader` holds them: voters and learners.
+    fn members_now(&self, leader: &Server) -> Vec<NodeId> {
+        let conf = leader.membership_now();
+        conf.voters.iter().chain(&conf.learners).copied().collect()
+    }
+
+    /// Whether `id` is in the cluster as the leader sees it (true while no member leads). A
+    /// member removed while cut off never learns it was, and keeps serving stale data.
+    fn in_cluster(&self, id: NodeId) -> bool {
+        let Some(leader) = self.leader() else {
+            return true;
+        };
+        let leader = self.nodes[&leader].server.as_ref().expect("leads");
+        self.members_now(leader).contains(&id)
+    }
+
+    /// The member that leads, once settled.
+    fn leader(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .find(|(_, n)| n.server.as_ref().is_some_and(|s| s.is_leader()))
+            .map(|(id, _)| *id)
     }
 
     fn run(&mut self) {
@@ -1040,7 +1220,7 @@ impl World {
         let down: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.server.is_none())
+            .filter(|(_, n)| n.server.is_none() && !n.removed)
             .map(|(id, _)| *id)
             .collect();
         for id in down {
@@ -1049,6 +1229,27 @@ impl World {
         let started = self.tick;
         while !self.settled() {
             if self.tick - started >= self.options.liveness_ticks_max {
+                if debug() {
+                    for (id, n) in &self.nodes {
+                        let state = n.server.as_ref().map(|s| {
+                            let r = s.member().raw();
+                            (
+                                r.raft.term,
+                                r.raft.raft_log.applied,
+                                r.raft.raft_log.committed,
+                                r.raft.raft_log.last_index(),
+                                s.is_leader(),
+                                s.membership_now(),
+                            )
+                        });
+                        eprintln!("m{id} removed {} {state:?}", n.removed);
+                        if let Some(s) = n.server.as_ref().filter(|s| s.is_leader()) {
+                            for (peer, p) in s.member().raw().raft.tracker.progress.iter() {
+                                eprintln!("  progress m{peer}: {p:?}");
+                            }
+                        }
+                    }
+                }
                 self.violation(format!(
                     "liveness: the members did not settle on one applied index within {} ticks",
                     self.options.liveness_ticks_max
@@ -1086,6 +1287,9 @@ impl World {
         let mut kept = None;
         for (id, node) in &self.nodes {
             let Some(s) = &node.server else { continue };
+            if !self.in_cluster(*id) {
+                continue;
+            }
             let lessor = s.member().applier().lessor();
             for (&lease, &promised) in &self.promised {
                 if lessor.contains(lease) {
@@ -1104,8 +1308,13 @@ impl World {
     /// Every member holds the same alarms, revision and data.
     fn check_agreement(&mut self) {
         let mut seen: Option<(NodeId, String)> = None;
-        for (id, node) in &self.nodes {
-            let s = node.server.as_ref().expect("settled: every member is up");
+        let leader = self.leader().expect("settled: a leader");
+        let members = self.members_now(self.nodes[&leader].server.as_ref().expect("leads"));
+        for id in &members {
+            let s = self.nodes[id]
+                .server
+                .as_ref()
+                .expect("settled: every member is up");
             let hash = s.member().applier().kv().hash_kv(0).map_or(0, |h| h.hash);
             let state = format!("{}, hash {hash:x}", replicated_state(s));
             self.trace.bytes(state.as_bytes());
@@ -1169,6 +1378,16 @@ fn replicated_state(s: &Server) -> String {
         alarms.join(" "),
         applier.kv().current_revision()
     )
+}
+
+/// The record of member `id` (its URLs are names: the simulated network routes by ID).
+fn record(id: NodeId) -> MemberRecord {
+    MemberRecord {
+        id,
+        name: format!("m{id}"),
+        peer_urls: vec![format!("http://m{id}.sim:2380")],
+        client_urls: vec![format!("http://m{id}.sim:2379")],
+    }
 }
 
 /// `SIM_DEBUG` set: print the run's events to stderr.

@@ -103,12 +103,19 @@ impl Transport {
     pub fn send_all(&mut self, messages: Vec<Message>) {
         for m in messages {
             let to = m.to;
+            let snapshot = m.kind == MessageKind::Snapshot;
             let Some(link) = self.peers.get(&to) else {
                 tracing::trace!(to = format!("{to:x}"), "no link to peer; message dropped");
+                if snapshot {
+                    (self.reports)(Report::Snapshot(to, false));
+                }
                 continue;
             };
             if link.tx.try_send(m).is_err() {
                 (self.reports)(Report::Unreachable(to));
+                if snapshot {
+                    (self.reports)(Report::Snapshot(to, false));
+                }
             }
         }
     }
@@ -139,10 +146,15 @@ async fn peer_loop(
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = format!("{to:x}"), url, error = %e, "peer unreachable");
-                // What queued meanwhile is stale: drop it, and let Raft know.
+                // What queued meanwhile is stale: drop it, and let Raft know. A dropped
+                // snapshot must be reported as failed, or the leader waits for it forever and
+                // never catches this peer up (found by `sim member` with membership changes).
                 let mut dropped = false;
-                while rx.try_recv().is_ok() {
+                while let Ok(m) = rx.try_recv() {
                     dropped = true;
+                    if m.kind == MessageKind::Snapshot {
+                        reports(Report::Snapshot(to, false));
+                    }
                 }
                 if dropped {
                     reports(Report::Unreachable(to));
