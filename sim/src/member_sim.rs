@@ -105,9 +105,10 @@ pub struct Report {
     pub partitions: u64,
     /// Membership changes proposed (learners added and promoted, voters removed).
     pub membership_changes: u64,
-    /// Watch events the watcher received, and how often it resumed on another member.
+    /// Watch events the watcher received, and the streams it opened for them (one, then one
+    /// more each time it moved to another member).
     pub watch_events: u64,
-    pub watch_resumes: u64,
+    pub watch_streams: u64,
     pub violation: Option<String>,
     pub hash: u64,
 }
@@ -183,7 +184,7 @@ struct Watcher {
     at: Option<(NodeId, StreamId)>,
     next_revision: i64,
     seen: Vec<Seen>,
-    resumed: u64,
+    streams: u64,
 }
 
 struct World {
@@ -380,12 +381,7 @@ impl World {
         match self.rng.gen_range(0..4) {
             0 => {
                 // Isolate the leader, if one is known, else anyone.
-                let leader = self.up().into_iter().find(|&id| {
-                    self.nodes[&id]
-                        .server
-                        .as_ref()
-                        .is_some_and(|s| s.is_leader())
-                });
+                let leader = self.leader();
                 let victim = leader.unwrap_or(ids[self.rng.gen_range(0..ids.len())]);
                 let rest: Vec<NodeId> = ids.iter().copied().filter(|&i| i != victim).collect();
                 self.net.cut_between(&[victim], &rest);
@@ -570,12 +566,7 @@ impl World {
     /// Adds a learner, promotes it once it has caught up, then removes a voter (never the
     /// leader), one change at a time, through the leader, after the member server's checks.
     fn membership_op(&mut self, c: usize) {
-        let Some(leader) = self.up().into_iter().find(|&id| {
-            self.nodes[&id]
-                .server
-                .as_ref()
-                .is_some_and(|s| s.is_leader())
-        }) else {
+        let Some(leader) = self.leader() else {
             return;
         };
         let s = self.nodes[&leader].server.as_ref().expect("up");
@@ -682,7 +673,11 @@ impl World {
                 },
                 response,
             ) => {
-                let why = format!("{response:?}");
+                let why = if debug() {
+                    format!("{response:?}")
+                } else {
+                    String::new()
+                };
                 let refused = matches!(
                     &response,
                     Response::Command(Err(Refusal::Raft(_) | Refusal::Apply(_) | Refusal::NoSpace))
@@ -694,23 +689,20 @@ impl World {
                             ..Default::default()
                         };
                         let server = self.server(at).expect("it answered");
+                        let read = server.member_mut().range(&read);
                         if debug() {
                             let a = server.member().applier();
-                            let kv = a.kv().range(&RangeRequest {
-                                key: register_key(key),
-                                ..Default::default()
-                            });
                             eprintln!(
                                 "  read at m{at}: revision {} alarms {:?} kv {:?}",
                                 a.kv().current_revision(),
                                 a.alarms(),
-                                kv.map(|r| r
+                                read.as_ref().map(|r| r
                                     .kvs
                                     .first()
                                     .map(|kv| (kv.mod_revision, kv.value.clone())))
                             );
                         }
-                        match server.member_mut().range(&read) {
+                        match read {
                             Ok(r) => Some(RegisterOutput::Read(
                                 r.kvs.first().map(|kv| parse(&kv.value)),
                             )),
@@ -968,7 +960,7 @@ impl World {
                 return;
             }
             self.watcher.at = Some((m, stream));
-            self.watcher.resumed += 1;
+            self.watcher.streams += 1;
             self.trace.u64(0xa7c4).u64(m).u64(start_revision as u64);
         }
         let Some((m, stream)) = self.watcher.at else {
@@ -1412,7 +1404,7 @@ pub fn run(options: &Options) -> Report {
     world.run();
     let mut report = world.report;
     report.ticks = world.tick;
-    report.watch_resumes = world.watcher.resumed;
+    report.watch_streams = world.watcher.streams;
     report.hash = world.trace.u64(world.events).finish();
     report
 }

@@ -361,7 +361,7 @@ fn member(args: MemberArgs) -> ExitCode {
         .unwrap_or_default();
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
-    let (mut watch_events, mut resumes, mut changes) = (0u64, 0u64, 0u64);
+    let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
         o.ticks = args.ticks;
@@ -372,7 +372,7 @@ fn member(args: MemberArgs) -> ExitCode {
         known += r.register_ops_known;
         acked += r.keep_alives_acked;
         watch_events += r.watch_events;
-        resumes += r.watch_resumes;
+        streams += r.watch_streams;
         changes += r.membership_changes;
         last_hash = r.hash;
         if let Some(why) = &r.violation {
@@ -390,7 +390,7 @@ fn member(args: MemberArgs) -> ExitCode {
     let simulated_s = ticks as f64 * 0.1;
     println!(
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
-         known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({resumes} \
+         known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({streams} \
          streams), {changes} membership changes; {simulated_s:.0} simulated s in \
          {elapsed:.1} s ({:.0}x real time); last hash {last_hash:016x}",
         args.count,

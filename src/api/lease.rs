@@ -11,7 +11,7 @@ use crate::peer::forward::{LeaderStream, leader_channel};
 use crate::server::driver::NodeHandle;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
-use tonic::{Code, Request, Response, Status, Streaming};
+use tonic::{Request, Response, Status, Streaming};
 
 pub struct LeaseService {
     h: NodeHandle,
@@ -21,10 +21,6 @@ impl LeaseService {
     pub fn new(h: NodeHandle) -> LeaseService {
         LeaseService { h }
     }
-}
-
-fn is_not_leader(s: &Status) -> bool {
-    s.code() == Code::FailedPrecondition && s.message() == ServerError::NotLeader.status().message()
 }
 
 /// One keep-alive: answered here when this member leads, by the leader otherwise.
@@ -126,40 +122,36 @@ impl Lease for LeaseService {
                 let at = d.header();
                 let lessor = d.member().applier().lessor();
                 match lessor.time_to_live(id, now, keys) {
-                    Ok(t) => Ok(Some((t, at))),
-                    Err(lease::Error::NotFound { .. }) => Ok(None),
+                    Ok(t) => Ok((Some(t), at)),
+                    Err(lease::Error::NotFound { .. }) => Ok((None, at)),
                     Err(lease::Error::NotPrimary) => Err(ServerError::NotLeader.into()),
                     Err(e) => Err(e.into()),
                 }
             })
-            .await
-            .map_err(Status::from);
+            .await;
         let h = &self.h;
         match local {
-            Ok(Some((t, at))) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
+            Ok((Some(t), at)) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
                 header: Some(header(h, at)),
                 id: t.id,
                 ttl: t.ttl_s,
                 granted_ttl: t.granted_ttl_s,
                 keys: t.keys,
             })),
-            Ok(None) => {
-                let at = h.run(false, |d| Ok(d.header())).await?;
-                Ok(Response::new(pb::LeaseTimeToLiveResponse {
-                    header: Some(header(h, at)),
-                    id,
-                    ttl: -1,
-                    granted_ttl: 0,
-                    keys: Vec::new(),
-                }))
-            }
-            Err(s) if is_not_leader(&s) => {
+            Ok((None, at)) => Ok(Response::new(pb::LeaseTimeToLiveResponse {
+                header: Some(header(h, at)),
+                id,
+                ttl: -1,
+                granted_ttl: 0,
+                keys: Vec::new(),
+            })),
+            Err(Error::Server(ServerError::NotLeader)) => {
                 let mut client = LeaseClient::new(leader_channel(h).await?);
                 client
                     .lease_time_to_live(pb::LeaseTimeToLiveRequest { id, keys })
                     .await
             }
-            Err(s) => Err(s),
+            Err(e) => Err(e.into()),
         }
     }
 
