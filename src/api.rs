@@ -5,6 +5,8 @@
 //! What it does not do: touch the member. Every service talks to the driver through a
 //! [`crate::server::driver::NodeHandle`].
 
+#[cfg(not(madsim))]
+mod authority;
 pub mod cluster;
 pub mod convert;
 pub mod error;
@@ -15,3 +17,108 @@ pub mod kv;
 pub mod lease;
 pub mod maintenance;
 pub mod watch;
+
+use crate::pb::etcdserverpb::cluster_server::ClusterServer;
+use crate::pb::etcdserverpb::kv_server::KvServer;
+use crate::pb::etcdserverpb::lease_server::LeaseServer;
+use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
+use crate::pb::etcdserverpb::watch_server::WatchServer;
+use crate::pb::health::health_server::HealthServer;
+use crate::server::driver::NodeHandle;
+use crate::server::resolve;
+use std::net::SocketAddr;
+use tokio::sync::watch::Receiver;
+
+/// Starts the client listeners (etcd's gRPC services and the HTTP endpoints) and the metrics
+/// listeners of `handle`'s configuration: the member's [`crate::server::FrontEnds`].
+pub fn serve(
+    handle: &NodeHandle,
+    shutdown: Receiver<bool>,
+) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
+    let mut servers = Vec::new();
+    for addr in &handle.config.listen_client {
+        let addr = resolve(addr)?;
+        servers.push(serve_clients(addr, handle.clone(), shutdown.clone()));
+        tracing::info!(%addr, "ready to serve client requests");
+    }
+    #[cfg(not(madsim))]
+    for addr in &handle.config.listen_metrics {
+        let addr = resolve(addr)?;
+        servers.push(http::serve_metrics(addr, handle.clone(), shutdown.clone()));
+        tracing::info!(%addr, "serving /metrics");
+    }
+    Ok(servers)
+}
+
+fn serve_clients(
+    addr: SocketAddr,
+    handle: NodeHandle,
+    shutdown: Receiver<bool>,
+) -> tokio::task::JoinHandle<()> {
+    let limit = handle.config.max_request_bytes + crate::server::config::GRPC_OVERHEAD_BYTES;
+    let kv = KvServer::new(kv::KvService::new(handle.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let watch = WatchServer::new(watch::WatchService::new(handle.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let lease =
+        LeaseServer::new(lease::LeaseService::new(handle.clone())).max_decoding_message_size(limit);
+    let cluster = ClusterServer::new(cluster::ClusterService::new(handle.clone()))
+        .max_decoding_message_size(limit);
+    let maintenance = MaintenanceServer::new(maintenance::MaintenanceService::new(handle.clone()))
+        .max_decoding_message_size(limit)
+        .max_encoding_message_size(usize::MAX);
+    let health = HealthServer::new(health::HealthService::new(handle.clone()));
+    let mut stop = shutdown;
+    tokio::spawn(async move {
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        #[cfg(not(madsim))]
+        let r = {
+            let routes = tonic::service::Routes::new(kv)
+                .add_service(watch)
+                .add_service(lease)
+                .add_service(cluster)
+                .add_service(maintenance)
+                .add_service(health);
+            let router = routes
+                .into_axum_router()
+                .merge(http::router(handle.clone()));
+            // Accepted as tonic's own listener does (TCP_NODELAY on), each connection read
+            // through the fix for etcdctl's URL-shaped `:authority` (see `authority`).
+            match tonic::transport::server::TcpIncoming::bind(addr) {
+                Ok(incoming) => {
+                    let incoming =
+                        tokio_stream::StreamExt::map(incoming.with_nodelay(Some(true)), |conn| {
+                            conn.map(authority::FixAuthority::new)
+                        });
+                    tonic::transport::Server::builder()
+                        .accept_http1(true)
+                        .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
+                        .add_routes(tonic::service::Routes::from(router))
+                        .serve_with_incoming_shutdown(incoming, signal)
+                        .await
+                }
+                Err(e) => {
+                    tracing::error!(%addr, error = %e, "client listener failed");
+                    return;
+                }
+            }
+        };
+        #[cfg(madsim)]
+        let r = tonic::transport::Server::builder()
+            .add_service(kv)
+            .add_service(watch)
+            .add_service(lease)
+            .add_service(cluster)
+            .add_service(maintenance)
+            .add_service(health)
+            .serve_with_shutdown(addr, signal)
+            .await;
+        if let Err(e) = r {
+            tracing::error!(%addr, error = %e, "client listener failed");
+        }
+    })
+}

@@ -20,3 +20,12 @@ pub mod pb;
 pub mod peer;
 pub mod server;
 pub mod storage;
+
+/// Starts a member on `engine` with `config`, serving etcd's client APIs: the composition
+/// root, where the member ([`server`]) and its front ends ([`api`]) meet.
+pub async fn start(
+    config: server::config::ServerConfig,
+    engine: server::driver::ServerEngine,
+) -> Result<server::Server, String> {
+    server::start(config, engine, api::serve).await
+}

@@ -1,30 +1,23 @@
 //! The server: what turns the sans-IO core into a running etcd-compatible member.
 //!
 //! [`start`] opens (or founds) the member on its data dir, spawns the [`driver`] that owns it,
-//! connects the [`transport`] to the peers, serves etcd's gRPC services (and `/health`,
-//! `/version`, `/metrics`) on the client listeners and the peer protocol on the peer
-//! listeners, and publishes the member's name and client URLs to the cluster through Raft.
+//! connects the peer transport to the peers, serves the peer protocol on the peer listeners,
+//! starts the front ends it is given on the client listeners, and publishes the member's name
+//! and client URLs to the cluster through Raft.
 //!
-//! What it does not do: parse flags (the `oxcd` binary does) or decode requests (the services
-//! in [`crate::api`] do).
+//! What it does not do: parse flags (the `oxcd` binary does), serve clients or decode their
+//! requests (the front ends in `crate::api` do, started through [`FrontEnds`]: this module
+//! never names them).
 
 #[cfg(not(madsim))]
-mod authority;
 pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;
 
-use crate::api;
 use crate::lease::LessorConfig;
 use crate::mvcc::WatchConfig;
 use crate::node::{Command, Member, MemberConfig};
-use crate::pb::etcdserverpb::cluster_server::ClusterServer;
-use crate::pb::etcdserverpb::kv_server::KvServer;
-use crate::pb::etcdserverpb::lease_server::LeaseServer;
-use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
-use crate::pb::etcdserverpb::watch_server::WatchServer;
-use crate::pb::health::health_server::HealthServer;
 use crate::pb::peer::peer_server::PeerServer;
 use crate::peer;
 use crate::raft;
@@ -216,8 +209,19 @@ pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     Ok(SocketAddr::new(ip, port))
 }
 
-/// Starts a member on `engine` with `config`.
-pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server, String> {
+/// What serves clients in front of a member: given the member's handle and the shutdown
+/// signal, starts its listeners (on `handle.config`'s client and metrics URLs) and returns
+/// their tasks. The composition root ([`crate::start`]) passes the API edge's.
+pub type FrontEnds =
+    fn(&NodeHandle, watch::Receiver<bool>) -> Result<Vec<tokio::task::JoinHandle<()>>, String>;
+
+/// Starts a member on `engine` with `config`, with `front_ends` serving its clients once its
+/// peer listeners are up.
+pub async fn start(
+    config: ServerConfig,
+    engine: ServerEngine,
+    front_ends: FrontEnds,
+) -> Result<Server, String> {
     config.validate()?;
     let config = Arc::new(config);
     let stored = Member::stored_identity(&engine).map_err(|e| e.to_string())?;
@@ -337,21 +341,7 @@ pub async fn start(config: ServerConfig, engine: ServerEngine) -> Result<Server,
         }));
         tracing::info!(%addr, "serving peer traffic");
     }
-    for addr in &config.listen_client {
-        let addr = resolve(addr)?;
-        servers.push(serve_clients(addr, handle.clone(), shutdown_rx.clone()));
-        tracing::info!(%addr, "ready to serve client requests");
-    }
-    #[cfg(not(madsim))]
-    for addr in &config.listen_metrics {
-        let addr = resolve(addr)?;
-        servers.push(api::http::serve_metrics(
-            addr,
-            handle.clone(),
-            shutdown_rx.clone(),
-        ));
-        tracing::info!(%addr, "serving /metrics");
-    }
+    servers.extend(front_ends(&handle, shutdown_rx.clone())?);
     tracing::info!(
         cluster_version = ETCD_CLUSTER_VERSION,
         "enabled capabilities for version {}",
@@ -408,78 +398,4 @@ async fn publish(handle: NodeHandle, config: Arc<ServerConfig>, shutdown: watch:
         client_urls = ?config.advertise_client_urls,
         "published local member to cluster through raft"
     );
-}
-
-fn serve_clients(
-    addr: SocketAddr,
-    handle: NodeHandle,
-    shutdown: watch::Receiver<bool>,
-) -> tokio::task::JoinHandle<()> {
-    let limit = handle.config.max_request_bytes + config::GRPC_OVERHEAD_BYTES;
-    let kv = KvServer::new(api::kv::KvService::new(handle.clone()))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
-    let watch = WatchServer::new(api::watch::WatchService::new(handle.clone()))
-        .max_decoding_message_size(limit)
-        .max_encoding_message_size(usize::MAX);
-    let lease = LeaseServer::new(api::lease::LeaseService::new(handle.clone()))
-        .max_decoding_message_size(limit);
-    let cluster = ClusterServer::new(api::cluster::ClusterService::new(handle.clone()))
-        .max_decoding_message_size(limit);
-    let maintenance =
-        MaintenanceServer::new(api::maintenance::MaintenanceService::new(handle.clone()))
-            .max_decoding_message_size(limit)
-            .max_encoding_message_size(usize::MAX);
-    let health = HealthServer::new(api::health::HealthService::new(handle.clone()));
-    let mut stop = shutdown;
-    tokio::spawn(async move {
-        let signal = async move {
-            let _ = stop.wait_for(|s| *s).await;
-        };
-        #[cfg(not(madsim))]
-        let r = {
-            let routes = tonic::service::Routes::new(kv)
-                .add_service(watch)
-                .add_service(lease)
-                .add_service(cluster)
-                .add_service(maintenance)
-                .add_service(health);
-            let router = routes
-                .into_axum_router()
-                .merge(api::http::router(handle.clone()));
-            // Accepted as tonic's own listener does (TCP_NODELAY on), each connection read
-            // through the fix for etcdctl's URL-shaped `:authority` (see `authority`).
-            match tonic::transport::server::TcpIncoming::bind(addr) {
-                Ok(incoming) => {
-                    let incoming =
-                        tokio_stream::StreamExt::map(incoming.with_nodelay(Some(true)), |conn| {
-                            conn.map(authority::FixAuthority::new)
-                        });
-                    tonic::transport::Server::builder()
-                        .accept_http1(true)
-                        .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
-                        .add_routes(tonic::service::Routes::from(router))
-                        .serve_with_incoming_shutdown(incoming, signal)
-                        .await
-                }
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "client listener failed");
-                    return;
-                }
-            }
-        };
-        #[cfg(madsim)]
-        let r = tonic::transport::Server::builder()
-            .add_service(kv)
-            .add_service(watch)
-            .add_service(lease)
-            .add_service(cluster)
-            .add_service(maintenance)
-            .add_service(health)
-            .serve_with_shutdown(addr, signal)
-            .await;
-        if let Err(e) = r {
-            tracing::error!(%addr, error = %e, "client listener failed");
-        }
-    })
 }

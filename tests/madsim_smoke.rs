@@ -10,7 +10,8 @@
 use madsim::runtime::Handle;
 use oxcd::pb::etcdserverpb::kv_client::KvClient;
 use oxcd::pb::etcdserverpb::{PutRequest, RangeRequest};
-use oxcd::server::{ServerConfig, start};
+use oxcd::server::ServerConfig;
+use oxcd::start;
 use oxcd::storage::{DiskFaults, SimDisk};
 use std::net::IpAddr;
 use std::time::Duration;

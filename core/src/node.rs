@@ -20,5 +20,5 @@ pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
 pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{
     Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
-    REMOVED_MESSAGE, Refusal, Response, Waiter,
+    REMOVED_MESSAGE, Refusal, Response, WATCH_SYNCS_PER_TURN_MAX, Waiter, WatchRequest, WatchTaken,
 };

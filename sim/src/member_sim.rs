@@ -38,7 +38,7 @@ use oxcd::mvcc::{
 };
 use oxcd::node::{
     ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberRecord, MemberServer,
-    PolicyBug, PolicyConfig, REMOVED_MESSAGE, Refusal, Response, Waiter,
+    PolicyBug, PolicyConfig, REMOVED_MESSAGE, Refusal, Response, Waiter, WatchRequest, WatchTaken,
 };
 use oxcd::raft::{self, ConfChange, ConfChangeKind, MessageKind, NodeId};
 use oxcd::storage::{DiskFaults, SimDisk};
@@ -456,7 +456,7 @@ impl World {
         c: usize,
         at: NodeId,
         pending: Pending,
-        call: impl FnOnce(&mut Server, Token),
+        call: impl FnOnce(&mut Server, Token, u64),
     ) {
         let op = self.clients[c].next_op;
         self.clients[c].next_op += 1;
@@ -464,7 +464,7 @@ impl World {
         self.clients[c].pending = Some((op, at, pending, now));
         self.trace.u64(0xca11).u64(c as u64).u64(at);
         if let Some(s) = self.server(at) {
-            call(s, Token { client: c, op });
+            call(s, Token { client: c, op }, now);
         }
     }
 
@@ -495,14 +495,14 @@ impl World {
             history,
         };
         match input {
-            RegisterInput::Read => self.send(c, at, pending, |s, t| s.handle_read(t)),
+            RegisterInput::Read => self.send(c, at, pending, |s, t, now| s.handle_read(t, now)),
             RegisterInput::Write(v) => {
                 let cmd = Command::Put(PutRequest {
                     key: name,
                     value: Bytes::from(v.to_string()),
                     ..Default::default()
                 });
-                self.send(c, at, pending, |s, t| s.handle_propose(cmd, t));
+                self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
             }
             RegisterInput::Cas { from, to } => {
                 let cmd = Command::Txn(TxnRequest {
@@ -519,7 +519,7 @@ impl World {
                     })],
                     failure: vec![],
                 });
-                self.send(c, at, pending, |s, t| s.handle_propose(cmd, t));
+                self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
             }
         }
     }
@@ -533,7 +533,9 @@ impl World {
                     id: 0,
                     ttl_s: LEASE_TTL_S,
                 };
-                self.send(c, at, Pending::Grant, |s, t| s.handle_propose(cmd, t));
+                self.send(c, at, Pending::Grant, |s, t, now| {
+                    s.handle_propose(cmd, t, now)
+                });
             }
             Some((id, _, 0)) => {
                 // Done renewing: revoke it, or let it lapse.
@@ -542,7 +544,9 @@ impl World {
                     let at = up[self.rng.gen_range(0..up.len())];
                     self.revoked.insert(id);
                     let cmd = Command::LeaseRevoke { id };
-                    self.send(c, at, Pending::Revoke, |s, t| s.handle_propose(cmd, t));
+                    self.send(c, at, Pending::Revoke, |s, t, now| {
+                        s.handle_propose(cmd, t, now)
+                    });
                 }
             }
             Some((id, promised, _)) => {
@@ -556,7 +560,7 @@ impl World {
                 } else {
                     up[self.rng.gen_range(0..up.len())]
                 };
-                self.send(c, at, Pending::KeepAlive { id }, |s, t| {
+                self.send(c, at, Pending::KeepAlive { id }, |s, t, now| {
                     s.handle_keep_alive(id, t, now)
                 });
             }
@@ -622,8 +626,8 @@ impl World {
             eprintln!("t{} membership {change:?} via m{leader}", self.tick);
         }
         self.report.membership_changes += 1;
-        self.send(c, leader, Pending::Membership(change), |s, t| {
-            s.handle_conf_change(cc, t)
+        self.send(c, leader, Pending::Membership(change), |s, t, now| {
+            s.handle_conf_change(cc, t, now)
         });
     }
 
@@ -646,7 +650,9 @@ impl World {
             kind: ALARM_NOSPACE,
         };
         self.report.alarm_changes += 1;
-        self.send(c, at, Pending::Alarm, |s, t| s.handle_propose(cmd, t));
+        self.send(c, at, Pending::Alarm, |s, t, now| {
+            s.handle_propose(cmd, t, now)
+        });
     }
 
     /// A client's request got its answer from member `at`.
@@ -683,7 +689,7 @@ impl World {
                     Response::Command(Err(Refusal::Raft(_) | Refusal::Apply(_) | Refusal::NoSpace))
                 );
                 let output = match (input, response) {
-                    (RegisterInput::Read, Response::Read) => {
+                    (RegisterInput::Read, Response::Read(Ok(()))) => {
                         let read = RangeRequest {
                             key: register_key(key),
                             ..Default::default()
@@ -930,11 +936,7 @@ impl World {
                 // A client leaves a member that went away, dropped the stream, or is no longer
                 // in the cluster (etcd's clients notice with `WithRequireLeader`).
                 if open && let Some(s) = self.server(m) {
-                    s.member_mut()
-                        .applier_mut()
-                        .watchers_mut()
-                        .0
-                        .close_stream(stream);
+                    s.close_watch_stream(stream);
                 }
                 self.watcher.at = None;
             }
@@ -947,16 +949,15 @@ impl World {
             let m = up[self.rng.gen_range(0..up.len())];
             let start_revision = self.watcher.next_revision;
             let s = self.server(m).expect("up");
-            let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
-            let stream = watchers.open_stream();
+            let stream = s.open_watch_stream();
             let create = WatchCreate {
                 key: Bytes::from_static(b"r/"),
                 range_end: prefix_end(b"r/"),
                 start_revision,
                 ..WatchCreate::default()
             };
-            if watchers.create(stream, create, kv).is_err() {
-                watchers.close_stream(stream);
+            if s.handle_watch_request(stream, WatchRequest::Create(create)) != WatchTaken::Done {
+                s.close_watch_stream(stream);
                 return;
             }
             self.watcher.at = Some((m, stream));
@@ -969,14 +970,11 @@ impl World {
         let mut got = Vec::new();
         let mut canceled = false;
         {
+            let now = self.now_ms();
             let s = self.server(m).expect("checked open");
-            let (watchers, kv) = s.member_mut().applier_mut().watchers_mut();
-            for _ in 0..8 {
-                if !watchers.needs_sync() || watchers.sync(kv).is_err() {
-                    break;
-                }
-            }
-            while let Some(r) = watchers.poll_response(stream) {
+            // A failed catch-up leaves the watcher behind; the checks see what arrives.
+            let _ = s.watch_work(now);
+            while let Some(r) = s.poll_watch_response(stream) {
                 canceled |= r.canceled;
                 for e in r.events {
                     let value = (e.kind == EventKind::Put).then_some(e.kv.value);
@@ -984,7 +982,7 @@ impl World {
                 }
             }
             if canceled {
-                watchers.close_stream(stream);
+                s.close_watch_stream(stream);
             }
         }
         if canceled {

@@ -1,9 +1,10 @@
 //! The Watch service: one bidirectional stream per client, many watchers per stream. The
-//! stream's watchers live in the driver's [`crate::mvcc::Watchers`]; this side reads the
-//! client's requests and the driver pushes responses into the stream's bounded outbox.
+//! stream's watchers live in the member server; this side translates the client's requests
+//! for it, and the driver pushes the member's responses into the stream's bounded outbox.
 
 use super::convert;
-use crate::mvcc::{self, StreamId};
+use crate::mvcc;
+use crate::node::{WatchRequest, WatchTaken};
 use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
 use crate::server::driver::{NodeHandle, Room, WatchSink};
 use std::time::Duration;
@@ -60,42 +61,13 @@ impl WatchSink for Outbox {
     }
 }
 
-/// What the driver did with one client request.
-enum Done {
-    Ok,
-    /// The stream's control outbox is full: retry once the client drained it.
-    Full,
-    /// The stream is gone (the member restored a snapshot, or it closed).
-    Gone,
-}
-
-async fn handle_request(
-    h: &NodeHandle,
-    stream: StreamId,
-    req: RequestUnion,
-) -> Result<Done, crate::server::error::Error> {
-    h.run(false, move |d| {
-        let (watchers, kv) = d.member_mut().applier_mut().watchers_mut();
-        if !watchers.is_open(stream) {
-            return Ok(Done::Gone);
-        }
-        let r = match req {
-            RequestUnion::CreateRequest(c) => watchers
-                .create(stream, convert::watch_create(c), kv)
-                .map(|_| ()),
-            RequestUnion::CancelRequest(c) => {
-                watchers.cancel(stream, c.watch_id);
-                Ok(())
-            }
-            RequestUnion::ProgressRequest(_) => watchers.progress_request(stream, kv),
-        };
-        Ok(match r {
-            Err(mvcc::Error::WatchStreamFull { .. }) => Done::Full,
-            // Other refusals were answered on the stream as failed creates.
-            _ => Done::Ok,
-        })
-    })
-    .await
+/// A client's watch request in the member's terms.
+fn member_request(req: RequestUnion) -> WatchRequest {
+    match req {
+        RequestUnion::CreateRequest(c) => WatchRequest::Create(convert::watch_create(c)),
+        RequestUnion::CancelRequest(c) => WatchRequest::Cancel(c.watch_id),
+        RequestUnion::ProgressRequest(_) => WatchRequest::Progress,
+    }
 }
 
 #[tonic::async_trait]
@@ -108,20 +80,12 @@ impl Watch for WatchService {
     ) -> Result<Response<Self::WatchStream>, Status> {
         let (tx, rx) = mpsc::channel(OUTBOX_RESPONSES_MAX);
         let stopped = tx.clone();
-        let stream = self
-            .h
-            .run(false, move |d| {
-                let (watchers, _) = d.member_mut().applier_mut().watchers_mut();
-                let id = watchers.open_stream();
-                let outbox = Outbox {
-                    tx,
-                    cluster_id: d.cluster_id,
-                    member_id: d.member_id,
-                };
-                d.watch_outs.insert(id, Box::new(outbox));
-                Ok(id)
-            })
-            .await?;
+        let outbox = Outbox {
+            tx,
+            cluster_id: self.h.cluster_id,
+            member_id: self.h.member_id,
+        };
+        let stream = self.h.open_watch(Box::new(outbox)).await?;
         let mut input = request.into_inner();
         let h = self.h.clone();
         tokio::spawn(async move {
@@ -140,22 +104,16 @@ impl Watch for WatchService {
                     Ok(Some(_)) => continue,
                     Ok(None) | Err(_) => break,
                 };
+                let req = member_request(req);
                 loop {
-                    match handle_request(&h, stream, req.clone()).await {
-                        Ok(Done::Ok) => break,
-                        Ok(Done::Full) => tokio::time::sleep(CONTROL_FULL_RETRY).await,
-                        Ok(Done::Gone) | Err(_) => break 'read,
+                    match h.watch_request(stream, req.clone()).await {
+                        Ok(WatchTaken::Done) => break,
+                        Ok(WatchTaken::Full) => tokio::time::sleep(CONTROL_FULL_RETRY).await,
+                        Ok(WatchTaken::Gone) | Err(_) => break 'read,
                     }
                 }
             }
-            let _ = h
-                .run(false, move |d| {
-                    let (watchers, _) = d.member_mut().applier_mut().watchers_mut();
-                    watchers.close_stream(stream);
-                    d.watch_outs.remove(&stream);
-                    Ok(())
-                })
-                .await;
+            let _ = h.close_watch(stream).await;
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }

@@ -303,7 +303,7 @@ mod real {
             }
         };
         tracing::info!(data_dir = %config.data_dir.display(), name = config.name, "starting oxcd");
-        let mut server = match oxcd::server::start(config, engine).await {
+        let mut server = match oxcd::start(config, engine).await {
             Ok(s) => s,
             Err(e) => {
                 tracing::error!(error = %e, "cannot start");

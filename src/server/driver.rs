@@ -19,7 +19,9 @@ use super::config::ServerConfig;
 use super::error::{Error, ServerError};
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
-use crate::node::{Applied, Command, Member, MemberServer, PolicyConfig, Response};
+use crate::node::{
+    Applied, Command, Member, MemberServer, PolicyConfig, Response, WatchRequest, WatchTaken,
+};
 pub use crate::node::{Header, REMOVED_MESSAGE};
 use crate::peer::transport::Transport;
 use crate::raft::{self, ConfChange, ConfState, Message, NodeId};
@@ -37,13 +39,11 @@ pub type ServerEngine = crate::storage::SimDisk;
 
 /// Inputs taken per turn before the Ready is handled: bounds the latency one turn adds.
 const INPUTS_PER_TURN_MAX: usize = 4096;
-/// Watch catch-up calls per turn, so catch-up interleaves with writes.
-const WATCH_SYNCS_PER_TURN_MAX: usize = 8;
 /// The inbox's capacity; senders wait when it is full (back-pressure on clients).
 pub const INBOX_CAPACITY: usize = 16 * 1024;
 
 /// Work run inside the driver with the member at hand.
-pub type Job = Box<dyn FnOnce(&mut Driver) + Send>;
+pub type Job = Box<dyn FnOnce(&mut Driver, Result<(), Error>) + Send>;
 
 pub type Reply<T> = oneshot::Sender<Result<T, Error>>;
 
@@ -152,11 +152,10 @@ impl NodeHandle {
             .send(input)
             .await
             .map_err(|_| Error::from(ServerError::Stopped))?;
-        match tokio::time::timeout(self.timeout(), rx).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(_)) => Err(ServerError::Stopped.into()),
-            Err(_) => Err(ServerError::Timeout.into()),
-        }
+        // The member answers every request it took, in time (a timeout is its answer too);
+        // a dropped reply means it stopped.
+        rx.await
+            .unwrap_or_else(|_| Err(ServerError::Stopped.into()))
     }
 
     /// Proposes `cmd` and waits for its outcome.
@@ -184,11 +183,43 @@ impl NodeHandle {
         f: impl FnOnce(&mut Driver) -> Result<T, Error> + Send + 'static,
     ) -> Result<T, Error> {
         let (reply, rx) = oneshot::channel();
-        let job: Job = Box::new(move |d: &mut Driver| {
-            let _ = reply.send(f(d));
+        let job: Job = Box::new(move |d: &mut Driver, may: Result<(), Error>| {
+            let _ = reply.send(may.and_then(|()| f(d)));
         });
         self.send_and_wait(Input::Run { linearizable, job }, rx)
             .await
+    }
+
+    /// Opens a watch stream whose responses go to `sink`.
+    pub async fn open_watch(&self, sink: Box<dyn WatchSink>) -> Result<StreamId, Error> {
+        self.run(false, move |d| {
+            let id = d.server.open_watch_stream();
+            d.watch_outs.insert(id, sink);
+            Ok(id)
+        })
+        .await
+    }
+
+    /// A watch stream client's request; its answer comes on the stream's sink.
+    pub async fn watch_request(
+        &self,
+        stream: StreamId,
+        request: WatchRequest,
+    ) -> Result<WatchTaken, Error> {
+        self.run(false, move |d| {
+            Ok(d.server.handle_watch_request(stream, request))
+        })
+        .await
+    }
+
+    /// Closes a watch stream (its client went away).
+    pub async fn close_watch(&self, stream: StreamId) -> Result<(), Error> {
+        self.run(false, move |d| {
+            d.server.close_watch_stream(stream);
+            d.watch_outs.remove(&stream);
+            Ok(())
+        })
+        .await
     }
 
     /// A range read: serializable ones from this member's applied state, others after a
@@ -385,17 +416,21 @@ impl Driver {
     fn handle_input(&mut self, input: Input) {
         match input {
             Input::Propose { cmd, reply } => {
-                self.server.handle_propose(cmd, Waiting::Command(reply));
+                let now = self.now_ms();
+                self.server
+                    .handle_propose(cmd, Waiting::Command(reply), now);
             }
             Input::ConfChange { cc, reply } => {
+                let now = self.now_ms();
                 self.server
-                    .handle_conf_change(cc, Waiting::ConfChange(reply));
+                    .handle_conf_change(cc, Waiting::ConfChange(reply), now);
             }
             Input::Run { linearizable, job } => {
                 if linearizable {
-                    self.server.handle_read(Waiting::Read(job));
+                    let now = self.now_ms();
+                    self.server.handle_read(Waiting::Read(job), now);
                 } else {
-                    job(self);
+                    job(self, Ok(()));
                 }
             }
             Input::KeepAlive { id, reply } => {
@@ -438,7 +473,7 @@ impl Driver {
                 (Waiting::KeepAlive(reply), Response::KeepAlive(r)) => {
                     let _ = reply.send(r.map_err(Error::from));
                 }
-                (Waiting::Read(job), Response::Read) => job(self),
+                (Waiting::Read(job), Response::Read(may)) => job(self, may.map_err(Error::from)),
                 (_, response) => {
                     debug_assert!(false, "a response of another kind: {response:?}");
                 }
@@ -508,23 +543,11 @@ impl Driver {
     /// Watch catch-up and delivery.
     fn watch_work(&mut self) {
         let now = self.now_ms();
-        let member = self.server.member_mut();
-        let (watchers, kv) = member.applier_mut().watchers_mut();
-        if watchers.poll_timeout().is_some_and(|t| t <= now) {
-            watchers.tick(now, kv);
+        if let Err(e) = self.server.watch_work(now) {
+            tracing::error!(error = %e, "watch catch-up failed");
         }
-        for _ in 0..WATCH_SYNCS_PER_TURN_MAX {
-            if !watchers.needs_sync() {
-                break;
-            }
-            if let Err(e) = watchers.sync(kv) {
-                tracing::error!(error = %e, "watch catch-up failed");
-                break;
-            }
-        }
-        let ready: Vec<StreamId> = watchers.ready_streams().collect();
-        let term = member.raw().raft.term;
-        let (watchers, _) = member.applier_mut().watchers_mut();
+        let ready = self.server.watch_ready_streams();
+        let term = self.server.member().raw().raft.term;
         let mut closed = Vec::new();
         for stream in ready {
             let Some(out) = self.watch_outs.get_mut(&stream) else {
@@ -540,14 +563,14 @@ impl Driver {
                         break;
                     }
                 }
-                let Some(r) = watchers.poll_response(stream) else {
+                let Some(r) = self.server.poll_watch_response(stream) else {
                     break;
                 };
                 out.deliver(r, term);
             }
         }
         for stream in closed {
-            watchers.close_stream(stream);
+            self.server.close_watch_stream(stream);
             self.watch_outs.remove(&stream);
         }
     }

@@ -129,6 +129,7 @@ impl From<crate::node::Refusal> for Error {
             Refusal::NotLeader => ServerError::NotLeader.into(),
             Refusal::LeaderChanged => ServerError::LeaderChanged.into(),
             Refusal::NoSpace => ServerError::NoSpace.into(),
+            Refusal::Timeout => ServerError::Timeout.into(),
             Refusal::Lease(e) => e.into(),
             Refusal::Membership(e) => {
                 use crate::node::MembershipError as M;

@@ -7,7 +7,8 @@
 //! keep-alives answered only once the checkpoint carrying their renew applied, the leader's
 //! lease work (expiry revokes, checkpoint batches), NOSPACE (raised through the log when the
 //! data outgrows its quota; what adds data is refused while it is raised), log compaction,
-//! and stopping for good when this member is removed or its storage fails.
+//! request timeouts (a request with no outcome in time is answered [`Refusal::Timeout`]), and
+//! stopping for good when this member is removed or its storage fails.
 //!
 //! Clients are named by an opaque waiter `W` the caller chooses (the server's driver passes
 //! its reply channels): the member keeps it until the request's outcome is known and hands
@@ -43,6 +44,7 @@ use super::codec::RequestId;
 use super::member::{Member, Outcome, Output};
 use super::membership::{self, MemberRecord, Members, MembershipError};
 use crate::lease::{self, IdGen, LeaseId};
+use crate::mvcc::{self, StreamId, WatchCreate, WatchResponse};
 use crate::raft::{
     self, ConfChange, ConfState, Message, MessageKind, NodeId, SnapshotStatus, SoftState, StateRole,
 };
@@ -56,6 +58,33 @@ use std::collections::{BTreeMap, VecDeque};
 /// lives in the same database), so compacting more often costs no extra snapshot; a follower
 /// more than `snapshot_catchup_entries` behind gets a snapshot either way.
 pub const LOG_COMPACTION_ENTRIES_MAX: u64 = 10_000;
+
+/// Catch-up passes over watchers behind the store per turn (see
+/// [`MemberServer::watch_work`]).
+pub const WATCH_SYNCS_PER_TURN_MAX: usize = 8;
+
+/// What a watch stream's client asks.
+#[derive(Clone, Debug)]
+pub enum WatchRequest {
+    /// A new watcher on the stream.
+    Create(WatchCreate),
+    /// Cancel the stream's watcher with this ID.
+    Cancel(i64),
+    /// A progress notification for the stream's watchers, now.
+    Progress,
+}
+
+/// What became of a watch stream's request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WatchTaken {
+    /// Taken; its answer is on the stream.
+    Done,
+    /// The stream's control responses are full: nothing changed; ask again once its client
+    /// read some.
+    Full,
+    /// The stream is not open (it closed, or a snapshot restore dropped it).
+    Gone,
+}
 
 /// The revision and term a response header carries.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -141,6 +170,8 @@ pub enum Refusal {
     Lease(lease::Error),
     /// A membership change broke a rule of the cluster's.
     Membership(MembershipError),
+    /// No outcome within the request timeout: the request may still apply later.
+    Timeout,
 }
 
 /// A request's outcome, handed back with its waiter.
@@ -152,8 +183,9 @@ pub enum Response {
     ConfChange(Result<ConfState, Refusal>),
     /// A keep-alive: the lease's TTL (0: no such lease) once its renew is replicated.
     KeepAlive(Result<(i64, Header), Refusal>),
-    /// A linearizable read may be served now: this member's applied state is current.
-    Read,
+    /// A linearizable read may be served now (this member's applied state is current), or
+    /// could not be confirmed in time.
+    Read(Result<(), Refusal>),
 }
 
 /// What the member needs to know of a waiter.
@@ -165,17 +197,41 @@ pub trait Waiter {
 /// What waits for a ReadIndex round.
 enum Read<W> {
     /// A client's linearizable read.
-    Client(W),
+    Client(Timed<W>),
     /// A keep-alive for a lease this leader does not hold: asked again once a round confirms
     /// this member still leads and has applied everything committed before it. A leader cut
     /// off from a newer one would otherwise call a lease granted in the newer term missing.
-    KeepAlive(LeaseId, W),
+    KeepAlive(LeaseId, Timed<W>),
+}
+
+impl<W> Read<W> {
+    fn timed(&self) -> &Timed<W> {
+        match self {
+            Read::Client(t) | Read::KeepAlive(_, t) => t,
+        }
+    }
+}
+
+/// A waiter and the time its request times out.
+struct Timed<W> {
+    waiter: W,
+    due_ms: u64,
 }
 
 enum Waiting<W> {
-    Command(W),
+    Command(Timed<W>),
     /// Keep-alives answered when the checkpoint batch carrying their renews applies.
-    KeepAlives(Vec<(LeaseId, i64, W)>),
+    KeepAlives(Vec<(LeaseId, i64, Timed<W>)>),
+}
+
+impl<W> Waiting<W> {
+    /// The earliest time one of its requests times out.
+    fn due_ms(&self) -> Option<u64> {
+        match self {
+            Waiting::Command(t) => Some(t.due_ms),
+            Waiting::KeepAlives(list) => list.iter().map(|(_, _, t)| t.due_ms).min(),
+        }
+    }
 }
 
 /// One member and its policy. See the module docs for the call order.
@@ -186,16 +242,16 @@ pub struct MemberServer<E: Engine, W> {
     seq: u64,
     id_gen: IdGen,
     waiters: BTreeMap<u64, Waiting<W>>,
-    conf_waiters: Vec<(ConfChange, W)>,
+    conf_waiters: Vec<(ConfChange, Timed<W>)>,
     /// Linearizable reads waiting for the next ReadIndex round.
     reads_pending: Vec<Read<W>>,
-    /// ReadIndex rounds asked for and not yet answered, by context, with their start time.
-    reads_asked: BTreeMap<u64, (u64, Vec<Read<W>>)>,
+    /// ReadIndex rounds asked for and not yet answered, by context.
+    reads_asked: BTreeMap<u64, Vec<Read<W>>>,
     /// Rounds answered, waiting for their index to apply.
     reads_ready: VecDeque<(u64, Vec<Read<W>>)>,
     read_ctx: u64,
     /// Renewed leases waiting for a checkpoint batch to carry them.
-    renews_pending: Vec<(LeaseId, i64, W)>,
+    renews_pending: Vec<(LeaseId, i64, Timed<W>)>,
     /// The term in which this member's lessor was promoted.
     promoted_term: Option<u64>,
     applied_since_compaction: u64,
@@ -344,8 +400,9 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
 
     // Inputs.
 
-    /// Proposes a client's command; its outcome comes back as [`Response::Command`].
-    pub fn handle_propose(&mut self, mut cmd: Command, waiter: W) {
+    /// Proposes a client's command; its outcome comes back as [`Response::Command`], or a
+    /// [`Refusal::Timeout`] when it has none within the request timeout.
+    pub fn handle_propose(&mut self, mut cmd: Command, waiter: W, now_ms: u64) {
         if self.no_space() && cmd.grows() {
             self.respond(waiter, Response::Command(Err(Refusal::NoSpace)));
             return;
@@ -367,57 +424,63 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             self.respond(waiter, Response::Command(r));
             return;
         }
-        self.propose(cmd, Some(Waiting::Command(waiter)));
+        let timed = self.timed(waiter, now_ms);
+        self.propose(cmd, Some(Waiting::Command(timed)));
     }
 
     /// Proposes a membership change; answered with [`Response::ConfChange`] once it applied.
-    pub fn handle_conf_change(&mut self, cc: ConfChange, waiter: W) {
+    pub fn handle_conf_change(&mut self, cc: ConfChange, waiter: W, now_ms: u64) {
         if self.stopped.is_some() {
             self.respond(waiter, Response::ConfChange(Err(Refusal::Stopped)));
             return;
         }
         match self.member.raw_mut().propose_conf_change(&cc) {
-            Ok(()) => self.conf_waiters.push((cc, waiter)),
+            Ok(()) => {
+                let timed = self.timed(waiter, now_ms);
+                self.conf_waiters.push((cc, timed));
+            }
             Err(e) => self.respond(waiter, Response::ConfChange(Err(Refusal::Raft(e)))),
         }
     }
 
     /// A linearizable read: [`Response::Read`] comes back once a ReadIndex round confirmed
-    /// this member's view and the index it returned has applied. A read the member cannot
-    /// confirm gets no answer and is dropped; its client times out.
-    pub fn handle_read(&mut self, waiter: W) {
-        self.reads_pending.push(Read::Client(waiter));
+    /// this member's view and the index it returned has applied; a read the member cannot
+    /// confirm within the request timeout gets [`Refusal::Timeout`] (as a [`Response::Command`]).
+    pub fn handle_read(&mut self, waiter: W, now_ms: u64) {
+        let timed = self.timed(waiter, now_ms);
+        self.reads_pending.push(Read::Client(timed));
     }
 
     /// Renews a lease (the primary lessor only); answered once the checkpoint that carries the
     /// renew has applied, so a leader change never loses an acknowledged renew.
     pub fn handle_keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64) {
-        self.keep_alive(id, waiter, now_ms, false);
+        let timed = self.timed(waiter, now_ms);
+        self.keep_alive(id, timed, now_ms, false);
     }
 
     /// A keep-alive; `confirmed`: a ReadIndex round since it arrived showed this member leads
     /// and has applied everything committed before it.
-    fn keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64, confirmed: bool) {
+    fn keep_alive(&mut self, id: LeaseId, timed: Timed<W>, now_ms: u64, confirmed: bool) {
         let promoted = self.promoted_term.is_some();
         let lessor = self.member.applier_mut().lessor_mut();
         if !promoted || !lessor.is_primary() {
-            self.respond(waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
+            self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
             return;
         }
         match lessor.renew(id, now_ms) {
             Ok(ttl) if self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) => {
                 let header = self.header();
-                self.respond(waiter, Response::KeepAlive(Ok((ttl, header))));
+                self.respond(timed.waiter, Response::KeepAlive(Ok((ttl, header))));
             }
-            Ok(ttl) => self.renews_pending.push((id, ttl, waiter)),
+            Ok(ttl) => self.renews_pending.push((id, ttl, timed)),
             Err(lease::Error::NotFound { .. }) if !confirmed => {
-                self.reads_pending.push(Read::KeepAlive(id, waiter));
+                self.reads_pending.push(Read::KeepAlive(id, timed));
             }
             Err(lease::Error::NotFound { .. }) => {
                 let header = self.header();
-                self.respond(waiter, Response::KeepAlive(Ok((0, header))));
+                self.respond(timed.waiter, Response::KeepAlive(Ok((0, header))));
             }
-            Err(e) => self.respond(waiter, Response::KeepAlive(Err(Refusal::Lease(e)))),
+            Err(e) => self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::Lease(e)))),
         }
     }
 
@@ -451,7 +514,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// and this tick proposed raising NOSPACE.
     pub fn tick(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
         self.member.raw_mut().tick();
-        self.prune(now_ms);
+        self.prune();
+        self.expire(now_ms);
         self.check_quota(now_ms, db_size_bytes)
     }
 
@@ -460,7 +524,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// Asks for a ReadIndex round for the reads that arrived this turn, and does the leader's
     /// lease work.
     pub fn start_turn(&mut self, now_ms: u64) {
-        self.ask_read_index(now_ms);
+        self.ask_read_index();
         self.lease_work(now_ms);
     }
 
@@ -547,18 +611,21 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             let (_, reads) = self.reads_ready.pop_front().expect("front exists");
             for read in reads {
                 match read {
-                    Read::Client(w) => self.responses.push_back((w, Response::Read)),
-                    Read::KeepAlive(id, w) => self.keep_alive(id, w, now_ms, true),
+                    Read::Client(t) => self.respond(t.waiter, Response::Read(Ok(()))),
+                    Read::KeepAlive(id, t) => self.keep_alive(id, t, now_ms, true),
                 }
             }
+        }
+        if self.due_ms().is_some_and(|due| due <= now_ms) {
+            self.expire(now_ms);
         }
     }
 
     // Outputs.
 
     /// The next time (`now_ms` scale) at which the member has work without any input: a
-    /// lease to expire or checkpoint, a watcher's progress notification, a ReadIndex round to
-    /// give up on. `None`: nothing is due. Raft's own clock is [`tick`](Self::tick), once per
+    /// lease to expire or checkpoint, a watcher's progress notification, a request to time
+    /// out (the oldest of each kind). `None`: nothing is due. Raft's own clock is [`tick`](Self::tick), once per
     /// heartbeat. A time at or before now means "start a turn now".
     pub fn poll_timeout(&self) -> Option<u64> {
         if self.stopped.is_some() {
@@ -569,12 +636,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             .promoted_term
             .and_then(|_| applier.lessor().poll_timeout());
         let watchers = applier.watchers().poll_timeout();
-        let reads = self
-            .reads_asked
-            .values()
-            .map(|(asked, _)| asked.saturating_add(self.config.request_timeout_ms))
-            .min();
-        [leases, watchers, reads].into_iter().flatten().min()
+        [leases, watchers, self.due_ms()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     /// The next request whose outcome is known, with its waiter.
@@ -586,6 +651,75 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// or a snapshot brought another one): the caller points its transport at it.
     pub fn poll_membership(&mut self) -> Option<ConfState> {
         std::mem::take(&mut self.membership_changed).then(|| self.conf_state.clone())
+    }
+
+    // Watches.
+
+    /// Opens a client's watch stream.
+    pub fn open_watch_stream(&mut self) -> StreamId {
+        self.member.applier_mut().watchers_mut().0.open_stream()
+    }
+
+    /// A watch stream client's request. Its answer (a created or failed watcher, a cancel,
+    /// a progress notification) comes out of [`poll_watch_response`](Self::poll_watch_response).
+    pub fn handle_watch_request(&mut self, stream: StreamId, request: WatchRequest) -> WatchTaken {
+        let (watchers, kv) = self.member.applier_mut().watchers_mut();
+        if !watchers.is_open(stream) {
+            return WatchTaken::Gone;
+        }
+        let r = match request {
+            WatchRequest::Create(create) => watchers.create(stream, create, kv).map(|_| ()),
+            WatchRequest::Cancel(watch_id) => {
+                watchers.cancel(stream, watch_id);
+                Ok(())
+            }
+            WatchRequest::Progress => watchers.progress_request(stream, kv),
+        };
+        match r {
+            Err(mvcc::Error::WatchStreamFull { .. }) => WatchTaken::Full,
+            // Other refusals were answered on the stream (a failed create).
+            _ => WatchTaken::Done,
+        }
+    }
+
+    /// Closes a watch stream with its watchers (its client went away).
+    pub fn close_watch_stream(&mut self, stream: StreamId) {
+        self.member
+            .applier_mut()
+            .watchers_mut()
+            .0
+            .close_stream(stream);
+    }
+
+    /// Progress notifications due by `now_ms`, and a bounded amount of catch-up for watchers
+    /// behind the store ([`WATCH_SYNCS_PER_TURN_MAX`] passes), so that catching up slow
+    /// watchers interleaves with writes. Call once per turn, then poll the ready streams.
+    pub fn watch_work(&mut self, now_ms: u64) -> Result<(), mvcc::Error> {
+        let (watchers, kv) = self.member.applier_mut().watchers_mut();
+        if watchers.poll_timeout().is_some_and(|t| t <= now_ms) {
+            watchers.tick(now_ms, kv);
+        }
+        for _ in 0..WATCH_SYNCS_PER_TURN_MAX {
+            if !watchers.needs_sync() {
+                break;
+            }
+            watchers.sync(kv)?;
+        }
+        Ok(())
+    }
+
+    /// The watch streams with responses to poll.
+    pub fn watch_ready_streams(&self) -> Vec<StreamId> {
+        self.member.applier().watchers().ready_streams().collect()
+    }
+
+    /// A watch stream's next response, in order; poll only while its client has room.
+    pub fn poll_watch_response(&mut self, stream: StreamId) -> Option<WatchResponse> {
+        self.member
+            .applier_mut()
+            .watchers_mut()
+            .0
+            .poll_response(stream)
     }
 
     /// The membership as Raft holds it now.
@@ -601,10 +735,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
 
     fn fail(&mut self, waiting: Option<Waiting<W>>, why: Refusal) {
         match waiting {
-            Some(Waiting::Command(w)) => self.respond(w, Response::Command(Err(why))),
+            Some(Waiting::Command(t)) => self.respond(t.waiter, Response::Command(Err(why))),
             Some(Waiting::KeepAlives(list)) => {
-                for (_, _, w) in list {
-                    self.respond(w, Response::KeepAlive(Err(why.clone())));
+                for (_, _, t) in list {
+                    self.respond(t.waiter, Response::KeepAlive(Err(why.clone())));
                 }
             }
             None => {}
@@ -635,7 +769,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         }
     }
 
-    fn ask_read_index(&mut self, now_ms: u64) {
+    fn ask_read_index(&mut self) {
         if self.reads_pending.is_empty() {
             return;
         }
@@ -646,15 +780,12 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.read_ctx += 1;
         let ctx = self.read_ctx;
         let reads = std::mem::take(&mut self.reads_pending);
-        // A refused round drops its reads: their clients time out.
-        if self
+        // A refused round gets no answer: its reads time out.
+        let _ = self
             .member
             .raw_mut()
-            .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()))
-            .is_ok()
-        {
-            self.reads_asked.insert(ctx, (now_ms, reads));
-        }
+            .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()));
+        self.reads_asked.insert(ctx, reads);
     }
 
     /// The leader's lease work: revoke what expired, checkpoint what was renewed.
@@ -691,7 +822,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_ref()) else {
                 continue;
             };
-            if let Some((_, reads)) = self.reads_asked.remove(&u64::from_be_bytes(ctx)) {
+            if let Some(reads) = self.reads_asked.remove(&u64::from_be_bytes(ctx)) {
                 self.reads_ready.push_back((rs.index, reads));
             }
         }
@@ -723,13 +854,13 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                         raft_term: entry.term.max(term),
                     };
                     match waiting {
-                        Waiting::Command(w) => {
+                        Waiting::Command(t) => {
                             let r = result.map(|a| (a, header)).map_err(Refusal::Apply);
-                            self.respond(w, Response::Command(r));
+                            self.respond(t.waiter, Response::Command(r));
                         }
                         Waiting::KeepAlives(list) => {
-                            for (_, ttl, w) in list {
-                                self.respond(w, Response::KeepAlive(Ok((ttl, header))));
+                            for (_, ttl, t) in list {
+                                self.respond(t.waiter, Response::KeepAlive(Ok((ttl, header))));
                             }
                         }
                     }
@@ -742,8 +873,9 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                     if let Some(cc) = cc
                         && let Some(at) = self.conf_waiters.iter().position(|(c, _)| *c == cc)
                     {
-                        let (_, w) = self.conf_waiters.swap_remove(at);
-                        self.respond(w, Response::ConfChange(result.map_err(Refusal::Raft)));
+                        let (_, t) = self.conf_waiters.swap_remove(at);
+                        let r = result.map_err(Refusal::Raft);
+                        self.respond(t.waiter, Response::ConfChange(r));
                     }
                 }
             }
@@ -760,8 +892,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         if ss.role != StateRole::Leader && self.promoted_term.take().is_some() {
             self.member.applier_mut().lessor_mut().demote();
             // Renews waiting for a checkpoint will not get one from this member.
-            for (_, _, w) in std::mem::take(&mut self.renews_pending) {
-                self.respond(w, Response::KeepAlive(Err(Refusal::LeaderChanged)));
+            for (_, _, t) in std::mem::take(&mut self.renews_pending) {
+                self.respond(t.waiter, Response::KeepAlive(Err(Refusal::LeaderChanged)));
             }
         }
     }
@@ -781,26 +913,119 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             return;
         }
         self.stopped = Some(why);
-        for (_, w) in std::mem::take(&mut self.waiters) {
-            self.fail(Some(w), Refusal::Stopped);
-        }
-        for (_, w) in std::mem::take(&mut self.conf_waiters) {
-            self.respond(w, Response::ConfChange(Err(Refusal::Stopped)));
-        }
-        self.reads_pending.clear();
-        self.reads_asked.clear();
-        self.reads_ready.clear();
+        self.refuse_where(|_| true, Refusal::Stopped);
     }
 
-    fn prune(&mut self, now_ms: u64) {
+    /// Drops the waiters whose clients gave up.
+    fn prune(&mut self) {
         self.waiters.retain(|_, w| match w {
-            Waiting::Command(w) => !w.abandoned(),
-            Waiting::KeepAlives(list) => list.iter().any(|(_, _, w)| !w.abandoned()),
+            Waiting::Command(t) => !t.waiter.abandoned(),
+            Waiting::KeepAlives(list) => list.iter().any(|(_, _, t)| !t.waiter.abandoned()),
         });
-        self.conf_waiters.retain(|(_, w)| !w.abandoned());
-        let timeout = self.config.request_timeout_ms;
-        self.reads_asked
-            .retain(|_, (asked, _)| now_ms.saturating_sub(*asked) < timeout);
+        self.conf_waiters.retain(|(_, t)| !t.waiter.abandoned());
+    }
+
+    fn timed(&self, waiter: W, now_ms: u64) -> Timed<W> {
+        Timed {
+            waiter,
+            due_ms: now_ms.saturating_add(self.config.request_timeout_ms),
+        }
+    }
+
+    /// The earliest time a request times out, looking at the oldest request of each kind
+    /// (requests of a kind arrive in order and all wait equally long; a keep-alive riding a
+    /// checkpoint may be older than its proposal, and `tick` catches it within a heartbeat).
+    fn due_ms(&self) -> Option<u64> {
+        let waiter = self.waiters.values().next().and_then(Waiting::due_ms);
+        let conf = self.conf_waiters.first().map(|(_, t)| t.due_ms);
+        let pending = self.reads_pending.first().map(|r| r.timed().due_ms);
+        let asked = self.reads_asked.values().find_map(|reads| reads.first());
+        let ready = self
+            .reads_ready
+            .front()
+            .and_then(|(_, reads)| reads.first());
+        let reads = [asked, ready]
+            .into_iter()
+            .flatten()
+            .map(|r| r.timed().due_ms);
+        let renew = self.renews_pending.first().map(|(_, _, t)| t.due_ms);
+        [waiter, conf, pending, renew]
+            .into_iter()
+            .flatten()
+            .chain(reads)
+            .min()
+    }
+
+    /// Answers every request whose time is up with [`Refusal::Timeout`]. What it proposed
+    /// may still apply; its client then cannot tell, as with etcd's "request timed out".
+    fn expire(&mut self, now_ms: u64) {
+        self.refuse_where(|t| t.due_ms <= now_ms, Refusal::Timeout);
+    }
+
+    /// Answers every waiting request that `late` picks with `why`.
+    fn refuse_where(&mut self, late: impl Fn(&Timed<W>) -> bool, why: Refusal) {
+        let mut out: Vec<(W, Response)> = Vec::new();
+        let seqs: Vec<u64> = self
+            .waiters
+            .iter()
+            .filter(|(_, w)| match w {
+                Waiting::Command(t) => late(t),
+                Waiting::KeepAlives(list) => list.iter().any(|(_, _, t)| late(t)),
+            })
+            .map(|(seq, _)| *seq)
+            .collect();
+        for seq in seqs {
+            match self.waiters.remove(&seq).expect("listed above") {
+                Waiting::Command(t) => out.push((t.waiter, Response::Command(Err(why.clone())))),
+                Waiting::KeepAlives(list) => {
+                    let (gone, kept): (Vec<_>, Vec<_>) =
+                        list.into_iter().partition(|(_, _, t)| late(t));
+                    out.extend(
+                        gone.into_iter()
+                            .map(|(_, _, t)| (t.waiter, Response::KeepAlive(Err(why.clone())))),
+                    );
+                    if !kept.is_empty() {
+                        self.waiters.insert(seq, Waiting::KeepAlives(kept));
+                    }
+                }
+            }
+        }
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.conf_waiters)
+            .into_iter()
+            .partition(|(_, t)| late(t));
+        self.conf_waiters = kept;
+        out.extend(
+            gone.into_iter()
+                .map(|(_, t)| (t.waiter, Response::ConfChange(Err(why.clone())))),
+        );
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.renews_pending)
+            .into_iter()
+            .partition(|(_, _, t)| late(t));
+        self.renews_pending = kept;
+        out.extend(
+            gone.into_iter()
+                .map(|(_, _, t)| (t.waiter, Response::KeepAlive(Err(why.clone())))),
+        );
+        let mut expire_reads = |reads: &mut Vec<Read<W>>| {
+            let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(reads)
+                .into_iter()
+                .partition(|r| late(r.timed()));
+            *reads = kept;
+            out.extend(gone.into_iter().map(|r| match r {
+                Read::Client(t) => (t.waiter, Response::Read(Err(why.clone()))),
+                Read::KeepAlive(_, t) => (t.waiter, Response::KeepAlive(Err(why.clone()))),
+            }));
+        };
+        expire_reads(&mut self.reads_pending);
+        for reads in self.reads_asked.values_mut() {
+            expire_reads(reads);
+        }
+        for (_, reads) in self.reads_ready.iter_mut() {
+            expire_reads(reads);
+        }
+        self.reads_asked.retain(|_, reads| !reads.is_empty());
+        self.reads_ready.retain(|(_, reads)| !reads.is_empty());
+        self.responses.extend(out);
     }
 
     /// Raises NOSPACE for this member when its data outgrows the quota: writes that add data

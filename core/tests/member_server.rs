@@ -1,0 +1,133 @@
+//! The member server's request timeouts: a request with no outcome is answered
+//! `Refusal::Timeout` once the request timeout has passed, `poll_timeout` says when, and a
+//! member that stops answers everything still waiting.
+
+use oxcd_core::lease::{IdGen, LessorConfig};
+use oxcd_core::mvcc::WatchConfig;
+use oxcd_core::node::{
+    Member, MemberConfig, MemberRecord, MemberServer, PolicyConfig, Refusal, Response, Waiter,
+};
+use oxcd_core::raft;
+use oxcd_core::storage::{DiskFaults, SimDisk};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+const ELECTION_MS: u64 = 1000;
+const TICK_MS: u64 = 100;
+
+#[derive(Debug, PartialEq, Eq)]
+struct Client(u32);
+
+impl Waiter for Client {
+    fn abandoned(&self) -> bool {
+        false
+    }
+}
+
+/// Member 1 of a three-voter cluster whose peers never answer: it can neither lead nor
+/// confirm a read.
+fn lonely_member() -> MemberServer<SimDisk, Client> {
+    let voters = vec![1, 2, 3];
+    let mut raft = raft::Config::new(1);
+    raft.election_ticks = (ELECTION_MS / TICK_MS) as usize;
+    let records = voters
+        .iter()
+        .map(|&id| {
+            let record = MemberRecord {
+                id,
+                name: format!("m{id}"),
+                peer_urls: vec![format!("http://m{id}:2380")],
+                client_urls: vec![format!("http://m{id}:2379")],
+            };
+            (id, record.encode())
+        })
+        .collect();
+    let config = MemberConfig {
+        raft,
+        initial_voters: voters,
+        cluster_id: 7,
+        initial_members: records,
+        lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
+        watch: WatchConfig::default(),
+        txn_ops_max: 128,
+    };
+    let disk = SimDisk::new(1, DiskFaults::default());
+    let member = Member::open(disk, config, ChaCha8Rng::seed_from_u64(1), 0).expect("opens");
+    let mut server = MemberServer::new(member, PolicyConfig::new(ELECTION_MS), 1, IdGen::new(1, 0));
+    let cs = server.membership_now();
+    server.on_membership(&cs);
+    server
+}
+
+/// One turn of a driver loop with nothing to send anywhere.
+fn turn(s: &mut MemberServer<SimDisk, Client>, now_ms: u64) -> Vec<(Client, Response)> {
+    s.start_turn(now_ms);
+    while s.has_ready() {
+        let _ = s.early_messages();
+        s.handle_ready(now_ms)
+            .expect("the simulated disk does not fail");
+        s.after_ready(now_ms);
+    }
+    s.finish_turn(now_ms);
+    std::iter::from_fn(|| s.poll_response()).collect()
+}
+
+#[test]
+fn an_unconfirmed_read_times_out_when_poll_timeout_says() {
+    let mut s = lonely_member();
+    let timeout_ms = PolicyConfig::new(ELECTION_MS).request_timeout_ms;
+    s.handle_read(Client(1), 250);
+    assert!(turn(&mut s, 250).is_empty());
+    s.handle_read(Client(2), 400);
+    assert!(turn(&mut s, 400).is_empty());
+    assert_eq!(s.poll_timeout(), Some(250 + timeout_ms));
+    let mut answered = Vec::new();
+    let mut now = 400;
+    while now < 400 + timeout_ms + TICK_MS {
+        now += TICK_MS;
+        s.tick(now, 0);
+        for (client, response) in turn(&mut s, now) {
+            let Response::Read(Err(Refusal::Timeout)) = response else {
+                panic!("{client:?} got {response:?}");
+            };
+            answered.push((client.0, now));
+        }
+    }
+    // Answered at the first tick at or after each one's deadline, not before.
+    assert_eq!(
+        answered,
+        vec![(1, 250 + timeout_ms + 50), (2, 400 + timeout_ms)]
+    );
+    assert_eq!(s.poll_timeout(), None);
+}
+
+#[test]
+fn a_stopping_member_answers_every_waiting_request() {
+    let mut s = lonely_member();
+    s.handle_read(Client(1), 0);
+    assert!(turn(&mut s, 0).is_empty());
+    s.handle_read(Client(2), 10);
+    s.handle_removed_by_peer();
+    let answers: Vec<_> = std::iter::from_fn(|| s.poll_response()).collect();
+    assert_eq!(answers.len(), 2, "{answers:?}");
+    for (_, response) in answers {
+        assert!(
+            matches!(response, Response::Read(Err(Refusal::Stopped))),
+            "{response:?}"
+        );
+    }
+}
+
+#[test]
+fn a_request_is_not_answered_before_its_deadline() {
+    let mut s = lonely_member();
+    let timeout_ms = PolicyConfig::new(ELECTION_MS).request_timeout_ms;
+    s.handle_read(Client(1), 0);
+    assert!(turn(&mut s, 0).is_empty());
+    s.tick(timeout_ms - 1, 0);
+    assert!(turn(&mut s, timeout_ms - 1).is_empty());
+    // A turn at the deadline answers it even without a tick (the driver wakes at
+    // `poll_timeout`).
+    let answers = turn(&mut s, timeout_ms);
+    assert_eq!(answers.len(), 1, "{answers:?}");
+}
