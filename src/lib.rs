@@ -11,8 +11,6 @@
 pub mod alloc;
 pub mod api;
 pub mod clock;
-#[doc(hidden)]
-pub mod fuzzing;
 pub use oxcd_core::{lease, mvcc, node, raft};
 pub mod pb;
 pub mod peer;
