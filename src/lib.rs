@@ -5,16 +5,12 @@
 //! member's apply side) are pure state machines that take time, randomness and messages as
 //! arguments and hand back what they want done. The server, the simulator and the tests each
 //! drive the same core. This crate is the IO around it: the driver, the peer transport, the
-//! gRPC and HTTP front ends, fjall, and `oxctl`.
+//! gRPC and HTTP front ends, and fjall. The client, `oxctl`, is a crate of its own (`ctl/`).
 
 #[cfg(not(madsim))]
 pub mod alloc;
 pub mod api;
 pub mod clock;
-#[cfg(not(madsim))]
-pub mod ctl;
-#[doc(hidden)]
-pub mod fuzzing;
 pub use oxcd_core::{lease, mvcc, node, raft};
 pub mod pb;
 pub mod peer;

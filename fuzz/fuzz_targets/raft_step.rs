@@ -1,7 +1,7 @@
 //! One Raft member driven by owner calls and messages from correct peers: see
-//! `oxcd::fuzzing::raft_step`.
+//! `oxcd_fuzzing::raft_step`.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 
-fuzz_target!(|data: &[u8]| oxcd::fuzzing::raft_step(data));
+fuzz_target!(|data: &[u8]| oxcd_fuzzing::raft_step(data));

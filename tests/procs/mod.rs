@@ -17,8 +17,8 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
 use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -33,6 +33,25 @@ pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 /// The oxcd binary Cargo built for this test run.
 pub fn oxcd_bin() -> &'static str {
     env!("CARGO_BIN_EXE_oxcd")
+}
+
+/// The oxctl binary, beside [`oxcd_bin`]. It belongs to the `oxctl` crate (`ctl/`), and Cargo
+/// tells a test only about its own package's binaries, so it is looked for where a workspace
+/// build puts it. `cargo test --workspace` builds it first (its own crate's tests need it);
+/// `cargo test -p oxcd` does not, and may run an oxctl built earlier.
+pub fn oxctl_bin() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        let path = Path::new(oxcd_bin()).with_file_name("oxctl");
+        assert!(
+            path.is_file(),
+            "{} is missing: build it first: cargo build -p oxctl",
+            path.display()
+        );
+        path.to_str()
+            .expect("Cargo's target path is UTF-8")
+            .to_owned()
+    })
 }
 
 /// Ports handed out by this test process, so two members of the same run never share one
@@ -442,7 +461,7 @@ impl Client {
     fn program(self) -> &'static str {
         match self {
             Client::Etcdctl => "etcdctl",
-            Client::Oxctl => env!("CARGO_BIN_EXE_oxctl"),
+            Client::Oxctl => oxctl_bin(),
         }
     }
 }

@@ -1,12 +1,17 @@
 //! `oxctl`, the command-line client: etcdctl 3.4's commands, flags, outputs and exit codes,
 //! against any etcd v3 endpoint (oxcd or etcd).
 //!
-//! This module owns the command line ([`Cli`]), talking to the endpoints, and turning each
+//! This crate owns the command line ([`Cli`]), talking to the endpoints, and turning each
 //! command's answer into what etcdctl prints ([`print`]); [`txn`] parses the transaction
 //! language and the put / get / del arguments; [`json`] and [`table`] are etcdctl's text
 //! forms. It does not serve anything, and it keeps no state between runs.
 //!
 //! Not here yet: auth (`--user`), TLS, `lock`, `elect`, `make-mirror`, `check`, `-w protobuf`.
+//!
+//! It uses the server crate only for the generated gRPC types ([`oxcd::pb`]) and the snapshot
+//! file format (`snapshot restore` and `status`). The client talks to real endpoints, so the
+//! simulation build (`--cfg madsim`) leaves this crate empty.
+#![cfg(not(madsim))]
 
 pub mod bench;
 pub mod json;
@@ -14,9 +19,9 @@ pub mod print;
 pub mod table;
 pub mod txn;
 
-use crate::pb::etcdserverpb as pb;
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
+use oxcd::pb::etcdserverpb as pb;
 use pb::cluster_client::ClusterClient;
 use pb::kv_client::KvClient;
 use pb::lease_client::LeaseClient;
@@ -1057,7 +1062,7 @@ impl Cli {
             SnapshotCommand::Restore { path, data_dir } => {
                 #[cfg(not(madsim))]
                 {
-                    crate::storage::restore_file(
+                    oxcd::storage::restore_file(
                         std::path::Path::new(path),
                         std::path::Path::new(data_dir),
                     )
@@ -1068,8 +1073,8 @@ impl Cli {
             SnapshotCommand::Status { path } => {
                 let file = std::fs::read(path)
                     .map_err(|e| CtlError::new(EXIT_ERROR, format!("{path}: {e}")))?;
-                let status = crate::storage::snapshot::unseal(&file)
-                    .and_then(crate::storage::snapshot::status)
+                let status = oxcd::storage::snapshot::unseal(&file)
+                    .and_then(oxcd::storage::snapshot::status)
                     .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
                 let row = vec![
                     format!("{:x}", status.hash),

@@ -1,5 +1,5 @@
 //! oxctl, the command-line client: etcdctl 3.4's commands, flags and outputs (see
-//! [`oxcd::ctl`]). Failures print `Error: <why>` on stderr and exit with etcdctl's codes.
+//! [`oxctl`]). Failures print `Error: <why>` on stderr and exit with etcdctl's codes.
 
 // mimalloc (see `oxcd::alloc`): the same allocator as the server's.
 #[cfg(not(madsim))]
@@ -12,7 +12,7 @@ oxcd::set_options_at_load!();
 fn main() -> std::process::ExitCode {
     use clap::Parser;
     use std::io::Write;
-    let cli = oxcd::ctl::Cli::parse();
+    let cli = oxctl::Cli::parse();
     let runtime = if cli.is_bench() {
         tokio::runtime::Builder::new_multi_thread()
     } else {

@@ -8,8 +8,8 @@
 use super::json::{self, Obj, go_quote};
 use super::table::{humanize_bytes, render};
 use super::{CtlError, EXIT_BAD_FEATURE};
-use crate::pb::etcdserverpb as pb;
-use crate::pb::mvccpb;
+use oxcd::pb::etcdserverpb as pb;
+use oxcd::pb::mvccpb;
 
 /// `-w` / `--write-out`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

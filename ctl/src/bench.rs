@@ -11,9 +11,9 @@
 //! request is counted, not timed, and makes the run exit non-zero after the summary.
 
 use super::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR, connect, kv, lease, rpc_error};
-use crate::pb::etcdserverpb as pb;
 use bytes::Bytes;
 use hdrhistogram::Histogram;
+use oxcd::pb::etcdserverpb as pb;
 use pb::watch_client::WatchClient;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

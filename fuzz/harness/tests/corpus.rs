@@ -1,5 +1,5 @@
 //! Replays the checked-in fuzz corpus (`fuzz/corpus/<target>/*`) through the harness each
-//! cargo-fuzz target calls (`oxcd::fuzzing`), on the stable toolchain and without libFuzzer:
+//! cargo-fuzz target calls (`oxcd_fuzzing`), on the stable toolchain and without libFuzzer:
 //! every input the fuzzer once found interesting stays a regression test.
 //!
 //! It fails when a target has no corpus directory or an empty one, or a corpus directory has
@@ -13,16 +13,20 @@ type Harness = fn(&[u8]);
 
 /// Each cargo-fuzz target (`fuzz/fuzz_targets/<name>.rs`) and the harness it calls.
 const TARGETS: &[(&str, Harness)] = &[
-    ("command_decode", oxcd::fuzzing::command_decode),
-    ("conf_change_decode", oxcd::fuzzing::conf_change_decode),
-    ("raft_step", oxcd::fuzzing::raft_step),
-    ("request_decode", oxcd::fuzzing::request_decode),
-    ("snapshot_read", oxcd::fuzzing::snapshot_read),
-    ("stored_value_decode", oxcd::fuzzing::stored_value_decode),
+    ("command_decode", oxcd_fuzzing::command_decode),
+    ("conf_change_decode", oxcd_fuzzing::conf_change_decode),
+    ("raft_step", oxcd_fuzzing::raft_step),
+    ("request_decode", oxcd_fuzzing::request_decode),
+    ("snapshot_read", oxcd_fuzzing::snapshot_read),
+    ("stored_value_decode", oxcd_fuzzing::stored_value_decode),
 ];
 
+/// `fuzz/`, the cargo-fuzz crate's directory, which holds this crate's (`fuzz/harness/`).
 fn fuzz_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("the harness lives in fuzz/harness")
+        .to_path_buf()
 }
 
 /// The names of the entries in `dir` (files or directories, as `want_dirs` says), sorted.
@@ -60,22 +64,22 @@ fn replay(target: &str, harness: Harness) {
 
 #[test]
 fn command_decode_corpus() {
-    replay("command_decode", oxcd::fuzzing::command_decode);
+    replay("command_decode", oxcd_fuzzing::command_decode);
 }
 
 #[test]
 fn conf_change_decode_corpus() {
-    replay("conf_change_decode", oxcd::fuzzing::conf_change_decode);
+    replay("conf_change_decode", oxcd_fuzzing::conf_change_decode);
 }
 
 #[test]
 fn raft_step_corpus() {
-    replay("raft_step", oxcd::fuzzing::raft_step);
+    replay("raft_step", oxcd_fuzzing::raft_step);
 }
 
 #[test]
 fn request_decode_corpus() {
-    replay("request_decode", oxcd::fuzzing::request_decode);
+    replay("request_decode", oxcd_fuzzing::request_decode);
 }
 
 #[test]
@@ -99,10 +103,10 @@ fn every_target_has_a_corpus_and_every_corpus_a_target() {
 
 #[test]
 fn snapshot_read_corpus() {
-    replay("snapshot_read", oxcd::fuzzing::snapshot_read);
+    replay("snapshot_read", oxcd_fuzzing::snapshot_read);
 }
 
 #[test]
 fn stored_value_decode_corpus() {
-    replay("stored_value_decode", oxcd::fuzzing::stored_value_decode);
+    replay("stored_value_decode", oxcd_fuzzing::stored_value_decode);
 }

@@ -1,6 +1,8 @@
 //! Fuzz harnesses: deterministic functions of a byte string, shared by the cargo-fuzz targets
-//! in `fuzz/` and by the corpus replay test `tests/fuzz_corpus.rs`. Not part of the API (hidden
-//! from the docs); a harness panics exactly when it found something.
+//! in `fuzz/fuzz_targets/` and by this crate's corpus replay test (`tests/corpus.rs`). A harness
+//! panics exactly when it found something. It reaches the core (Raft, the log's codec, stored
+//! values, snapshots) through `oxcd-core` and the API edge (`api::convert`, the generated
+//! protobuf types, the peer codec) through `oxcd`; neither crate knows about it.
 //!
 //! What it does not do: no clock, no OS randomness, no threads, no I/O. The same bytes always
 //! take the same path, so any input the fuzzer reports replays on the stable toolchain.
@@ -139,14 +141,14 @@
 //! wrapped in a frame of the right kind with a correct checksum, so the fuzzer also reaches
 //! the payload parsers behind the CRC.
 
-use crate::node::Command;
-use crate::raft::{
+use bytes::Bytes;
+use oxcd_core::node::Command;
+use oxcd_core::raft::{
     CAMPAIGN_TRANSFER, ConfChange, ConfChangeKind, ConfChangeSingle, ConfChangeTransition,
     ConfState, Config, Entry, EntryKind, HardState, MemStorage, Message, MessageKind, NONE, NodeId,
     RawNode, Ready, Snapshot, SnapshotMetadata, SnapshotStatus, StateRole, Storage,
 };
-use crate::storage::codec::{FRAME_PAYLOAD_BYTES_MAX, Kind, encode_frame};
-use bytes::Bytes;
+use oxcd_core::storage::codec::{FRAME_PAYLOAD_BYTES_MAX, Kind, encode_frame};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
@@ -194,9 +196,9 @@ pub const REQUEST_KINDS: u8 = 8;
 /// The API edge's decoding and conversion never panic; what converts round-trips through the
 /// wire, and writes through the log's codec.
 pub fn request_decode(data: &[u8]) {
-    use crate::api::convert as c;
-    use crate::pb::etcdserverpb as pb;
-    use crate::pb::peer;
+    use oxcd::api::convert as c;
+    use oxcd::pb::etcdserverpb as pb;
+    use oxcd::pb::peer;
     use prost::Message as _;
     let Some((&selector, body)) = data.split_first() else {
         return;
@@ -273,11 +275,11 @@ pub fn request_decode(data: &[u8]) {
                 return;
             };
             for m in batch.messages {
-                let Ok(m) = crate::peer::codec::raft_message_from_pb(m) else {
+                let Ok(m) = oxcd::peer::codec::raft_message_from_pb(m) else {
                     continue;
                 };
-                let again = crate::peer::codec::raft_message_from_pb(through_bytes(
-                    &crate::peer::codec::raft_message_to_pb(&m),
+                let again = oxcd::peer::codec::raft_message_from_pb(through_bytes(
+                    &oxcd::peer::codec::raft_message_to_pb(&m),
                 ));
                 assert_eq!(again, Ok(m), "a Raft message changed through the wire");
             }
@@ -1174,8 +1176,8 @@ impl Harness {
 
 /// Every stored-value decoder never panics, and what it accepts is canonical.
 pub fn stored_value_decode(data: &[u8]) {
-    use crate::storage::codec::{self as c, encode_frame_keyed};
-    use crate::storage::{decode_journal_frame, encode_journal_frame};
+    use oxcd_core::storage::codec::{self as c, encode_frame_keyed};
+    use oxcd_core::storage::{decode_journal_frame, encode_journal_frame};
     let [selector, key_len, rest @ ..] = data else {
         return;
     };
@@ -1226,8 +1228,8 @@ pub fn stored_value_decode(data: &[u8]) {
 
 /// `read_snapshot` never panics; what it accepts restores, and re-encodes to the same pairs.
 pub fn snapshot_read(data: &[u8]) {
-    use crate::storage::snapshot::{self, SnapshotWriter};
-    use crate::storage::{DiskFaults, Engine, SimDisk};
+    use oxcd_core::storage::snapshot::{self, SnapshotWriter};
+    use oxcd_core::storage::{DiskFaults, Engine, SimDisk};
     let Ok(restored) = snapshot::read_snapshot(data) else {
         return;
     };
@@ -1273,11 +1275,11 @@ mod tests {
 
     #[test]
     fn snapshot_read_accepts_what_the_writer_writes() {
-        use crate::storage::snapshot::SnapshotWriter;
-        use crate::storage::{DiskFaults, Engine, SimDisk, Space, WriteBatch, codec};
+        use oxcd_core::storage::snapshot::SnapshotWriter;
+        use oxcd_core::storage::{DiskFaults, Engine, SimDisk, Space, WriteBatch, codec};
         let disk = SimDisk::new(0, DiskFaults::default());
         let mut batch = WriteBatch::default();
-        let lease = crate::mvcc::LeaseRecord {
+        let lease = oxcd_core::mvcc::LeaseRecord {
             id: 1,
             ttl_s: 5,
             remaining_ms: 5000,

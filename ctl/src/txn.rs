@@ -5,8 +5,8 @@
 //! nothing.
 
 use super::{CtlError, EXIT_BAD_ARGS, EXIT_INVALID_INPUT};
-use crate::pb::etcdserverpb as pb;
 use bytes::Bytes;
+use oxcd::pb::etcdserverpb as pb;
 
 /// `get`'s options, shared by the `get` command and txn lines.
 #[derive(Clone, Debug, Default, clap::Args)]
