@@ -5,6 +5,7 @@
 //! What it does not do: touch the member. Every service talks to the driver through a
 //! [`crate::server::driver::NodeHandle`].
 
+pub mod auth;
 #[cfg(not(madsim))]
 mod authority;
 pub mod cluster;
@@ -18,6 +19,7 @@ pub mod lease;
 pub mod maintenance;
 pub mod watch;
 
+use crate::pb::etcdserverpb::auth_server::AuthServer;
 use crate::pb::etcdserverpb::cluster_server::ClusterServer;
 use crate::pb::etcdserverpb::kv_server::KvServer;
 use crate::pb::etcdserverpb::lease_server::LeaseServer;
@@ -28,6 +30,17 @@ use crate::server::driver::NodeHandle;
 use crate::server::resolve;
 use std::net::SocketAddr;
 use tokio::sync::watch::Receiver;
+
+/// The credentials a request carries: etcd's `token` metadata, or `authorization` (what the
+/// JSON gateway forwards). An empty token counts as one (an invalid one), as in etcd.
+pub fn credential<T>(request: &tonic::Request<T>) -> crate::node::Credential {
+    let md = request.metadata();
+    let token = md.get("token").or_else(|| md.get("authorization"));
+    match token.map(|v| v.to_str().unwrap_or_default().to_string()) {
+        Some(t) => crate::node::Credential::Token(t),
+        None => crate::node::Credential::None,
+    }
+}
 
 /// Starts the client listeners (etcd's gRPC services and the HTTP endpoints) and the metrics
 /// listeners of `handle`'s configuration: the member's [`crate::server::FrontEnds`].
@@ -70,6 +83,7 @@ fn serve_clients(
         .max_decoding_message_size(limit)
         .max_encoding_message_size(usize::MAX);
     let health = HealthServer::new(health::HealthService::new(handle.clone()));
+    let auth = AuthServer::new(auth::AuthService::new(handle.clone()));
     let mut stop = shutdown;
     tokio::spawn(async move {
         let signal = async move {
@@ -82,6 +96,7 @@ fn serve_clients(
                 .add_service(lease)
                 .add_service(cluster)
                 .add_service(maintenance)
+                .add_service(auth)
                 .add_service(health);
             let router = routes
                 .into_axum_router()
@@ -114,6 +129,7 @@ fn serve_clients(
             .add_service(lease)
             .add_service(cluster)
             .add_service(maintenance)
+            .add_service(auth)
             .add_service(health)
             .serve_with_shutdown(addr, signal)
             .await;

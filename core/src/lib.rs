@@ -10,12 +10,14 @@
 //!
 //! - [`raft`]: consensus (`RawNode`: tick, step, propose, read_index, ready/advance).
 //! - [`mvcc`]: the revisioned store, its backend trait and the watchers.
+//! - [`auth`]: users, roles, key permissions and simple tokens.
 //! - [`lease`]: the lessor (grant, revoke, keep-alive, expiry, checkpoints).
 //! - [`node`]: a member's apply side and the member over durable storage.
 //! - [`storage`]: the storage traits and codecs, snapshots, and the simulated disk.
 
 #![deny(missing_docs)]
 
+pub mod auth;
 pub mod lease;
 pub mod mvcc;
 pub mod node;

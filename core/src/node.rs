@@ -19,6 +19,6 @@ pub use codec::{RequestId, TXN_DEPTH_MAX};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
 pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{
-    Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
+    Credential, Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
     REMOVED_MESSAGE, Refusal, Response, WATCH_SYNCS_PER_TURN_MAX, Waiter, WatchRequest, WatchTaken,
 };

@@ -7,6 +7,7 @@
 //! match on code and text, which follow etcd 3.4's `rpctypes` table. What it does not do: decide
 //! when an error happens, or retry.
 
+use crate::auth::AuthError;
 use crate::lease;
 use crate::mvcc;
 use crate::node::ApplyError;
@@ -120,7 +121,44 @@ pub fn apply_status(e: &ApplyError) -> Status {
         ApplyError::Lease(e) => lease_status(e),
         ApplyError::NoSpace => ServerError::NoSpace.status(),
         ApplyError::Corrupt => ServerError::Corrupt.status(),
+        ApplyError::Auth(e) => auth_status(e),
     }
+}
+
+/// The status for an auth error: etcd's `rpctypes` code and message (its own words, not the
+/// auth store's), or, for the few errors etcd leaves out of that table, `Unknown` with the
+/// store's text as etcd sends it.
+pub fn auth_status(e: &AuthError) -> Status {
+    use AuthError as E;
+    let (code, message) = match e {
+        E::RootUserNotExist => (Code::FailedPrecondition, "root user does not exist"),
+        E::RootRoleNotExist => (
+            Code::FailedPrecondition,
+            "root user does not have root role",
+        ),
+        E::UserAlreadyExist => (Code::FailedPrecondition, "user name already exists"),
+        E::UserEmpty => (Code::InvalidArgument, "user name is empty"),
+        E::UserNotFound => (Code::FailedPrecondition, "user name not found"),
+        E::RoleAlreadyExist => (Code::FailedPrecondition, "role name already exists"),
+        E::RoleNotFound => (Code::FailedPrecondition, "role name not found"),
+        E::RoleEmpty => (Code::InvalidArgument, "role name is empty"),
+        E::AuthFailed => (
+            Code::InvalidArgument,
+            "authentication failed, invalid user ID or password",
+        ),
+        E::PermissionDenied => (Code::PermissionDenied, "permission denied"),
+        E::RoleNotGranted => (Code::FailedPrecondition, "role is not granted to the user"),
+        E::PermissionNotGranted => (
+            Code::FailedPrecondition,
+            "permission is not granted to the role",
+        ),
+        E::AuthNotEnabled => (Code::FailedPrecondition, "authentication is not enabled"),
+        E::InvalidAuthToken => (Code::Unauthenticated, "invalid auth token"),
+        E::InvalidAuthMgmt => (Code::InvalidArgument, "invalid auth management"),
+        E::AuthOldRevision => (Code::InvalidArgument, "revision of auth store is old"),
+        E::NoPasswordUser => return Status::unknown(e.to_string()),
+    };
+    status(code, message)
 }
 
 fn status(code: Code, message: impl Display) -> Status {

@@ -44,9 +44,10 @@ impl Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
+        let who = super::credential(&request);
         let req = convert::range_request(request.into_inner())?;
         mvcc::check_range(&req).map_err(|e| mvcc_status(&e))?;
-        let (resp, at) = self.h.range(req).await?;
+        let (resp, at) = self.h.range(who, req).await?;
         Ok(Response::new(convert::range_response(
             resp,
             header(&self.h, at),
@@ -57,11 +58,12 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
+        let who = super::credential(&request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::put_request(pbreq);
         mvcc::check_put(&req).map_err(|e| mvcc_status(&e))?;
-        match self.h.propose(Command::Put(req)).await? {
+        match self.h.propose_as(who, Command::Put(req)).await? {
             (Applied::Put(r), at) => {
                 Ok(Response::new(convert::put_response(r, header(&self.h, at))))
             }
@@ -73,11 +75,12 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
+        let who = super::credential(&request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::delete_range_request(pbreq);
         mvcc::check_delete(&req).map_err(|e| mvcc_status(&e))?;
-        match self.h.propose(Command::DeleteRange(req)).await? {
+        match self.h.propose_as(who, Command::DeleteRange(req)).await? {
             (Applied::DeleteRange(r), at) => Ok(Response::new(convert::delete_range_response(
                 r,
                 header(&self.h, at),
@@ -90,11 +93,12 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
+        let who = super::credential(&request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::txn_request(pbreq)?;
         mvcc::check_txn(&req, self.h.config.max_txn_ops).map_err(|e| mvcc_status(&e))?;
-        match self.h.propose(Command::Txn(req)).await? {
+        match self.h.propose_as(who, Command::Txn(req)).await? {
             (Applied::Txn(r), at) => {
                 Ok(Response::new(convert::txn_response(r, header(&self.h, at))))
             }

@@ -72,8 +72,9 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
+        let who = super::credential(&request);
         let id = request.into_inner().id;
-        let (_, at) = self.h.propose(Command::LeaseRevoke { id }).await?;
+        let (_, at) = self.h.propose_as(who, Command::LeaseRevoke { id }).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {
             header: Some(header(&self.h, at)),
         }))

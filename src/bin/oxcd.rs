@@ -104,6 +104,15 @@ mod real {
         /// Maximum number of operations permitted in a transaction.
         #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
         max_txn_ops: usize,
+        /// The bcrypt cost for hashing passwords (4 to 31; others: 10).
+        #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
+        bcrypt_cost: u32,
+        /// Auth token type: 'simple' (JWT tokens are not served yet).
+        #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
+        auth_token: String,
+        /// How long a simple token lives past its last use, in seconds.
+        #[arg(long, env = "ETCD_AUTH_TOKEN_TTL", default_value_t = 300)]
+        auth_token_ttl: u64,
         /// Interpret auto-compaction-retention as 'periodic' (duration) or 'revision'.
         #[arg(long, env = "ETCD_AUTO_COMPACTION_MODE", default_value = "periodic")]
         auto_compaction_mode: String,
@@ -255,6 +264,22 @@ mod real {
         }
         c.max_request_bytes = f.max_request_bytes;
         c.max_txn_ops = f.max_txn_ops;
+        c.bcrypt_cost = if (4..=31).contains(&f.bcrypt_cost) {
+            f.bcrypt_cost
+        } else {
+            tracing::warn!(
+                cost = f.bcrypt_cost,
+                "invalid --bcrypt-cost: outside 4..=31; using 10"
+            );
+            10
+        };
+        if f.auth_token.split(',').next() != Some("simple") {
+            return Err(format!(
+                "--auth-token {}: only simple tokens are served so far",
+                f.auth_token
+            ));
+        }
+        c.auth_token_ttl_ms = f.auth_token_ttl.max(1).saturating_mul(1000);
         c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;
         c.listen_metrics = listen_metrics
             .iter()

@@ -50,6 +50,10 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// The bcrypt cost passwords are hashed with (`--bcrypt-cost`).
+    pub bcrypt_cost: u32,
+    /// How long a simple token lives past its last use (`--auth-token-ttl`).
+    pub auth_token_ttl_ms: u64,
     pub auto_compaction: AutoCompaction,
     /// `host:port` addresses for a separate /metrics, /health and /version listener.
     pub listen_metrics: Vec<String>,
@@ -98,6 +102,8 @@ impl ServerConfig {
             snapshot_catchup_entries: 5000,
             quota_backend_bytes: QUOTA_BACKEND_BYTES_DEFAULT,
             max_request_bytes: 1024 * 1024 * 3 / 2,
+            bcrypt_cost: 10,
+            auth_token_ttl_ms: 300_000,
             max_txn_ops: 128,
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),

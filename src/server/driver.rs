@@ -20,7 +20,8 @@ use super::error::{Error, ServerError};
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
 use crate::node::{
-    Applied, Command, Member, MemberServer, PolicyConfig, Response, WatchRequest, WatchTaken,
+    Applied, ApplyError, Command, Credential, Member, MemberServer, PolicyConfig, Response,
+    WatchRequest, WatchTaken,
 };
 pub use crate::node::{Header, REMOVED_MESSAGE};
 use crate::peer::transport::Transport;
@@ -52,6 +53,9 @@ pub enum Input {
     /// Propose a command; answered once it applied.
     Propose {
         cmd: Command,
+        /// A client's credentials: the command is checked and wrapped for the check at
+        /// apply. `None`: the server's own command, proposed as it is.
+        who: Option<Credential>,
         reply: Reply<(Applied, Header)>,
     },
     /// Propose a membership change; answered with the membership once it applied.
@@ -161,7 +165,43 @@ impl NodeHandle {
     /// Proposes `cmd` and waits for its outcome.
     pub async fn propose(&self, cmd: Command) -> Result<(Applied, Header), Error> {
         let (reply, rx) = oneshot::channel();
-        self.send_and_wait(Input::Propose { cmd, reply }, rx).await
+        self.send_and_wait(
+            Input::Propose {
+                cmd,
+                who: None,
+                reply,
+            },
+            rx,
+        )
+        .await
+    }
+
+    /// Proposes a client's command, sent with credentials `who`, and waits for its outcome.
+    pub async fn propose_as(
+        &self,
+        who: Credential,
+        cmd: Command,
+    ) -> Result<(Applied, Header), Error> {
+        let (reply, rx) = oneshot::channel();
+        let who = Some(who);
+        self.send_and_wait(Input::Propose { cmd, who, reply }, rx)
+            .await
+    }
+
+    /// Runs `f` in the driver once `who` is known to be allowed what only root may do.
+    pub async fn run_as_admin<T: Send + 'static>(
+        &self,
+        who: Credential,
+        f: impl FnOnce(&mut Driver) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        self.run(false, move |d| {
+            let now = d.now_ms();
+            d.server
+                .authorize_admin(&who, now)
+                .map_err(ApplyError::Auth)?;
+            f(d)
+        })
+        .await
     }
 
     pub async fn conf_change(&self, cc: ConfChange) -> Result<ConfState, Error> {
@@ -224,12 +264,23 @@ impl NodeHandle {
 
     /// A range read: serializable ones from this member's applied state, others after a
     /// ReadIndex round.
-    pub async fn range(&self, req: RangeRequest) -> Result<(RangeResponse, Header), Error> {
+    pub async fn range(
+        &self,
+        who: Credential,
+        req: RangeRequest,
+    ) -> Result<(RangeResponse, Header), Error> {
         let linearizable = !req.serializable
             && !self
                 .config
                 .has_bug(super::config::ServerBug::LocalLinearizableReads);
-        self.run(linearizable, move |d| d.range(&req)).await
+        self.run(linearizable, move |d| {
+            let now = d.now_ms();
+            d.server
+                .authorize_read(&who, &req.key, &req.range_end, now)
+                .map_err(ApplyError::Auth)?;
+            d.range(&req)
+        })
+        .await
     }
 
     /// Hands a peer's message to the driver; dropped when the inbox is full (Raft resends).
@@ -333,12 +384,16 @@ impl Driver {
         };
         // Sequence numbers and lease IDs start from the wall clock, so a restarted member
         // reuses neither the numbers of proposals still in the log nor granted IDs.
-        let server = MemberServer::new(
+        let mut server = MemberServer::new(
             member,
             policy,
             wall_ms << 20,
             IdGen::new(member_id, wall_ms),
         );
+        server
+            .member_mut()
+            .applier_mut()
+            .set_token_ttl_ms(config.auth_token_ttl_ms);
         Driver {
             server,
             config,
@@ -415,8 +470,18 @@ impl Driver {
 
     fn handle_input(&mut self, input: Input) {
         match input {
-            Input::Propose { cmd, reply } => {
+            Input::Propose { cmd, who, reply } => {
                 let now = self.now_ms();
+                let cmd = match who {
+                    None => cmd,
+                    Some(who) => match self.server.authorize(&who, cmd, now) {
+                        Ok(cmd) => cmd,
+                        Err(e) => {
+                            let _ = reply.send(Err(ApplyError::Auth(e).into()));
+                            return;
+                        }
+                    },
+                };
                 self.server
                     .handle_propose(cmd, Waiting::Command(reply), now);
             }

@@ -59,6 +59,8 @@ pub struct Batch {
     pub members: Vec<(u64, Option<Bytes>)>,
     /// Alarms to raise (`true`) or clear (`false`).
     pub alarms: Vec<(Alarm, bool)>,
+    /// The auth state to store (the auth module's encoding), replacing the stored one.
+    pub auth: Option<Bytes>,
 }
 
 /// A raised alarm: the member it names and etcd's `AlarmType` number (1 NOSPACE, 2 CORRUPT).
@@ -80,6 +82,7 @@ impl Batch {
             && self.leases.is_empty()
             && self.members.is_empty()
             && self.alarms.is_empty()
+            && self.auth.is_none()
     }
 
     /// Adds `other`'s changes after this batch's.
@@ -90,6 +93,9 @@ impl Batch {
         self.leases.extend(other.leases);
         self.members.extend(other.members);
         self.alarms.extend(other.alarms);
+        if other.auth.is_some() {
+            self.auth = other.auth;
+        }
     }
 }
 
@@ -125,8 +131,11 @@ pub trait Backend {
     /// Every raised alarm, in [`Alarm`] order.
     fn alarms(&self) -> Result<Vec<Alarm>, BackendError>;
 
+    /// The stored auth state, if any was stored.
+    fn auth(&self) -> Result<Option<Bytes>, BackendError>;
+
     /// Applies a batch atomically: deletes, then puts, then meta, then leases, then members,
-    /// then alarms.
+    /// then alarms, then the auth state.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
 }
 
@@ -138,6 +147,7 @@ pub struct MemBackend {
     leases: BTreeMap<i64, LeaseRecord>,
     members: BTreeMap<u64, Bytes>,
     alarms: std::collections::BTreeSet<Alarm>,
+    auth: Option<Bytes>,
 }
 
 impl MemBackend {
@@ -204,7 +214,14 @@ impl Backend for MemBackend {
                 self.alarms.remove(&alarm);
             }
         }
+        if let Some(auth) = batch.auth {
+            self.auth = Some(auth);
+        }
         Ok(())
+    }
+
+    fn auth(&self) -> Result<Option<Bytes>, BackendError> {
+        Ok(self.auth.clone())
     }
 
     fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError> {

@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! command     = tag (1 Put, 2 DeleteRange, 3 Txn, 4 Compact, 5 LeaseGrant, 6 LeaseRevoke,
-//!               7 LeaseCheckpoint, 8 SetMember, 9 Alarm), then its body
+//!               7 LeaseCheckpoint, 8 SetMember, 9 Alarm, 10 Auth, 11 Authed), then its body
 //! Put         = key, value, lease i64, prev_kv, ignore_value, ignore_lease
 //! DeleteRange = key, range_end, prev_kv
 //! Txn         = count, compare*, count, op* (success), count, op* (failure)
@@ -27,6 +27,8 @@
 //! LeaseCheckpoint = count, (id i64, remaining_ms u64)*
 //! SetMember   = id u64, record
 //! Alarm       = action u8 (0 get, 1 activate, 2 deactivate), member u64, type i32
+//! Auth        = an auth command (`auth::AuthCommand`'s tag and fields)
+//! Authed      = user, auth_revision u64, command (any but Authed)
 //! ```
 //!
 //! A proposal ([`Kind::Proposal`]) is the same command payload after the proposer's
@@ -45,6 +47,7 @@
 //! bounds no size below the frame's limit: the request size limit is the API edge's too.
 
 use super::apply::{AlarmAction, Command};
+use crate::auth::AuthCommand;
 use crate::lease::LeaseId;
 use crate::mvcc::{
     Compare, CompareResult, CompareTarget, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp,
@@ -67,6 +70,8 @@ const CMD_LEASE_REVOKE: u8 = 6;
 const CMD_LEASE_CHECKPOINT: u8 = 7;
 const CMD_SET_MEMBER: u8 = 8;
 const CMD_ALARM: u8 = 9;
+const CMD_AUTH: u8 = 10;
+const CMD_AUTHED: u8 = 11;
 
 // etcd's `RequestOp` oneof field numbers.
 const OP_RANGE: u8 = 1;
@@ -120,56 +125,7 @@ impl Command {
             Command::LeaseCheckpoint(batch) => 5 + batch.len() * CHECKPOINT_BYTES,
             _ => 64,
         });
-        match self {
-            Command::Put(p) => {
-                w.u8(CMD_PUT);
-                write_put(&mut w, p);
-            }
-            Command::DeleteRange(d) => {
-                w.u8(CMD_DELETE_RANGE);
-                write_delete_range(&mut w, d);
-            }
-            Command::Txn(t) => {
-                w.u8(CMD_TXN);
-                write_txn(&mut w, t, 1);
-            }
-            Command::Compact { revision } => {
-                w.u8(CMD_COMPACT);
-                w.i64(*revision);
-            }
-            Command::LeaseGrant { id, ttl_s } => {
-                w.u8(CMD_LEASE_GRANT);
-                w.i64(*id);
-                w.i64(*ttl_s);
-            }
-            Command::LeaseRevoke { id } => {
-                w.u8(CMD_LEASE_REVOKE);
-                w.i64(*id);
-            }
-            Command::LeaseCheckpoint(batch) => {
-                w.u8(CMD_LEASE_CHECKPOINT);
-                write_count(&mut w, batch.len());
-                for &(id, remaining_ms) in batch {
-                    w.i64(id);
-                    w.u64(remaining_ms);
-                }
-            }
-            Command::SetMember { id, record } => {
-                w.u8(CMD_SET_MEMBER);
-                w.u64(*id);
-                w.bytes(record);
-            }
-            Command::Alarm {
-                action,
-                member,
-                kind,
-            } => {
-                w.u8(CMD_ALARM);
-                w.u8(*action as u8);
-                w.u64(*member);
-                w.u32(*kind as u32);
-            }
-        }
+        write_command(&mut w, self);
         w.finish()
     }
 
@@ -200,6 +156,77 @@ impl Command {
                 ..
             }) => Ok((None, Command::decode(buf)?)),
             Err(e) => Err(e),
+        }
+    }
+}
+
+fn write_command(w: &mut Writer, cmd: &Command) {
+    match cmd {
+        Command::Put(p) => {
+            w.u8(CMD_PUT);
+            write_put(w, p);
+        }
+        Command::DeleteRange(d) => {
+            w.u8(CMD_DELETE_RANGE);
+            write_delete_range(w, d);
+        }
+        Command::Txn(t) => {
+            w.u8(CMD_TXN);
+            write_txn(w, t, 1);
+        }
+        Command::Compact { revision } => {
+            w.u8(CMD_COMPACT);
+            w.i64(*revision);
+        }
+        Command::LeaseGrant { id, ttl_s } => {
+            w.u8(CMD_LEASE_GRANT);
+            w.i64(*id);
+            w.i64(*ttl_s);
+        }
+        Command::LeaseRevoke { id } => {
+            w.u8(CMD_LEASE_REVOKE);
+            w.i64(*id);
+        }
+        Command::LeaseCheckpoint(batch) => {
+            w.u8(CMD_LEASE_CHECKPOINT);
+            write_count(w, batch.len());
+            for &(id, remaining_ms) in batch {
+                w.i64(id);
+                w.u64(remaining_ms);
+            }
+        }
+        Command::SetMember { id, record } => {
+            w.u8(CMD_SET_MEMBER);
+            w.u64(*id);
+            w.bytes(record);
+        }
+        Command::Alarm {
+            action,
+            member,
+            kind,
+        } => {
+            w.u8(CMD_ALARM);
+            w.u8(*action as u8);
+            w.u64(*member);
+            w.u32(*kind as u32);
+        }
+        Command::Auth(c) => {
+            w.u8(CMD_AUTH);
+            c.write(w);
+        }
+        Command::Authed {
+            user,
+            revision,
+            cmd,
+        } => {
+            assert!(
+                !matches!(**cmd, Command::Authed { .. }),
+                "an authed command carries a plain one"
+            );
+            w.u8(CMD_AUTHED);
+            w.bytes(user.as_bytes());
+            w.u64(*revision);
+            write_command(w, cmd);
         }
     }
 }
@@ -249,6 +276,21 @@ fn read_command(r: &mut Reader) -> Result<Command, CodecError> {
             member: r.u64()?,
             kind: r.u32()? as i32,
         },
+        CMD_AUTH => Command::Auth(AuthCommand::read(r)?),
+        CMD_AUTHED => {
+            let user = String::from_utf8(r.bytes()?.to_vec())
+                .map_err(|_| malformed("user name not UTF-8"))?;
+            let revision = r.u64()?;
+            let cmd = read_command(r)?;
+            if matches!(cmd, Command::Authed { .. }) {
+                return Err(malformed("an authed command inside another"));
+            }
+            Command::Authed {
+                user,
+                revision,
+                cmd: Box::new(cmd),
+            }
+        }
         _ => return Err(malformed("unknown command tag")),
     })
 }

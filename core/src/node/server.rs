@@ -43,6 +43,7 @@ use super::apply::{ALARM_NOSPACE, AlarmAction, Applied, ApplyError, Command};
 use super::codec::RequestId;
 use super::member::{Member, Outcome, Output};
 use super::membership::{self, MemberRecord, Members, MembershipError};
+use crate::auth::AuthError;
 use crate::lease::{self, IdGen, LeaseId};
 use crate::mvcc::{self, StreamId, WatchCreate, WatchResponse};
 use crate::raft::{
@@ -72,6 +73,16 @@ pub enum WatchRequest {
     Cancel(i64),
     /// A progress notification for the stream's watchers, now.
     Progress,
+}
+
+/// What a client presented as credentials with a request.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Credential {
+    /// Nothing: anonymous (refused while auth is on, except where etcd lets anyone in).
+    #[default]
+    None,
+    /// A simple token from `Authenticate`.
+    Token(String),
 }
 
 /// What became of a watch stream's request.
@@ -514,6 +525,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// and this tick proposed raising NOSPACE.
     pub fn tick(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
         self.member.raw_mut().tick();
+        self.member.applier_mut().purge_tokens(now_ms);
         self.prune();
         self.expire(now_ms);
         self.check_quota(now_ms, db_size_bytes)
@@ -651,6 +663,62 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// or a snapshot brought another one): the caller points its transport at it.
     pub fn poll_membership(&mut self) -> Option<ConfState> {
         std::mem::take(&mut self.membership_changed).then(|| self.conf_state.clone())
+    }
+
+    // Auth.
+
+    /// The user and auth revision `who` stands for now: `("", 0)` without credentials; a
+    /// token must be known (also while auth is off, as etcd has it).
+    pub fn identify(&mut self, who: &Credential, now_ms: u64) -> Result<(String, u64), AuthError> {
+        match who {
+            Credential::None => Ok((String::new(), 0)),
+            Credential::Token(token) => {
+                let applier = self.member.applier_mut();
+                let user = applier
+                    .token_user(token, now_ms)
+                    .ok_or(AuthError::InvalidAuthToken)?;
+                Ok((user, applier.auth().revision()))
+            }
+        }
+    }
+
+    /// A client's command as it enters: checked against the auth state now, and wrapped
+    /// with its user and auth revision so that applying it checks again
+    /// ([`Command::Authed`]).
+    pub fn authorize(
+        &mut self,
+        who: &Credential,
+        cmd: Command,
+        now_ms: u64,
+    ) -> Result<Command, AuthError> {
+        let (user, revision) = self.identify(who, now_ms)?;
+        self.member.applier().check(&user, revision, &cmd)?;
+        Ok(Command::Authed {
+            user,
+            revision,
+            cmd: Box::new(cmd),
+        })
+    }
+
+    /// Whether `who` may read `[key, range_end)` now (a range served locally, a watch).
+    pub fn authorize_read(
+        &mut self,
+        who: &Credential,
+        key: &[u8],
+        range_end: &[u8],
+        now_ms: u64,
+    ) -> Result<(), AuthError> {
+        let (user, revision) = self.identify(who, now_ms)?;
+        self.member
+            .applier()
+            .check_read(&user, revision, key, range_end)
+    }
+
+    /// Whether `who` may do what only the root role may (membership changes, defragment,
+    /// snapshots, hashes).
+    pub fn authorize_admin(&mut self, who: &Credential, now_ms: u64) -> Result<(), AuthError> {
+        let (user, _) = self.identify(who, now_ms)?;
+        self.member.applier().auth().check_admin(&user)
     }
 
     // Watches.

@@ -78,6 +78,11 @@ impl<E: Engine> EngineBackend<E> {
                 w.delete(Space::Meta, key);
             }
         }
+        if let Some(auth) = batch.auth {
+            let key = codec::AUTH_KEY.to_vec();
+            let v = codec::encode_auth(&key, &auth);
+            w.put(Space::Meta, key, v);
+        }
         w
     }
 
@@ -187,6 +192,16 @@ impl<E: Engine> Backend for EngineBackend<E> {
                 }
             })
             .collect()
+    }
+
+    fn auth(&self) -> Result<Option<Bytes>, BackendError> {
+        let key = codec::AUTH_KEY;
+        let Some(v) = self.engine.get(Space::Meta, key).map_err(backend_error)? else {
+            return Ok(None);
+        };
+        codec::decode_auth(key, &v)
+            .map(Some)
+            .map_err(|e| corrupt(Space::Meta, key, e))
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), BackendError> {

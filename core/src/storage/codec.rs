@@ -47,10 +47,12 @@ pub enum Kind {
     Member = 11,
     /// A command with the proposer's request ID, as it travels in a Raft entry.
     Proposal = 12,
+    /// The auth state (users, roles, permissions), stored whole.
+    Auth = 13,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 13] = [
         Kind::MvccRecord,
         Kind::LogEntry,
         Kind::HardState,
@@ -63,6 +65,7 @@ impl Kind {
         Kind::DiskBatch,
         Kind::Member,
         Kind::Proposal,
+        Kind::Auth,
     ];
 
     fn from_u8(b: u8) -> Option<Kind> {
@@ -467,6 +470,23 @@ pub fn decode_alarm_key(key: &[u8]) -> Option<Alarm> {
         kind: kind as i32,
         member,
     })
+}
+
+/// Where the auth state is stored in the meta keyspace.
+pub const AUTH_KEY: &[u8] = b"auth/state";
+
+/// The auth state (the auth module's encoding) as the value stored at `key`.
+pub fn encode_auth(key: &[u8], state: &[u8]) -> Bytes {
+    encode_frame_keyed(Kind::Auth, key, state)
+}
+
+/// The auth state's encoding stored at `key`.
+pub fn decode_auth(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
+    Ok(Bytes::copy_from_slice(decode_exact_keyed(
+        buf,
+        Kind::Auth,
+        key,
+    )?))
 }
 
 /// A member record (opaque bytes) as the value stored at `key`.
