@@ -37,8 +37,9 @@ use oxcd::mvcc::{
     StreamId, TxnRequest, WatchConfig, WatchCreate, prefix_end,
 };
 use oxcd::node::{
-    ALARM_NOSPACE, AlarmAction, Applied, Command, Member, MemberConfig, MemberRecord, MemberServer,
-    PolicyBug, PolicyConfig, REMOVED_MESSAGE, Refusal, Response, Waiter, WatchRequest, WatchTaken,
+    ALARM_NOSPACE, AlarmAction, Applied, Command, Credential, Member, MemberConfig, MemberRecord,
+    MemberServer, PolicyBug, PolicyConfig, REMOVED_MESSAGE, Refusal, Response, Waiter,
+    WatchRequest, WatchTaken,
 };
 use oxcd::raft::{self, ConfChange, ConfChangeKind, MessageKind, NodeId};
 use oxcd::storage::{DiskFaults, SimDisk};
@@ -948,6 +949,7 @@ impl World {
             }
             let m = up[self.rng.gen_range(0..up.len())];
             let start_revision = self.watcher.next_revision;
+            let now = self.now_ms();
             let s = self.server(m).expect("up");
             let stream = s.open_watch_stream();
             let create = WatchCreate {
@@ -956,7 +958,8 @@ impl World {
                 start_revision,
                 ..WatchCreate::default()
             };
-            if s.handle_watch_request(stream, WatchRequest::Create(create)) != WatchTaken::Done {
+            let create = WatchRequest::Create(create);
+            if s.handle_watch_request(stream, create, &Credential::None, now) != WatchTaken::Done {
                 s.close_watch_stream(stream);
                 return;
             }

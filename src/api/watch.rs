@@ -3,8 +3,10 @@
 //! for it, and the driver pushes the member's responses into the stream's bounded outbox.
 
 use super::convert;
+use super::error::auth_status;
+use crate::auth::AuthError;
 use crate::mvcc;
-use crate::node::{WatchRequest, WatchTaken};
+use crate::node::{Header, WatchRequest, WatchTaken};
 use crate::pb::etcdserverpb::{self as pb, watch_request::RequestUnion, watch_server::Watch};
 use crate::server::driver::{NodeHandle, Room, WatchSink};
 use std::time::Duration;
@@ -61,6 +63,24 @@ impl WatchSink for Outbox {
     }
 }
 
+/// etcd's answer to a create the auth state refused: a created and canceled watcher, whose
+/// reason is the gRPC error as Go's client prints it.
+fn refused_create(h: &NodeHandle, error: &AuthError, at: Header) -> pb::WatchResponse {
+    let status = auth_status(error);
+    pb::WatchResponse {
+        header: Some(super::kv::header(h, at)),
+        watch_id: -1,
+        created: true,
+        canceled: true,
+        cancel_reason: format!(
+            "rpc error: code = {:?} desc = {}",
+            status.code(),
+            status.message()
+        ),
+        ..Default::default()
+    }
+}
+
 /// A client's watch request in the member's terms.
 fn member_request(req: RequestUnion) -> WatchRequest {
     match req {
@@ -86,6 +106,7 @@ impl Watch for WatchService {
             member_id: self.h.member_id,
         };
         let stream = self.h.open_watch(Box::new(outbox)).await?;
+        let who = super::credential(&request);
         let mut input = request.into_inner();
         let h = self.h.clone();
         tokio::spawn(async move {
@@ -106,8 +127,15 @@ impl Watch for WatchService {
                 };
                 let req = member_request(req);
                 loop {
-                    match h.watch_request(stream, req.clone()).await {
+                    match h.watch_request(stream, req.clone(), who.clone()).await {
                         Ok(WatchTaken::Done) => break,
+                        Ok(WatchTaken::Refused { error, header }) => {
+                            let refused = refused_create(&h, &error, header);
+                            if stopped.send(Ok(refused)).await.is_err() {
+                                break 'read;
+                            }
+                            break;
+                        }
                         Ok(WatchTaken::Full) => tokio::time::sleep(CONTROL_FULL_RETRY).await,
                         Ok(WatchTaken::Gone) | Err(_) => break 'read,
                     }

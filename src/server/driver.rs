@@ -245,9 +245,11 @@ impl NodeHandle {
         &self,
         stream: StreamId,
         request: WatchRequest,
+        who: Credential,
     ) -> Result<WatchTaken, Error> {
         self.run(false, move |d| {
-            Ok(d.server.handle_watch_request(stream, request))
+            let now = d.now_ms();
+            Ok(d.server.handle_watch_request(stream, request, &who, now))
         })
         .await
     }

@@ -86,7 +86,7 @@ pub enum Credential {
 }
 
 /// What became of a watch stream's request.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WatchTaken {
     /// Taken; its answer is on the stream.
     Done,
@@ -95,6 +95,13 @@ pub enum WatchTaken {
     Full,
     /// The stream is not open (it closed, or a snapshot restore dropped it).
     Gone,
+    /// A create the auth state refused; nothing changed.
+    Refused {
+        /// Why.
+        error: AuthError,
+        /// The member's revision and term now, for the answer's header.
+        header: Header,
+    },
 }
 
 /// The revision and term a response header carries.
@@ -730,11 +737,29 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
 
     /// A watch stream client's request. Its answer (a created or failed watcher, a cancel,
     /// a progress notification) comes out of [`poll_watch_response`](Self::poll_watch_response).
-    pub fn handle_watch_request(&mut self, stream: StreamId, request: WatchRequest) -> WatchTaken {
-        let (watchers, kv) = self.member.applier_mut().watchers_mut();
-        if !watchers.is_open(stream) {
+    /// A create is checked for read permission on its keys first: a refused one changes
+    /// nothing and comes back as [`WatchTaken::Refused`], for the caller to answer (etcd
+    /// answers it as a created and canceled watcher whose reason is the gRPC error).
+    pub fn handle_watch_request(
+        &mut self,
+        stream: StreamId,
+        request: WatchRequest,
+        who: &Credential,
+        now_ms: u64,
+    ) -> WatchTaken {
+        if !self.member.applier().watchers().is_open(stream) {
             return WatchTaken::Gone;
         }
+        if let WatchRequest::Create(c) = &request {
+            // etcd's watch range: an empty key is "\0"; "\0" as the end is every key from it
+            // (etcd 3.4 checks a from-key watch on its first key alone; this checks them all).
+            let key: &[u8] = if c.key.is_empty() { b"\0" } else { &c.key };
+            if let Err(error) = self.authorize_read(who, key, &c.range_end, now_ms) {
+                let header = self.header();
+                return WatchTaken::Refused { error, header };
+            }
+        }
+        let (watchers, kv) = self.member.applier_mut().watchers_mut();
         let r = match request {
             WatchRequest::Create(create) => watchers.create(stream, create, kv).map(|_| ()),
             WatchRequest::Cancel(watch_id) => {
