@@ -400,7 +400,7 @@ async fn client(
 ) -> Result<Tally, CtlError> {
     let mut tally = Tally::new();
     let value = args.value();
-    let mut kv = kv(ch.clone());
+    let mut kv = kv(ch.clone().into());
     match &args.workload {
         Workload::Put => {
             while let Some(i) = work.take() {
@@ -468,7 +468,7 @@ async fn client(
             }
         }
         Workload::LeaseKeepalive => {
-            let mut lease = lease(ch);
+            let mut lease = lease(ch.into());
             let id = lease
                 .lease_grant(pb::LeaseGrantRequest {
                     ttl: BENCH_LEASE_TTL_S,
@@ -605,7 +605,7 @@ async fn watch_latency(
 
     let mut put_tasks = Vec::with_capacity(args.clients);
     for c in 0..args.clients {
-        let mut kv = kv(conns[c % conns.len()].clone());
+        let mut kv = kv(conns[c % conns.len()].clone().into());
         let (args, work, sent, key) = (args.clone(), work.clone(), sent.clone(), key.clone());
         put_tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();

@@ -6,17 +6,21 @@
 //! language and the put / get / del arguments; [`json`] and [`table`] are etcdctl's text
 //! forms. It does not serve anything, and it keeps no state between runs.
 //!
-//! Not here yet: auth (`--user`), TLS, `lock`, `elect`, `make-mirror`, `check`, `-w protobuf`.
+//! Auth: `auth`, `user` and `role` ([`auth`]) and `--user` / `--password`, whose token
+//! [`token`] puts on every request. Not here yet: TLS, `lock`, `elect`, `make-mirror`,
+//! `check`, `-w protobuf`.
 //!
 //! It uses the server crate only for the generated gRPC types ([`oxcd::pb`]) and the snapshot
 //! file format (`snapshot restore` and `status`). The client talks to real endpoints, so the
 //! simulation build (`--cfg madsim`) leaves this crate empty.
 #![cfg(not(madsim))]
 
+mod auth;
 pub mod bench;
 pub mod json;
 pub mod print;
 pub mod table;
+pub mod token;
 pub mod txn;
 
 use bytes::Bytes;
@@ -29,7 +33,9 @@ use pb::maintenance_client::MaintenanceClient;
 use pb::watch_client::WatchClient;
 use print::{Format, Health, LeaseTtl, Printer, WatchOut};
 use std::io::{Read, Write};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+use token::{Authed, Credentials};
 use tonic::transport::Channel;
 
 /// etcdctl's exit codes.
@@ -74,7 +80,9 @@ fn rpc_error(s: tonic::Status) -> CtlError {
 #[command(
     name = "oxctl",
     version,
-    about = "A simple command line client for oxcd and etcd (etcdctl's commands and flags)"
+    about = "A simple command line client for oxcd and etcd (etcdctl's commands and flags)",
+    // cobra's prefix matching, which etcdctl turns on: `role grant` is `role grant-permission`.
+    infer_subcommands = true
 )]
 pub struct Cli {
     /// gRPC endpoints, comma-separated.
@@ -103,6 +111,16 @@ pub struct Cli {
     /// Print byte strings as hex-encoded strings.
     #[arg(long, global = true)]
     hex: bool,
+    /// username[:password] for authentication (prompt if password is not supplied).
+    #[arg(long, global = true, default_value = "", env = "ETCDCTL_USER")]
+    user: String,
+    /// Password for authentication (if this option is used, --user option shouldn't include
+    /// password).
+    #[arg(long, global = true, default_value = "", env = "ETCDCTL_PASSWORD")]
+    password: String,
+    /// The credentials of `--user` / `--password`, read once (a prompt asks only once).
+    #[arg(skip)]
+    credentials: OnceLock<Result<Option<Credentials>, CtlError>>,
     #[command(subcommand)]
     command: Command,
 }
@@ -184,6 +202,15 @@ enum Command {
     /// Manages snapshots.
     #[command(subcommand)]
     Snapshot(SnapshotCommand),
+    /// Enable or disable authentication.
+    #[command(subcommand)]
+    Auth(auth::AuthCommand),
+    /// User related commands.
+    #[command(subcommand)]
+    User(auth::UserCommand),
+    /// Role related commands.
+    #[command(subcommand)]
+    Role(auth::RoleCommand),
     /// Benchmarks an etcd v3 endpoint (oxcd or etcd): throughput and latency percentiles.
     Bench(bench::BenchArgs),
     /// Prints the version of oxctl.
@@ -395,8 +422,19 @@ impl Cli {
         }
     }
 
-    async fn channel(&self) -> Result<Channel, CtlError> {
-        connect(&self.endpoint_list(), self.dial_timeout).await
+    async fn channel(&self) -> Result<Authed, CtlError> {
+        self.dial(&self.endpoint_list()).await
+    }
+
+    /// Connects to the first of `endpoints` that answers, with the token of `--user` on
+    /// every request.
+    async fn dial(&self, endpoints: &[String]) -> Result<Authed, CtlError> {
+        let credentials = self
+            .credentials
+            .get_or_init(|| token::credentials(&self.user, &self.password))
+            .clone()?;
+        let ch = connect(endpoints, self.dial_timeout).await?;
+        token::authed(ch, credentials.as_ref(), self.dial_timeout).await
     }
 
     /// Runs `fut` under the command timeout.
@@ -511,7 +549,7 @@ impl Cli {
                 // Find the leader among the endpoints, and ask it.
                 let mut leader = None;
                 for ep in self.endpoint_list() {
-                    let Ok(ch) = connect(std::slice::from_ref(&ep), self.dial_timeout).await else {
+                    let Ok(ch) = self.dial(std::slice::from_ref(&ep)).await else {
                         continue;
                     };
                     let s = self
@@ -569,7 +607,7 @@ impl Cli {
             Command::Defrag { cluster } => {
                 let mut failed = false;
                 for ep in self.targets(*cluster).await? {
-                    let r = match connect(std::slice::from_ref(&ep), self.dial_timeout).await {
+                    let r = match self.dial(std::slice::from_ref(&ep)).await {
                         Ok(ch) => self
                             .timed(maintenance(ch).defragment(pb::DefragmentRequest {}))
                             .await
@@ -594,6 +632,9 @@ impl Cli {
                 }
             }
             Command::Snapshot(s) => return self.snapshot(s, out).await,
+            Command::Auth(a) => return self.auth(a, out).await,
+            Command::User(u) => return self.user(u, out).await,
+            Command::Role(r) => return self.role(r, out).await,
             Command::Bench(b) => {
                 let r = b.run(&self.endpoint_list(), self.dial_timeout).await?;
                 out.stdout += &match self.write_out {
@@ -929,7 +970,7 @@ impl Cli {
                 let mut list = Vec::new();
                 for ep in self.targets(*cluster).await? {
                     let started = Instant::now();
-                    let r = match connect(std::slice::from_ref(&ep), self.dial_timeout).await {
+                    let r = match self.dial(std::slice::from_ref(&ep)).await {
                         Ok(ch) => self
                             .timed(kv(ch).range(pb::RangeRequest {
                                 key: Bytes::from_static(b"health"),
@@ -998,12 +1039,12 @@ impl Cli {
         cluster: bool,
         what: &str,
         out: &mut Out,
-        ask: impl AsyncFn(Channel) -> Result<T, CtlError>,
+        ask: impl AsyncFn(Authed) -> Result<T, CtlError>,
     ) -> Result<(Vec<(String, T)>, Option<CtlError>), CtlError> {
         let mut list = Vec::new();
         let mut failed = None;
         for ep in self.targets(cluster).await? {
-            let r = match connect(std::slice::from_ref(&ep), self.dial_timeout).await {
+            let r = match self.dial(std::slice::from_ref(&ep)).await {
                 Ok(ch) => ask(ch).await,
                 Err(e) => Err(e),
             };
@@ -1103,15 +1144,15 @@ impl Cli {
     }
 }
 
-fn kv(ch: Channel) -> KvClient<Channel> {
+fn kv(ch: Authed) -> KvClient<Authed> {
     KvClient::new(ch).max_decoding_message_size(RESPONSE_BYTES_MAX)
 }
 
-fn lease(ch: Channel) -> LeaseClient<Channel> {
+fn lease(ch: Authed) -> LeaseClient<Authed> {
     LeaseClient::new(ch)
 }
 
-fn maintenance(ch: Channel) -> MaintenanceClient<Channel> {
+fn maintenance(ch: Authed) -> MaintenanceClient<Authed> {
     MaintenanceClient::new(ch).max_decoding_message_size(RESPONSE_BYTES_MAX)
 }
 

@@ -101,6 +101,10 @@ fn kv_json(kv: &mvccpb::KeyValue) -> String {
         .end()
 }
 
+fn strings_json(items: &[String]) -> Vec<String> {
+    items.iter().map(|s| json::string(s)).collect()
+}
+
 fn kvs_json(kvs: &[mvccpb::KeyValue]) -> Vec<String> {
     kvs.iter().map(kv_json).collect()
 }
@@ -858,6 +862,159 @@ impl Printer {
                 let mut o = Obj::new();
                 opt_header(&mut o, &r.header);
                 o.end() + "\n"
+            }
+            Format::Fields | Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    /// The auth answers that carry only a header (user add, role grant-permission, ...):
+    /// `simple` is etcdctl's line for it.
+    pub fn header_only(&self, simple: String, header: &Option<pb::ResponseHeader>) -> Printed {
+        Ok(match self.format {
+            Format::Simple => simple,
+            Format::Json => {
+                let mut o = Obj::new();
+                opt_header(&mut o, header);
+                o.end() + "\n"
+            }
+            Format::Fields => Self::fields_header(header),
+            Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    pub fn user_get(&self, name: &str, r: &pb::AuthUserGetResponse) -> Printed {
+        Ok(match self.format {
+            Format::Simple => {
+                let roles: String = r.roles.iter().map(|role| format!(" {role}")).collect();
+                format!("User: {name}\nRoles:{roles}\n")
+            }
+            Format::Json => {
+                let mut o = Obj::new();
+                opt_header(&mut o, &r.header);
+                o.list_omit("roles", &strings_json(&r.roles)).end() + "\n"
+            }
+            Format::Fields | Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    pub fn user_list(&self, r: &pb::AuthUserListResponse) -> Printed {
+        Ok(match self.format {
+            Format::Simple => r.users.iter().map(|u| format!("{u}\n")).collect(),
+            Format::Json => {
+                let mut o = Obj::new();
+                opt_header(&mut o, &r.header);
+                o.list_omit("users", &strings_json(&r.users)).end() + "\n"
+            }
+            Format::Fields | Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    pub fn role_list(&self, r: &pb::AuthRoleListResponse) -> Printed {
+        Ok(match self.format {
+            Format::Simple => r.roles.iter().map(|role| format!("{role}\n")).collect(),
+            Format::Json => {
+                let mut o = Obj::new();
+                opt_header(&mut o, &r.header);
+                o.list_omit("roles", &strings_json(&r.roles)).end() + "\n"
+            }
+            Format::Fields => {
+                let roles: String = r
+                    .roles
+                    .iter()
+                    .map(|role| format!(" {}", go_quote(role.as_bytes())))
+                    .collect();
+                Self::fields_header(&r.header) + &format!("\"Roles\" :{roles}\n")
+            }
+            Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    /// `role get`: in `simple`, the readable keys and then the writable ones, each a key,
+    /// a range `[key, end)`, or `[key, <open ended>` (end "\x00"), marked when it is a prefix.
+    pub fn role_get(&self, name: &str, r: &pb::AuthRoleGetResponse) -> Printed {
+        use oxcd::pb::authpb::permission::Type;
+        let perm_name = |t: i32| match Type::try_from(t) {
+            Ok(Type::Read) => "READ".to_string(),
+            Ok(Type::Write) => "WRITE".to_string(),
+            Ok(Type::Readwrite) => "READWRITE".to_string(),
+            Err(_) => t.to_string(),
+        };
+        Ok(match self.format {
+            Format::Simple => {
+                let show = |p: &oxcd::pb::authpb::Permission| {
+                    let key = String::from_utf8_lossy(&p.key);
+                    if p.range_end.is_empty() {
+                        return format!("\t{key}\n");
+                    }
+                    let mut s = if p.range_end.as_ref() == [0] {
+                        format!("\t[{key}, <open ended>")
+                    } else {
+                        format!("\t[{key}, {})", String::from_utf8_lossy(&p.range_end))
+                    };
+                    if super::txn::prefix_end(&p.key) == p.range_end.as_ref() {
+                        s += &format!(" (prefix {key})");
+                    }
+                    s + "\n"
+                };
+                let reads = [Type::Read as i32, Type::Readwrite as i32];
+                let writes = [Type::Write as i32, Type::Readwrite as i32];
+                let mut s = format!("Role {name}\nKV Read:\n");
+                for p in r.perm.iter().filter(|p| reads.contains(&p.perm_type)) {
+                    s += &show(p);
+                }
+                s += "KV Write:\n";
+                for p in r.perm.iter().filter(|p| writes.contains(&p.perm_type)) {
+                    s += &show(p);
+                }
+                s
+            }
+            Format::Json => {
+                let perms: Vec<String> = r
+                    .perm
+                    .iter()
+                    .map(|p| {
+                        Obj::new()
+                            .int_omit("permType", p.perm_type)
+                            .bytes_omit("key", &p.key)
+                            .bytes_omit("range_end", &p.range_end)
+                            .end()
+                    })
+                    .collect();
+                let mut o = Obj::new();
+                opt_header(&mut o, &r.header);
+                o.list_omit("perm", &perms).end() + "\n"
+            }
+            Format::Fields => {
+                let mut s = Self::fields_header(&r.header);
+                for p in &r.perm {
+                    // Go's Println puts a space between `"PermType" : ` and the name.
+                    s += &format!(
+                        "\"PermType\" :  {}\n\"Key\" : {}\n\"RangeEnd\" : {}\n",
+                        perm_name(p.perm_type),
+                        go_quote(&p.key),
+                        go_quote(&p.range_end)
+                    );
+                }
+                s
+            }
+            Format::Table => return Err(unsupported(self.format)),
+        })
+    }
+
+    /// `auth status`, as etcdctl 3.5 prints it.
+    pub fn auth_status(&self, r: &pb::AuthStatusResponse) -> Printed {
+        Ok(match self.format {
+            Format::Simple => format!(
+                "Authentication Status: {}\nAuthRevision: {}\n",
+                r.enabled, r.auth_revision
+            ),
+            Format::Json => {
+                let mut o = Obj::new();
+                opt_header(&mut o, &r.header);
+                o.bool_omit("enabled", r.enabled)
+                    .int_omit("authRevision", r.auth_revision)
+                    .end()
+                    + "\n"
             }
             Format::Fields | Format::Table => return Err(unsupported(self.format)),
         })
