@@ -4,8 +4,8 @@
 //! reference) and with oxctl against a fresh server of the kind under test, and the two
 //! transcripts (stdout, stderr and exit code of every step) must be equal.
 //!
-//! The server under test is a parameter ([`Kind`]): etcd itself today (so the test pins the
-//! client), oxcd once it serves the Auth service (the `#[ignore]`d test below).
+//! The server under test is a parameter ([`Kind`]): etcd itself (so the test pins the client
+//! alone) and oxcd (client and server together).
 //!
 //! What is masked, and why it may differ: the member and cluster IDs and the Raft term in
 //! `-w json` / `-w fields` headers (two clusters), and etcdctl's own log lines (its gRPC
@@ -270,7 +270,6 @@ fn oxctl_auth_matches_etcdctl_against_etcd() {
 }
 
 #[test]
-#[ignore = "oxcd does not serve the Auth service yet"]
 fn oxctl_auth_against_oxcd_matches_etcdctl_against_etcd() {
     oxctl_matches_etcdctl(Kind::Oxcd);
 }

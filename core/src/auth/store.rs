@@ -462,13 +462,15 @@ impl AuthStore {
             }
             C::RoleGrantPermission { name, perm } => {
                 let role = self.roles.get_mut(name).ok_or(AuthError::RoleNotFound)?;
-                match role
-                    .perms
-                    .iter_mut()
-                    .find(|p| p.key == perm.key && p.range_end == perm.range_end)
-                {
-                    Some(p) => p.kind = perm.kind,
-                    None => {
+                // As etcd: only the first permission at or after the key is looked at; if it
+                // has the same keys its kind is replaced, else the grant is added (so a key
+                // granted beside a range from the same key can be listed twice, as etcd does).
+                let at = role.perms.partition_point(|p| p.key < perm.key);
+                match role.perms.get_mut(at) {
+                    Some(p) if p.key == perm.key && p.range_end == perm.range_end => {
+                        p.kind = perm.kind
+                    }
+                    _ => {
                         role.perms.push(perm.clone());
                         role.perms.sort_by(|a, b| a.key.cmp(&b.key));
                     }
