@@ -105,6 +105,19 @@ const SCRIPT: &[Step] = &[
     step(&["user", "list", ALICE]),
     step(&["role", "add", "x", ALICE]),
     step(&["auth", "disable", ALICE]),
+    // Root-only operations, and what anyone may do.
+    step(&[
+        "member",
+        "add",
+        "x",
+        "--peer-urls=http://127.0.0.1:1",
+        ALICE,
+    ]),
+    step(&["member", "remove", "1234", ALICE]),
+    step(&["defrag", ALICE]),
+    step(&["defrag", ROOT]),
+    step(&["compaction", "1"]),
+    step(&["alarm", "list"]),
     // Revokes take effect at once.
     step(&["role", "revoke-permission", "r", "foo", ROOT]),
     step(&["role", "revoke-permission", "r", "foo", ROOT]),
@@ -154,8 +167,12 @@ fn transcript(kind: Kind) -> String {
     for s in SCRIPT {
         let run = etcdctl(&endpoints, s.args, s.stdin.map(str::as_bytes));
         out.push_str(&format!("$ etcdctl {}\n", s.args.join(" ")));
-        out.push_str(&run.stdout);
-        for line in run.stderr.lines().filter(|l| l.starts_with("Error:")) {
+        out.push_str(&run.stdout.replace(&endpoints, "ENDPOINTS"));
+        let stderr = run.stderr.replace(&endpoints, "ENDPOINTS");
+        for line in stderr
+            .lines()
+            .filter(|l| l.starts_with("Error:") || l.starts_with("Failed"))
+        {
             out.push_str(&format!("! {line}\n"));
         }
         out.push_str(&format!("exit {:?}\n", run.code));

@@ -188,6 +188,12 @@ impl NodeHandle {
             .await
     }
 
+    /// Whether `who` may do what only the root role may (membership changes, defragment,
+    /// snapshots, hashes).
+    pub async fn check_admin(&self, who: Credential) -> Result<(), Error> {
+        self.run_as_admin(who, |_| Ok(())).await
+    }
+
     /// Runs `f` in the driver once `who` is known to be allowed what only root may do.
     pub async fn run_as_admin<T: Send + 'static>(
         &self,
