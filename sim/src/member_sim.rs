@@ -31,6 +31,7 @@ use crate::checker::registers::{KeyedInput, RegistersModel};
 use crate::fnv::Fnv;
 use crate::raft_sim::network::{Network, NetworkOptions};
 use bytes::Bytes;
+use oxcd::auth::{AuthCommand, AuthError, PermKind, Permission};
 use oxcd::lease::{LeaseId, LessorConfig};
 use oxcd::mvcc::{
     Compare, CompareResult, CompareTarget, EventKind, PutRequest, RangeRequest, RequestOp,
@@ -62,6 +63,14 @@ const LEASE_CLIENTS: usize = 2;
 /// The client that raises and clears alarms, then the one that changes the membership.
 const ALARM_CLIENT: usize = REGISTER_CLIENTS + LEASE_CLIENTS;
 const MEMBERSHIP_CLIENT: usize = ALARM_CLIENT + 1;
+/// The client that sets auth up (as root), then grants and revokes the writer's permissions.
+const AUTH_CLIENT: usize = MEMBERSHIP_CLIENT + 1;
+/// The register client that writes as the user `writer` (its commands are checked when they
+/// enter and again when they apply); the other register clients' commands are unchecked.
+const WRITER_CLIENT: usize = REGISTER_CLIENTS - 1;
+/// The register keys the writer is granted at first, whose grants then come and go; it is
+/// never granted the others.
+const WRITER_KEYS: u32 = 4;
 /// IDs of members added while a run goes on start here.
 const JOINED_ID_MIN: NodeId = 100;
 
@@ -102,6 +111,10 @@ pub struct Report {
     pub keep_alives_acked: u64,
     pub leases_granted: u64,
     pub alarm_changes: u64,
+    /// Auth commands the auth client sent (setup, grants, revokes).
+    pub auth_changes: u64,
+    /// The writer's writes that applied after auth was enabled.
+    pub auth_writes: u64,
     pub crashes: u64,
     pub partitions: u64,
     /// Membership changes proposed (learners added and promoted, voters removed).
@@ -153,6 +166,38 @@ enum Pending {
     Revoke,
     Alarm,
     Membership(Change),
+    /// An auth command as root: a setup step, or a grant (`Some(true)`) or revoke
+    /// (`Some(false)`) of the writer's permission on a register key.
+    Auth {
+        key: u32,
+        grant: Option<bool>,
+    },
+}
+
+/// What the run knows of the writer's permissions, for the auth check.
+#[derive(Default)]
+struct AuthModel {
+    /// Setup steps done.
+    setup_done: usize,
+    /// The revision auth was enabled at, once known.
+    enabled_at: Option<i64>,
+    /// Per writer key: whether it is granted now, as far as known.
+    granted: BTreeMap<u32, bool>,
+    /// Per writer key: the known grants and revokes after enabling, with the store revision
+    /// they applied at.
+    changes: BTreeMap<u32, Vec<(i64, bool)>>,
+    /// Per writer key: a change whose outcome is unknown was sent when the store's revision
+    /// was at least this (it may apply at this revision or any later one); writes to it from
+    /// this revision on are not checked.
+    uncertain_from: BTreeMap<u32, i64>,
+    /// The writer's successful writes: key, revision, and whether it made the revision (a
+    /// put, a swap that succeeded) or read it (a swap whose compare failed).
+    writes: Vec<(u32, i64, bool)>,
+    /// The highest store revision any answer carried.
+    revision_seen: i64,
+    /// Setup grants in flight, by the auth client's operation number: the key, and the
+    /// revision seen when it was sent.
+    pending_setup: BTreeMap<u64, (u32, i64)>,
 }
 
 /// A membership change the membership client asked for.
@@ -207,6 +252,7 @@ struct World {
     promised: BTreeMap<LeaseId, u64>,
     /// The raised alarm the alarm client will clear next, if any.
     alarm_up: Option<u64>,
+    auth: AuthModel,
     trace: Fnv,
     report: Report,
     faults_on: bool,
@@ -239,7 +285,7 @@ impl World {
                 },
             );
         }
-        let clients = (0..MEMBERSHIP_CLIENT + 1)
+        let clients = (0..AUTH_CLIENT + 1)
             .map(|_| Client {
                 pending: None,
                 next_op: 0,
@@ -260,6 +306,7 @@ impl World {
             revoked: BTreeSet::new(),
             promised: BTreeMap::new(),
             alarm_up: None,
+            auth: AuthModel::default(),
             trace: Fnv::default(),
             report: Report {
                 seed: options.seed,
@@ -442,6 +489,10 @@ impl World {
                 if self.rng.gen_bool(0.05) {
                     self.membership_op(c);
                 }
+            } else if c == AUTH_CLIENT {
+                if self.rng.gen_bool(0.5) {
+                    self.auth_op(c, at);
+                }
             } else if self
                 .rng
                 .gen_bool(if self.alarm_up.is_some() { 0.3 } else { 0.02 })
@@ -472,7 +523,9 @@ impl World {
     fn register_op(&mut self, c: usize, at: NodeId) {
         let key = self.rng.gen_range(0..REGISTER_KEYS);
         let value = self.rng.gen_range(1..20u64);
-        let input = match self.rng.gen_range(0..3) {
+        // The writer writes only (its reads would be unchecked reads like any other).
+        let kinds = if c == WRITER_CLIENT { 1..3 } else { 0..3 };
+        let input = match self.rng.gen_range(kinds) {
             0 => RegisterInput::Read,
             1 => RegisterInput::Write(value),
             _ => RegisterInput::Cas {
@@ -495,6 +548,23 @@ impl World {
             input,
             history,
         };
+        let writer = c == WRITER_CLIENT;
+        // The writer's commands are checked and wrapped as they enter; one refused there
+        // took no effect.
+        let propose = move |s: &mut Server, cmd: Command, t: Token, now: u64| {
+            if !writer {
+                s.handle_propose(cmd, t, now);
+                return;
+            }
+            let who = Credential::CommonName("writer".into());
+            match s.authorize(&who, cmd, now) {
+                Ok(cmd) => s.handle_propose(cmd, t, now),
+                Err(e) => {
+                    let refused = Refusal::Apply(oxcd::node::ApplyError::Auth(e));
+                    s.handle_refusal(t, refused);
+                }
+            }
+        };
         match input {
             RegisterInput::Read => self.send(c, at, pending, |s, t, now| s.handle_read(t, now)),
             RegisterInput::Write(v) => {
@@ -503,7 +573,7 @@ impl World {
                     value: Bytes::from(v.to_string()),
                     ..Default::default()
                 });
-                self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
+                self.send(c, at, pending, |s, t, now| propose(s, cmd, t, now));
             }
             RegisterInput::Cas { from, to } => {
                 let cmd = Command::Txn(TxnRequest {
@@ -520,7 +590,180 @@ impl World {
                     })],
                     failure: vec![],
                 });
-                self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
+                self.send(c, at, pending, |s, t, now| propose(s, cmd, t, now));
+            }
+        }
+    }
+
+    /// The auth client's next step, as root: the setup (users root and writer, role w with
+    /// read-write on the first writer keys, granted to writer, auth enabled), then grants and
+    /// revokes of w's permission on a writer key whose state is known.
+    fn auth_op(&mut self, c: usize, at: NodeId) {
+        let setup = setup_commands();
+        let (cmd, key, grant) = if self.auth.setup_done < setup.len() {
+            let step = setup[self.auth.setup_done].clone();
+            // A setup grant whose outcome is unknown may still apply at any later revision.
+            let key = match &step {
+                AuthCommand::RoleGrantPermission { perm, .. } => {
+                    let key = (0..WRITER_KEYS).find(|&k| register_key(k) == perm.key);
+                    key.unwrap_or(u32::MAX)
+                }
+                _ => u32::MAX,
+            };
+            if key != u32::MAX {
+                self.auth
+                    .pending_setup
+                    .insert(self.clients[c].next_op, (key, self.auth.revision_seen));
+            }
+            (step, key, None)
+        } else {
+            let certain: Vec<u32> = (0..WRITER_KEYS)
+                .filter(|k| !self.auth.uncertain_from.contains_key(k))
+                .collect();
+            if certain.is_empty() {
+                return;
+            }
+            let key = certain[self.rng.gen_range(0..certain.len())];
+            let grant = !self.auth.granted.get(&key).copied().unwrap_or(true);
+            let cmd = if grant {
+                AuthCommand::RoleGrantPermission {
+                    name: "w".into(),
+                    perm: writer_permission(key),
+                }
+            } else {
+                AuthCommand::RoleRevokePermission {
+                    name: "w".into(),
+                    key: register_key(key),
+                    range_end: Bytes::new(),
+                }
+            };
+            // Until its outcome is known, the key's grant may change at any revision from now.
+            self.auth
+                .uncertain_from
+                .insert(key, self.auth.revision_seen);
+            (cmd, key, Some(grant))
+        };
+        self.report.auth_changes += 1;
+        self.send(c, at, Pending::Auth { key, grant }, |s, t, now| {
+            let who = Credential::CommonName("root".into());
+            match s.authorize(&who, Command::Auth(cmd), now) {
+                Ok(cmd) => s.handle_propose(cmd, t, now),
+                Err(e) => s.handle_refusal(t, Refusal::Apply(oxcd::node::ApplyError::Auth(e))),
+            }
+        });
+    }
+
+    /// The auth client's answer.
+    fn auth_done(&mut self, op: u64, key: u32, grant: Option<bool>, response: &Response) {
+        let outcome = match response {
+            Response::Command(Ok((_, header))) => Ok(header.revision),
+            Response::Command(Err(Refusal::Apply(oxcd::node::ApplyError::Auth(e)))) => {
+                Err(Some(e.clone()))
+            }
+            _ => Err(None),
+        };
+        if debug() {
+            eprintln!(
+                "t{} auth op {op} key {key} grant {grant:?} -> {response:?}",
+                self.tick
+            );
+        }
+        if let Some((key, sent_at)) = self.auth.pending_setup.remove(&op)
+            && outcome == Err(None)
+        {
+            self.auth_unknown(key, sent_at);
+        }
+        match grant {
+            None => match outcome {
+                Ok(revision) => {
+                    if self.auth.setup_done + 1 == setup_commands().len() {
+                        self.auth.enabled_at = Some(revision);
+                    }
+                    self.auth.setup_done += 1;
+                }
+                // Done before (a retry after an unknown outcome).
+                Err(Some(AuthError::UserAlreadyExist | AuthError::RoleAlreadyExist)) => {
+                    self.auth.setup_done += 1
+                }
+                Err(_) => {}
+            },
+            Some(grant) => match outcome {
+                Ok(revision) => {
+                    self.auth.uncertain_from.remove(&key);
+                    self.auth.granted.insert(key, grant);
+                    self.auth
+                        .changes
+                        .entry(key)
+                        .or_default()
+                        .push((revision, grant));
+                }
+                // Refused when it applied, or before: nothing changed.
+                Err(Some(_)) => {
+                    self.auth.uncertain_from.remove(&key);
+                }
+                // Unknown: the key stays uncertain.
+                Err(None) => {}
+            },
+        }
+    }
+
+    /// A change to `key`'s grant sent when the store's revision was `sent_at` has an unknown
+    /// outcome: it may apply at any later revision.
+    fn auth_unknown(&mut self, key: u32, sent_at: i64) {
+        let u = self.auth.uncertain_from.entry(key).or_insert(sent_at);
+        *u = (*u).min(sent_at);
+    }
+
+    /// Every write the writer made after auth was enabled was permitted when it applied: the
+    /// key was granted after every known change that applied before it (a change at the
+    /// very revision a failed swap read may have applied on either side of it).
+    fn check_auth(&mut self) {
+        let Some(enabled_at) = self.auth.enabled_at else {
+            return;
+        };
+        for &(key, revision, made) in &self.auth.writes {
+            // A write made at a later revision applied after auth was enabled, and so did a
+            // swap that read one.
+            if revision <= enabled_at {
+                continue;
+            }
+            if key >= WRITER_KEYS {
+                let why = format!(
+                    "the writer wrote {:?} at revision {revision}, a key it was never granted",
+                    register_key(key)
+                );
+                self.violation(why);
+                return;
+            }
+            if self
+                .auth
+                .uncertain_from
+                .get(&key)
+                .is_some_and(|&u| revision >= u)
+            {
+                continue;
+            }
+            let changes = self.auth.changes.get(&key).cloned().unwrap_or_default();
+            let before: Vec<bool> = changes
+                .iter()
+                .filter(|(h, _)| *h < revision)
+                .map(|(_, g)| *g)
+                .collect();
+            let at: Vec<bool> = changes
+                .iter()
+                .filter(|(h, _)| !made && *h == revision)
+                .map(|(_, g)| *g)
+                .collect();
+            let mut possible = vec![before.last().copied().unwrap_or(true)];
+            possible.extend(at);
+            if !possible.contains(&true) {
+                let why = format!(
+                    "the writer wrote {:?} at revision {revision} while its permission was \
+                     revoked (changes {changes:?})",
+                    register_key(key)
+                );
+                self.violation(why);
+                return;
             }
         }
     }
@@ -671,6 +914,9 @@ impl World {
         if debug() && matches!(pending, Pending::Alarm) {
             eprintln!("t{} c{c} via m{at}: alarm -> {response:?}", self.tick);
         }
+        if let Response::Command(Ok((_, h))) = &response {
+            self.auth.revision_seen = self.auth.revision_seen.max(h.revision);
+        }
         match (pending, response) {
             (
                 Pending::Register {
@@ -689,6 +935,17 @@ impl World {
                     &response,
                     Response::Command(Err(Refusal::Raft(_) | Refusal::Apply(_) | Refusal::NoSpace))
                 );
+                let written = match &response {
+                    Response::Command(Ok((Applied::Put(_), h))) => Some((h.revision, true)),
+                    Response::Command(Ok((Applied::Txn(t), h))) => Some((h.revision, t.succeeded)),
+                    _ => None,
+                };
+                if c == WRITER_CLIENT
+                    && let Some((revision, made)) = written
+                {
+                    self.auth.writes.push((key, revision, made));
+                    self.report.auth_writes += 1;
+                }
                 let output = match (input, response) {
                     (RegisterInput::Read, Response::Read(Ok(()))) => {
                         let read = RangeRequest {
@@ -790,6 +1047,7 @@ impl World {
                 let p = self.promised.entry(id).or_insert(0);
                 *p = (*p).max(deadline);
             }
+            (Pending::Auth { key, grant }, response) => self.auth_done(op, key, grant, &response),
             (Pending::Membership(change), Response::ConfChange(Ok(_))) => match change {
                 Change::AddLearner(id) => self.start(id),
                 Change::Promote(id) => {
@@ -816,7 +1074,7 @@ impl World {
     fn expire_clients(&mut self) {
         let now = self.now_ms();
         for c in 0..self.clients.len() {
-            let Some((_, at, pending, call_ms)) = self.clients[c].pending.clone() else {
+            let Some((op, at, pending, call_ms)) = self.clients[c].pending.clone() else {
                 continue;
             };
             let gone = self.nodes[&at].server.is_none();
@@ -824,6 +1082,11 @@ impl World {
                 continue;
             }
             self.clients[c].pending = None;
+            if let Pending::Auth { .. } = pending
+                && let Some((key, sent_at)) = self.auth.pending_setup.remove(&op)
+            {
+                self.auth_unknown(key, sent_at);
+            }
             if let Pending::Register { history, .. } = pending {
                 let ret = self.event();
                 self.history[history].ret = ret;
@@ -959,7 +1222,9 @@ impl World {
                 ..WatchCreate::default()
             };
             let create = WatchRequest::Create(create);
-            if s.handle_watch_request(stream, create, &Credential::None, now) != WatchTaken::Done {
+            // As root: once auth is on, an anonymous watch is refused.
+            let root = Credential::CommonName("root".into());
+            if s.handle_watch_request(stream, create, &root, now) != WatchTaken::Done {
                 s.close_watch_stream(stream);
                 return;
             }
@@ -1271,6 +1536,9 @@ impl World {
         if self.report.violation.is_none() {
             self.check_watch();
         }
+        if self.report.violation.is_none() {
+            self.check_auth();
+        }
         self.check_history();
     }
 
@@ -1380,6 +1648,45 @@ fn record(id: NodeId) -> MemberRecord {
         name: format!("m{id}"),
         peer_urls: vec![format!("http://m{id}.sim:2380")],
         client_urls: vec![format!("http://m{id}.sim:2379")],
+    }
+}
+
+/// The auth client's setup, in order: it retries a step until its outcome is known.
+fn setup_commands() -> Vec<AuthCommand> {
+    let user = |name: &str| AuthCommand::UserAdd {
+        name: name.into(),
+        password: Bytes::new(),
+        no_password: true,
+    };
+    let mut steps = vec![
+        user("root"),
+        AuthCommand::UserGrantRole {
+            user: "root".into(),
+            role: "root".into(),
+        },
+        user("writer"),
+        AuthCommand::RoleAdd { name: "w".into() },
+    ];
+    for key in 0..WRITER_KEYS {
+        steps.push(AuthCommand::RoleGrantPermission {
+            name: "w".into(),
+            perm: writer_permission(key),
+        });
+    }
+    steps.push(AuthCommand::UserGrantRole {
+        user: "writer".into(),
+        role: "w".into(),
+    });
+    steps.push(AuthCommand::Enable);
+    steps
+}
+
+/// Read-write on one register key.
+fn writer_permission(key: u32) -> Permission {
+    Permission {
+        kind: PermKind::ReadWrite,
+        key: register_key(key),
+        range_end: Bytes::new(),
     }
 }
 

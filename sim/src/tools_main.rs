@@ -171,6 +171,7 @@ enum MemberBug {
     KeepAliveBeforeCheckpoint,
     AlarmNotReplicated,
     ExpiredLeasesKept,
+    AuthCheckedOnEntryOnly,
 }
 
 impl From<MemberBug> for oxcd::node::PolicyBug {
@@ -181,6 +182,7 @@ impl From<MemberBug> for oxcd::node::PolicyBug {
             }
             MemberBug::AlarmNotReplicated => oxcd::node::PolicyBug::AlarmNotReplicated,
             MemberBug::ExpiredLeasesKept => oxcd::node::PolicyBug::ExpiredLeasesKept,
+            MemberBug::AuthCheckedOnEntryOnly => oxcd::node::PolicyBug::AuthCheckedOnEntryOnly,
         }
     }
 }
@@ -362,6 +364,7 @@ fn member(args: MemberArgs) -> ExitCode {
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);
+    let (mut auth_changes, mut auth_writes) = (0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
         o.ticks = args.ticks;
@@ -374,6 +377,8 @@ fn member(args: MemberArgs) -> ExitCode {
         watch_events += r.watch_events;
         streams += r.watch_streams;
         changes += r.membership_changes;
+        auth_changes += r.auth_changes;
+        auth_writes += r.auth_writes;
         last_hash = r.hash;
         if let Some(why) = &r.violation {
             failed += 1;
@@ -391,7 +396,8 @@ fn member(args: MemberArgs) -> ExitCode {
     println!(
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
          known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({streams} \
-         streams), {changes} membership changes; {simulated_s:.0} simulated s in \
+         streams), {changes} membership changes, {auth_changes} auth changes ({auth_writes} \
+         writes as a user); {simulated_s:.0} simulated s in \
          {elapsed:.1} s ({:.0}x real time); last hash {last_hash:016x}",
         args.count,
         args.nodes,

@@ -43,6 +43,12 @@ fn clean_policy_survives_faults_on_3_and_5_members() {
         );
         assert!(acked > 150 * 20, "only {acked} keep-alives acknowledged");
         assert!(alarms > 150, "only {alarms} alarm changes");
+        let auth_changes = sum(|r| r.auth_changes);
+        let auth_writes = sum(|r| r.auth_writes);
+        assert!(
+            auth_changes > 150 * 10 && auth_writes > 150 * 10,
+            "{auth_changes} auth changes, {auth_writes} writes as a user"
+        );
         assert!(
             crashes > 150 && partitions > 150,
             "{crashes} crashes, {partitions} partitions"
@@ -92,6 +98,11 @@ fn an_alarm_that_is_not_replicated_is_caught() {
 #[test]
 fn expired_leases_that_are_never_revoked_are_caught() {
     caught(PolicyBug::ExpiredLeasesKept, "though nothing renewed it");
+}
+
+#[test]
+fn a_permission_checked_only_when_a_command_enters_is_caught() {
+    caught(PolicyBug::AuthCheckedOnEntryOnly, "the writer wrote");
 }
 
 /// Seeds where a leader cut off from a newer one told a keep-alive that a lease granted in

@@ -156,6 +156,10 @@ fn check_pair(space: Space, key: &[u8], value: &[u8]) -> Result<()> {
             })?;
             codec::decode_member(key, value).map_err(corrupt)?;
         }
+        Space::Meta if key == codec::AUTH_KEY => {
+            let state = codec::decode_auth(key, value).map_err(corrupt)?;
+            crate::auth::AuthStore::decode(&state).map_err(corrupt)?;
+        }
         Space::Meta => {
             codec::decode_meta(key, value).map_err(corrupt)?;
         }
