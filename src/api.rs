@@ -33,12 +33,18 @@ use tokio::sync::watch::Receiver;
 
 /// The credentials a request carries: etcd's `token` metadata, or `authorization` (what the
 /// JSON gateway forwards). An empty token counts as one (an invalid one), as in etcd.
-pub fn credential<T>(request: &tonic::Request<T>) -> crate::node::Credential {
+/// With JWT tokens (`--auth-token jwt`), a token whose signature and expiry check out names
+/// its user and auth revision; any other is an unknown token.
+pub fn credential<T>(h: &NodeHandle, request: &tonic::Request<T>) -> crate::node::Credential {
+    use crate::node::Credential;
     let md = request.metadata();
     let token = md.get("token").or_else(|| md.get("authorization"));
-    match token.map(|v| v.to_str().unwrap_or_default().to_string()) {
-        Some(t) => crate::node::Credential::Token(t),
-        None => crate::node::Credential::None,
+    let Some(token) = token.map(|v| v.to_str().unwrap_or_default().to_string()) else {
+        return Credential::None;
+    };
+    match h.config.jwt.as_ref().and_then(|jwt| jwt.verify(&token)) {
+        Some((user, revision)) => Credential::Claims { user, revision },
+        None => Credential::Token(token),
     }
 }
 

@@ -14,6 +14,7 @@ pub mod cluster;
 pub mod config;
 pub mod driver;
 pub mod error;
+pub mod jwt;
 
 use crate::lease::LessorConfig;
 use crate::mvcc::WatchConfig;

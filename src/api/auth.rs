@@ -34,7 +34,7 @@ impl AuthService {
         request: &Request<T>,
         cmd: AuthCommand,
     ) -> Result<(AuthApplied, pb::ResponseHeader), Status> {
-        let who = super::credential(request);
+        let who = super::credential(&self.h, request);
         self.run_as(who, cmd).await
     }
 
@@ -152,14 +152,14 @@ impl Auth for AuthService {
         let req = request.into_inner();
         // The user's hash and the auth revision it holds, from a linearizable read.
         let name = req.name.clone();
-        let (user, revision) = self
+        let (user, revision, at) = self
             .h
             .run(true, move |d| {
                 let auth = d.member().applier().auth();
                 if !auth.enabled() {
                     return Err(crate::node::ApplyError::Auth(AuthError::AuthNotEnabled).into());
                 }
-                Ok((auth.user(&name).cloned(), auth.revision()))
+                Ok((auth.user(&name).cloned(), auth.revision(), d.header()))
             })
             .await?;
         let Some(user) = user else {
@@ -170,6 +170,14 @@ impl Auth for AuthService {
         }
         if !verify(req.password, user.password).await {
             return Err(auth_status(&AuthError::AuthFailed));
+        }
+        // A signed token needs nothing replicated: its claims carry the user and revision.
+        if let Some(jwt) = &self.h.config.jwt {
+            let token = jwt.sign(&req.name, revision).map_err(Status::unknown)?;
+            return Ok(Response::new(pb::AuthenticateResponse {
+                header: Some(self.header(at)),
+                token,
+            }));
         }
         let cmd = AuthCommand::Authenticate {
             name: req.name,
@@ -191,7 +199,7 @@ impl Auth for AuthService {
         &self,
         request: Request<pb::AuthUserAddRequest>,
     ) -> Result<Response<pb::AuthUserAddResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let req = request.into_inner();
         if req.name.is_empty() {
             return Err(auth_status(&AuthError::UserEmpty));
@@ -253,7 +261,7 @@ impl Auth for AuthService {
         &self,
         request: Request<pb::AuthUserChangePasswordRequest>,
     ) -> Result<Response<pb::AuthUserChangePasswordResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let req = request.into_inner();
         let password = if !req.hashed_password.is_empty() {
             Bytes::from(req.hashed_password)

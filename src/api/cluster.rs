@@ -59,7 +59,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberAddRequest>,
     ) -> Result<Response<pb::MemberAddResponse>, Status> {
-        self.h.check_admin(super::credential(&request)).await?;
+        self.h
+            .check_admin(super::credential(&self.h, &request))
+            .await?;
         let req = request.into_inner();
         check_urls(&req.peer_ur_ls)?;
         let urls = req.peer_ur_ls.clone();
@@ -98,7 +100,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberRemoveRequest>,
     ) -> Result<Response<pb::MemberRemoveResponse>, Status> {
-        self.h.check_admin(super::credential(&request)).await?;
+        self.h
+            .check_admin(super::credential(&self.h, &request))
+            .await?;
         let id = request.into_inner().id;
         self.member(id).await?;
         self.h
@@ -115,7 +119,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberUpdateRequest>,
     ) -> Result<Response<pb::MemberUpdateResponse>, Status> {
-        self.h.check_admin(super::credential(&request)).await?;
+        self.h
+            .check_admin(super::credential(&self.h, &request))
+            .await?;
         let req = request.into_inner();
         check_urls(&req.peer_ur_ls)?;
         let (mut info, _) = self.member(req.id).await?;
@@ -150,7 +156,9 @@ impl Cluster for ClusterService {
         &self,
         request: Request<pb::MemberPromoteRequest>,
     ) -> Result<Response<pb::MemberPromoteResponse>, Status> {
-        self.h.check_admin(super::credential(&request)).await?;
+        self.h
+            .check_admin(super::credential(&self.h, &request))
+            .await?;
         let id = request.into_inner().id;
         let (info, _) = self.member(id).await?;
         let leading = self

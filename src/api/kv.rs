@@ -44,7 +44,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let req = convert::range_request(request.into_inner())?;
         mvcc::check_range(&req).map_err(|e| mvcc_status(&e))?;
         let (resp, at) = self.h.range(who, req).await?;
@@ -58,7 +58,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::PutRequest>,
     ) -> Result<Response<pb::PutResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::put_request(pbreq);
@@ -75,7 +75,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::DeleteRangeRequest>,
     ) -> Result<Response<pb::DeleteRangeResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::delete_range_request(pbreq);
@@ -93,7 +93,7 @@ impl Kv for KvService {
         &self,
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let pbreq = request.into_inner();
         check_size(&self.h, &pbreq)?;
         let req = convert::txn_request(pbreq)?;

@@ -72,7 +72,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseRevokeRequest>,
     ) -> Result<Response<pb::LeaseRevokeResponse>, Status> {
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let id = request.into_inner().id;
         let (_, at) = self.h.propose_as(who, Command::LeaseRevoke { id }).await?;
         Ok(Response::new(pb::LeaseRevokeResponse {

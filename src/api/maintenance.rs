@@ -29,7 +29,11 @@ impl MaintenanceService {
     /// Defragment, hashes and snapshots are for the root role; etcd answers a refusal with
     /// the auth store's own words and code Unknown ("auth: permission denied").
     async fn check_admin<T>(&self, request: &Request<T>) -> Result<(), Status> {
-        match self.h.check_admin(super::credential(request)).await {
+        match self
+            .h
+            .check_admin(super::credential(&self.h, request))
+            .await
+        {
             Err(Error::Apply(crate::node::ApplyError::Auth(e))) => {
                 Err(Status::unknown(e.to_string()))
             }

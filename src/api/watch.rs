@@ -106,7 +106,7 @@ impl Watch for WatchService {
             member_id: self.h.member_id,
         };
         let stream = self.h.open_watch(Box::new(outbox)).await?;
-        let who = super::credential(&request);
+        let who = super::credential(&self.h, &request);
         let mut input = request.into_inner();
         let h = self.h.clone();
         tokio::spawn(async move {

@@ -273,11 +273,19 @@ mod real {
             );
             10
         };
-        if f.auth_token.split(',').next() != Some("simple") {
-            return Err(format!(
-                "--auth-token {}: only simple tokens are served so far",
-                f.auth_token
-            ));
+        match f.auth_token.split_once(',').unwrap_or((&f.auth_token, "")) {
+            ("simple", _) => {}
+            ("jwt", options) => {
+                let jwt = oxcd::server::jwt::Jwt::from_options(options)
+                    .map_err(|e| format!("failed to create token provider: {e}"))?;
+                c.jwt = Some(std::sync::Arc::new(jwt));
+            }
+            _ => {
+                return Err(format!(
+                    "failed to create token provider: auth: invalid auth options ({})",
+                    f.auth_token
+                ));
+            }
         }
         c.auth_token_ttl_ms = f.auth_token_ttl.max(1).saturating_mul(1000);
         c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;

@@ -3,6 +3,7 @@
 //! directly.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// Whether the member founds a new cluster or joins a running one.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -54,6 +55,8 @@ pub struct ServerConfig {
     pub bcrypt_cost: u32,
     /// How long a simple token lives past its last use (`--auth-token-ttl`).
     pub auth_token_ttl_ms: u64,
+    /// JWT tokens instead of simple ones (`--auth-token jwt,...`).
+    pub jwt: Option<Arc<super::jwt::Jwt>>,
     pub auto_compaction: AutoCompaction,
     /// `host:port` addresses for a separate /metrics, /health and /version listener.
     pub listen_metrics: Vec<String>,
@@ -104,6 +107,7 @@ impl ServerConfig {
             max_request_bytes: 1024 * 1024 * 3 / 2,
             bcrypt_cost: 10,
             auth_token_ttl_ms: 300_000,
+            jwt: None,
             max_txn_ops: 128,
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),

@@ -185,12 +185,19 @@ pub struct Cluster {
     pub token: String,
     pub members: Vec<Member>,
     root: tempfile::TempDir,
+    /// Flags every member gets after the common ones.
+    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts an `n`-member cluster (names m1..mn) and waits until every member answers
     /// `endpoint health`.
     pub fn start(kind: Kind, n: usize, timing: Timing) -> Cluster {
+        Cluster::start_with(kind, n, timing, &[])
+    }
+
+    /// [`Cluster::start`], with `extra_args` given to every member.
+    pub fn start_with(kind: Kind, n: usize, timing: Timing, extra_args: &[String]) -> Cluster {
         assert!(n >= 1);
         let root = tempfile::Builder::new()
             .prefix("oxcd-itest-")
@@ -210,6 +217,7 @@ impl Cluster {
             token,
             members: Vec::new(),
             root,
+            extra_args: extra_args.to_vec(),
         };
         for (i, (client, peer)) in ports.into_iter().enumerate() {
             c.push_member(format!("m{}", i + 1), client, peer, &initial_cluster, "new");
@@ -272,6 +280,7 @@ impl Cluster {
         let timing = self.timing;
         let token = self.token.clone();
         let kind = self.kind;
+        let extra_args = self.extra_args.clone();
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "{} is already running", m.name);
         let program = match kind {
@@ -289,7 +298,8 @@ impl Cluster {
             .arg(format!("--initial-cluster-state={}", m.cluster_state))
             .arg(format!("--initial-cluster-token={token}"))
             .arg(format!("--heartbeat-interval={}", timing.heartbeat_ms))
-            .arg(format!("--election-timeout={}", timing.election_ms));
+            .arg(format!("--election-timeout={}", timing.election_ms))
+            .args(&extra_args);
         if kind == Kind::Etcd {
             // 3.4's default logger (capnslog) is deprecated; zap is what 3.5 always uses.
             cmd.arg("--logger=zap");

@@ -86,6 +86,13 @@ pub enum Credential {
     /// The common name of the client's verified TLS certificate (with `--client-cert-auth`):
     /// the user of that name, as of the auth state now.
     CommonName(String),
+    /// A user and auth revision the caller verified (a signed token's claims).
+    Claims {
+        /// The user.
+        user: String,
+        /// The auth revision the token was issued at.
+        revision: u64,
+    },
 }
 
 /// What became of a watch stream's request.
@@ -691,6 +698,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     pub fn identify(&mut self, who: &Credential, now_ms: u64) -> Result<(String, u64), AuthError> {
         match who {
             Credential::None => Ok((String::new(), 0)),
+            Credential::Claims { user, revision } => Ok((user.clone(), *revision)),
             Credential::CommonName(cn) => Ok((cn.clone(), self.member.applier().auth().revision())),
             Credential::Token(token) => {
                 let applier = self.member.applier_mut();
