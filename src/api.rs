@@ -28,6 +28,7 @@ use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::health::health_server::HealthServer;
 use crate::server::driver::NodeHandle;
 use crate::server::resolve;
+#[cfg(madsim)]
 use std::net::SocketAddr;
 use tokio::sync::watch::Receiver;
 
@@ -55,10 +56,27 @@ pub fn serve(
     shutdown: Receiver<bool>,
 ) -> Result<Vec<tokio::task::JoinHandle<()>>, String> {
     let mut servers = Vec::new();
-    for addr in &handle.config.listen_client {
-        let addr = resolve(addr)?;
-        servers.push(serve_clients(addr, handle.clone(), shutdown.clone()));
-        tracing::info!(%addr, "ready to serve client requests");
+    #[cfg(not(madsim))]
+    let mut acceptor = None;
+    for url in &handle.config.listen_client {
+        let addr = resolve(url)?;
+        #[cfg(not(madsim))]
+        let tls = if url.starts_with("https://") {
+            if acceptor.is_none() {
+                let a = crate::server::tls::Acceptor::new(&handle.config.client_tls, "client")?;
+                acceptor = Some(std::sync::Arc::new(a));
+            }
+            acceptor.clone()
+        } else {
+            None
+        };
+        #[cfg(not(madsim))]
+        let incoming = crate::server::tls::incoming(addr, tls, "client")
+            .map_err(|e| format!("cannot listen for clients on {addr}: {e}"))?;
+        #[cfg(madsim)]
+        let incoming = addr;
+        servers.push(serve_clients(incoming, handle.clone(), shutdown.clone()));
+        tracing::info!(%addr, tls = url.starts_with("https://"), "ready to serve client requests");
     }
     #[cfg(not(madsim))]
     for addr in &handle.config.listen_metrics {
@@ -69,8 +87,16 @@ pub fn serve(
     Ok(servers)
 }
 
+/// Where a client listener's connections come from: the accepted (and, on an `https://`
+/// listener, TLS-decrypted) connections, each carrying its client certificate's CN
+/// ([`crate::server::tls::PeerCn`], in every request's extensions); in simulation, an address.
+#[cfg(not(madsim))]
+type Incoming = tokio_stream::wrappers::ReceiverStream<std::io::Result<crate::server::tls::Conn>>;
+#[cfg(madsim)]
+type Incoming = SocketAddr;
+
 fn serve_clients(
-    addr: SocketAddr,
+    incoming: Incoming,
     handle: NodeHandle,
     shutdown: Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
@@ -107,26 +133,17 @@ fn serve_clients(
             let router = routes
                 .into_axum_router()
                 .merge(http::router(handle.clone()));
-            // Accepted as tonic's own listener does (TCP_NODELAY on), each connection read
-            // through the fix for etcdctl's URL-shaped `:authority` (see `authority`).
-            match tonic::transport::server::TcpIncoming::bind(addr) {
-                Ok(incoming) => {
-                    let incoming =
-                        tokio_stream::StreamExt::map(incoming.with_nodelay(Some(true)), |conn| {
-                            conn.map(authority::FixAuthority::new)
-                        });
-                    tonic::transport::Server::builder()
-                        .accept_http1(true)
-                        .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
-                        .add_routes(tonic::service::Routes::from(router))
-                        .serve_with_incoming_shutdown(incoming, signal)
-                        .await
-                }
-                Err(e) => {
-                    tracing::error!(%addr, error = %e, "client listener failed");
-                    return;
-                }
-            }
+            // Each connection (after its TLS handshake, on a TLS listener) read through the
+            // fix for etcdctl's URL-shaped `:authority` (see `authority`).
+            let incoming = tokio_stream::StreamExt::map(incoming, |conn| {
+                conn.map(authority::FixAuthority::new)
+            });
+            tonic::transport::Server::builder()
+                .accept_http1(true)
+                .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
+                .add_routes(tonic::service::Routes::from(router))
+                .serve_with_incoming_shutdown(incoming, signal)
+                .await
         };
         #[cfg(madsim)]
         let r = tonic::transport::Server::builder()
@@ -137,10 +154,10 @@ fn serve_clients(
             .add_service(maintenance)
             .add_service(auth)
             .add_service(health)
-            .serve_with_shutdown(addr, signal)
+            .serve_with_shutdown(incoming, signal)
             .await;
         if let Err(e) = r {
-            tracing::error!(%addr, error = %e, "client listener failed");
+            tracing::error!(error = %e, "client listener failed");
         }
     })
 }

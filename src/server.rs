@@ -15,6 +15,8 @@ pub mod config;
 pub mod driver;
 pub mod error;
 pub mod jwt;
+#[cfg(not(madsim))]
+pub mod tls;
 
 use crate::lease::LessorConfig;
 use crate::mvcc::WatchConfig;
@@ -23,7 +25,7 @@ use crate::pb::peer::peer_server::PeerServer;
 use crate::peer;
 use crate::raft;
 use cluster::{MemberInfo, cluster_id, member_id};
-pub use config::{AutoCompaction, ClusterState, ServerBug, ServerConfig};
+pub use config::{AutoCompaction, ClusterState, ServerBug, ServerConfig, TlsInfo};
 use driver::{Driver, INBOX_CAPACITY, Input, NodeHandle, ServerEngine};
 use rand::SeedableRng;
 use std::net::SocketAddr;
@@ -137,7 +139,7 @@ fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
 }
 
 /// Asks the running members named in `--initial-cluster` who this member is.
-async fn joining_identity(config: &ServerConfig) -> Result<Identity, String> {
+async fn joining_identity(config: &ServerConfig, tls: &DialTls) -> Result<Identity, String> {
     let mut advertised = config.advertise_peer_urls.clone();
     advertised.sort();
     let mut last_error = String::from("no peer to ask");
@@ -146,11 +148,7 @@ async fn joining_identity(config: &ServerConfig) -> Result<Identity, String> {
             continue;
         }
         for url in urls {
-            let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url.clone()) else {
-                continue;
-            };
-            let endpoint = endpoint.connect_timeout(Duration::from_secs(2));
-            let channel = match endpoint.connect().await {
+            let channel = match dial(url, tls, Duration::from_secs(2)).await {
                 Ok(c) => c,
                 Err(e) => {
                     last_error = format!("{url}: {e}");
@@ -191,6 +189,144 @@ async fn joining_identity(config: &ServerConfig) -> Result<Identity, String> {
     Err(format!("cannot fetch the cluster's members: {last_error}"))
 }
 
+/// What a member dials `https://` URLs with: a rustls configuration, or none where no TLS is
+/// set up (the simulation build has no TLS at all).
+#[cfg(not(madsim))]
+pub type DialTls = Option<Arc<rustls::ClientConfig>>;
+/// What a member dials `https://` URLs with (the simulation build has no TLS).
+#[cfg(madsim)]
+pub type DialTls = ();
+
+/// A channel to `url`, through TLS for an `https://` one.
+pub async fn dial(
+    url: &str,
+    tls: &DialTls,
+    connect_timeout: Duration,
+) -> Result<tonic::transport::Channel, String> {
+    #[cfg(not(madsim))]
+    return tls::dial(url, tls.as_ref(), connect_timeout).await;
+    #[cfg(madsim)]
+    {
+        let _ = tls;
+        let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
+            .map_err(|e| e.to_string())?
+            .connect_timeout(connect_timeout)
+            .tcp_nodelay(true);
+        endpoint.connect().await.map_err(|e| e.to_string())
+    }
+}
+
+/// How this member dials the other members' client URLs (leader forwarding).
+pub fn client_dial_tls(config: &ServerConfig) -> Result<DialTls, String> {
+    #[cfg(not(madsim))]
+    {
+        let https = config
+            .advertise_client_urls
+            .iter()
+            .any(|u| u.starts_with("https://"));
+        if !https && !config.client_tls.is_set() {
+            return Ok(None);
+        }
+        tls::ClientTls::for_member(&config.client_tls, true)
+            .config()
+            .map(Some)
+    }
+    #[cfg(madsim)]
+    {
+        let _ = config;
+        Ok(())
+    }
+}
+
+/// How this member dials its peers' URLs.
+fn peer_dial_tls(config: &ServerConfig) -> Result<DialTls, String> {
+    #[cfg(not(madsim))]
+    {
+        let https = config
+            .initial_cluster
+            .iter()
+            .flat_map(|(_, urls)| urls)
+            .chain(&config.advertise_peer_urls)
+            .any(|u| u.starts_with("https://"));
+        if !https && !config.peer_tls.is_set() {
+            return Ok(None);
+        }
+        tls::ClientTls::for_member(&config.peer_tls, false)
+            .config()
+            .map(Some)
+    }
+    #[cfg(madsim)]
+    {
+        let _ = config;
+        Ok(())
+    }
+}
+
+/// The hosts of `urls` (for an auto TLS certificate's names).
+#[cfg(not(madsim))]
+fn url_hosts<'a>(urls: impl Iterator<Item = &'a String>) -> Vec<String> {
+    urls.filter_map(|u| {
+        let hp = cluster::url_host_port(u);
+        let host = hp.rsplit_once(':').map_or(hp, |(h, _)| h);
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        (!host.is_empty()).then(|| host.to_string())
+    })
+    .collect()
+}
+
+/// Checks the TLS settings against the URLs, with etcd's messages, and makes the auto TLS
+/// certificates (in the data dir).
+#[cfg(not(madsim))]
+fn prepare_tls(config: &mut ServerConfig) -> Result<(), String> {
+    let client_urls: Vec<String> = config
+        .listen_client
+        .iter()
+        .chain(&config.advertise_client_urls)
+        .cloned()
+        .collect();
+    let peer_urls: Vec<String> = config
+        .listen_peer
+        .iter()
+        .chain(&config.advertise_peer_urls)
+        .cloned()
+        .collect();
+    config.client_tls = tls::with_auto_cert(
+        &config.client_tls,
+        "client",
+        &config.data_dir,
+        &url_hosts(client_urls.iter()),
+    )?;
+    config.peer_tls = tls::with_auto_cert(
+        &config.peer_tls,
+        "peer",
+        &config.data_dir,
+        &url_hosts(peer_urls.iter()),
+    )?;
+    if let Some(u) = config
+        .listen_client
+        .iter()
+        .find(|u| u.starts_with("https://"))
+        && !config.client_tls.is_set()
+    {
+        return Err(format!(
+            "TLS key/cert (--cert-file, --key-file) must be provided for client url {u} with \
+             HTTPS scheme"
+        ));
+    }
+    if let Some(u) = config
+        .listen_peer
+        .iter()
+        .find(|u| u.starts_with("https://"))
+        && !config.peer_tls.is_set()
+    {
+        return Err(format!(
+            "cannot listen on TLS for {}: KeyFile and CertFile are not presented",
+            cluster::url_host_port(u)
+        ));
+    }
+    Ok(())
+}
+
 /// Resolves `host:port` (or a URL) to a socket address; `localhost` is 127.0.0.1.
 pub fn resolve(addr: &str) -> Result<SocketAddr, String> {
     let hp = cluster::url_host_port(addr);
@@ -224,6 +360,13 @@ pub async fn start(
     front_ends: FrontEnds,
 ) -> Result<Server, String> {
     config.validate()?;
+    #[cfg(not(madsim))]
+    let config = {
+        let mut config = config;
+        prepare_tls(&mut config)?;
+        config
+    };
+    let peer_tls = peer_dial_tls(&config)?;
     let config = Arc::new(config);
     let stored = Member::stored_identity(&engine).map_err(|e| e.to_string())?;
     let identity = match stored {
@@ -235,7 +378,7 @@ pub async fn start(
         },
         None => match config.cluster_state {
             ClusterState::New => founding_identity(&config)?,
-            ClusterState::Existing => joining_identity(&config).await?,
+            ClusterState::Existing => joining_identity(&config, &peer_tls).await?,
         },
     };
     let election_ticks = (config.election_ms / config.heartbeat_ms) as usize;
@@ -280,8 +423,12 @@ pub async fn start(
     let reports: peer::transport::Reports = std::sync::Arc::new(move |report| {
         let _ = inbox.try_send(Input::from(report));
     });
-    let transport =
-        peer::transport::Transport::new(identity.member_id, identity.cluster_id, reports);
+    let transport = peer::transport::Transport::new(
+        identity.member_id,
+        identity.cluster_id,
+        reports,
+        peer_tls.clone(),
+    );
     // A member that joined but restarted before the leader's snapshot brought it the
     // membership knows no peers from its disk: ask the cluster again, or it could answer no one.
     let mut peers = identity.peers;
@@ -289,7 +436,7 @@ pub async fn start(
         && config.cluster_state == ClusterState::Existing
         && member.raw().raft.tracker.conf_state() == raft::ConfState::default()
     {
-        match joining_identity(&config).await {
+        match joining_identity(&config, &peer_tls).await {
             Ok(joined) if joined.member_id == identity.member_id => peers = joined.peers,
             Ok(joined) => tracing::warn!(
                 stored = format!("{:x}", identity.member_id),
@@ -323,20 +470,39 @@ pub async fn start(
     let driver = driver.start(rx, stop);
 
     let mut servers = Vec::new();
-    for addr in &config.listen_peer {
-        let addr = resolve(addr)?;
+    #[cfg(not(madsim))]
+    let mut peer_acceptor = None;
+    for url in &config.listen_peer {
+        let addr = resolve(url)?;
         let svc = PeerServer::new(peer::service::PeerService::new(handle.clone()))
             .max_decoding_message_size(peer::transport::PEER_MESSAGE_BYTES_MAX)
             .max_encoding_message_size(peer::transport::PEER_MESSAGE_BYTES_MAX);
         let mut stop = shutdown_rx.clone();
-        servers.push(tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
+        let signal = async move {
+            let _ = stop.wait_for(|s| *s).await;
+        };
+        #[cfg(not(madsim))]
+        let serving = {
+            let acceptor = if url.starts_with("https://") {
+                if peer_acceptor.is_none() {
+                    peer_acceptor = Some(Arc::new(tls::Acceptor::new(&config.peer_tls, "peer")?));
+                }
+                peer_acceptor.clone()
+            } else {
+                None
+            };
+            let incoming = tls::incoming(addr, acceptor, "peer")
+                .map_err(|e| format!("cannot listen for peers on {addr}: {e}"))?;
+            tonic::transport::Server::builder()
                 .add_service(svc)
-                .serve_with_shutdown(addr, async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                })
-                .await;
-            if let Err(e) = r {
+                .serve_with_incoming_shutdown(incoming, signal)
+        };
+        #[cfg(madsim)]
+        let serving = tonic::transport::Server::builder()
+            .add_service(svc)
+            .serve_with_shutdown(addr, signal);
+        servers.push(tokio::spawn(async move {
+            if let Err(e) = serving.await {
                 tracing::error!(%addr, error = %e, "peer listener failed");
             }
         }));

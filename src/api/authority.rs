@@ -22,7 +22,7 @@
 //! Go's encoder (etcdctl's) and every other one we know name it; a name taken from a dynamic
 //! table entry passes unrewritten, as does a value in a block split into CONTINUATION frames.
 //! Either way the two tables stay the same size, so only that request fails, as before.
-//! It reads plain TCP: a TLS listener would need it placed after the handshake.
+//! On a TLS listener it reads the decrypted stream (it is placed after the handshake).
 
 use std::io;
 use std::ops::Range;

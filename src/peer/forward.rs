@@ -26,16 +26,10 @@ pub async fn leader_channel(h: &NodeHandle) -> Result<tonic::transport::Channel,
         tokio::time::sleep(step).await;
     }
     let urls = urls?;
+    let tls = crate::server::client_dial_tls(&h.config).map_err(Status::internal)?;
     let mut last = ServerError::NoLeader.status();
     for url in urls {
-        let Ok(endpoint) = tonic::transport::Endpoint::from_shared(url) else {
-            continue;
-        };
-        match endpoint
-            .connect_timeout(std::time::Duration::from_secs(1))
-            .connect()
-            .await
-        {
+        match crate::server::dial(&url, &tls, std::time::Duration::from_secs(1)).await {
             Ok(c) => return Ok(c),
             Err(e) => last = Status::unavailable(format!("etcdserver: leader unreachable: {e}")),
         }

@@ -55,6 +55,8 @@ pub struct Transport {
     peers: HashMap<NodeId, PeerLink>,
     /// Where what the transport learned goes (the member's inbox).
     reports: Reports,
+    /// How peers' `https://` URLs are dialed.
+    tls: crate::server::DialTls,
     /// The runtime the peer links run on: the one the transport was made on, not the
     /// driver's own thread, where they would wait behind every fsync.
     runtime: tokio::runtime::Handle,
@@ -62,12 +64,18 @@ pub struct Transport {
 
 impl Transport {
     /// Call on the runtime the peer links should run on.
-    pub fn new(member_id: NodeId, cluster_id: u64, reports: Reports) -> Transport {
+    pub fn new(
+        member_id: NodeId,
+        cluster_id: u64,
+        reports: Reports,
+        tls: crate::server::DialTls,
+    ) -> Transport {
         Transport {
             member_id,
             cluster_id,
             peers: HashMap::new(),
             reports,
+            tls,
             runtime: tokio::runtime::Handle::current(),
         }
     }
@@ -95,6 +103,7 @@ impl Transport {
                 self.cluster_id,
                 rx,
                 self.reports.clone(),
+                self.tls.clone(),
             ));
             self.peers.insert(id, PeerLink { urls, tx, task });
         }
@@ -136,13 +145,14 @@ async fn peer_loop(
     cluster_id: u64,
     mut rx: mpsc::Receiver<Message>,
     reports: Reports,
+    tls: crate::server::DialTls,
 ) {
     let mut backoff = BACKOFF_MIN;
     let mut attempt = 0usize;
     loop {
         let url = urls[attempt % urls.len()].clone();
         attempt += 1;
-        let client = match connect(&url).await {
+        let client = match connect(&url, &tls).await {
             Ok(c) => c,
             Err(e) => {
                 tracing::debug!(peer = format!("{to:x}"), url, error = %e, "peer unreachable");
@@ -216,12 +226,11 @@ async fn peer_loop(
     }
 }
 
-async fn connect(url: &str) -> Result<PeerClient<tonic::transport::Channel>, String> {
-    let endpoint = tonic::transport::Endpoint::from_shared(url.to_string())
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_millis(1000))
-        .tcp_nodelay(true);
-    let channel = endpoint.connect().await.map_err(|e| e.to_string())?;
+async fn connect(
+    url: &str,
+    tls: &crate::server::DialTls,
+) -> Result<PeerClient<tonic::transport::Channel>, String> {
+    let channel = crate::server::dial(url, tls, Duration::from_millis(1000)).await?;
     Ok(PeerClient::new(channel)
         .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
         .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX))

@@ -29,11 +29,13 @@ pub enum AutoCompaction {
 pub struct ServerConfig {
     pub name: String,
     pub data_dir: PathBuf,
-    /// `host:port` addresses to serve clients on.
+    /// `host:port` addresses to serve clients on; `https://host:port` for a TLS listener
+    /// (set up from [`ServerConfig::client_tls`]).
     pub listen_client: Vec<String>,
     /// Client URLs published to the cluster.
     pub advertise_client_urls: Vec<String>,
-    /// `host:port` addresses to serve peers on.
+    /// `host:port` addresses to serve peers on; `https://host:port` for a TLS listener
+    /// (set up from [`ServerConfig::peer_tls`]).
     pub listen_peer: Vec<String>,
     /// This member's peer URLs, as the others reach it.
     pub advertise_peer_urls: Vec<String>,
@@ -61,12 +63,52 @@ pub struct ServerConfig {
     /// `host:port` addresses for a separate /metrics, /health and /version listener.
     pub listen_metrics: Vec<String>,
     pub pre_vote: bool,
+    /// The client side's certificates (`--cert-file`, `--auto-tls`, ...): used by `https://`
+    /// client listeners and when the member dials another member's client URLs.
+    pub client_tls: TlsInfo,
+    /// The peer side's (`--peer-cert-file`, `--peer-auto-tls`, ...): used by `https://` peer
+    /// listeners and when the member dials `https://` peer URLs.
+    pub peer_tls: TlsInfo,
     /// The member's clock (the system's; a skewed one in simulation).
     pub clock: crate::clock::Clock,
     /// A deliberate mistake in the server path, for proving that the simulator catches it.
     /// Never set in production (it exists only with the `planted-bugs` feature).
     #[cfg(feature = "planted-bugs")]
     pub planted_bug: Option<ServerBug>,
+}
+
+/// One side's TLS settings, as etcd's flags give them (etcd's `transport.TLSInfo`). Plain
+/// data: the simulation build carries it and never uses it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsInfo {
+    /// PEM certificate chain this side presents (`--cert-file`, `--peer-cert-file`).
+    pub cert_file: Option<PathBuf>,
+    /// Its PEM private key (`--key-file`, `--peer-key-file`).
+    pub key_file: Option<PathBuf>,
+    /// PEM CA certificates that client certificates must chain to. Set, it makes the
+    /// listener require a client certificate, as etcd's does.
+    pub trusted_ca_file: Option<PathBuf>,
+    /// `--client-cert-auth`: the verified certificate's CN is the connection's identity.
+    pub client_cert_auth: bool,
+    /// A CRL (PEM or DER) of client certificates to refuse (`--client-crl-file`).
+    pub crl_file: Option<PathBuf>,
+    /// Generate a self-signed certificate when none is given (`--auto-tls`); whoever dials
+    /// this side then skips verifying its certificate, as etcd does.
+    pub auto_tls: bool,
+    /// Validity of a generated certificate, in years (`--self-signed-cert-validity`).
+    pub self_signed_cert_validity_years: u32,
+    /// The only CN a peer's client certificate may have (`--peer-cert-allowed-cn`).
+    pub allowed_cn: Option<String>,
+    /// Go names of the TLS 1.2 cipher suites allowed (`--cipher-suites`); empty: rustls'
+    /// defaults.
+    pub cipher_suites: Vec<String>,
+}
+
+impl TlsInfo {
+    /// Whether this side has a certificate to serve TLS with (given or to generate).
+    pub fn is_set(&self) -> bool {
+        (self.cert_file.is_some() && self.key_file.is_some()) || self.auto_tls
+    }
 }
 
 /// Deliberate mistakes in the server path that the full-stack simulation must catch. They can
@@ -112,6 +154,8 @@ impl ServerConfig {
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),
             pre_vote: true,
+            client_tls: TlsInfo::default(),
+            peer_tls: TlsInfo::default(),
             clock: crate::clock::Clock::default(),
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
