@@ -10,7 +10,7 @@
 //! Every request is timed from just before it is sent to when its answer is in; a failed
 //! request is counted, not timed, and makes the run exit non-zero after the summary.
 
-use super::{CtlError, EXIT_BAD_ARGS, EXIT_ERROR, connect, kv, lease, rpc_error};
+use super::{CtlError, Dial, EXIT_BAD_ARGS, EXIT_ERROR, connect, kv, lease, rpc_error};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
 use oxcd::pb::etcdserverpb as pb;
@@ -334,7 +334,7 @@ impl BenchArgs {
     }
 
     /// Opens the connections, runs the workload, and reports.
-    pub async fn run(&self, endpoints: &[String], dial: Duration) -> Result<Report, CtlError> {
+    pub async fn run(&self, endpoints: &[String], dial: &Dial) -> Result<Report, CtlError> {
         self.check()?;
         if endpoints.is_empty() {
             return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints".into()));

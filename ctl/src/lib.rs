@@ -121,6 +121,28 @@ pub struct Cli {
     /// The credentials of `--user` / `--password`, read once (a prompt asks only once).
     #[arg(skip)]
     credentials: OnceLock<Result<Option<Credentials>, CtlError>>,
+    /// Verify certificates of TLS-enabled secure servers using this CA bundle.
+    #[arg(long, global = true, env = "ETCDCTL_CACERT")]
+    cacert: Option<std::path::PathBuf>,
+    /// Identify secure client using this TLS certificate file.
+    #[arg(long, global = true, env = "ETCDCTL_CERT")]
+    cert: Option<std::path::PathBuf>,
+    /// Identify secure client using this TLS key file.
+    #[arg(long, global = true, env = "ETCDCTL_KEY")]
+    key: Option<std::path::PathBuf>,
+    /// Skip server certificate verification (CAUTION: this option should be enabled only for
+    /// testing purposes).
+    #[arg(
+        long = "insecure-skip-tls-verify",
+        global = true,
+        env = "ETCDCTL_INSECURE_SKIP_TLS_VERIFY"
+    )]
+    insecure_skip_tls_verify: bool,
+    /// Disable transport security for client connections (endpoints without a scheme).
+    #[arg(long = "insecure-transport", global = true, default_value = "true", num_args = 0..=1,
+      default_missing_value = "true", action = clap::ArgAction::Set,
+      env = "ETCDCTL_INSECURE_TRANSPORT")]
+    insecure_transport: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -339,25 +361,51 @@ pub struct Out {
     pub stderr: String,
 }
 
+/// How to dial the endpoints: the dial timeout, and TLS as etcdctl's flags ask.
+#[derive(Clone)]
+pub struct Dial {
+    pub timeout: Duration,
+    /// The TLS configuration for `https://` endpoints (and scheme-less ones when `secure`).
+    pub tls: oxcd::server::DialTls,
+    /// Whether an endpoint without a scheme is dialed with TLS (etcdctl: when a certificate
+    /// flag is given or `--insecure-transport=false`).
+    pub secure: bool,
+}
+
+impl Dial {
+    /// Plaintext, for endpoints given as `http://` or `host:port`.
+    pub fn plain(timeout: Duration) -> Dial {
+        Dial {
+            timeout,
+            tls: None,
+            secure: false,
+        }
+    }
+}
+
 /// Connects to the first of `endpoints` that answers within the dial timeout.
-async fn connect(endpoints: &[String], dial: Duration) -> Result<Channel, CtlError> {
+async fn connect(endpoints: &[String], dial: &Dial) -> Result<Channel, CtlError> {
     let mut last = String::from("no endpoints");
     for ep in endpoints {
         let url = if ep.contains("://") {
             ep.clone()
+        } else if dial.secure {
+            format!("https://{ep}")
         } else {
             format!("http://{ep}")
         };
-        let endpoint = match tonic::transport::Endpoint::from_shared(url) {
-            Ok(e) => e.connect_timeout(dial).tcp_nodelay(true),
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        match tokio::time::timeout(dial, endpoint.connect()).await {
+        if url.starts_with("https://") && dial.tls.is_none() {
+            last = format!("{url}: TLS is not set up");
+            continue;
+        }
+        let connecting = oxcd::server::tls::dial(&url, dial.tls.as_ref(), dial.timeout);
+        match tokio::time::timeout(dial.timeout, connecting).await {
             Ok(Ok(ch)) => return Ok(ch),
-            Ok(Err(e)) => last = e.to_string(),
+            // grpc-go retries a refused handshake until the deadline: etcdctl says this.
+            Ok(Err(_)) if url.starts_with("https://") => {
+                last = "context deadline exceeded".to_string()
+            }
+            Ok(Err(e)) => last = e,
             Err(_) => last = "context deadline exceeded".to_string(),
         }
     }
@@ -433,8 +481,39 @@ impl Cli {
             .credentials
             .get_or_init(|| token::credentials(&self.user, &self.password))
             .clone()?;
-        let ch = connect(endpoints, self.dial_timeout).await?;
+        let ch = connect(endpoints, &self.dial_options()?).await?;
         token::authed(ch, credentials.as_ref(), self.dial_timeout).await
+    }
+
+    /// How the global flags say to dial (`--dial-timeout`, `--cacert`, `--cert`, `--key`,
+    /// `--insecure-skip-tls-verify`, `--insecure-transport`).
+    fn dial_options(&self) -> Result<Dial, CtlError> {
+        let files = self.cacert.is_some() || self.cert.is_some() || self.key.is_some();
+        let secure = files || !self.insecure_transport;
+        let https = self
+            .endpoint_list()
+            .iter()
+            .any(|e| e.starts_with("https://"));
+        let tls = if secure || https {
+            let client = oxcd::server::tls::ClientTls {
+                ca_file: self.cacert.clone(),
+                cert_file: self.cert.clone(),
+                key_file: self.key.clone(),
+                skip_verify: self.insecure_skip_tls_verify,
+            };
+            Some(
+                client
+                    .config()
+                    .map_err(|e| CtlError::new(EXIT_BAD_ARGS, e))?,
+            )
+        } else {
+            None
+        };
+        Ok(Dial {
+            timeout: self.dial_timeout,
+            tls,
+            secure,
+        })
     }
 
     /// Runs `fut` under the command timeout.
@@ -636,7 +715,7 @@ impl Cli {
             Command::User(u) => return self.user(u, out).await,
             Command::Role(r) => return self.role(r, out).await,
             Command::Bench(b) => {
-                let r = b.run(&self.endpoint_list(), self.dial_timeout).await?;
+                let r = b.run(&self.endpoint_list(), &self.dial_options()?).await?;
                 out.stdout += &match self.write_out {
                     Format::Json => r.json(),
                     _ => r.text(),
