@@ -12,7 +12,7 @@
 
 mod procs;
 
-use procs::{Cluster, Kind, Timing, etcdctl};
+use procs::{Cluster, Kind, Security, Timing, etcdctl};
 
 /// One step: etcdctl's arguments and its standard input.
 struct Step {
@@ -162,7 +162,11 @@ const SCRIPT: &[Step] = &[
 /// The transcript of the script against a fresh one-member cluster of `kind`, started with
 /// `flags`.
 fn transcript(kind: Kind, flags: &[String]) -> String {
-    let cluster = Cluster::start_with(kind, 1, Timing::default(), flags);
+    let security = Security {
+        server_args: flags.to_vec(),
+        ..Security::default()
+    };
+    let cluster = Cluster::start_secure(kind, 1, Timing::default(), security);
     let endpoints = cluster.endpoints();
     let mut out = String::new();
     for s in SCRIPT {

@@ -147,6 +147,18 @@ impl Default for Timing {
     }
 }
 
+/// TLS for a cluster's members: which side speaks `https://`, the server flags that set it
+/// up, and the etcdctl flags that reach such members (used by the health wait).
+#[derive(Clone, Debug, Default)]
+pub struct Security {
+    pub client_tls: bool,
+    pub peer_tls: bool,
+    /// Extra server flags (certificates), passed to every member.
+    pub server_args: Vec<String>,
+    /// Extra etcdctl flags for talking to the members.
+    pub ctl_args: Vec<String>,
+}
+
 pub struct Member {
     pub name: String,
     pub client_port: u16,
@@ -157,6 +169,9 @@ pub struct Member {
     /// passes them again (the data dir takes precedence, as in etcd).
     initial_cluster: String,
     cluster_state: &'static str,
+    /// `https` or `http`, for each side.
+    client_scheme: &'static str,
+    peer_scheme: &'static str,
     child: Option<Child>,
 }
 
@@ -165,10 +180,10 @@ impl Member {
         format!("127.0.0.1:{}", self.client_port)
     }
     pub fn client_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.client_port)
+        format!("{}://127.0.0.1:{}", self.client_scheme, self.client_port)
     }
     pub fn peer_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.peer_port)
+        format!("{}://127.0.0.1:{}", self.peer_scheme, self.peer_port)
     }
     pub fn is_running(&self) -> bool {
         self.child.is_some()
@@ -184,31 +199,42 @@ pub struct Cluster {
     pub timing: Timing,
     pub token: String,
     pub members: Vec<Member>,
+    pub security: Security,
     root: tempfile::TempDir,
-    /// Flags every member gets after the common ones.
-    extra_args: Vec<String>,
 }
 
 impl Cluster {
     /// Starts an `n`-member cluster (names m1..mn) and waits until every member answers
     /// `endpoint health`.
     pub fn start(kind: Kind, n: usize, timing: Timing) -> Cluster {
-        Cluster::start_with(kind, n, timing, &[])
+        Cluster::start_secure(kind, n, timing, Security::default())
     }
 
-    /// [`Cluster::start`], with `extra_args` given to every member.
-    pub fn start_with(kind: Kind, n: usize, timing: Timing, extra_args: &[String]) -> Cluster {
-        assert!(n >= 1);
+    /// [`Cluster::start`] with TLS as `security` says.
+    pub fn start_secure(kind: Kind, n: usize, timing: Timing, security: Security) -> Cluster {
         let root = tempfile::Builder::new()
             .prefix("oxcd-itest-")
             .tempdir()
             .expect("a temp dir");
+        Cluster::start_in(root, kind, n, timing, security)
+    }
+
+    /// [`Cluster::start_secure`] in `root`, a temp dir the caller prepared (certificates).
+    pub fn start_in(
+        root: tempfile::TempDir,
+        kind: Kind,
+        n: usize,
+        timing: Timing,
+        security: Security,
+    ) -> Cluster {
+        assert!(n >= 1);
+        let peer_scheme = if security.peer_tls { "https" } else { "http" };
         let token = format!("itest-{}", root.path().display()).replace('/', "-");
         let ports: Vec<(u16, u16)> = (0..n).map(|_| (free_port(), free_port())).collect();
         let initial_cluster = ports
             .iter()
             .enumerate()
-            .map(|(i, (_, peer))| format!("m{}=http://127.0.0.1:{peer}", i + 1))
+            .map(|(i, (_, peer))| format!("m{}={peer_scheme}://127.0.0.1:{peer}", i + 1))
             .collect::<Vec<_>>()
             .join(",");
         let mut c = Cluster {
@@ -216,8 +242,8 @@ impl Cluster {
             timing,
             token,
             members: Vec::new(),
+            security,
             root,
-            extra_args: extra_args.to_vec(),
         };
         for (i, (client, peer)) in ports.into_iter().enumerate() {
             c.push_member(format!("m{}", i + 1), client, peer, &initial_cluster, "new");
@@ -250,6 +276,16 @@ impl Cluster {
             log_path: dir.join("log"),
             initial_cluster: initial_cluster.to_string(),
             cluster_state,
+            client_scheme: if self.security.client_tls {
+                "https"
+            } else {
+                "http"
+            },
+            peer_scheme: if self.security.peer_tls {
+                "https"
+            } else {
+                "http"
+            },
             child: None,
         });
         self.members.len() - 1
@@ -280,7 +316,6 @@ impl Cluster {
         let timing = self.timing;
         let token = self.token.clone();
         let kind = self.kind;
-        let extra_args = self.extra_args.clone();
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "{} is already running", m.name);
         let program = match kind {
@@ -299,7 +334,7 @@ impl Cluster {
             .arg(format!("--initial-cluster-token={token}"))
             .arg(format!("--heartbeat-interval={}", timing.heartbeat_ms))
             .arg(format!("--election-timeout={}", timing.election_ms))
-            .args(&extra_args);
+            .args(&self.security.server_args);
         if kind == Kind::Etcd {
             // 3.4's default logger (capnslog) is deprecated; zap is what 3.5 always uses.
             cmd.arg("--logger=zap");
@@ -354,6 +389,13 @@ impl Cluster {
     /// member's log tail at the deadline or when the process has exited.
     pub fn wait_healthy(&mut self, i: usize) {
         let ep = self.members[i].endpoint();
+        let mut args = vec![
+            "endpoint",
+            "health",
+            "--dial-timeout=1s",
+            "--command-timeout=2s",
+        ];
+        args.extend(self.security.ctl_args.iter().map(String::as_str));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(status) = self.members[i]
@@ -369,16 +411,7 @@ impl Cluster {
                     self.log_tail(i)
                 );
             }
-            let out = etcdctl(
-                &ep,
-                &[
-                    "endpoint",
-                    "health",
-                    "--dial-timeout=1s",
-                    "--command-timeout=2s",
-                ],
-                None,
-            );
+            let out = etcdctl(&ep, &args, None);
             if out.code == Some(0) {
                 return;
             }
