@@ -5,7 +5,9 @@
 //!   required (`--trusted-ca-file`, `--client-cert-auth`), run the same etcdctl steps: put,
 //!   get and health with a good certificate, then a wrong CA, no client certificate, and
 //!   plaintext to the TLS port. The transcripts (exit codes, stdout, stderr) must be equal
-//!   once ports, timestamps and etcdctl's client UUIDs are masked.
+//!   once ports, timestamps and etcdctl's client UUIDs are masked. oxctl runs the same steps
+//!   against a third member (oxcd): its transcript must equal etcdctl's against etcd but for
+//!   etcdctl's own log lines.
 //! - Three oxcd members with peer TLS and client mTLS: one is restarted with other
 //!   certificate files in place (rotation) and the cluster still serves through it; another
 //!   gets new files while running and serves them from its next handshake on.
@@ -14,7 +16,7 @@
 
 mod procs;
 
-use procs::{Cluster, Kind, Output, Security, Timing, etcdctl, path_str, poll_for};
+use procs::{Client, Cluster, Kind, Output, Security, Timing, client, etcdctl, path_str, poll_for};
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -98,7 +100,7 @@ fn normalize(out: &Output, client_port: u16) -> String {
     })
 }
 
-fn transcript(kind: Kind) -> Vec<String> {
+fn transcript(kind: Kind, which: Client) -> Vec<String> {
     let security = Security {
         client_tls: true,
         peer_tls: false,
@@ -121,28 +123,51 @@ fn transcript(kind: Kind) -> Vec<String> {
                 c.endpoint(0)
             };
             let args: Vec<&str> = args.iter().map(String::as_str).collect();
-            let out = etcdctl(&endpoint, &args, None);
+            let out = client(which, &endpoint, &args, None);
             format!("== {title}\n{}", normalize(&out, port))
+        })
+        .collect()
+}
+
+/// The steps where two transcripts differ, both shown.
+fn differences(want: &[String], got: &[String], got_name: &str) -> Vec<String> {
+    assert_eq!(want.len(), got.len());
+    want.iter()
+        .zip(got)
+        .filter(|(w, g)| w != g)
+        .map(|(w, g)| format!("etcd with etcdctl:\n{w}\n{got_name}:\n{g}"))
+        .collect()
+}
+
+/// A transcript without etcdctl's own log lines (grpc-go's retry warnings).
+fn without_client_logs(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            e.split_inclusive('\n')
+                .filter(|l| !l.starts_with("{\"level\":"))
+                .collect()
         })
         .collect()
 }
 
 #[test]
 fn etcdctl_sees_oxcd_client_tls_as_etcds() {
-    let etcd = transcript(Kind::Etcd);
-    let oxcd = transcript(Kind::Oxcd);
-    assert_eq!(etcd.len(), oxcd.len());
-    let mut differ = Vec::new();
-    for (e, o) in etcd.iter().zip(&oxcd) {
-        if e != o {
-            differ.push(format!("etcd:\n{e}\noxcd:\n{o}"));
-        }
-    }
+    let etcd = transcript(Kind::Etcd, Client::Etcdctl);
+    let mut differ = differences(
+        &etcd,
+        &transcript(Kind::Oxcd, Client::Etcdctl),
+        "oxcd with etcdctl",
+    );
+    differ.extend(differences(
+        &without_client_logs(&etcd),
+        &transcript(Kind::Oxcd, Client::Oxctl),
+        "oxcd with oxctl",
+    ));
     assert!(
         differ.is_empty(),
-        "{} of {} steps differ:\n{}",
+        "{} steps differ:\n{}",
         differ.len(),
-        etcd.len(),
         differ.join("\n\n")
     );
 }

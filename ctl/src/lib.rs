@@ -385,7 +385,11 @@ impl Dial {
 
 /// Connects to the first of `endpoints` that answers within the dial timeout.
 async fn connect(endpoints: &[String], dial: &Dial) -> Result<Channel, CtlError> {
-    let mut last = String::from("no endpoints");
+    // grpc-go (etcdctl) retries a connection that fails to become ready (a refused TLS
+    // handshake, a TLS port dialed in plaintext) until the deadline, and the command then
+    // fails with "context deadline exceeded", exit 1.
+    let not_ready = || CtlError::new(EXIT_ERROR, "context deadline exceeded".to_string());
+    let mut last = CtlError::new(EXIT_BAD_CONNECTION, String::from("no endpoints"));
     for ep in endpoints {
         let url = if ep.contains("://") {
             ep.clone()
@@ -395,21 +399,47 @@ async fn connect(endpoints: &[String], dial: &Dial) -> Result<Channel, CtlError>
             format!("http://{ep}")
         };
         if url.starts_with("https://") && dial.tls.is_none() {
-            last = format!("{url}: TLS is not set up");
+            last = CtlError::new(EXIT_BAD_CONNECTION, format!("{url}: TLS is not set up"));
             continue;
         }
         let connecting = oxcd::server::tls::dial(&url, dial.tls.as_ref(), dial.timeout);
-        match tokio::time::timeout(dial.timeout, connecting).await {
-            Ok(Ok(ch)) => return Ok(ch),
-            // grpc-go retries a refused handshake until the deadline: etcdctl says this.
+        let channel = match tokio::time::timeout(dial.timeout, connecting).await {
+            Ok(Ok(ch)) => ch,
             Ok(Err(_)) if url.starts_with("https://") => {
-                last = "context deadline exceeded".to_string()
+                last = not_ready();
+                continue;
             }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = "context deadline exceeded".to_string(),
+            Ok(Err(e)) => {
+                last = CtlError::new(EXIT_BAD_CONNECTION, e);
+                continue;
+            }
+            Err(_) => {
+                last = CtlError::new(EXIT_BAD_CONNECTION, "context deadline exceeded".into());
+                continue;
+            }
+        };
+        // A connection is ready once the server answered on it: with TLS 1.3 a server
+        // refuses a client certificate only after the client's side of the handshake
+        // ended, and a TLS port dialed in plaintext accepts the TCP connection.
+        let mut health = oxcd::pb::health::health_client::HealthClient::new(channel.clone());
+        let probe = health.check(oxcd::pb::health::HealthCheckRequest {
+            service: String::new(),
+        });
+        match tokio::time::timeout(dial.timeout, probe).await {
+            // A status the client made from a transport failure carries its cause; one the
+            // server sent does not.
+            Ok(Err(s))
+                if std::error::Error::source(&s).is_some()
+                    || matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled) =>
+            {
+                last = not_ready()
+            }
+            Err(_) => last = not_ready(),
+            // Any answer, even an error status, came over a working connection.
+            Ok(_) => return Ok(channel),
         }
     }
-    Err(CtlError::new(EXIT_BAD_CONNECTION, last))
+    Err(last)
 }
 
 fn parse_hex_id(s: &str, what: &str) -> Result<u64, CtlError> {
