@@ -372,17 +372,6 @@ pub struct Dial {
     pub secure: bool,
 }
 
-impl Dial {
-    /// Plaintext, for endpoints given as `http://` or `host:port`.
-    pub fn plain(timeout: Duration) -> Dial {
-        Dial {
-            timeout,
-            tls: None,
-            secure: false,
-        }
-    }
-}
-
 /// Connects to the first of `endpoints` that answers within the dial timeout.
 async fn connect(endpoints: &[String], dial: &Dial) -> Result<Channel, CtlError> {
     // grpc-go (etcdctl) retries a connection that fails to become ready (a refused TLS

@@ -40,6 +40,8 @@ use tokio::sync::mpsc;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Connections accepted (and through their handshake) that wait for the server to take them.
 const ACCEPTED_QUEUE_MAX: usize = 64;
+/// TLS handshakes in progress on one listener; a connection beyond them is refused.
+const HANDSHAKES_MAX: usize = 1024;
 /// Pause after a failed `accept` (out of file descriptors), so the loop does not spin.
 const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 
@@ -221,6 +223,7 @@ pub fn incoming(
     std_listener.set_nonblocking(true)?;
     let listener = tokio::net::TcpListener::from_std(std_listener)?;
     let (tx, rx) = mpsc::channel(ACCEPTED_QUEUE_MAX);
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(HANDSHAKES_MAX));
     tokio::spawn(async move {
         loop {
             let accepted = tokio::select! {
@@ -243,10 +246,19 @@ pub fn incoming(
                     }
                 }
                 Some(acceptor) => {
+                    let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+                        tracing::warn!(
+                            "rejected connection from {remote:?} on the {what} listener \
+                             {addr}: {HANDSHAKES_MAX} TLS handshakes in progress"
+                        );
+                        continue;
+                    };
                     let acceptor = acceptor.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
-                        match acceptor.accept(tcp).await {
+                        let accepted = acceptor.accept(tcp).await;
+                        drop(permit);
+                        match accepted {
                             Ok(conn) => {
                                 let _ = tx.send(Ok(conn)).await;
                             }
