@@ -9,7 +9,6 @@
 //! requests (the front ends in `crate::api` do, started through [`FrontEnds`]: this module
 //! never names them).
 
-#[cfg(not(madsim))]
 pub mod cluster;
 pub mod config;
 pub mod driver;

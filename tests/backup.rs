@@ -1,3 +1,4 @@
+#![cfg(not(madsim))]
 //! Backups: a member's state machine saved to a snapshot file, restored into a fresh fjall data
 //! dir, and served by a new member founded on it; a damaged file is refused.
 
