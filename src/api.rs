@@ -35,12 +35,19 @@ use tokio::sync::watch::Receiver;
 /// The credentials a request carries: etcd's `token` metadata, or `authorization` (what the
 /// JSON gateway forwards). An empty token counts as one (an invalid one), as in etcd.
 /// With JWT tokens (`--auth-token jwt`), a token whose signature and expiry check out names
-/// its user and auth revision; any other is an unknown token.
+/// its user and auth revision; any other is an unknown token. A request without a token on a
+/// `--client-cert-auth` listener is its certificate's CN (a token wins over the CN, as in
+/// etcd).
 pub fn credential<T>(h: &NodeHandle, request: &tonic::Request<T>) -> crate::node::Credential {
     use crate::node::Credential;
     let md = request.metadata();
     let token = md.get("token").or_else(|| md.get("authorization"));
     let Some(token) = token.map(|v| v.to_str().unwrap_or_default().to_string()) else {
+        // No token: with `--client-cert-auth`, the verified client certificate's CN.
+        #[cfg(not(madsim))]
+        if let Some(crate::server::tls::PeerCn(Some(cn))) = request.extensions().get() {
+            return Credential::CommonName(cn.clone());
+        }
         return Credential::None;
     };
     match h.config.jwt.as_ref().and_then(|jwt| jwt.verify(&token)) {
