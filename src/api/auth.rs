@@ -58,18 +58,28 @@ impl AuthService {
     }
 }
 
-/// `password`'s bcrypt hash, computed off the async threads.
-async fn hash(password: String, cost: u32) -> Result<Bytes, Status> {
-    let hashed = tokio::task::spawn_blocking(move || bcrypt::hash(password, cost))
+/// `f`'s result, computed off the async threads (in simulation, where no thread may block,
+/// in place).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+    #[cfg(not(madsim))]
+    return tokio::task::spawn_blocking(f)
         .await
-        .map_err(|e| Status::internal(e.to_string()))?
+        .map_err(|e| Status::internal(e.to_string()));
+    #[cfg(madsim)]
+    return Ok(f());
+}
+
+/// `password`'s bcrypt hash.
+async fn hash(password: String, cost: u32) -> Result<Bytes, Status> {
+    let hashed = blocking(move || bcrypt::hash(password, cost))
+        .await?
         .map_err(|e| Status::internal(format!("etcdserver: {e}")))?;
     Ok(Bytes::from(hashed))
 }
 
-/// Whether `password` matches `hashed`, computed off the async threads.
+/// Whether `password` matches `hashed`.
 async fn verify(password: String, hashed: Bytes) -> bool {
-    tokio::task::spawn_blocking(move || {
+    blocking(move || {
         let hashed = std::str::from_utf8(&hashed).unwrap_or_default();
         bcrypt::verify(password, hashed).unwrap_or(false)
     })

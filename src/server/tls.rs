@@ -159,6 +159,10 @@ impl Acceptor {
                     verifier = verifier.with_crls(crls(crl)?);
                 }
                 let verifier = verifier.build().map_err(|e| format!("{side} TLS: {e}"))?;
+                let verifier = Arc::new(TrustedAsIs {
+                    inner: verifier,
+                    trusted: certs(ca)?,
+                });
                 builder
                     .with_client_cert_verifier(verifier)
                     .with_cert_resolver(Arc::new(resolver))
@@ -351,6 +355,89 @@ fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err(bad(&"no certificate"));
     }
     Ok(chain)
+}
+
+/// Client certificate verification that also takes a certificate found as it is in the
+/// trusted CA file, as Go's does: a self-signed certificate that is its own CA and is used as
+/// the client's (etcd's tests run a member with one certificate for everything). webpki
+/// refuses a CA certificate as an end entity; a certificate refused for that reason alone
+/// is taken when it is byte for byte one the operator trusts and within its dates.
+#[derive(Debug)]
+struct TrustedAsIs {
+    inner: Arc<dyn rustls::server::danger::ClientCertVerifier>,
+    trusted: Vec<CertificateDer<'static>>,
+}
+
+impl rustls::server::danger::ClientCertVerifier for TrustedAsIs {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls_pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        match self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)
+        {
+            // Only webpki's one objection (the certificate is a CA); its dates and every other
+            // check still stand.
+            Err(e)
+                if format!("{e:?}").contains("CaUsedAsEndEntity")
+                    && self
+                        .trusted
+                        .iter()
+                        .any(|t| t.as_ref() == end_entity.as_ref())
+                    && valid_at(end_entity, now) =>
+            {
+                Ok(rustls::server::danger::ClientCertVerified::assertion())
+            }
+            r => r,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Whether `cert` is within its validity dates at `now`.
+fn valid_at(cert: &CertificateDer<'_>, now: rustls_pki_types::UnixTime) -> bool {
+    let Ok((_, parsed)) = x509_parser::parse_x509_certificate(cert.as_ref()) else {
+        return false;
+    };
+    let now = now.as_secs() as i64;
+    let v = parsed.validity();
+    v.not_before.timestamp() <= now && now <= v.not_after.timestamp()
 }
 
 fn roots(ca: &Path) -> Result<Arc<RootCertStore>, String> {
