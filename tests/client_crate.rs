@@ -2,7 +2,8 @@
 //! A real Rust etcd client (the `etcd-client` crate, over tonic) against oxcd processes: one
 //! member and three members. KV with transactions, watches (create, events, history, cancel),
 //! leases (grant, keep-alive, time-to-live, revoke, expiry deleting a key), the member list,
-//! maintenance status and hashes, and error cases with the gRPC code and message etcd uses.
+//! maintenance status and hashes, auth (users, roles, a prefix permission, tokens through every
+//! member, a revoke), and error cases with the gRPC code and message etcd uses.
 //!
 //! Every wait is bounded: a stream message is awaited with [`tokio::time::timeout`], and a
 //! condition (a lease expiring, a follower catching up) is polled until a deadline.
@@ -594,4 +595,97 @@ async fn sigterm_ends_streams_with_server_stopped() {
     assert_server_stopped("keep-alive", alive.message()).await;
     let exited = procs::poll_until("member 1 exits", MESSAGE_TIMEOUT, || cluster.try_wait(1));
     assert!(exited.success(), "exit status {exited:?}");
+}
+
+/// Auth through a third-party client: enable it, log in with a user holding a prefix, and get
+/// etcd's codes and messages for what that user may not do; through every member of the
+/// cluster (a token made through one member works on every member, and a revoke applied
+/// through one refuses the user everywhere).
+async fn auth(cluster: &Cluster) {
+    use etcd_client::{ConnectOptions, Permission};
+    let login = |user: &str, password: &str, endpoint: String| {
+        let opts = ConnectOptions::new()
+            .with_connect_timeout(Duration::from_secs(5))
+            .with_timeout(Duration::from_secs(10))
+            .with_user(user, password);
+        async move { Client::connect([format!("http://{endpoint}")], Some(opts)).await }
+    };
+    let mut admin = connect_all(cluster).await;
+    admin.user_add("root", "rootpw", None).await.unwrap();
+    admin.user_grant_role("root", "root").await.unwrap();
+    admin.user_add("app", "apppw", None).await.unwrap();
+    admin.role_add("app").await.unwrap();
+    let perm = Permission::read_write("/app/").with_prefix();
+    admin.role_grant_permission("app", perm).await.unwrap();
+    admin.user_grant_role("app", "app").await.unwrap();
+    admin.auth_enable().await.unwrap();
+    let s = status(admin.put("/app/x", "1", None).await);
+    assert_status(
+        &s,
+        tonic::Code::InvalidArgument,
+        "etcdserver: user name is empty",
+    );
+    match login("app", "wrong", cluster.endpoint(0)).await {
+        Err(Error::GRpcStatus(s)) => assert_status(
+            &s,
+            tonic::Code::InvalidArgument,
+            "etcdserver: authentication failed, invalid user ID or password",
+        ),
+        other => panic!("a wrong password logged in: {:?}", other.map(|_| ())),
+    }
+    let mut root = login("root", "rootpw", cluster.endpoint(0)).await.unwrap();
+    for i in cluster.running().collect::<Vec<_>>() {
+        let mut app = login("app", "apppw", cluster.endpoint(i)).await.unwrap();
+        let key = format!("/app/{i}");
+        app.put(key.as_str(), "v", None).await.unwrap();
+        let got = app.get(key.as_str(), None).await.unwrap();
+        assert_eq!(got.kvs()[0].value(), b"v");
+        let s = status(app.put("/other", "v", None).await);
+        assert_status(
+            &s,
+            tonic::Code::PermissionDenied,
+            "etcdserver: permission denied",
+        );
+        let s = status(app.user_list().await);
+        assert_status(
+            &s,
+            tonic::Code::PermissionDenied,
+            "etcdserver: permission denied",
+        );
+        // Anyone may list members.
+        app.member_list().await.unwrap();
+        let s = status(app.delete("/other", None).await);
+        assert_status(
+            &s,
+            tonic::Code::PermissionDenied,
+            "etcdserver: permission denied",
+        );
+    }
+    // A revoke through one member refuses the user through every other.
+    root.role_revoke_permission(
+        "app",
+        "/app/",
+        Some(etcd_client::RoleRevokePermissionOptions::new().with_prefix()),
+    )
+    .await
+    .unwrap();
+    for i in cluster.running().collect::<Vec<_>>() {
+        let mut app = login("app", "apppw", cluster.endpoint(i)).await.unwrap();
+        let s = status(app.put("/app/x", "v", None).await);
+        assert_status(
+            &s,
+            tonic::Code::PermissionDenied,
+            "etcdserver: permission denied",
+        );
+    }
+    root.auth_disable().await.unwrap();
+    admin.put("/app/x", "1", None).await.unwrap();
+}
+
+#[tokio::test]
+async fn auth_on_one_and_three_members() {
+    for n in [1, 3] {
+        let cluster = Cluster::start(Kind::Oxcd, n, Timing::default());
+        auth(&cluster).await;
+    }
 }
