@@ -31,7 +31,8 @@
 mod procs;
 
 use procs::{
-    Client, Cluster, Kind, Output, Timing, client, client_lines, etcdctl, json_u64, path_str,
+    Client, Cluster, Kind, Output, Timing, client, client_lines, differences, etcdctl, json_u64,
+    path_str, without_client_logs,
 };
 use regex::Regex;
 use std::collections::BTreeMap;
@@ -500,29 +501,6 @@ fn run_script(cluster: &Cluster, which: Client) -> Vec<String> {
         entries.push(e.replace(snapshot, "<SNAPSHOT>"));
     }
     entries
-}
-
-/// The steps where `want` and `got` differ, side by side.
-fn differences(want: &[String], got: &[String], want_name: &str, got_name: &str) -> Vec<String> {
-    assert_eq!(want.len(), got.len());
-    want.iter()
-        .zip(got)
-        .filter(|(w, g)| w != g)
-        .map(|(w, g)| format!("=== {want_name}\n{w}=== {got_name}\n{g}"))
-        .collect()
-}
-
-/// A transcript without etcdctl's own log lines (grpc-go's retry warnings, which oxctl, a
-/// different client, does not have; the error line after them is compared).
-fn without_client_logs(entries: &[String]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| {
-            e.split_inclusive('\n')
-                .filter(|l| !l.starts_with("{\"level\":"))
-                .collect()
-        })
-        .collect()
 }
 
 /// etcdctl against etcd and against oxcd, and oxctl against oxcd: one script, three runs.

@@ -16,7 +16,10 @@
 
 mod procs;
 
-use procs::{Client, Cluster, Kind, Output, Security, Timing, client, etcdctl, path_str, poll_for};
+use procs::{
+    Client, Cluster, Kind, Output, Security, Timing, client, differences, etcdctl, path_str,
+    poll_for, without_client_logs,
+};
 use regex::Regex;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,39 +132,19 @@ fn transcript(kind: Kind, which: Client) -> Vec<String> {
         .collect()
 }
 
-/// The steps where two transcripts differ, both shown.
-fn differences(want: &[String], got: &[String], got_name: &str) -> Vec<String> {
-    assert_eq!(want.len(), got.len());
-    want.iter()
-        .zip(got)
-        .filter(|(w, g)| w != g)
-        .map(|(w, g)| format!("etcd with etcdctl:\n{w}\n{got_name}:\n{g}"))
-        .collect()
-}
-
-/// A transcript without etcdctl's own log lines (grpc-go's retry warnings).
-fn without_client_logs(entries: &[String]) -> Vec<String> {
-    entries
-        .iter()
-        .map(|e| {
-            e.split_inclusive('\n')
-                .filter(|l| !l.starts_with("{\"level\":"))
-                .collect()
-        })
-        .collect()
-}
-
 #[test]
 fn etcdctl_sees_oxcd_client_tls_as_etcds() {
     let etcd = transcript(Kind::Etcd, Client::Etcdctl);
     let mut differ = differences(
         &etcd,
         &transcript(Kind::Oxcd, Client::Etcdctl),
+        "etcd with etcdctl",
         "oxcd with etcdctl",
     );
     differ.extend(differences(
         &without_client_logs(&etcd),
         &transcript(Kind::Oxcd, Client::Oxctl),
+        "etcd with etcdctl",
         "oxcd with oxctl",
     ));
     assert!(

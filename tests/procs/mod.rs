@@ -696,3 +696,31 @@ pub fn json_u64(json: &str, name: &str) -> Option<u64> {
 pub fn path_str(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
 }
+
+/// The steps where two transcripts (one entry per step) differ, both shown under their names.
+pub fn differences(
+    want: &[String],
+    got: &[String],
+    want_name: &str,
+    got_name: &str,
+) -> Vec<String> {
+    assert_eq!(want.len(), got.len());
+    want.iter()
+        .zip(got)
+        .filter(|(w, g)| w != g)
+        .map(|(w, g)| format!("=== {want_name}\n{w}=== {got_name}\n{g}"))
+        .collect()
+}
+
+/// A transcript without etcdctl's own log lines (grpc-go's retry warnings, which oxctl, a
+/// different client, does not have; the error line after them is compared).
+pub fn without_client_logs(entries: &[String]) -> Vec<String> {
+    entries
+        .iter()
+        .map(|e| {
+            e.split_inclusive('\n')
+                .filter(|l| !l.starts_with("{\"level\":"))
+                .collect()
+        })
+        .collect()
+}

@@ -664,6 +664,60 @@ mod tests {
             any::<(i64, i64)>().prop_map(|(id, ttl_s)| Command::LeaseGrant { id, ttl_s }),
             any::<i64>().prop_map(|id| Command::LeaseRevoke { id }),
             prop::collection::vec(any::<(i64, u64)>(), 0..5).prop_map(Command::LeaseCheckpoint),
+            auth_command().prop_map(Command::Auth),
+            ("[a-z]{0,8}", any::<u64>(), put()).prop_map(|(user, revision, p)| Command::Authed {
+                user,
+                revision,
+                cmd: Box::new(Command::Put(p)),
+            }),
+            ("[a-z]{0,8}", any::<u64>(), auth_command()).prop_map(|(user, revision, c)| {
+                Command::Authed {
+                    user,
+                    revision,
+                    cmd: Box::new(Command::Auth(c)),
+                }
+            }),
+        ]
+    }
+
+    fn auth_command() -> impl Strategy<Value = AuthCommand> {
+        use crate::auth::{PermKind, Permission};
+        let name = "[a-z]{0,6}";
+        prop_oneof![
+            Just(AuthCommand::Enable),
+            Just(AuthCommand::Disable),
+            Just(AuthCommand::UserList),
+            (name, bytes(), any::<bool>()).prop_map(|(name, password, no_password)| {
+                AuthCommand::UserAdd {
+                    name,
+                    password,
+                    no_password,
+                }
+            }),
+            (name, name, any::<u64>()).prop_map(|(name, token_prefix, revision)| {
+                AuthCommand::Authenticate {
+                    name,
+                    token_prefix,
+                    revision,
+                }
+            }),
+            (name, 0..3i32, bytes(), bytes()).prop_map(|(name, kind, key, range_end)| {
+                AuthCommand::RoleGrantPermission {
+                    name,
+                    perm: Permission {
+                        kind: PermKind::from_i32(kind).expect("0..3"),
+                        key,
+                        range_end,
+                    },
+                }
+            }),
+            (name, bytes(), bytes()).prop_map(|(name, key, range_end)| {
+                AuthCommand::RoleRevokePermission {
+                    name,
+                    key,
+                    range_end,
+                }
+            }),
         ]
     }
 
@@ -853,7 +907,21 @@ mod tests {
     fn unknown_tags_are_malformed() {
         for (payload, why) in [
             (vec![0], "unknown command tag"),
-            (vec![10], "unknown command tag"),
+            (vec![12], "unknown command tag"),
+            (vec![CMD_AUTH, 99], "unknown auth command"),
+            (
+                [
+                    &[CMD_AUTHED][..],
+                    &0u32.to_le_bytes(),
+                    &0u64.to_le_bytes(),
+                    &[CMD_AUTHED],
+                    &0u32.to_le_bytes(),
+                    &0u64.to_le_bytes(),
+                    &[CMD_AUTH, 1],
+                ]
+                .concat(),
+                "an authed command inside another",
+            ),
             (
                 [&[CMD_ALARM, 3][..], &[0; 12]].concat(),
                 "unknown alarm action",
