@@ -897,12 +897,18 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.read_ctx += 1;
         let ctx = self.read_ctx;
         let reads = std::mem::take(&mut self.reads_pending);
-        // A refused round gets no answer: its reads time out.
-        let _ = self
+        let asked = self
             .member
             .raw_mut()
             .read_index(Bytes::copy_from_slice(&ctx.to_be_bytes()));
-        self.reads_asked.insert(ctx, reads);
+        match asked {
+            Ok(()) => {
+                self.reads_asked.insert(ctx, reads);
+            }
+            // No leader to confirm with: asked again next turn, as etcd retries its round,
+            // until a leader answers or the reads time out.
+            Err(_) => self.reads_pending = reads,
+        }
     }
 
     /// The leader's lease work: revoke what expired, checkpoint what was renewed.
