@@ -556,14 +556,7 @@ impl World {
                 s.handle_propose(cmd, t, now);
                 return;
             }
-            let who = Credential::CommonName("writer".into());
-            match s.authorize(&who, cmd, now) {
-                Ok(cmd) => s.handle_propose(cmd, t, now),
-                Err(e) => {
-                    let refused = Refusal::Apply(oxcd::node::ApplyError::Auth(e));
-                    s.handle_refusal(t, refused);
-                }
-            }
+            s.handle_propose_as(&Credential::CommonName("writer".into()), cmd, t, now);
         };
         match input {
             RegisterInput::Read => self.send(c, at, pending, |s, t, now| s.handle_read(t, now)),
@@ -645,11 +638,8 @@ impl World {
         };
         self.report.auth_changes += 1;
         self.send(c, at, Pending::Auth { key, grant }, |s, t, now| {
-            let who = Credential::CommonName("root".into());
-            match s.authorize(&who, Command::Auth(cmd), now) {
-                Ok(cmd) => s.handle_propose(cmd, t, now),
-                Err(e) => s.handle_refusal(t, Refusal::Apply(oxcd::node::ApplyError::Auth(e))),
-            }
+            let root = Credential::CommonName("root".into());
+            s.handle_propose_as(&root, Command::Auth(cmd), t, now);
         });
     }
 

@@ -480,18 +480,11 @@ impl Driver {
         match input {
             Input::Propose { cmd, who, reply } => {
                 let now = self.now_ms();
-                let cmd = match who {
-                    None => cmd,
-                    Some(who) => match self.server.authorize(&who, cmd, now) {
-                        Ok(cmd) => cmd,
-                        Err(e) => {
-                            let _ = reply.send(Err(ApplyError::Auth(e).into()));
-                            return;
-                        }
-                    },
-                };
-                self.server
-                    .handle_propose(cmd, Waiting::Command(reply), now);
+                let waiter = Waiting::Command(reply);
+                match who {
+                    None => self.server.handle_propose(cmd, waiter, now),
+                    Some(who) => self.server.handle_propose_as(&who, cmd, waiter, now),
+                }
             }
             Input::ConfChange { cc, reply } => {
                 let now = self.now_ms();

@@ -515,10 +515,17 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         }
     }
 
-    /// Answers a request the caller refused before handing it in (its credentials did not
-    /// pass [`authorize`](Self::authorize), say), in turn with the other answers.
-    pub fn handle_refusal(&mut self, waiter: W, why: Refusal) {
-        self.respond(waiter, Response::Command(Err(why)));
+    /// A client's command sent with credentials `who`: checked against the auth state now (a
+    /// refusal is answered at once) and proposed wrapped for the check again at apply (see
+    /// [`authorize`](Self::authorize)).
+    pub fn handle_propose_as(&mut self, who: &Credential, cmd: Command, waiter: W, now_ms: u64) {
+        match self.authorize(who, cmd, now_ms) {
+            Ok(cmd) => self.handle_propose(cmd, waiter, now_ms),
+            Err(e) => {
+                let refused = Refusal::Apply(super::apply::ApplyError::Auth(e));
+                self.respond(waiter, Response::Command(Err(refused)));
+            }
+        }
     }
 
     /// A message from a peer. Refused messages are dropped (Raft resends).
