@@ -13,6 +13,7 @@
 //! covers the history and the fault log, so the same seed gives the same hash.
 
 mod appends;
+mod auth;
 mod leases;
 mod locks;
 mod nemesis;
@@ -161,6 +162,9 @@ pub struct Options {
     pub clients: usize,
     /// A planted server mistake the run must catch.
     pub bug: Option<ServerBug>,
+    /// Run the auth workload ([`auth`]) instead of the others: users with partial
+    /// permissions, granted and revoked during the run.
+    pub auth: bool,
 }
 
 /// What one run found.
@@ -224,6 +228,8 @@ fn config(i: usize, nodes: usize, bug: Option<ServerBug>, clock: Clock) -> Serve
     c.snapshot_catchup_entries = 50;
     c.planted_bug = bug;
     c.clock = clock;
+    // bcrypt's cheapest cost: the auth workload logs in again after every restart.
+    c.bcrypt_cost = 4;
     c
 }
 
@@ -371,9 +377,38 @@ async fn scenario(opts: Options) -> Report {
     let start_at = Instant::now();
     let until = start_at + opts.duration;
     let history: History = Arc::new(Mutex::new(Vec::new()));
+    let client_node = |name: String, ip: &str| {
+        handle
+            .create_node()
+            .name(name)
+            .ip(ip.parse().expect("an IP"))
+            .build()
+    };
+    // The auth workload replaces the others (they do not log in); auth is set up before the
+    // faults start.
+    let auth_log = auth::Shared::default();
+    let mut auth_tasks = Vec::new();
+    if opts.auth {
+        let setup = client_node("auth-setup".into(), "10.0.1.130")
+            .spawn(auth::setup(opts.seed, n, auth_log.clone()))
+            .await;
+        if let Ok(Err(e)) | Err(e) = setup.map_err(|e| e.to_string()) {
+            auth_log.lock().expect("one thread").problem(e);
+        }
+        let (seed, log) = (opts.seed, auth_log.clone());
+        auth_tasks.push(
+            client_node("auth-admin".into(), "10.0.1.131").spawn(auth::admin(seed, n, until, log)),
+        );
+        let log = auth_log.clone();
+        auth_tasks.push(
+            client_node("auth-writer".into(), "10.0.1.132")
+                .spawn(auth::writer(seed, n, until, log)),
+        );
+    }
+    let clients = if opts.auth { 0 } else { opts.clients };
     // Clients run on nodes of their own, so that killing a member never kills a client.
     let mut tasks = Vec::new();
-    for c in 0..opts.clients {
+    for c in 0..clients {
         let node = handle
             .create_node()
             .name(format!("client{c}"))
@@ -382,35 +417,22 @@ async fn scenario(opts: Options) -> Report {
         let (seed, history) = (opts.seed, history.clone());
         tasks.push(node.spawn(client(c, seed, n, start_at, until, history)));
     }
-    let watch_task = handle
-        .create_node()
-        .name("watcher")
-        .ip("10.0.1.100".parse().expect("an IP"))
-        .build()
-        .spawn(watcher::follow(opts.seed, n, until));
-    let lease_task = handle
-        .create_node()
-        .name("leaser")
-        .ip("10.0.1.101".parse().expect("an IP"))
-        .build()
-        .spawn(leases::run(opts.seed, n, until));
-    let lock_tasks: Vec<_> = (0..LOCK_CLIENTS)
+    let others = !opts.auth;
+    let watch_task = others.then(|| {
+        client_node("watcher".into(), "10.0.1.100").spawn(watcher::follow(opts.seed, n, until))
+    });
+    let lease_task = others.then(|| {
+        client_node("leaser".into(), "10.0.1.101").spawn(leases::run(opts.seed, n, until))
+    });
+    let lock_tasks: Vec<_> = (0..if others { LOCK_CLIENTS } else { 0 })
         .map(|c| {
-            handle
-                .create_node()
-                .name(format!("locker{c}"))
-                .ip(format!("10.0.1.{}", 110 + c).parse().expect("an IP"))
-                .build()
+            client_node(format!("locker{c}"), &format!("10.0.1.{}", 110 + c))
                 .spawn(locks::run(c, opts.seed, n, until))
         })
         .collect();
-    let txn_tasks: Vec<_> = (0..TXN_CLIENTS)
+    let txn_tasks: Vec<_> = (0..if others { TXN_CLIENTS } else { 0 })
         .map(|c| {
-            handle
-                .create_node()
-                .name(format!("txn{c}"))
-                .ip(format!("10.0.1.{}", 120 + c).parse().expect("an IP"))
-                .build()
+            client_node(format!("txn{c}"), &format!("10.0.1.{}", 120 + c))
                 .spawn(appends::run(c, opts.seed, n, start_at, until))
         })
         .collect();
@@ -472,14 +494,27 @@ async fn scenario(opts: Options) -> Report {
             violations.push("a client task failed".to_string());
         }
     }
-    let watch_log = watch_task.await.unwrap_or_else(|_| {
-        violations.push("the watcher task failed".to_string());
-        watcher::WatchLog::default()
-    });
-    let leased = lease_task.await.unwrap_or_else(|_| {
-        violations.push("the lease task failed".to_string());
-        Vec::new()
-    });
+    let watch_log = match watch_task {
+        Some(t) => t.await.unwrap_or_else(|_| {
+            violations.push("the watcher task failed".to_string());
+            watcher::WatchLog::default()
+        }),
+        None => watcher::WatchLog::default(),
+    };
+    let leased = match lease_task {
+        Some(t) => t.await.unwrap_or_else(|_| {
+            violations.push("the lease task failed".to_string());
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    for t in auth_tasks {
+        if t.await.is_err() {
+            violations.push("an auth client task failed".to_string());
+        }
+    }
+    let auth_ops = auth_log.lock().expect("one thread").ops();
+    violations.extend(auth::check(&auth_log.lock().expect("one thread")));
     let leased_n = leased.len();
     let acquired = join_lists(lock_tasks, "a lock client failed", &mut violations).await;
     let acquired_n = acquired.len();
@@ -588,7 +623,8 @@ async fn scenario(opts: Options) -> Report {
         .u64(txns_n as u64)
         .u64(watch_log.events.len() as u64)
         .u64(watch_log.resumes)
-        .u64(leased_n as u64);
+        .u64(leased_n as u64)
+        .u64(auth_ops as u64);
     if std::env::var_os("SIM_DEBUG").is_some() {
         let unknown = recorded.iter().filter(|r| r.op.output.is_none()).count();
         eprintln!(
@@ -614,7 +650,7 @@ async fn scenario(opts: Options) -> Report {
     Report {
         timeline_html,
         seed: opts.seed,
-        ops: recorded.len(),
+        ops: recorded.len() + auth_ops,
         faults: world.counts,
         violations,
         undecided,
@@ -632,6 +668,9 @@ pub fn replay_command(opts: &Options) -> String {
         opts.duration.as_secs(),
         opts.faults.name()
     );
+    if opts.auth {
+        cmd += " --auth";
+    }
     if let Some(bug) = opts.bug {
         cmd += &format!(" --bug {}", bug_name(bug));
     }
@@ -642,13 +681,15 @@ pub fn bug_name(bug: ServerBug) -> &'static str {
     match bug {
         ServerBug::LocalLinearizableReads => "local-linearizable-reads",
         ServerBug::ExpiredLeasesKept => "expired-leases-kept",
+        ServerBug::AuthCheckedOnEntryOnly => "auth-checked-on-entry-only",
     }
 }
 
 /// The planted server mistakes, by name.
-const BUGS: [ServerBug; 2] = [
+const BUGS: [ServerBug; 3] = [
     ServerBug::LocalLinearizableReads,
     ServerBug::ExpiredLeasesKept,
+    ServerBug::AuthCheckedOnEntryOnly,
 ];
 
 pub fn parse_bug(name: &str) -> Result<ServerBug, String> {

@@ -39,9 +39,14 @@ struct ClusterArgs {
     /// Run each seed twice and require the same trace hash.
     #[arg(long)]
     check_determinism: bool,
-    /// Switch on a planted server mistake (local-linearizable-reads, expired-leases-kept).
+    /// Switch on a planted server mistake (local-linearizable-reads, expired-leases-kept,
+    /// auth-checked-on-entry-only).
     #[arg(long, value_parser = cluster::parse_bug)]
     bug: Option<oxcd::server::ServerBug>,
+    /// Run the auth workload instead of the others: users with partial permissions,
+    /// granted and revoked during the run, and its check.
+    #[arg(long)]
+    auth: bool,
     /// Run the one seed `--seed` in this process and print its report (what the parent
     /// process runs each seed with: a process per seed, so that nothing a run leaves in the
     /// process reaches the next, and a seed replays alone exactly as it ran in a set).
@@ -105,6 +110,9 @@ fn run_child(args: &ClusterArgs, opts: &Options) -> (String, Option<SeedReport>)
     ]);
     if let Some(bug) = args.bug {
         cmd.args(["--bug", cluster::bug_name(bug)]);
+    }
+    if args.auth {
+        cmd.arg("--auth");
     }
     let out = match cmd.output() {
         Ok(out) => out,
@@ -193,6 +201,7 @@ pub fn main() -> ExitCode {
             faults: args.faults,
             clients: args.clients,
             bug: args.bug,
+            auth: args.auth,
         });
     }
     for seed in args.seed..args.seed + args.count {
@@ -203,6 +212,7 @@ pub fn main() -> ExitCode {
             faults: args.faults,
             clients: args.clients,
             bug: args.bug,
+            auth: args.auth,
         };
         let (text, report) = run_child(&args, &opts);
         print!("{text}");

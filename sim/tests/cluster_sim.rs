@@ -1,7 +1,8 @@
 //! The full-stack simulation proves itself: clean seeds pass under every fault, the same seed
 //! replays to the same trace hash, and planted server mistakes are caught: linearizable reads
-//! served from a member's own state (a stale read; its replay shows it again), and expired
-//! leases never revoked (a key that outlives its lease).
+//! served from a member's own state (a stale read; its replay shows it again), expired
+//! leases never revoked (a key that outlives its lease), and permissions checked only when a
+//! request enters (a write that a revoke should have stopped; the `--auth` workload).
 //!
 //! Each case runs the `sim` binary as a user would (`sim/run cluster ...`), which runs every
 //! seed in a process of its own: a run leaves state in the process (madsim's and the
@@ -110,5 +111,34 @@ fn expired_leases_that_are_kept_are_caught() {
         out.lines()
             .any(|l| l.contains("lease safety") && l.contains("lapsed")),
         "caught as a key that outlived its lease:\n{out}"
+    );
+}
+
+#[test]
+fn the_auth_workload_passes_under_every_fault() {
+    let (out, ok) = sim_cluster(&["--seed", "1", "--count", "5", "--auth"]);
+    assert!(ok, "{out}");
+    assert_eq!(field(&out, "violations"), "0", "{out}");
+    let ops: u64 = field(&out, "ops").parse().unwrap();
+    assert!(ops > 300, "only {ops} auth operations in 5 seeds");
+}
+
+#[test]
+fn permissions_checked_only_on_entry_are_caught() {
+    let (out, ok) = sim_cluster(&[
+        "--seed",
+        "1",
+        "--count",
+        "5",
+        "--auth",
+        "--bug",
+        "auth-checked-on-entry-only",
+    ]);
+    assert!(!ok, "the planted bug went unnoticed in 5 seeds:\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("auth: the writer's")
+                && l.contains("while its permission was revoked")),
+        "caught as a write made without permission:\n{out}"
     );
 }

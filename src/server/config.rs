@@ -120,6 +120,9 @@ pub enum ServerBug {
     LocalLinearizableReads,
     /// Never revoke a lease that expired: its keys outlive it.
     ExpiredLeasesKept,
+    /// Check a client's permission when its command enters only, not again when it applies:
+    /// a revoke that applies in between does not stop it.
+    AuthCheckedOnEntryOnly,
 }
 
 /// etcd's `--quota-backend-bytes` default.

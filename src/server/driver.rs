@@ -386,9 +386,15 @@ impl Driver {
             snapshot_catchup_entries: config.snapshot_catchup_entries,
             quota_backend_bytes: config.quota_backend_bytes,
             #[cfg(feature = "planted-bugs")]
-            planted_bug: config
-                .has_bug(super::config::ServerBug::ExpiredLeasesKept)
-                .then_some(crate::node::PolicyBug::ExpiredLeasesKept),
+            planted_bug: config.planted_bug.and_then(|b| match b {
+                super::config::ServerBug::ExpiredLeasesKept => {
+                    Some(crate::node::PolicyBug::ExpiredLeasesKept)
+                }
+                super::config::ServerBug::AuthCheckedOnEntryOnly => {
+                    Some(crate::node::PolicyBug::AuthCheckedOnEntryOnly)
+                }
+                super::config::ServerBug::LocalLinearizableReads => None,
+            }),
         };
         // Sequence numbers and lease IDs start from the wall clock, so a restarted member
         // reuses neither the numbers of proposals still in the log nor granted IDs.

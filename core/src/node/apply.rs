@@ -298,8 +298,8 @@ impl<B: Backend> Applier<B> {
         self.tokens.purge(now_ms);
     }
 
-    /// Whether `user`, checked at auth revision `revision`, may run `cmd` as the auth state
-    /// is now: the check made when a command enters, and again when it applies.
+    /// Whether `user`, whose credentials were resolved at auth revision `revision`, may run
+    /// `cmd` as the auth state is now: the check an authed command gets when it applies.
     pub fn check(&self, user: &str, revision: u64, cmd: &Command) -> Result<(), AuthError> {
         let auth = &self.auth;
         if !auth.enabled() {
