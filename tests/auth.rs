@@ -12,7 +12,7 @@
 
 mod procs;
 
-use procs::{Cluster, Kind, Security, Timing, etcdctl};
+use procs::{Client, Cluster, Kind, Security, Timing, client, etcdctl, json_u64};
 
 /// One step: etcdctl's arguments and its standard input.
 struct Step {
@@ -190,15 +190,70 @@ fn etcdctl_auth_transcript_matches_etcd() {
     compare(&[]);
 }
 
-/// The same with JWT tokens, signed with RS256 as etcd's own tests sign them (the key and the
-/// certificate holding its public half are etcd's test fixtures).
+/// The same with JWT tokens.
 #[test]
 fn etcdctl_auth_transcript_with_jwt_tokens_matches_etcd() {
+    compare(&[jwt_flag()]);
+}
+
+/// JWT tokens signed with RS256 as etcd's own tests sign them (the key and the certificate
+/// holding its public half are etcd's test fixtures).
+fn jwt_flag() -> String {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tls");
-    compare(&[format!(
+    format!(
         "--auth-token=jwt,pub-key={fixtures}/server.crt,priv-key={fixtures}/server.key.insecure,\
          sign-method=RS256,ttl=5m"
-    )]);
+    )
+}
+
+/// `oxctl bench` logs in on each of its connections and puts the token on every request:
+/// with `--user` every put of the run goes through, without it every put is refused; on
+/// both servers, with simple tokens and with JWTs.
+#[test]
+fn oxctl_bench_logs_in_on_every_connection() {
+    let put: Vec<&str> = "-w json bench put --conns 3 --clients 6 --total 60"
+        .split(' ')
+        .collect();
+    for flags in [vec![], vec![jwt_flag()]] {
+        for kind in [Kind::Etcd, Kind::Oxcd] {
+            let security = Security {
+                server_args: flags.clone(),
+                ..Security::default()
+            };
+            let cluster = Cluster::start_secure(kind, 1, Timing::default(), security);
+            let endpoints = cluster.endpoints();
+            for args in [
+                &["user", "add", "root:pw"][..],
+                &["user", "grant-role", "root", "root"],
+                &["auth", "enable"],
+            ] {
+                let out = etcdctl(&endpoints, args, None);
+                assert_eq!(out.code, Some(0), "{kind:?} {flags:?} {args:?}: {out:?}");
+            }
+            let bench =
+                |user: &[&str]| client(Client::Oxctl, &endpoints, &[user, &put].concat(), None);
+            let out = bench(&["--user", "root:pw"]);
+            let counts = |out: &procs::Output| {
+                let n = |name| json_u64(&out.stdout, name);
+                (out.code, n("total"), n("errors"))
+            };
+            assert_eq!(
+                counts(&out),
+                (Some(0), Some(60), Some(0)),
+                "{kind:?} {flags:?}: {out:?}"
+            );
+            let out = bench(&[]);
+            assert_eq!(
+                counts(&out),
+                (Some(1), Some(0), Some(60)),
+                "{kind:?} {flags:?}: {out:?}"
+            );
+            assert!(
+                out.stdout.contains("etcdserver: user name is empty"),
+                "{kind:?} {flags:?}: {out:?}"
+            );
+        }
+    }
 }
 
 fn compare(flags: &[String]) {

@@ -9,7 +9,17 @@
 //!
 //! Every request is timed from just before it is sent to when its answer is in; a failed
 //! request is counted, not timed, and makes the run exit non-zero after the summary.
+//!
+//! Security is the global flags': TLS as [`Dial`] says, and with `--user` each connection
+//! logs in once before the clock starts (as etcd's `benchmark` logs in once per client it
+//! creates) and every request carries that connection's token. A unary request refused
+//! because its token went stale (a JWT past its expiry, 5 minutes after the login by
+//! default; a simple token unused for `--auth-token-ttl`, which a running bench never leaves
+//! it; a change to users or roles) is sent again with a fresh token, as
+//! [`token`](super::token) does for every command. The streams of `watch-latency` and
+//! `lease-keepalive` keep the token they were opened with and are not reopened.
 
+use super::token::{self, Authed, Credentials};
 use super::{CtlError, Dial, EXIT_BAD_ARGS, EXIT_ERROR, connect, kv, lease, rpc_error};
 use bytes::Bytes;
 use hdrhistogram::Histogram;
@@ -21,7 +31,6 @@ use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tonic::transport::Channel;
 
 /// Largest latency the histogram holds; a slower request is recorded as this.
 const LATENCY_US_MAX: u64 = 60_000_000;
@@ -333,8 +342,14 @@ impl BenchArgs {
         Ok(())
     }
 
-    /// Opens the connections, runs the workload, and reports.
-    pub async fn run(&self, endpoints: &[String], dial: &Dial) -> Result<Report, CtlError> {
+    /// Opens the connections (logged in as `credentials`, if any), runs the workload, and
+    /// reports.
+    pub async fn run(
+        &self,
+        endpoints: &[String],
+        dial: &Dial,
+        credentials: Option<&Credentials>,
+    ) -> Result<Report, CtlError> {
         self.check()?;
         if endpoints.is_empty() {
             return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints".into()));
@@ -342,7 +357,8 @@ impl BenchArgs {
         let mut conns = Vec::with_capacity(self.conns);
         for i in 0..self.conns {
             let ep = &endpoints[i % endpoints.len()];
-            conns.push(connect(std::slice::from_ref(ep), dial).await?);
+            let ch = connect(std::slice::from_ref(ep), dial).await?;
+            conns.push(token::authed(ch, credentials, dial.timeout).await?);
         }
         let args = Arc::new(self.clone());
         match &self.workload {
@@ -353,7 +369,7 @@ impl BenchArgs {
 }
 
 /// The request-response workloads: `clients` tasks take request numbers until `total`.
-async fn requests(args: Arc<BenchArgs>, conns: Vec<Channel>) -> Result<Report, CtlError> {
+async fn requests(args: Arc<BenchArgs>, conns: Vec<Authed>) -> Result<Report, CtlError> {
     let work = Arc::new(Work {
         next: AtomicU64::new(0),
         done: AtomicU64::new(0),
@@ -394,13 +410,13 @@ async fn requests(args: Arc<BenchArgs>, conns: Vec<Channel>) -> Result<Report, C
 /// One client of a request-response workload.
 async fn client(
     args: &BenchArgs,
-    ch: Channel,
+    ch: Authed,
     work: &Work,
     mut rng: ChaCha8Rng,
 ) -> Result<Tally, CtlError> {
     let mut tally = Tally::new();
     let value = args.value();
-    let mut kv = kv(ch.clone().into());
+    let mut kv = kv(ch.clone());
     match &args.workload {
         Workload::Put => {
             while let Some(i) = work.take() {
@@ -468,7 +484,7 @@ async fn client(
             }
         }
         Workload::LeaseKeepalive => {
-            let mut lease = lease(ch.into());
+            let mut lease = lease(ch);
             let id = lease
                 .lease_grant(pb::LeaseGrantRequest {
                     ttl: BENCH_LEASE_TTL_S,
@@ -514,7 +530,7 @@ async fn client(
 /// value carrying the put's number, so every watcher times each event from its put's send.
 async fn watch_latency(
     args: Arc<BenchArgs>,
-    conns: Vec<Channel>,
+    conns: Vec<Authed>,
     watchers: usize,
 ) -> Result<Report, CtlError> {
     let key = args.key(0);
@@ -605,7 +621,7 @@ async fn watch_latency(
 
     let mut put_tasks = Vec::with_capacity(args.clients);
     for c in 0..args.clients {
-        let mut kv = kv(conns[c % conns.len()].clone().into());
+        let mut kv = kv(conns[c % conns.len()].clone());
         let (args, work, sent, key) = (args.clone(), work.clone(), sent.clone(), key.clone());
         put_tasks.push(tokio::spawn(async move {
             let mut tally = Tally::new();

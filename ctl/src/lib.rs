@@ -7,8 +7,9 @@
 //! forms. It does not serve anything, and it keeps no state between runs.
 //!
 //! Auth: `auth`, `user` and `role` ([`auth`]) and `--user` / `--password`, whose token
-//! [`token`] puts on every request. Not here yet: TLS, `lock`, `elect`, `make-mirror`,
-//! `check`, `-w protobuf`.
+//! [`token`] puts on every request (`bench` too, on each of its connections). TLS: etcdctl's
+//! `--cacert`, `--cert`, `--key` and `--insecure-*` flags ([`Dial`]). Not here yet: `lock`,
+//! `elect`, `make-mirror`, `check`, `-w protobuf`.
 //!
 //! It uses the server crate only for the generated gRPC types ([`oxcd::pb`]) and the snapshot
 //! file format (`snapshot restore` and `status`). The client talks to real endpoints, so the
@@ -493,13 +494,17 @@ impl Cli {
         self.dial(&self.endpoint_list()).await
     }
 
+    /// The credentials of `--user` / `--password` (asked for once at most).
+    fn credentials(&self) -> Result<Option<Credentials>, CtlError> {
+        self.credentials
+            .get_or_init(|| token::credentials(&self.user, &self.password))
+            .clone()
+    }
+
     /// Connects to the first of `endpoints` that answers, with the token of `--user` on
     /// every request.
     async fn dial(&self, endpoints: &[String]) -> Result<Authed, CtlError> {
-        let credentials = self
-            .credentials
-            .get_or_init(|| token::credentials(&self.user, &self.password))
-            .clone()?;
+        let credentials = self.credentials()?;
         let ch = connect(endpoints, &self.dial_options()?).await?;
         token::authed(ch, credentials.as_ref(), self.dial_timeout).await
     }
@@ -734,7 +739,11 @@ impl Cli {
             Command::User(u) => return self.user(u, out).await,
             Command::Role(r) => return self.role(r, out).await,
             Command::Bench(b) => {
-                let r = b.run(&self.endpoint_list(), &self.dial_options()?).await?;
+                let credentials = self.credentials()?;
+                let dial = self.dial_options()?;
+                let r = b
+                    .run(&self.endpoint_list(), &dial, credentials.as_ref())
+                    .await?;
                 out.stdout += &match self.write_out {
                     Format::Json => r.json(),
                     _ => r.text(),
@@ -1289,5 +1298,40 @@ mod tests {
         };
         assert!(opts.prefix);
         assert_eq!((opts.limit, args), (2, vec!["k".to_string()]));
+    }
+
+    #[test]
+    fn bench_takes_the_global_credentials_and_tls_flags() {
+        let root = Some(Credentials {
+            user: "root".into(),
+            password: "pw".into(),
+        });
+        for argv in [
+            &["oxctl", "--user", "root:pw", "bench", "put"][..],
+            &["oxctl", "bench", "--user=root", "--password=pw", "put"],
+            &[
+                "oxctl", "bench", "put", "--conns", "10", "--user", "root:pw",
+            ],
+        ] {
+            let cli = Cli::try_parse_from(argv).unwrap();
+            assert!(cli.is_bench(), "{argv:?}");
+            assert_eq!(cli.credentials(), Ok(root.clone()), "{argv:?}");
+        }
+        let cli = Cli::try_parse_from(["oxctl", "bench", "put"]).unwrap();
+        assert_eq!(cli.credentials(), Ok(None));
+        assert!(!cli.dial_options().unwrap().secure);
+
+        let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls");
+        let cli = Cli::try_parse_from([
+            "oxctl".to_string(),
+            "bench".into(),
+            format!("--cacert={tls}/ca.crt"),
+            format!("--cert={tls}/server.crt"),
+            format!("--key={tls}/server.key.insecure"),
+            "put".into(),
+        ])
+        .unwrap();
+        let dial = cli.dial_options().unwrap();
+        assert!(dial.secure && dial.tls.is_some());
     }
 }

@@ -142,16 +142,6 @@ pub struct Authed {
     session: Option<Arc<Session>>,
 }
 
-impl From<Channel> for Authed {
-    /// A channel whose requests carry no token (`bench`, which has no `--user`).
-    fn from(inner: Channel) -> Authed {
-        Authed {
-            inner,
-            session: None,
-        }
-    }
-}
-
 /// Asks for a token; the header value that carries it.
 async fn authenticate(
     ch: &Channel,
