@@ -17,6 +17,7 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+pub mod recipes;
 pub mod watch;
 
 use crate::pb::etcdserverpb::auth_server::AuthServer;
@@ -26,6 +27,8 @@ use crate::pb::etcdserverpb::lease_server::LeaseServer;
 use crate::pb::etcdserverpb::maintenance_server::MaintenanceServer;
 use crate::pb::etcdserverpb::watch_server::WatchServer;
 use crate::pb::health::health_server::HealthServer;
+use crate::pb::v3electionpb::election_server::ElectionServer;
+use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::server::driver::NodeHandle;
 use crate::server::resolve;
 #[cfg(madsim)]
@@ -123,6 +126,8 @@ fn serve_clients(
         .max_encoding_message_size(usize::MAX);
     let health = HealthServer::new(health::HealthService::new(handle.clone()));
     let auth = AuthServer::new(auth::AuthService::new(handle.clone()));
+    let lock = LockServer::new(recipes::LockService::new(handle.clone()));
+    let election = ElectionServer::new(recipes::ElectionService::new(handle.clone()));
     let mut stop = shutdown;
     tokio::spawn(async move {
         let signal = async move {
@@ -136,6 +141,8 @@ fn serve_clients(
                 .add_service(cluster)
                 .add_service(maintenance)
                 .add_service(auth)
+                .add_service(lock)
+                .add_service(election)
                 .add_service(health);
             let router = routes
                 .into_axum_router()
@@ -160,6 +167,8 @@ fn serve_clients(
             .add_service(cluster)
             .add_service(maintenance)
             .add_service(auth)
+            .add_service(lock)
+            .add_service(election)
             .add_service(health)
             .serve_with_shutdown(incoming, signal)
             .await;

@@ -5,7 +5,7 @@
 use super::convert;
 use super::error::{ServerError, mvcc_status};
 use crate::mvcc;
-use crate::node::{Applied, Command};
+use crate::node::{Applied, Command, Credential};
 use crate::pb::etcdserverpb::{self as pb, kv_server::Kv};
 use crate::server::driver::{Header, NodeHandle};
 use prost::Message;
@@ -18,6 +18,33 @@ pub struct KvService {
 impl KvService {
     pub fn new(h: NodeHandle) -> KvService {
         KvService { h }
+    }
+
+    /// A range for the client `who` (also what the in-member recipes read with).
+    pub async fn range_as(
+        &self,
+        who: Credential,
+        req: pb::RangeRequest,
+    ) -> Result<pb::RangeResponse, Status> {
+        let req = convert::range_request(req)?;
+        mvcc::check_range(&req).map_err(|e| mvcc_status(&e))?;
+        let (resp, at) = self.h.range(who, req).await?;
+        Ok(convert::range_response(resp, header(&self.h, at)))
+    }
+
+    /// A transaction for the client `who`.
+    pub async fn txn_as(
+        &self,
+        who: Credential,
+        pbreq: pb::TxnRequest,
+    ) -> Result<pb::TxnResponse, Status> {
+        check_size(&self.h, &pbreq)?;
+        let req = convert::txn_request(pbreq)?;
+        mvcc::check_txn(&req, self.h.config.max_txn_ops).map_err(|e| mvcc_status(&e))?;
+        match self.h.propose_as(who, Command::Txn(req)).await? {
+            (Applied::Txn(r), at) => Ok(convert::txn_response(r, header(&self.h, at))),
+            (other, _) => Err(unexpected(&other)),
+        }
     }
 }
 
@@ -45,13 +72,9 @@ impl Kv for KvService {
         request: Request<pb::RangeRequest>,
     ) -> Result<Response<pb::RangeResponse>, Status> {
         let who = super::credential(&self.h, &request);
-        let req = convert::range_request(request.into_inner())?;
-        mvcc::check_range(&req).map_err(|e| mvcc_status(&e))?;
-        let (resp, at) = self.h.range(who, req).await?;
-        Ok(Response::new(convert::range_response(
-            resp,
-            header(&self.h, at),
-        )))
+        Ok(Response::new(
+            self.range_as(who, request.into_inner()).await?,
+        ))
     }
 
     async fn put(
@@ -94,16 +117,7 @@ impl Kv for KvService {
         request: Request<pb::TxnRequest>,
     ) -> Result<Response<pb::TxnResponse>, Status> {
         let who = super::credential(&self.h, &request);
-        let pbreq = request.into_inner();
-        check_size(&self.h, &pbreq)?;
-        let req = convert::txn_request(pbreq)?;
-        mvcc::check_txn(&req, self.h.config.max_txn_ops).map_err(|e| mvcc_status(&e))?;
-        match self.h.propose_as(who, Command::Txn(req)).await? {
-            (Applied::Txn(r), at) => {
-                Ok(Response::new(convert::txn_response(r, header(&self.h, at))))
-            }
-            (other, _) => Err(unexpected(&other)),
-        }
+        Ok(Response::new(self.txn_as(who, request.into_inner()).await?))
     }
 
     async fn compact(

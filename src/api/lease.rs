@@ -21,6 +21,33 @@ impl LeaseService {
     pub fn new(h: NodeHandle) -> LeaseService {
         LeaseService { h }
     }
+
+    /// Grants a lease (no permission needed; also what the in-member recipes grant their
+    /// sessions with).
+    pub async fn grant(
+        &self,
+        req: pb::LeaseGrantRequest,
+    ) -> Result<pb::LeaseGrantResponse, Status> {
+        if req.ttl > lease::TTL_MAX_S {
+            return Err(lease_status(&lease::Error::TtlTooLarge {
+                ttl_s: req.ttl,
+                ttl_max_s: lease::TTL_MAX_S,
+            }));
+        }
+        let cmd = Command::LeaseGrant {
+            id: req.id,
+            ttl_s: req.ttl,
+        };
+        match self.h.propose(cmd).await? {
+            (Applied::LeaseGrant(g), at) => Ok(pb::LeaseGrantResponse {
+                header: Some(header(&self.h, at)),
+                id: g.id,
+                ttl: g.ttl_s,
+                error: String::new(),
+            }),
+            (other, _) => Err(super::kv::unexpected(&other)),
+        }
+    }
 }
 
 /// One keep-alive: answered here when this member leads, by the leader otherwise.
@@ -46,26 +73,7 @@ impl Lease for LeaseService {
         &self,
         request: Request<pb::LeaseGrantRequest>,
     ) -> Result<Response<pb::LeaseGrantResponse>, Status> {
-        let req = request.into_inner();
-        if req.ttl > lease::TTL_MAX_S {
-            return Err(lease_status(&lease::Error::TtlTooLarge {
-                ttl_s: req.ttl,
-                ttl_max_s: lease::TTL_MAX_S,
-            }));
-        }
-        let cmd = Command::LeaseGrant {
-            id: req.id,
-            ttl_s: req.ttl,
-        };
-        match self.h.propose(cmd).await? {
-            (Applied::LeaseGrant(g), at) => Ok(Response::new(pb::LeaseGrantResponse {
-                header: Some(header(&self.h, at)),
-                id: g.id,
-                ttl: g.ttl_s,
-                error: String::new(),
-            })),
-            (other, _) => Err(super::kv::unexpected(&other)),
-        }
+        Ok(Response::new(self.grant(request.into_inner()).await?))
     }
 
     async fn lease_revoke(
