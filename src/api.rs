@@ -68,20 +68,26 @@ pub fn serve(
     let mut servers = Vec::new();
     #[cfg(not(madsim))]
     let mut acceptor = None;
+    // The client side's TLS for an `https://` URL (the metrics listeners' too, as etcd's),
+    // made once.
+    #[cfg(not(madsim))]
+    let mut tls_for = |url: &str| -> Result<_, String> {
+        if !url.starts_with("https://") {
+            return Ok(None);
+        }
+        if !handle.config.client_tls.is_set() {
+            return Err(format!("cannot serve {url} over https without TLS info"));
+        }
+        if acceptor.is_none() {
+            let a = crate::server::tls::Acceptor::new(&handle.config.client_tls, "client")?;
+            acceptor = Some(std::sync::Arc::new(a));
+        }
+        Ok(acceptor.clone())
+    };
     for url in &handle.config.listen_client {
         let addr = resolve(url)?;
         #[cfg(not(madsim))]
-        let tls = if url.starts_with("https://") {
-            if acceptor.is_none() {
-                let a = crate::server::tls::Acceptor::new(&handle.config.client_tls, "client")?;
-                acceptor = Some(std::sync::Arc::new(a));
-            }
-            acceptor.clone()
-        } else {
-            None
-        };
-        #[cfg(not(madsim))]
-        let incoming = crate::server::tls::incoming(addr, tls, "client")
+        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, "client")
             .map_err(|e| format!("cannot listen for clients on {addr}: {e}"))?;
         #[cfg(madsim)]
         let incoming = addr;
@@ -89,10 +95,16 @@ pub fn serve(
         tracing::info!(%addr, tls = url.starts_with("https://"), "ready to serve client requests");
     }
     #[cfg(not(madsim))]
-    for addr in &handle.config.listen_metrics {
-        let addr = resolve(addr)?;
-        servers.push(http::serve_metrics(addr, handle.clone(), shutdown.clone()));
-        tracing::info!(%addr, "serving /metrics");
+    for url in &handle.config.listen_metrics {
+        let addr = resolve(url)?;
+        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, "metrics")
+            .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
+        servers.push(http::serve_metrics(
+            incoming,
+            handle.clone(),
+            shutdown.clone(),
+        ));
+        tracing::info!(%addr, tls = url.starts_with("https://"), "serving /metrics");
     }
     Ok(servers)
 }

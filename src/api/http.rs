@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::fmt::Write;
-use std::net::SocketAddr;
 use tokio::sync::watch;
 
 /// Upper bounds of the fsync duration histogram's buckets, in seconds (etcd's).
@@ -26,28 +25,25 @@ pub fn router(h: NodeHandle) -> Router {
         .route("/metrics", get(move || metrics_handler(metrics.clone())))
 }
 
-/// A listener serving only the HTTP routes (`--listen-metrics-urls`).
+/// A listener serving only the HTTP routes (`--listen-metrics-urls`), over TLS when its URL
+/// is `https://`.
+#[cfg(not(madsim))]
 pub fn serve_metrics(
-    addr: SocketAddr,
+    incoming: super::Incoming,
     h: NodeHandle,
     mut shutdown: watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        let listener = match tokio::net::TcpListener::bind(addr).await {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::error!(%addr, error = %e, "cannot listen for metrics");
-                return;
-            }
-        };
         let signal = async move {
             let _ = shutdown.wait_for(|s| *s).await;
         };
-        if let Err(e) = axum::serve(listener, router(h))
-            .with_graceful_shutdown(signal)
-            .await
-        {
-            tracing::error!(%addr, error = %e, "metrics listener failed");
+        let r = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(router(h)))
+            .serve_with_incoming_shutdown(incoming, signal)
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "metrics listener failed");
         }
     })
 }

@@ -289,9 +289,6 @@ mod real {
         {
             check_url(u)?;
         }
-        if let Some(u) = listen_metrics.iter().find(|u| u.starts_with("https://")) {
-            return Err(format!("{u}: TLS on the metrics listener is not supported"));
-        }
         let data_dir = f
             .data_dir
             .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", f.name)));
@@ -367,10 +364,7 @@ mod real {
         }
         c.auth_token_ttl_ms = f.auth_token_ttl.max(1).saturating_mul(1000);
         c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;
-        c.listen_metrics = listen_metrics
-            .iter()
-            .map(|u| url_host_port(u).to_string())
-            .collect();
+        c.listen_metrics = listen_metrics.iter().map(listener).collect();
         c.pre_vote = f.pre_vote;
         c.validate()?;
         Ok(c)

@@ -60,7 +60,8 @@ pub struct ServerConfig {
     /// JWT tokens instead of simple ones (`--auth-token jwt,...`).
     pub jwt: Option<Arc<super::jwt::Jwt>>,
     pub auto_compaction: AutoCompaction,
-    /// `host:port` addresses for a separate /metrics, /health and /version listener.
+    /// `host:port` addresses for a separate /metrics, /health and /version listener
+    /// (`https://host:port` for one served over TLS with the client side's certificates).
     pub listen_metrics: Vec<String>,
     pub pre_vote: bool,
     /// The client side's certificates (`--cert-file`, `--auto-tls`, ...): used by `https://`
