@@ -36,8 +36,10 @@ mod real {
     }
 
     /// A distributed, reliable key-value store that speaks etcd's v3 API.
+    ///
+    /// A flag given twice takes its last value, as Go's flag package (and so etcd) has it.
     #[derive(Parser, Debug)]
-    #[command(name = "oxcd", version, about, long_about = None)]
+    #[command(name = "oxcd", version, about, long_about = None, args_override_self = true)]
     struct Flags {
         /// Human-readable name for this member.
         #[arg(long, env = "ETCD_NAME", default_value = "default")]
@@ -460,6 +462,14 @@ mod real {
             );
             assert!(parse_retention("periodic", "5x").is_err());
             assert!(parse_retention("weekly", "1").is_err());
+        }
+
+        #[test]
+        fn a_repeated_flag_takes_its_last_value() {
+            let f = Flags::parse_from(["oxcd", "--client-cert-auth", "--client-cert-auth"]);
+            assert!(f.client_cert_auth);
+            let f = Flags::parse_from(["oxcd", "--name", "a", "--name", "b"]);
+            assert_eq!(f.name, "b");
         }
 
         #[test]
