@@ -1,6 +1,7 @@
 //! The member server's request timeouts: a request with no outcome is answered
 //! `Refusal::Timeout` once the request timeout has passed, `poll_timeout` says when, and a
-//! member that stops answers everything still waiting.
+//! member that stops answers everything still waiting; a command whose simple token another
+//! member issued at an index not applied here waits for it.
 
 use oxcd_core::lease::{IdGen, LessorConfig};
 use oxcd_core::mvcc::WatchConfig;
@@ -130,4 +131,49 @@ fn a_request_is_not_answered_before_its_deadline() {
     // `poll_timeout`).
     let answers = turn(&mut s, timeout_ms);
     assert_eq!(answers.len(), 1, "{answers:?}");
+}
+
+#[test]
+fn a_token_from_an_index_not_applied_here_waits_for_it() {
+    use bytes::Bytes;
+    use oxcd_core::mvcc::PutRequest;
+    use oxcd_core::node::{ApplyError, Command, Credential};
+    let mut s = lonely_member();
+    let timeout_ms = PolicyConfig::new(ELECTION_MS).request_timeout_ms;
+    let put = || {
+        Command::Put(PutRequest {
+            key: Bytes::from_static(b"k"),
+            value: Bytes::from_static(b"v"),
+            ..Default::default()
+        })
+    };
+    // Issued at index 50, which this member has not applied: it waits (and here, where
+    // nothing commits, times out) instead of being refused as unknown.
+    let ahead = Credential::Token("abcdef.50".into());
+    s.handle_propose_as(&ahead, put(), Client(1), 0);
+    assert!(turn(&mut s, 0).is_empty());
+    assert_eq!(s.poll_timeout(), Some(timeout_ms));
+    // A token this member could know and does not is refused at once.
+    let unknown = Credential::Token("abcdef".into());
+    s.handle_propose_as(&unknown, put(), Client(2), 10);
+    let answers: Vec<_> = std::iter::from_fn(|| s.poll_response()).collect();
+    assert!(
+        matches!(
+            &answers[..],
+            [(
+                Client(2),
+                Response::Command(Err(Refusal::Apply(ApplyError::Auth(_))))
+            )]
+        ),
+        "{answers:?}"
+    );
+    s.tick(timeout_ms, 0);
+    let answers = turn(&mut s, timeout_ms);
+    assert!(
+        matches!(
+            &answers[..],
+            [(Client(1), Response::Command(Err(Refusal::Timeout)))]
+        ),
+        "{answers:?}"
+    );
 }

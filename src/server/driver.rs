@@ -752,8 +752,14 @@ impl Driver {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Wake for the member's own deadlines (a lease to expire, a progress notification)
-            // as well as for Raft's heartbeat tick and for input.
-            let due = self.server.poll_timeout().map(|at| {
+            // as well as for Raft's heartbeat tick and for input; at once when the last turn
+            // left work for Raft (a command released by `finish_turn`).
+            let now = self.now_ms();
+            let at = match self.server.poll_timeout() {
+                _ if self.server.has_ready() => Some(now),
+                at => at,
+            };
+            let due = at.map(|at| {
                 // At least a millisecond, so that a deadline left due cannot spin the loop.
                 let wait_ms = at.saturating_sub(self.now_ms()).max(1);
                 Instant::now() + self.config.clock.real_duration(wait_ms)

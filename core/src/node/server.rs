@@ -243,6 +243,14 @@ impl<W> Read<W> {
     }
 }
 
+/// A command waiting for the log index that issued its simple token to apply here.
+struct TokenWait<W> {
+    index: u64,
+    who: Credential,
+    cmd: Command,
+    timed: Timed<W>,
+}
+
 /// A waiter and the time its request times out.
 struct Timed<W> {
     waiter: W,
@@ -283,6 +291,11 @@ pub struct MemberServer<E: Engine, W> {
     read_ctx: u64,
     /// Renewed leases waiting for a checkpoint batch to carry them.
     renews_pending: Vec<(LeaseId, i64, Timed<W>)>,
+    /// Commands whose simple token was issued at a log index this member has not applied
+    /// yet (through another member), waiting for it, in arrival order. Each waits at most
+    /// a request timeout; once the index applies, its command enters as if it had just
+    /// arrived.
+    token_waits: Vec<TokenWait<W>>,
     /// The term in which this member's lessor was promoted.
     promoted_term: Option<u64>,
     applied_since_compaction: u64,
@@ -328,6 +341,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             seq: seq_start,
             id_gen,
             waiters: BTreeMap::new(),
+            token_waits: Vec::new(),
             conf_waiters: Vec::new(),
             reads_pending: Vec::new(),
             reads_asked: BTreeMap::new(),
@@ -519,6 +533,16 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// stands for, for its permission check at apply (see [`authorize`](Self::authorize));
     /// credentials that name no user are refused at once.
     pub fn handle_propose_as(&mut self, who: &Credential, cmd: Command, waiter: W, now_ms: u64) {
+        if let Some(index) = self.token_index_ahead(who) {
+            let timed = self.timed(waiter, now_ms);
+            self.token_waits.push(TokenWait {
+                index,
+                who: who.clone(),
+                cmd,
+                timed,
+            });
+            return;
+        }
         match self.authorize(who, cmd, now_ms) {
             Ok(cmd) => self.handle_propose(cmd, waiter, now_ms),
             Err(e) => {
@@ -646,9 +670,19 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.lease_work(now_ms);
     }
 
-    /// Releases the reads whose ReadIndex has applied.
+    /// Releases the reads whose ReadIndex has applied, and the commands whose simple token's
+    /// index has.
     pub fn finish_turn(&mut self, now_ms: u64) {
         let applied = self.member.raw().raft.raft_log.applied;
+        if self.token_waits.iter().any(|w| w.index <= applied) {
+            let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.token_waits)
+                .into_iter()
+                .partition(|w| w.index <= applied);
+            self.token_waits = waiting;
+            for w in ready {
+                self.handle_propose_as(&w.who, w.cmd, w.timed.waiter, now_ms);
+            }
+        }
         while let Some((index, _)) = self.reads_ready.front() {
             if *index > applied {
                 break;
@@ -715,6 +749,18 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                 Ok((user, applier.auth().revision()))
             }
         }
+    }
+
+    /// The log index that issued `who`'s simple token (`<random>.<index>`), when this member
+    /// has not applied it yet: the token was issued through another member and is not known
+    /// here yet, so a command carrying it waits for that index (as etcd waits) instead of
+    /// being refused as an invalid token.
+    fn token_index_ahead(&self, who: &Credential) -> Option<u64> {
+        let Credential::Token(token) = who else {
+            return None;
+        };
+        let index: u64 = token.rsplit_once('.')?.1.parse().ok()?;
+        (index > self.member.raw().raft.raft_log.applied).then_some(index)
     }
 
     /// A client's command as it enters: its credentials are resolved to a user and the auth
@@ -1082,7 +1128,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             .flatten()
             .map(|r| r.timed().due_ms);
         let renew = self.renews_pending.first().map(|(_, _, t)| t.due_ms);
-        [waiter, conf, pending, renew]
+        let token = self.token_waits.first().map(|w| w.timed.due_ms);
+        [waiter, conf, pending, renew, token]
             .into_iter()
             .flatten()
             .chain(reads)
@@ -1130,6 +1177,14 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         out.extend(
             gone.into_iter()
                 .map(|(_, t)| (t.waiter, Response::ConfChange(Err(why.clone())))),
+        );
+        let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.token_waits)
+            .into_iter()
+            .partition(|w| late(&w.timed));
+        self.token_waits = kept;
+        out.extend(
+            gone.into_iter()
+                .map(|w| (w.timed.waiter, Response::Command(Err(why.clone())))),
         );
         let (gone, kept): (Vec<_>, Vec<_>) = std::mem::take(&mut self.renews_pending)
             .into_iter()
