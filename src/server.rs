@@ -131,7 +131,7 @@ fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
     }
     Ok(Identity {
         member_id: founders[me].id,
-        cluster_id: cluster_id(&ids, token),
+        cluster_id: cluster_id(&ids),
         founders,
         peers: Vec::new(),
     })

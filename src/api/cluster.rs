@@ -66,14 +66,24 @@ impl Cluster for ClusterService {
         check_urls(&req.peer_ur_ls)?;
         let urls = req.peer_ur_ls.clone();
         let learner = req.is_learner;
-        let (salt, token) = self
+        let taken = self
             .h
             .run(false, move |d| {
                 d.server().check_member_add(&urls, learner)?;
-                Ok((d.now_ms() ^ d.member_id, d.config.cluster_token.clone()))
+                let mut taken: Vec<u64> = d.members().iter().map(|(m, _)| m.id).collect();
+                taken.extend(d.removed.lock().expect("not poisoned").iter().copied());
+                Ok(taken)
             })
             .await?;
-        let id = member_id(&req.peer_ur_ls, &token, Some(salt));
+        // etcd's ID for a member added now; should it name a member known here (the same
+        // URLs removed and added back within the second), the next second's.
+        let now_s = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let id = (now_s..)
+            .map(|s| member_id(&req.peer_ur_ls, "", Some(s)))
+            .find(|id| *id != 0 && !taken.contains(id))
+            .expect("an unused ID");
         let info = MemberInfo {
             id,
             name: String::new(),

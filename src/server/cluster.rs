@@ -27,39 +27,38 @@ impl ToPb for MemberInfo {
     }
 }
 
-/// 64-bit FNV-1a: a stable hash every member computes alike (IDs must agree across members
-/// and releases, so no `std` hasher).
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        // A separator, so that ("ab", "c") and ("a", "bc") differ.
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h
+/// The first eight bytes of `bytes`' SHA-1, big-endian: how etcd turns its inputs into IDs.
+fn sha1_id(bytes: &[u8]) -> u64 {
+    use sha1::Digest;
+    let digest = sha1::Sha1::digest(bytes);
+    let mut first = [0u8; 8];
+    first.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(first)
 }
 
-/// A founding member's ID: a hash of its sorted peer URLs and the cluster token, so every
-/// founding member derives the same IDs from `--initial-cluster` (as etcd does). Never 0.
-pub fn member_id(peer_urls: &[String], token: &str, salt_ms: Option<u64>) -> u64 {
+/// A member's ID as etcd derives it, so that the same flags give the same IDs as etcd's: the
+/// SHA-1 of its sorted peer URLs (concatenated), the cluster token and, for a member added
+/// to a running cluster, the time of the addition in Unix seconds (etcd adds members with an
+/// empty token and the time). Every founding member derives the same IDs from
+/// `--initial-cluster`.
+pub fn member_id(peer_urls: &[String], token: &str, added_at_s: Option<u64>) -> u64 {
     let mut urls: Vec<&str> = peer_urls.iter().map(String::as_str).collect();
     urls.sort_unstable();
-    let joined = urls.join(",");
-    let salt = salt_ms.map(u64::to_be_bytes).unwrap_or_default();
-    let salt: &[u8] = if salt_ms.is_some() { &salt } else { &[] };
-    fnv1a(&[joined.as_bytes(), token.as_bytes(), salt]).max(1)
+    let mut bytes: Vec<u8> = urls.concat().into_bytes();
+    bytes.extend_from_slice(token.as_bytes());
+    if let Some(t) = added_at_s {
+        bytes.extend_from_slice(t.to_string().as_bytes());
+    }
+    sha1_id(&bytes)
 }
 
-/// The cluster's ID: a hash of the founding members' IDs and the token. Never 0.
-pub fn cluster_id(member_ids: &[u64], token: &str) -> u64 {
+/// The cluster's ID as etcd derives it: the SHA-1 of the founding members' IDs, sorted, as
+/// big-endian bytes.
+pub fn cluster_id(member_ids: &[u64]) -> u64 {
     let mut ids = member_ids.to_vec();
     ids.sort_unstable();
     let bytes: Vec<u8> = ids.iter().flat_map(|i| i.to_be_bytes()).collect();
-    fnv1a(&[&bytes, token.as_bytes()]).max(1)
+    sha1_id(&bytes)
 }
 
 /// Parses `--initial-cluster` (`name=url,name=url2,other=url3`; a name may repeat to give
@@ -167,19 +166,22 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_stable_and_depend_on_every_input() {
-        let urls = vec!["http://127.0.0.1:2380".to_string()];
-        let a = member_id(&urls, "tok", None);
-        assert_eq!(a, member_id(&urls, "tok", None));
-        assert_ne!(a, member_id(&urls, "tok2", None));
-        assert_ne!(a, member_id(&urls, "tok", Some(1)));
+    fn ids_are_etcds() {
+        // etcd 3.4.23 started with no flags (`etcdctl member list -w json`): member
+        // 8e9e05c52164694d of cluster cdf818194e3a8c32.
+        let urls = vec!["http://localhost:2380".to_string()];
+        let id = member_id(&urls, "etcd-cluster", None);
+        assert_eq!(id, 0x8e9e05c52164694d);
+        assert_eq!(cluster_id(&[id]), 0xcdf818194e3a8c32);
+        assert_ne!(id, member_id(&urls, "tok2", None));
+        assert_ne!(id, member_id(&urls, "etcd-cluster", Some(1)));
         let two = vec!["http://b:1".to_string(), "http://a:1".to_string()];
         let two_sorted = vec!["http://a:1".to_string(), "http://b:1".to_string()];
         assert_eq!(
             member_id(&two, "t", None),
             member_id(&two_sorted, "t", None)
         );
-        assert_eq!(cluster_id(&[3, 1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
-        assert_ne!(cluster_id(&[1, 2], "t"), cluster_id(&[1, 2, 3], "t"));
+        assert_eq!(cluster_id(&[3, 1, 2]), cluster_id(&[1, 2, 3]));
+        assert_ne!(cluster_id(&[1, 2]), cluster_id(&[1, 2, 3]));
     }
 }
