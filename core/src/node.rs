@@ -7,15 +7,18 @@
 //! - [`MemberRecord`]: a member's record and the rules a membership change must pass.
 //! - [`MemberServer`]: a member and its policy (waiters, ReadIndex batching, lessor promotion,
 //!   keep-alives after their checkpoint, quota, the removed-member stop), with no IO.
+//! - [`Compactor`]: when the leader compacts on its own, on etcd's schedule.
 
 mod apply;
 mod codec;
+mod compactor;
 mod member;
 mod membership;
 mod server;
 
 pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};
+pub use compactor::{CompactionPolicy, Compactor};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
 pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{

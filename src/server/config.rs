@@ -13,17 +13,8 @@ pub enum ClusterState {
     Existing,
 }
 
-/// etcd's `--auto-compaction-mode`.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum AutoCompaction {
-    /// Off (retention 0).
-    #[default]
-    Off,
-    /// Keep this much history, in milliseconds (mode `periodic`).
-    Periodic { retention_ms: u64 },
-    /// Keep this many revisions (mode `revision`).
-    Revision { retention: i64 },
-}
+/// etcd's `--auto-compaction-mode` and `--auto-compaction-retention` (the core's schedule).
+pub use crate::node::CompactionPolicy as AutoCompaction;
 
 #[derive(Clone, Debug)]
 pub struct ServerConfig {

@@ -385,6 +385,7 @@ impl Driver {
             snapshot_count: config.snapshot_count,
             snapshot_catchup_entries: config.snapshot_catchup_entries,
             quota_backend_bytes: config.quota_backend_bytes,
+            auto_compaction: config.auto_compaction,
             #[cfg(feature = "planted-bugs")]
             planted_bug: config.planted_bug.and_then(|b| match b {
                 super::config::ServerBug::ExpiredLeasesKept => {
@@ -656,6 +657,10 @@ impl Driver {
                 quota = self.config.quota_backend_bytes,
                 "database space exceeded; raising the NOSPACE alarm"
             );
+        }
+        if let Some(revision) = self.server.auto_compact(now) {
+            let retention = format!("{:?}", self.config.auto_compaction);
+            tracing::info!(revision, retention, "starting auto compaction");
         }
         self.deliver();
     }

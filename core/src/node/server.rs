@@ -41,6 +41,7 @@
 
 use super::apply::{ALARM_NOSPACE, AlarmAction, Applied, ApplyError, Command};
 use super::codec::RequestId;
+use super::compactor::{CompactionPolicy, Compactor};
 use super::member::{Member, Outcome, Output};
 use super::membership::{self, MemberRecord, Members, MembershipError};
 use crate::auth::AuthError;
@@ -136,6 +137,8 @@ pub struct PolicyConfig {
     pub snapshot_catchup_entries: u64,
     /// The data's size beyond which NOSPACE is raised.
     pub quota_backend_bytes: u64,
+    /// When the leader compacts on its own (`--auto-compaction-*`).
+    pub auto_compaction: CompactionPolicy,
     /// Deliberate mistakes, for proving that the simulators catch them. Never set in
     /// production.
     #[cfg(feature = "planted-bugs")]
@@ -168,6 +171,7 @@ impl PolicyConfig {
             snapshot_count: 100_000,
             snapshot_catchup_entries: 5_000,
             quota_backend_bytes: 2 * 1024 * 1024 * 1024,
+            auto_compaction: CompactionPolicy::Off,
             #[cfg(feature = "planted-bugs")]
             planted_bug: None,
         }
@@ -296,6 +300,8 @@ pub struct MemberServer<E: Engine, W> {
     /// a request timeout; once the index applies, its command enters as if it had just
     /// arrived.
     token_waits: Vec<TokenWait<W>>,
+    /// The auto-compaction schedule.
+    compactor: Compactor,
     /// The term in which this member's lessor was promoted.
     promoted_term: Option<u64>,
     applied_since_compaction: u64,
@@ -334,6 +340,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         id_gen: IdGen,
     ) -> MemberServer<E, W> {
         let member_id = member.id();
+        let auto_compaction = config.auto_compaction;
         MemberServer {
             member,
             config,
@@ -342,6 +349,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             id_gen,
             waiters: BTreeMap::new(),
             token_waits: Vec::new(),
+            compactor: Compactor::new(auto_compaction),
             conf_waiters: Vec::new(),
             reads_pending: Vec::new(),
             reads_asked: BTreeMap::new(),
@@ -586,6 +594,19 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.prune();
         self.expire(now_ms);
         self.check_quota(now_ms, db_size_bytes)
+    }
+
+    /// The leader's auto-compaction, asked once per heartbeat: proposes the compaction its
+    /// schedule says is due now (through the log, as a client's `Compact`; one to a revision
+    /// already compacted changes nothing) and returns the revision, for the caller to log.
+    pub fn auto_compact(&mut self, now_ms: u64) -> Option<i64> {
+        if self.stopped.is_some() {
+            return None;
+        }
+        let revision = self.member.applier().kv().current_revision();
+        let target = self.compactor.poll(now_ms, revision, self.is_leader())?;
+        self.propose(Command::Compact { revision: target }, None);
+        Some(target)
     }
 
     // The turn.
