@@ -1,5 +1,6 @@
 //! The etcd v3 API edge: the gRPC services (KV, Watch, Lease, Cluster, Maintenance, the
-//! health service), plain HTTP (`/health`, `/version`, `/metrics`),
+//! health service), etcd's JSON gateway over them, plain HTTP (`/health`, `/livez`,
+//! `/readyz`, `/version`, `/metrics`),
 //! conversions between the wire types ([`crate::pb`]) and the core's, and etcd's gRPC errors.
 //!
 //! What it does not do: touch the member. Every service talks to the driver through a
@@ -11,6 +12,8 @@ mod authority;
 pub mod cluster;
 pub mod convert;
 pub mod error;
+#[cfg(not(madsim))]
+pub mod gateway;
 pub mod health;
 #[cfg(not(madsim))]
 pub mod http;
@@ -156,9 +159,13 @@ fn serve_clients(
                 .add_service(lock)
                 .add_service(election)
                 .add_service(health);
+            // The JSON gateway calls the same routes in process.
+            let gateway = gateway::router(routes.clone(), limit);
             let router = routes
                 .into_axum_router()
-                .merge(http::router(handle.clone()));
+                .merge(http::router(handle.clone()))
+                .merge(gateway)
+                .fallback(gateway::fallback);
             // Each connection (after its TLS handshake, on a TLS listener) read through the
             // fix for etcdctl's URL-shaped `:authority` (see `authority`).
             let incoming = tokio_stream::StreamExt::map(incoming, |conn| {

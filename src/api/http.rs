@@ -1,10 +1,12 @@
-//! Plain HTTP beside gRPC: `/health`, `/version` and `/metrics` (Prometheus text, with etcd's
-//! metric names where etcd has them), on the client port and on `--listen-metrics-urls`.
+//! Plain HTTP beside gRPC: the health endpoints (`/health`, `/livez`, `/readyz`: see
+//! [`probes`]), `/version` and `/metrics` (Prometheus text, with etcd's metric names where
+//! etcd has them), on the client port and on `--listen-metrics-urls`.
+
+mod probes;
 
 use crate::server::driver::NodeHandle;
 use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use axum::Router;
-use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use std::fmt::Write;
@@ -17,10 +19,10 @@ const FSYNC_BUCKETS_S: [f64; 14] = [
 ];
 
 pub fn router(h: NodeHandle) -> Router {
-    let health = h.clone();
+    let probes = probes::router(h.clone());
     let metrics = h;
     Router::new()
-        .route("/health", get(move || health_handler(health.clone())))
+        .merge(probes)
         .route("/version", get(version_handler))
         .route("/metrics", get(move || metrics_handler(metrics.clone())))
 }
@@ -46,31 +48,6 @@ pub fn serve_metrics(
             tracing::error!(error = %e, "metrics listener failed");
         }
     })
-}
-
-async fn health_handler(h: NodeHandle) -> impl IntoResponse {
-    let state = h
-        .run(false, |d| {
-            Ok(match (d.stopped(), d.leader()) {
-                (Some(why), _) => Err(why.to_string()),
-                (None, crate::raft::NONE) => Err("RAFT NO LEADER".to_string()),
-                (None, _) => Ok(()),
-            })
-        })
-        .await
-        .unwrap_or_else(|e| Err(tonic::Status::from(e).message().to_string()));
-    match state {
-        Ok(()) => (
-            StatusCode::OK,
-            [("content-type", "application/json")],
-            r#"{"health":"true","reason":""}"#.to_string(),
-        ),
-        Err(why) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [("content-type", "application/json")],
-            serde_json::json!({"health": "false", "reason": why}).to_string(),
-        ),
-    }
 }
 
 async fn version_handler() -> impl IntoResponse {

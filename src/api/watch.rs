@@ -123,7 +123,14 @@ impl Watch for WatchService {
                         request_union: Some(u),
                     })) => u,
                     Ok(Some(_)) => continue,
-                    Ok(None) | Err(_) => break,
+                    // A client that stopped sending still gets its watchers' events, as
+                    // etcd keeps the stream until the client goes away (the JSON gateway's
+                    // request body ends right after the create).
+                    Ok(None) => {
+                        let _ = h.unless_stopping(stopped.closed()).await;
+                        break;
+                    }
+                    Err(_) => break,
                 };
                 let req = member_request(req);
                 loop {

@@ -209,9 +209,10 @@ impl Watchers {
         let start = request.start_revision;
         if start != 0 && start < compact {
             // etcd finds this on its next sync; answering at once is the same to the client,
-            // and such a watcher never has to exist.
+            // and such a watcher never has to exist. etcd's answer has no revision in its
+            // header (the compacted watcher's response carries none).
             stream.push_control(WatchResponse {
-                header_revision: current,
+                header_revision: 0,
                 watch_id,
                 canceled: true,
                 compact_revision: compact,

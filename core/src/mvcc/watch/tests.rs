@@ -401,7 +401,8 @@ fn a_compacted_start_is_canceled_with_the_compact_revision() {
         assert_eq!(got.len(), 2);
         assert!(got[0].created && !got[0].canceled && got[0].watch_id == id);
         assert!(got[1].canceled && got[1].watch_id == id);
-        assert_eq!((got[1].compact_revision, got[1].header_revision), (3, 4));
+        // etcd 3.4.23's answer has no revision in its header (tests/gateway.rs sees it).
+        assert_eq!((got[1].compact_revision, got[1].header_revision), (3, 0));
     }
     assert_eq!(f.w.watchers_len(), 0);
     f.watch(WatchCreate {
