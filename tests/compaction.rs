@@ -45,5 +45,8 @@ fn periodic_auto_compaction_compacts_as_etcds() {
     let etcd = compacts_on_its_own(Kind::Etcd);
     let oxcd = compacts_on_its_own(Kind::Oxcd);
     assert_eq!(etcd, oxcd);
-    assert!(etcd.contains("required revision has been compacted"), "{etcd}");
+    assert!(
+        etcd.contains("required revision has been compacted"),
+        "{etcd}"
+    );
 }

@@ -17,7 +17,9 @@
 //! one body, events from other requests, progress, cancel, a compacted start revision, a
 //! request that does not decode) and lease keep-alive. etcd 3.4's HTTP/1 error trailer (`Grpc-Trailer-Content-Type`) and its
 //! header-name capitalisation are not compared (hyper does not write trailers on HTTP/1).
-//! Not covered here: Lock and Election (another service), `/v3/auth/status` and
+//! Lock and Election: lock, a lock on a missing lease, unlock, campaign, leader (none, then
+//! one), proclaim and resign with a stale leader key, proclaim without one (Observe is a
+//! stream that does not end). Not covered here: `/v3/auth/status` and
 //! `/v3/maintenance/downgrade` and `hashkv` (served by oxcd as etcd 3.5 does; 3.4 answers 404).
 //!
 //! The HTTP client is hyper's (HTTP/1.1), with a deadline on every read.
@@ -303,6 +305,28 @@ const SCRIPT: &[Step] = &[
     post_as("/v3/auth/role/delete", r#"{"role":"r"}"#, "TOKEN"),
     post_as("/v3/auth/disable", "{}", "TOKEN"),
     post("/v3/kv/range", r#"{"key":"Zm9v"}"#),
+    // Lock and Election (lease 5000 is 1388 in hex: keys `mu/1388`, `el/1388`).
+    post("/v3/lease/grant", r#"{"TTL":60,"ID":5000}"#),
+    post("/v3/lock/lock", r#"{"name":"bXU=","lease":5000}"#),
+    post("/v3/lock/lock", r#"{"name":"bXU=","lease":4242}"#),
+    post("/v3/lock/unlock", r#"{"key":"bXUvMTM4OA=="}"#),
+    post("/v3/lock/unlock", r#"{"key":"bm9ib2R5"}"#),
+    post("/v3/election/leader", r#"{"name":"ZWw="}"#),
+    post(
+        "/v3/election/campaign",
+        r#"{"name":"ZWw=","lease":5000,"value":"djE="}"#,
+    ),
+    post("/v3/election/leader", r#"{"name":"ZWw="}"#),
+    post(
+        "/v3/election/proclaim",
+        r#"{"leader":{"name":"ZWw=","key":"ZWwvMTM4OA==","rev":1,"lease":5000},"value":"djI="}"#,
+    ),
+    post("/v3/election/proclaim", r#"{"value":"djI="}"#),
+    post(
+        "/v3/election/resign",
+        r#"{"leader":{"name":"ZWw=","key":"ZWwvMTM4OA==","rev":1,"lease":5000}}"#,
+    ),
+    post("/v3/election/leader", r#"{"name":"ZWw="}"#),
 ];
 
 /// Response headers a client of the gateway reads.

@@ -24,6 +24,8 @@ use crate::pb::etcdserverpb::{
     auth_client::AuthClient, cluster_client::ClusterClient, kv_client::KvClient,
     lease_client::LeaseClient, maintenance_client::MaintenanceClient, watch_client::WatchClient,
 };
+use crate::pb::v3electionpb::election_client::ElectionClient;
+use crate::pb::v3lockpb::lock_client::LockClient;
 use axum::Router;
 use axum::body::Body;
 use axum::response::Response;
@@ -117,6 +119,13 @@ pub fn router(channel: Channel, request_bytes_max: usize) -> Router {
         .unary("auth/role/delete", call!(auth.role_delete))
         .unary("auth/role/grant", call!(auth.role_grant_permission))
         .unary("auth/role/revoke", call!(auth.role_revoke_permission))
+        .unary("lock/lock", call!(lock.lock))
+        .unary("lock/unlock", call!(lock.unlock))
+        .unary("election/campaign", call!(election.campaign))
+        .unary("election/proclaim", call!(election.proclaim))
+        .unary("election/leader", call!(election.leader))
+        .server_stream("election/observe", call!(election.observe))
+        .unary("election/resign", call!(election.resign))
         .into_router()
 }
 
@@ -139,6 +148,12 @@ fn maintenance(c: Channel) -> MaintenanceClient<Channel> {
 }
 fn auth(c: Channel) -> AuthClient<Channel> {
     AuthClient::new(c).max_decoding_message_size(usize::MAX)
+}
+fn lock(c: Channel) -> LockClient<Channel> {
+    LockClient::new(c).max_decoding_message_size(usize::MAX)
+}
+fn election(c: Channel) -> ElectionClient<Channel> {
+    ElectionClient::new(c).max_decoding_message_size(usize::MAX)
 }
 
 /// The stream of requests a bidirectional call's service reads: the JSON values of the
