@@ -160,7 +160,8 @@ fn serve_clients(
                 .add_service(election)
                 .add_service(health);
             // The JSON gateway calls the same routes in process.
-            let gateway = gateway::router(routes.clone(), limit);
+            let gateway =
+                gateway::router(routes.clone(), limit, handle.config.max_concurrent_streams);
             let router = routes
                 .into_axum_router()
                 .merge(http::router(handle.clone()))
@@ -173,6 +174,7 @@ fn serve_clients(
             });
             tonic::transport::Server::builder()
                 .accept_http1(true)
+                .max_concurrent_streams(handle.config.max_concurrent_streams)
                 .max_frame_size(authority::FRAME_PAYLOAD_MAX as u32)
                 .add_routes(tonic::service::Routes::from(router))
                 .serve_with_incoming_shutdown(incoming, signal)

@@ -37,6 +37,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use tokio::sync::Semaphore;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -69,9 +71,10 @@ macro_rules! call {
 }
 
 /// The gateway's routes for the member whose gRPC services `channel` reaches;
-/// `request_bytes_max` is the largest request message those services take.
-pub fn router(channel: Channel, request_bytes_max: usize) -> Router {
-    Routes::new(channel, body_bytes_max(request_bytes_max))
+/// `request_bytes_max` is the largest request message those services take, and
+/// `streams_max` the calls in flight at once (`--max-concurrent-streams`).
+pub fn router(channel: Channel, request_bytes_max: usize, streams_max: u32) -> Router {
+    Routes::new(channel, body_bytes_max(request_bytes_max), streams_max)
         .unary("kv/range", call!(kv.range))
         .unary("kv/put", call!(kv.put))
         .unary("kv/deleterange", call!(kv.delete_range))
@@ -166,14 +169,20 @@ pub type RequestStream<T> = ReceiverStream<T>;
 pub struct Routes {
     channel: Channel,
     body_bytes_max: usize,
+    /// One permit per call in flight: etcd's gateway is a gRPC client of its member over one
+    /// HTTP/2 connection, so `--max-concurrent-streams` bounds its calls together (one
+    /// beyond waits until another ends, a stream holding its permit while it lasts).
+    streams: Arc<Semaphore>,
     router: Router,
 }
 
 impl Routes {
-    pub fn new(channel: Channel, body_bytes_max: usize) -> Routes {
+    pub fn new(channel: Channel, body_bytes_max: usize, streams_max: u32) -> Routes {
+        let permits = (streams_max as usize).min(Semaphore::MAX_PERMITS);
         Routes {
             channel,
             body_bytes_max,
+            streams: Arc::new(Semaphore::new(permits)),
             router: Router::new(),
         }
     }
@@ -266,16 +275,24 @@ impl Routes {
         Fut: Future<Output = Response> + Send + 'static,
     {
         for prefix in PREFIXES {
-            let handler = handler.clone();
+            let (handler, streams) = (handler.clone(), self.streams.clone());
             // Any method, sorted here: axum's own 405 adds an `Allow` header etcd's lacks.
             let method_router = axum::routing::any(move |req: http::Request<Body>| {
-                let handler = handler.clone();
+                let (handler, streams) = (handler.clone(), streams.clone());
                 async move {
-                    if req.method() == Method::POST {
-                        handler(req).await
-                    } else {
-                        wrong_method(req.method())
+                    if req.method() != Method::POST {
+                        return wrong_method(req.method());
                     }
+                    let Ok(permit) = streams.acquire_owned().await else {
+                        return error_response(&Status::unavailable("the gateway is closing"));
+                    };
+                    // The permit goes with the answer's body, until it is sent or dropped.
+                    let (parts, body) = handler(req).await.into_parts();
+                    let body = body.into_data_stream().map(move |chunk| {
+                        let _held = &permit;
+                        chunk
+                    });
+                    Response::from_parts(parts, Body::from_stream(body))
                 }
             });
             self.router = self.router.route(&format!("{prefix}{path}"), method_router);

@@ -121,6 +121,25 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
                 "gauge",
                 kv.compact_revision() as f64,
             );
+            for (name, label, version, help) in [
+                (
+                    "etcd_server_version",
+                    "server_version",
+                    ETCD_VERSION,
+                    "Which version is running. 1 for 'server_version' label with current version.",
+                ),
+                (
+                    "etcd_cluster_version",
+                    "cluster_version",
+                    ETCD_CLUSTER_VERSION,
+                    "Which version is running. 1 for 'cluster_version' label with current cluster version",
+                ),
+            ] {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} gauge\n{name}{{{label}=\"{version}\"}} 1"
+                );
+            }
             let name = "etcd_disk_wal_fsync_duration_seconds";
             let _ = writeln!(
                 out,

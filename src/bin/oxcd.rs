@@ -106,10 +106,13 @@ mod real {
         /// Maximum number of operations permitted in a transaction.
         #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
         max_txn_ops: usize,
+        /// Maximum concurrent streams that each client can open at a time.
+        #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
+        max_concurrent_streams: u32,
         /// The bcrypt cost for hashing passwords (4 to 31; others: 10).
         #[arg(long, env = "ETCD_BCRYPT_COST", default_value_t = 10)]
         bcrypt_cost: u32,
-        /// Auth token type: 'simple' (JWT tokens are not served yet).
+        /// Auth token type: 'simple', or 'jwt,pub-key=..,priv-key=..,sign-method=..[,ttl=..]'.
         #[arg(long, env = "ETCD_AUTH_TOKEN", default_value = "simple")]
         auth_token: String,
         /// How long a simple token lives past its last use, in seconds.
@@ -341,6 +344,7 @@ mod real {
         }
         c.max_request_bytes = f.max_request_bytes;
         c.max_txn_ops = f.max_txn_ops;
+        c.max_concurrent_streams = f.max_concurrent_streams.max(1);
         c.bcrypt_cost = if (4..=31).contains(&f.bcrypt_cost) {
             f.bcrypt_cost
         } else {

@@ -44,6 +44,9 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// HTTP/2 streams one client connection may have open at once
+    /// (`--max-concurrent-streams`; the gateway's calls count together, as etcd's).
+    pub max_concurrent_streams: u32,
     /// The bcrypt cost passwords are hashed with (`--bcrypt-cost`).
     pub bcrypt_cost: u32,
     /// How long a simple token lives past its last use (`--auth-token-ttl`).
@@ -146,6 +149,7 @@ impl ServerConfig {
             auth_token_ttl_ms: 300_000,
             jwt: None,
             max_txn_ops: 128,
+            max_concurrent_streams: u32::MAX,
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),
             pre_vote: true,

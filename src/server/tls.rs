@@ -469,8 +469,63 @@ pub fn common_name(cert: &CertificateDer<'_>) -> Option<String> {
     cn.as_str().ok().map(str::to_string)
 }
 
-/// rustls' ring provider, its TLS 1.2 suites cut down to `names` (Go's names, which are
-/// rustls' too) when given. TLS 1.3's suites are always on, as in Go.
+/// The `--cipher-suites` names etcd takes (Go's), with the name rustls gives the suite where
+/// they differ. Suites rustls does not implement (CBC, RC4, 3DES, RSA key exchange) are
+/// accepted and left off, as a client offering only those fails its handshake.
+const GO_CIPHER_SUITES: [(&str, &str); 24] = [
+    ("TLS_RSA_WITH_RC4_128_SHA", ""),
+    ("TLS_RSA_WITH_3DES_EDE_CBC_SHA", ""),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA", ""),
+    ("TLS_RSA_WITH_AES_256_CBC_SHA", ""),
+    ("TLS_RSA_WITH_AES_128_CBC_SHA256", ""),
+    ("TLS_RSA_WITH_AES_128_GCM_SHA256", ""),
+    ("TLS_RSA_WITH_AES_256_GCM_SHA384", ""),
+    ("TLS_ECDHE_ECDSA_WITH_RC4_128_SHA", ""),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA", ""),
+    ("TLS_ECDHE_ECDSA_WITH_AES_256_CBC_SHA", ""),
+    ("TLS_ECDHE_RSA_WITH_RC4_128_SHA", ""),
+    ("TLS_ECDHE_RSA_WITH_3DES_EDE_CBC_SHA", ""),
+    ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA", ""),
+    ("TLS_ECDHE_RSA_WITH_AES_256_CBC_SHA", ""),
+    ("TLS_ECDHE_ECDSA_WITH_AES_128_CBC_SHA256", ""),
+    ("TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA256", ""),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+        "TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+    (
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+        "TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256",
+    ),
+];
+
+/// rustls' ring provider, its TLS 1.2 suites cut down to `names` (Go's names, see
+/// [`GO_CIPHER_SUITES`]) when given; a name Go does not know is refused with etcd's message.
+/// TLS 1.3's suites are always on, as in Go.
 fn provider(names: &[String]) -> Result<Arc<CryptoProvider>, String> {
     // ring rather than aws-lc-rs (rustls' default), which would add a large C build; ring's
     // provider is deprecated for lacking post-quantum key exchange, which the Go TLS of the
@@ -478,15 +533,20 @@ fn provider(names: &[String]) -> Result<Arc<CryptoProvider>, String> {
     #[allow(deprecated)]
     let mut provider = rustls::crypto::ring::default_provider();
     if !names.is_empty() {
-        let all = provider.cipher_suites.clone();
+        let mut wanted = Vec::new();
         for name in names {
-            if !all.iter().any(|s| format!("{:?}", s.suite()) == *name) {
+            let Some((_, ours)) = GO_CIPHER_SUITES.iter().find(|(go, _)| go == name) else {
                 return Err(format!("unexpected TLS cipher suite {name:?}"));
+            };
+            if ours.is_empty() {
+                tracing::warn!(suite = %name, "TLS cipher suite not offered (not implemented)");
+            } else {
+                wanted.push(*ours);
             }
         }
         provider.cipher_suites.retain(|s| {
             s.version() == &rustls::version::TLS13
-                || names.iter().any(|n| *n == format!("{:?}", s.suite()))
+                || wanted.iter().any(|n| *n == format!("{:?}", s.suite()))
         });
     }
     Ok(Arc::new(provider))
@@ -757,7 +817,23 @@ mod tests {
                 .iter()
                 .any(|s| format!("{:?}", s.suite()) == "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384")
         );
-        assert!(provider(&["TLS_RSA_WITH_RC4_128_SHA".to_string()]).is_err());
+        // Go's name for a suite rustls names with its hash.
+        let p = provider(&["TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305".to_string()]).unwrap();
+        assert!(p.cipher_suites.iter().any(|s| {
+            format!("{:?}", s.suite()) == "TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256"
+        }));
+        // A suite Go knows and rustls lacks is taken and left off; a name Go does not
+        // know is refused, as etcd refuses it.
+        let p = provider(&["TLS_RSA_WITH_RC4_128_SHA".to_string()]).unwrap();
+        assert!(
+            p.cipher_suites
+                .iter()
+                .all(|s| s.version() == &rustls::version::TLS13)
+        );
+        assert_eq!(
+            provider(&["TLS_NOPE".to_string()]).err(),
+            Some("unexpected TLS cipher suite \"TLS_NOPE\"".to_string())
+        );
     }
 
     #[test]
