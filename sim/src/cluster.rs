@@ -14,6 +14,7 @@
 
 mod appends;
 mod auth;
+mod elections;
 mod leases;
 mod locks;
 mod nemesis;
@@ -196,8 +197,11 @@ const LIVENESS_BOUND: Duration = Duration::from_secs(30);
 /// Beyond a lease's lapse (or the healing, if later): a leader change's grace of one election
 /// timeout, and time for the revoke to commit.
 const LEASE_GRACE: Duration = Duration::from_secs(3);
-/// Clients taking the one lock.
-const LOCK_CLIENTS: usize = 2;
+/// Clients taking the one lock: the even ones through the Lock service, the odd ones with the
+/// client-side recipe.
+const LOCK_CLIENTS: usize = 3;
+/// Candidates in the one election (and one observer).
+const ELECTION_CANDIDATES: usize = 2;
 /// Clients of the multi-key transaction (list-append) workload.
 const TXN_CLIENTS: usize = 2;
 /// A client's pause between operations, at most.
@@ -426,10 +430,24 @@ async fn scenario(opts: Options) -> Report {
     });
     let lock_tasks: Vec<_> = (0..if others { LOCK_CLIENTS } else { 0 })
         .map(|c| {
-            client_node(format!("locker{c}"), &format!("10.0.1.{}", 110 + c))
-                .spawn(locks::run(c, opts.seed, n, until))
+            client_node(format!("locker{c}"), &format!("10.0.1.{}", 110 + c)).spawn(async move {
+                if c % 2 == 0 {
+                    locks::run_service(c, opts.seed, n, until).await
+                } else {
+                    locks::run(c, opts.seed, n, until).await
+                }
+            })
         })
         .collect();
+    let candidate_tasks: Vec<_> = (0..if others { ELECTION_CANDIDATES } else { 0 })
+        .map(|c| {
+            client_node(format!("candidate{c}"), &format!("10.0.1.{}", 140 + c))
+                .spawn(elections::candidate(c, opts.seed, n, until))
+        })
+        .collect();
+    let observer_task = others.then(|| {
+        client_node("observer".into(), "10.0.1.150").spawn(elections::observer(opts.seed, n, until))
+    });
     let txn_tasks: Vec<_> = (0..if others { TXN_CLIENTS } else { 0 })
         .map(|c| {
             client_node(format!("txn{c}"), &format!("10.0.1.{}", 120 + c))
@@ -517,6 +535,24 @@ async fn scenario(opts: Options) -> Report {
     violations.extend(auth::check(&auth_log.lock().expect("one thread")));
     let leased_n = leased.len();
     let acquired = join_lists(lock_tasks, "a lock client failed", &mut violations).await;
+    let mut elected = Vec::new();
+    for t in candidate_tasks {
+        match t.await {
+            Ok(c) => {
+                elected.extend(c.elected);
+                violations.extend(c.problems);
+            }
+            Err(_) => violations.push("an election candidate failed".to_string()),
+        }
+    }
+    let observed = match observer_task {
+        Some(t) => t.await.unwrap_or_else(|_| {
+            violations.push("the election observer failed".to_string());
+            Vec::new()
+        }),
+        None => Vec::new(),
+    };
+    let (elected_n, observed_n) = (elected.len(), observed.iter().map(Vec::len).sum::<usize>());
     let acquired_n = acquired.len();
     let txns = join_lists(txn_tasks, "a transaction client failed", &mut violations).await;
     let txns_n = txns.len();
@@ -542,10 +578,15 @@ async fn scenario(opts: Options) -> Report {
             let written = written_values(n)
                 .await
                 .map_err(|e| format!("history: {e}"))?;
-            let lock_keys = locks::history(n)
+            let lock_keys = locks::history(n, "lock/", "lock0")
                 .await
                 .map_err(|e| format!("history: {e}"))?;
-            let mut more = locks::check(&acquired, &lock_keys);
+            let mut more = locks::check("lock", &acquired, &lock_keys);
+            let election_keys = locks::history(n, elections::PREFIX, elections::PREFIX_END)
+                .await
+                .map_err(|e| format!("history: {e}"))?;
+            more.extend(locks::check("election", &elected, &election_keys));
+            more.extend(elections::check_observed(&observed, &election_keys));
             let lists = appends::history(n)
                 .await
                 .map_err(|e| format!("history: {e}"))?;
@@ -624,7 +665,9 @@ async fn scenario(opts: Options) -> Report {
         .u64(watch_log.events.len() as u64)
         .u64(watch_log.resumes)
         .u64(leased_n as u64)
-        .u64(auth_ops as u64);
+        .u64(auth_ops as u64)
+        .u64(elected_n as u64)
+        .u64(observed_n as u64);
     if std::env::var_os("SIM_DEBUG").is_some() {
         let unknown = recorded.iter().filter(|r| r.op.output.is_none()).count();
         eprintln!(
@@ -633,7 +676,7 @@ async fn scenario(opts: Options) -> Report {
             recorded.len()
         );
         eprintln!(
-            "{txns_n} transactions, {committed_n} committed; {acquired_n} lock acquisitions; {} watch events, progress {}/{}",
+            "{txns_n} transactions, {committed_n} committed; {acquired_n} lock acquisitions; {elected_n} terms as leader, {observed_n} leaders observed; {} watch events, progress {}/{}",
             watch_log.events.len(),
             watch_log.progress_seen,
             watch_log.progress_asked
@@ -682,14 +725,18 @@ pub fn bug_name(bug: ServerBug) -> &'static str {
         ServerBug::LocalLinearizableReads => "local-linearizable-reads",
         ServerBug::ExpiredLeasesKept => "expired-leases-kept",
         ServerBug::AuthCheckedOnEntryOnly => "auth-checked-on-entry-only",
+        ServerBug::CampaignWithoutWaiting => "campaign-without-waiting",
+        ServerBug::ObserveSkipsLeaders => "observe-skips-leaders",
     }
 }
 
 /// The planted server mistakes, by name.
-const BUGS: [ServerBug; 3] = [
+const BUGS: [ServerBug; 5] = [
     ServerBug::LocalLinearizableReads,
     ServerBug::ExpiredLeasesKept,
     ServerBug::AuthCheckedOnEntryOnly,
+    ServerBug::CampaignWithoutWaiting,
+    ServerBug::ObserveSkipsLeaders,
 ];
 
 pub fn parse_bug(name: &str) -> Result<ServerBug, String> {

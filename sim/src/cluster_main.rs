@@ -40,7 +40,7 @@ struct ClusterArgs {
     #[arg(long)]
     check_determinism: bool,
     /// Switch on a planted server mistake (local-linearizable-reads, expired-leases-kept,
-    /// auth-checked-on-entry-only).
+    /// auth-checked-on-entry-only, campaign-without-waiting, observe-skips-leaders).
     #[arg(long, value_parser = cluster::parse_bug)]
     bug: Option<oxcd::server::ServerBug>,
     /// Run the auth workload instead of the others: users with partial permissions,

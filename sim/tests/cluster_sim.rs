@@ -1,8 +1,10 @@
 //! The full-stack simulation proves itself: clean seeds pass under every fault, the same seed
 //! replays to the same trace hash, and planted server mistakes are caught: linearizable reads
 //! served from a member's own state (a stale read; its replay shows it again), expired
-//! leases never revoked (a key that outlives its lease), and permissions checked only when a
-//! request enters (a write that a revoke should have stopped; the `--auth` workload).
+//! leases never revoked (a key that outlives its lease), permissions checked only when a
+//! request enters (a write that a revoke should have stopped; the `--auth` workload), a
+//! `Campaign` that does not wait (two leaders at once) and an `Observe` that reads the next
+//! leader as of now, as etcd's recipe does (a brief leader never told).
 //!
 //! Each case runs the `sim` binary as a user would (`sim/run cluster ...`), which runs every
 //! seed in a process of its own: a run leaves state in the process (madsim's and the
@@ -140,5 +142,28 @@ fn permissions_checked_only_on_entry_are_caught() {
             .any(|l| l.contains("auth: the writer's")
                 && l.contains("while its permission was revoked")),
         "caught as a write made without permission:\n{out}"
+    );
+}
+
+#[test]
+fn a_campaign_that_does_not_wait_is_caught() {
+    let bug = ["--bug", "campaign-without-waiting"];
+    let (out, ok) = sim_cluster(&[&["--seed", "1", "--count", "3"][..], &bug].concat());
+    assert!(!ok, "the planted bug went unnoticed in 3 seeds:\n{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.contains("election:") && (l.contains("leads") || l.contains("two holders"))),
+        "caught as two leaders at once:\n{out}"
+    );
+}
+
+#[test]
+fn an_observer_that_skips_leaders_is_caught() {
+    let bug = ["--bug", "observe-skips-leaders"];
+    let (out, ok) = sim_cluster(&[&["--seed", "1", "--count", "10"][..], &bug].concat());
+    assert!(!ok, "the planted bug went unnoticed in 10 seeds:\n{out}");
+    assert!(
+        out.lines().any(|l| l.contains("was never told of")),
+        "caught as a leader the observer was not told of:\n{out}"
     );
 }

@@ -23,6 +23,7 @@ use crate::pb::etcdserverpb::{self as pb, compare, request_op};
 use crate::pb::mvccpb;
 use crate::pb::v3electionpb::{self as epb, election_server::Election};
 use crate::pb::v3lockpb::{self as lpb, lock_server::Lock};
+use crate::server::ServerBug;
 use crate::server::driver::{NodeHandle, Room, WatchSink};
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -493,19 +494,26 @@ fn leader_key(leader: Option<epb::LeaderKey>) -> Result<epb::LeaderKey, Status> 
     leader.ok_or_else(|| Status::unknown(LEADER_MISSING))
 }
 
-/// The leader of the election under `prefix`: the key created first, and the read's header.
+/// The leader of the election under `prefix` at `revision` (0: now): the key created first,
+/// and the read's header.
 async fn leader_of(
     local: &Local,
     prefix: &Bytes,
+    revision: i64,
 ) -> Result<(Option<mvccpb::KeyValue>, pb::ResponseHeader), Status> {
-    let r = local.range(by_creation(prefix, true, 0)).await?;
+    let mut req = by_creation(prefix, true, 0);
+    req.revision = revision;
+    let r = local.range(req).await?;
     Ok((r.kvs.into_iter().next(), r.header.unwrap_or_default()))
 }
 
 type Observed = ReceiverStream<Result<epb::LeaderResponse, Status>>;
 
 /// Sends the election's leader on `tx`, then each new value and each next leader, until the
-/// client goes away or a read or watch fails.
+/// client goes away or a read or watch fails. The leader after one whose key was deleted at
+/// revision `D` is read as of `D` (the store's history, unless compacted), so a leader that
+/// held the election only briefly is not skipped (etcd's recipe reads the leader as of
+/// now and may skip one).
 async fn observe(
     local: Local,
     prefix: Bytes,
@@ -515,8 +523,21 @@ async fn observe(
         header: Some(header),
         kv: Some(kv),
     };
+    // The revision of the last leader's deletion (0: none yet).
+    let mut deleted_at = 0;
     loop {
-        let Ok((leader, mut header)) = leader_of(&local, &prefix).await else {
+        let read = match deleted_at {
+            0 => leader_of(&local, &prefix, 0).await,
+            at => match leader_of(&local, &prefix, at).await {
+                Ok((leader, mut header)) => {
+                    header.revision = at;
+                    Ok((leader, header))
+                }
+                // Compacted past it: the leader now.
+                Err(_) => leader_of(&local, &prefix, 0).await,
+            },
+        };
+        let Ok((leader, mut header)) = read else {
             return;
         };
         let leader = match leader {
@@ -556,6 +577,9 @@ async fn observe(
             };
             for e in events {
                 if e.kind == mvcc::EventKind::Delete {
+                    if !local.h.config.has_bug(ServerBug::ObserveSkipsLeaders) {
+                        deleted_at = e.kv.mod_revision;
+                    }
                     break 'leader;
                 }
                 header.revision = e.kv.mod_revision;
@@ -586,7 +610,9 @@ impl Election for ElectionService {
         if c.existing.as_ref().is_some_and(|kv| kv.value != req.value) {
             local.proclaim(&key, c.created, req.value, lease).await?;
         }
-        local.wait_deletes(&prefix, c.created - 1).await?;
+        if !self.h.config.has_bug(ServerBug::CampaignWithoutWaiting) {
+            local.wait_deletes(&prefix, c.created - 1).await?;
+        }
         withdraw.disarm();
         Ok(Response::new(epb::CampaignResponse {
             header: Some(c.header),
@@ -620,7 +646,7 @@ impl Election for ElectionService {
     ) -> Result<Response<epb::LeaderResponse>, Status> {
         let local = Local::new(&self.h, super::credential(&self.h, &request));
         let prefix = prefix_of(&request.into_inner().name);
-        match leader_of(&local, &prefix).await? {
+        match leader_of(&local, &prefix, 0).await? {
             (Some(kv), header) => Ok(Response::new(epb::LeaderResponse {
                 header: Some(header),
                 kv: Some(kv),

@@ -118,6 +118,12 @@ pub enum ServerBug {
     /// Check a client's permission when its command enters only, not again when it applies:
     /// a revoke that applies in between does not stop it.
     AuthCheckedOnEntryOnly,
+    /// `Campaign` answers as soon as the candidate's key is written, without waiting for the
+    /// keys created before it: two leaders at once.
+    CampaignWithoutWaiting,
+    /// `Observe` reads the next leader as of now once the last one's key is deleted (etcd's
+    /// recipe): a leader that held the election briefly meanwhile is never told.
+    ObserveSkipsLeaders,
 }
 
 /// etcd's `--quota-backend-bytes` default.

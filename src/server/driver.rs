@@ -394,7 +394,9 @@ impl Driver {
                 super::config::ServerBug::AuthCheckedOnEntryOnly => {
                     Some(crate::node::PolicyBug::AuthCheckedOnEntryOnly)
                 }
-                super::config::ServerBug::LocalLinearizableReads => None,
+                super::config::ServerBug::LocalLinearizableReads
+                | super::config::ServerBug::CampaignWithoutWaiting
+                | super::config::ServerBug::ObserveSkipsLeaders => None,
             }),
         };
         // Sequence numbers and lease IDs start from the wall clock, so a restarted member

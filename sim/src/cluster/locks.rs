@@ -1,7 +1,8 @@
-//! The lock workload and its safety check: clients take one lock with etcd's recipe on leases
-//! (a key `lock/<lease>` created under a lease, the holder being the key with the lowest create
-//! revision, renewed while held, deleted to release), and afterwards the store's history says
-//! whether two ever held it at once.
+//! The lock workload and its safety check: clients take one lock, some with etcd's recipe on
+//! leases run by the client (a key `lock/<lease>` created under a lease, the holder being the
+//! key with the lowest create revision, renewed while held, deleted to release), others
+//! through the member's Lock service (the same recipe run inside the member), and afterwards
+//! the store's history says whether two ever held it at once.
 //!
 //! The check, in the store's terms: a client that saw its key first at revision `O` holds the
 //! lock from `O` until its key is deleted. Every key created before its own must have been
@@ -45,7 +46,7 @@ async fn kv(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
 }
 
 /// Renews `lease` every second until `stop`.
-async fn keep_alive(nodes: usize, lease: i64, stop: Arc<AtomicBool>) {
+pub(super) async fn keep_alive(nodes: usize, lease: i64, stop: Arc<AtomicBool>) {
     let mut m = 0;
     while !stop.load(Ordering::Relaxed) {
         if !super::leases::renew(m, lease).await {
@@ -115,14 +116,7 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
     let mut acquired = Vec::new();
     while Instant::now() < until {
         let m = rng.gen_range(0..nodes);
-        let grant = async {
-            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
-            c.lease_grant(pb::LeaseGrantRequest { ttl: TTL_S, id: 0 })
-                .await
-                .ok()
-                .map(|r| r.into_inner().id)
-        };
-        let Ok(Some(lease)) = tokio::time::timeout(TIMEOUT, grant).await else {
+        let Some(lease) = grant(m).await else {
             tokio::time::sleep(Duration::from_millis(200)).await;
             continue;
         };
@@ -155,29 +149,118 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
         }
         // Release: delete the key and revoke the lease (the lease's lapse does it otherwise).
         stop.store(true, Ordering::Relaxed);
-        let m = rng.gen_range(0..nodes);
-        let release = async {
-            let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
-            c.lease_revoke(pb::LeaseRevokeRequest { id: lease })
-                .await
-                .ok()
-        };
-        let _ = tokio::time::timeout(TIMEOUT, release).await;
+        revoke(rng.gen_range(0..nodes), lease).await;
         tokio::time::sleep(Duration::from_millis(rng.gen_range(10..200))).await;
     }
     acquired
 }
 
-/// Each lock key the store ever held: its create revision and, if gone, its delete revision.
-/// Read with a watch from revision 1 up to a progress notification at or past `now` (the
-/// notification never runs ahead of the events).
-pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)>, String> {
-    super::from_any_member(nodes, "the lock keys' history", |m| async move {
+/// Takes and releases the lock through the member's Lock service (`Lock("lock", lease)`, then
+/// `Unlock`) again and again until `until`: the key it answers is the client's, held as of the
+/// answer's revision.
+pub async fn run_service(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<Acquired> {
+    use oxcd::pb::v3lockpb::{self as lpb, lock_client::LockClient};
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x6c6f_636b_5356 + client as u64));
+    let mut acquired = Vec::new();
+    while Instant::now() < until {
+        let m = rng.gen_range(0..nodes);
+        let Some(lease) = grant(m).await else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        let stop = Arc::new(AtomicBool::new(false));
+        tokio::spawn(keep_alive(nodes, lease, stop.clone()));
+        let lock = async {
+            let mut c = LockClient::connect(client_url(m)).await.ok()?;
+            let req = lpb::LockRequest {
+                name: Bytes::from_static(b"lock"),
+                lease,
+            };
+            c.lock(req).await.ok().map(|r| r.into_inner())
+        };
+        // A lock not granted in time is given up (the member withdraws the key).
+        if let Ok(Some(r)) = tokio::time::timeout(WAIT_MAX, lock).await {
+            let key = String::from_utf8_lossy(&r.key).into_owned();
+            let observed = r.header.map_or(0, |h| h.revision);
+            // The key's create revision, from any member (it may be gone already: its lease
+            // lapsed while the answer travelled).
+            let read = rng.gen_range(0..nodes);
+            if let Some(created) = create_revision(read, &key).await {
+                acquired.push(Acquired {
+                    client,
+                    via: (m, m),
+                    key: key.clone(),
+                    created,
+                    observed,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..500))).await;
+            let m = rng.gen_range(0..nodes);
+            let unlock = async {
+                let mut c = LockClient::connect(client_url(m)).await.ok()?;
+                let req = lpb::UnlockRequest {
+                    key: Bytes::from(key),
+                };
+                c.unlock(req).await.ok()
+            };
+            let _ = tokio::time::timeout(TIMEOUT, unlock).await;
+        }
+        stop.store(true, Ordering::Relaxed);
+        revoke(rng.gen_range(0..nodes), lease).await;
+        tokio::time::sleep(Duration::from_millis(rng.gen_range(10..200))).await;
+    }
+    acquired
+}
+
+/// A lease of [`TTL_S`] granted through member `m`.
+pub(super) async fn grant(m: usize) -> Option<i64> {
+    let grant = async {
+        let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
+        c.lease_grant(pb::LeaseGrantRequest { ttl: TTL_S, id: 0 })
+            .await
+            .ok()
+            .map(|r| r.into_inner().id)
+    };
+    tokio::time::timeout(TIMEOUT, grant).await.ok().flatten()
+}
+
+/// Revokes `lease` through member `m`, if it answers in time.
+pub(super) async fn revoke(m: usize, lease: i64) {
+    let release = async {
+        let mut c = LeaseClient::connect(client_url(m)).await.ok()?;
+        c.lease_revoke(pb::LeaseRevokeRequest { id: lease })
+            .await
+            .ok()
+    };
+    let _ = tokio::time::timeout(TIMEOUT, release).await;
+}
+
+/// The create revision of `key` as member `m` reads it (linearizably), if it is there.
+pub(super) async fn create_revision(m: usize, key: &str) -> Option<i64> {
+    let mut c = kv(m).await?;
+    let read = c.range(pb::RangeRequest {
+        key: Bytes::from(key.to_string()),
+        ..Default::default()
+    });
+    let r = tokio::time::timeout(TIMEOUT, read).await.ok()?.ok()?;
+    r.into_inner().kvs.first().map(|kv| kv.create_revision)
+}
+
+/// Each key under `[prefix, end)` the store ever held (the lock's or an election's): its
+/// create revision and, if gone, its delete revision. Read with a watch from revision 1 up to
+/// a progress notification at or past `now` (the notification never runs ahead of the
+/// events).
+pub async fn history(
+    nodes: usize,
+    prefix: &'static str,
+    end: &'static str,
+) -> Result<BTreeMap<String, (i64, Option<i64>)>, String> {
+    super::from_any_member(nodes, &format!("the history of {prefix}"), |m| async move {
         let mut c = kv(m).await.ok_or("no connection")?;
         let now = c
             .range(pb::RangeRequest {
-                key: Bytes::from_static(b"lock/"),
-                range_end: Bytes::from_static(b"lock0"),
+                key: Bytes::from_static(prefix.as_bytes()),
+                range_end: Bytes::from_static(end.as_bytes()),
                 count_only: true,
                 ..Default::default()
             })
@@ -186,7 +269,7 @@ pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)
             .into_inner()
             .header
             .map_or(0, |h| h.revision);
-        let (mut stream, tx) = super::watcher::open_prefix(m, "lock/", "lock0", 1, false).await?;
+        let (mut stream, tx) = super::watcher::open_prefix(m, prefix, end, 1, false).await?;
         let mut keys: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
         let mut asked = false;
         loop {
@@ -231,15 +314,20 @@ pub async fn history(nodes: usize) -> Result<BTreeMap<String, (i64, Option<i64>)
     .await
 }
 
-/// Mutual exclusion in the store's terms (see the module docs).
-pub fn check(acquired: &[Acquired], keys: &BTreeMap<String, (i64, Option<i64>)>) -> Vec<String> {
+/// Mutual exclusion in the store's terms (see the module docs); `what` names the property
+/// in the violations (`lock`, `election`).
+pub fn check(
+    what: &str,
+    acquired: &[Acquired],
+    keys: &BTreeMap<String, (i64, Option<i64>)>,
+) -> Vec<String> {
     let mut out = Vec::new();
     for a in acquired {
         match keys.get(&a.key) {
             Some(&(created, _)) if created == a.created => {}
             other => {
                 out.push(format!(
-                    "lock: client {} acquired with {} created at {} (as m{} said), the store says {other:?}",
+                    "{what}: client {} acquired with {} created at {} (as m{} said), the store says {other:?}",
                     a.client, a.key, a.created, a.via.0
                 ));
                 continue;
@@ -248,8 +336,8 @@ pub fn check(acquired: &[Acquired], keys: &BTreeMap<String, (i64, Option<i64>)>)
         for (key, &(created, deleted)) in keys {
             if created < a.created && deleted.is_none_or(|d| d > a.observed) {
                 out.push(format!(
-                    "lock: two holders: client {} saw {} first at revision {} (as m{} said), while \
-                     {key} (created at {created}, deleted at {deleted:?}) was still there",
+                    "{what}: two holders: client {} saw {} first at revision {} (as m{} said), \
+                     while {key} (created at {created}, deleted at {deleted:?}) was still there",
                     a.client, a.key, a.observed, a.via.1
                 ));
             }
@@ -276,13 +364,13 @@ mod tests {
             created: 12,
             observed: 21,
         };
-        assert!(check(std::slice::from_ref(&ok), &keys).is_empty());
+        assert!(check("lock", std::slice::from_ref(&ok), &keys).is_empty());
         let early = Acquired {
             observed: 15,
             ..ok.clone()
         };
-        assert_eq!(check(&[early], &keys).len(), 1);
+        assert_eq!(check("lock", &[early], &keys).len(), 1);
         let unknown = Acquired { created: 13, ..ok };
-        assert_eq!(check(&[unknown], &keys).len(), 1);
+        assert_eq!(check("lock", &[unknown], &keys).len(), 1);
     }
 }
