@@ -18,8 +18,8 @@
 //! - table column widths (they follow the masked values).
 //!
 //! Each step's extra masks are written on the step. `snapshot save` is only checked to
-//! succeed: the snapshot file formats differ. Not covered: auth, lock and elect (oxcd serves
-//! neither the Auth nor the Lock and Election services yet), and `-w protobuf` (binary).
+//! succeed: the snapshot file formats differ. Not covered: auth (`tests/auth_compat.rs`), lock
+//! and elect (`tests/etcdctl_lock_elect.rs`), and `-w protobuf` (binary).
 //!
 //! etcd is Debian's `etcd-server` package (3.4.23); the test fails when it is missing.
 //!

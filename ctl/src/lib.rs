@@ -8,18 +8,24 @@
 //!
 //! Auth: `auth`, `user` and `role` ([`auth`]) and `--user` / `--password`, whose token
 //! [`token`] puts on every request (`bench` too, on each of its connections). TLS: etcdctl's
-//! `--cacert`, `--cert`, `--key` and `--insecure-*` flags ([`Dial`]). Not here yet: `lock`,
-//! `elect`, `make-mirror`, `check`, `-w protobuf`.
+//! `--cacert`, `--cert`, `--key` and `--insecure-*` flags ([`Dial`]). `lock` and `elect`
+//! run etcd's concurrency recipes ([`recipes`]) under a session lease ([`session`]). Not here
+//! yet: `make-mirror`, `check`, `-w protobuf`.
 //!
-//! It uses the server crate only for the generated gRPC types ([`oxcd::pb`]) and the snapshot
-//! file format (`snapshot restore` and `status`). The client talks to real endpoints, so the
-//! simulation build (`--cfg madsim`) leaves this crate empty.
+//! It uses the server crate only for the generated gRPC types ([`oxcd::pb`]), the snapshot
+//! file format (`snapshot restore` and `status`) and the requests of etcd's concurrency
+//! recipes (`lock`, `elect`). The client talks to real endpoints, so the simulation build
+//! (`--cfg madsim`) leaves this crate empty.
 #![cfg(not(madsim))]
 
 mod auth;
 pub mod bench;
+mod elect;
 pub mod json;
+mod lock;
 pub mod print;
+mod recipes;
+mod session;
 pub mod table;
 pub mod token;
 pub mod txn;
@@ -205,6 +211,10 @@ enum Command {
     /// Lease related commands.
     #[command(subcommand)]
     Lease(LeaseCommand),
+    /// Acquires a named lock.
+    Lock(lock::LockArgs),
+    /// Observes and participates in leader election.
+    Elect(elect::ElectArgs),
     /// Membership related commands.
     #[command(subcommand)]
     Member(MemberCommand),
@@ -449,6 +459,14 @@ fn stdin_all() -> Result<Vec<u8>, CtlError> {
     Ok(buf)
 }
 
+/// Writes `text` to stdout at once: a command that holds a lock or leads an election shows
+/// its key while it runs, not when it ends.
+fn emit(text: &str) {
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout.write_all(text.as_bytes());
+    let _ = stdout.flush();
+}
+
 /// A Go duration's `String()`: "1.234567ms", "12.3µs", "2.5s".
 fn go_duration(d: Duration) -> String {
     let ns = d.as_nanos();
@@ -645,6 +663,8 @@ impl Cli {
             }
             Command::Watch(w) => return self.watch(w, out).await,
             Command::Lease(l) => return self.lease(l, out).await,
+            Command::Lock(l) => return self.lock(l).await,
+            Command::Elect(e) => return self.elect(e).await,
             Command::Member(m) => return self.member(m, out).await,
             Command::Endpoint(e) => return self.endpoint(e, out).await,
             Command::MoveLeader { target } => {

@@ -55,6 +55,18 @@ fn bad_arguments_exit_128_before_connecting() {
     );
     let out = oxctl(&["--endpoints", "127.0.0.1:1", "watch"]);
     assert_failed(&out, 128, "Error: bad number of arguments\n");
+    let out = oxctl(&["--endpoints", "127.0.0.1:1", "lock"]);
+    assert_failed(
+        &out,
+        128,
+        "Error: lock takes a lock name argument and an optional command to execute\n",
+    );
+    let out = oxctl(&["--endpoints", "127.0.0.1:1", "elect", "e", "p", "extra"]);
+    assert_failed(
+        &out,
+        128,
+        "Error: elect takes one election name argument and an optional proposal argument\n",
+    );
 }
 
 #[test]

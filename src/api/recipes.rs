@@ -14,18 +14,21 @@
 //! This module does not own the requests it makes ([`super::kv`], [`super::lease`], the
 //! watchers in the member server), nor keeping a client's lease alive.
 
+pub mod requests;
+
 use super::kv::KvService;
 use super::lease::LeaseService;
 use crate::mvcc;
 use crate::mvcc::StreamId;
 use crate::node::{Credential, WatchRequest, WatchTaken};
-use crate::pb::etcdserverpb::{self as pb, compare, request_op};
+use crate::pb::etcdserverpb::{self as pb, request_op};
 use crate::pb::mvccpb;
 use crate::pb::v3electionpb::{self as epb, election_server::Election};
 use crate::pb::v3lockpb::{self as lpb, lock_server::Lock};
 use crate::server::ServerBug;
 use crate::server::driver::{NodeHandle, Room, WatchSink};
 use bytes::Bytes;
+use requests::{by_creation, contender_key, created_at, delete, get, op, prefix_of, put};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -53,69 +56,6 @@ struct Local {
     h: NodeHandle,
     kv: KvService,
     who: Credential,
-}
-
-/// A key's create-revision comparison.
-fn created_at(key: &Bytes, revision: i64) -> pb::Compare {
-    pb::Compare {
-        result: compare::CompareResult::Equal as i32,
-        target: compare::CompareTarget::Create as i32,
-        key: key.clone(),
-        target_union: Some(compare::TargetUnion::CreateRevision(revision)),
-        ..Default::default()
-    }
-}
-
-fn op(r: request_op::Request) -> pb::RequestOp {
-    pb::RequestOp { request: Some(r) }
-}
-
-fn get(key: &Bytes) -> pb::RequestOp {
-    op(request_op::Request::RequestRange(pb::RangeRequest {
-        key: key.clone(),
-        ..Default::default()
-    }))
-}
-
-fn put(key: &Bytes, value: Bytes, lease: i64) -> pb::RequestOp {
-    op(request_op::Request::RequestPut(pb::PutRequest {
-        key: key.clone(),
-        value,
-        lease,
-        ..Default::default()
-    }))
-}
-
-/// The key under `prefix` created first (`first`) or last, created at `max_create` or before
-/// (0: any).
-fn by_creation(prefix: &Bytes, first: bool, max_create: i64) -> pb::RangeRequest {
-    use pb::range_request::{SortOrder, SortTarget};
-    pb::RangeRequest {
-        key: prefix.clone(),
-        range_end: mvcc::prefix_end(prefix),
-        limit: 1,
-        sort_order: if first {
-            SortOrder::Ascend
-        } else {
-            SortOrder::Descend
-        } as i32,
-        sort_target: SortTarget::Create as i32,
-        max_create_revision: max_create,
-        ..Default::default()
-    }
-}
-
-/// The key a session's contender writes under `prefix` (`name/`).
-fn contender_key(prefix: &Bytes, lease: i64) -> Bytes {
-    let mut k = prefix.to_vec();
-    k.extend_from_slice(format!("{lease:x}").as_bytes());
-    Bytes::from(k)
-}
-
-fn prefix_of(name: &[u8]) -> Bytes {
-    let mut p = name.to_vec();
-    p.push(b'/');
-    Bytes::from(p)
 }
 
 /// One in-member watch: its responses, and its stream closed when dropped.
@@ -337,16 +277,10 @@ impl Local {
 
     /// Deletes the leader key `key` if it is still the one created at `revision`.
     async fn resign(&self, key: &Bytes, revision: i64) -> Result<pb::ResponseHeader, Status> {
-        let delete = op(request_op::Request::RequestDeleteRange(
-            pb::DeleteRangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            },
-        ));
         let r = self
             .txn(pb::TxnRequest {
                 compare: vec![created_at(key, revision)],
-                success: vec![delete],
+                success: vec![delete(key)],
                 failure: vec![],
             })
             .await?;
@@ -355,16 +289,10 @@ impl Local {
 
     /// Deletes `key` whatever holds it.
     async fn delete(&self, key: &Bytes) -> Result<pb::ResponseHeader, Status> {
-        let delete = op(request_op::Request::RequestDeleteRange(
-            pb::DeleteRangeRequest {
-                key: key.clone(),
-                ..Default::default()
-            },
-        ));
         let r = self
             .txn(pb::TxnRequest {
                 compare: vec![],
-                success: vec![delete],
+                success: vec![delete(key)],
                 failure: vec![],
             })
             .await?;
@@ -678,18 +606,5 @@ impl Election for ElectionService {
         Ok(Response::new(epb::ResignResponse {
             header: Some(header),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn contender_keys_are_etcds() {
-        assert_eq!(
-            contender_key(&prefix_of(b"n"), 0x694d),
-            Bytes::from_static(b"n/694d")
-        );
     }
 }

@@ -654,6 +654,25 @@ impl EtcdctlRun {
         }
     }
 
+    /// Sends `signal` (SIGINT, SIGTERM) to the process by its PID, as an operator would.
+    pub fn signal(&self, signal: libc::c_int) {
+        // SAFETY: kill(2) only sends a signal; the PID is our own child's, not reaped yet.
+        let sent = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(sent, 0, "signal {signal} to {}", self.child.id());
+    }
+
+    /// Waits, without ending the process, until stdout has `n` lines in all (true), or it
+    /// closed or `timeout` passed (false).
+    pub fn await_lines(&mut self, n: usize, timeout: Duration) -> bool {
+        self.read_lines(n, timeout);
+        self.stdout.len() >= n
+    }
+
+    /// The stdout lines read so far.
+    pub fn stdout_lines(&self) -> &[String] {
+        &self.stdout
+    }
+
     pub fn wait_lines(&mut self, n: usize, timeout: Duration) -> Output {
         self.read_lines(n, timeout);
         if self.stdout.len() < n {
