@@ -41,7 +41,8 @@ const WAIT_RESPONSES_MAX: usize = 16;
 const NO_LEADER: &str = "election: no leader";
 const NOT_LEADER: &str = "election: not leader";
 const LEADER_MISSING: &str = "\"leader\" field must be provided";
-const SESSION_EXPIRED: &str = "session expired";
+/// A lock whose key went away while it waited (its lease lapsed), as etcd 3.5 words it.
+const SESSION_EXPIRED: &str = "mutex: session is expired";
 
 /// A failure of a recipe, as etcd's lock and election servers answer it.
 fn failed(s: Status) -> Status {
