@@ -312,19 +312,12 @@ async fn transcript(kind: Kind, members: usize) -> Vec<String> {
 }
 
 fn compare(etcd: &[String], oxcd: &[String]) {
-    let differ: Vec<String> = etcd
-        .iter()
-        .zip(oxcd)
-        .enumerate()
-        .filter(|(_, (e, o))| e != o)
-        .map(|(i, (e, o))| format!("step {i}\n  etcd: {e}\n  oxcd: {o}"))
-        .collect();
+    let differ = procs::differences(etcd, oxcd, "etcd", "oxcd");
     assert!(
-        differ.is_empty() && etcd.len() == oxcd.len(),
-        "oxcd differs from etcd:\n{}\n\netcd's transcript:\n{}\n\noxcd's:\n{}",
+        differ.is_empty(),
+        "oxcd differs from etcd:\n{}\n\netcd's transcript:\n{}",
         differ.join("\n"),
-        etcd.join("\n"),
-        oxcd.join("\n")
+        etcd.join("\n")
     );
 }
 

@@ -105,19 +105,26 @@ fn normalize(out: &Output, client_port: u16) -> String {
     })
 }
 
-fn transcript(kind: Kind, which: Client) -> Vec<String> {
-    let security = Security {
+/// Client TLS with client certificates required (etcd's test certificates), and `extra`
+/// server flags.
+fn client_mtls(extra: &[String]) -> Security {
+    let mut server_args = vec![
+        format!("--cert-file={}", fixture_str("server.crt")),
+        format!("--key-file={}", fixture_str("server.key.insecure")),
+        format!("--trusted-ca-file={}", fixture_str("ca.crt")),
+        "--client-cert-auth".to_string(),
+    ];
+    server_args.extend_from_slice(extra);
+    Security {
         client_tls: true,
         peer_tls: false,
-        server_args: vec![
-            format!("--cert-file={}", fixture_str("server.crt")),
-            format!("--key-file={}", fixture_str("server.key.insecure")),
-            format!("--trusted-ca-file={}", fixture_str("ca.crt")),
-            "--client-cert-auth".to_string(),
-        ],
+        server_args,
         ctl_args: good_client(),
-    };
-    let c = Cluster::start_secure(kind, 1, Timing::default(), security);
+    }
+}
+
+fn transcript(kind: Kind, which: Client) -> Vec<String> {
+    let c = Cluster::start_secure(kind, 1, Timing::default(), client_mtls(&[]));
     let port = c.members[0].client_port;
     steps()
         .into_iter()
@@ -291,19 +298,8 @@ fn curl_tls(port: u16, path: &str, with_certificate: bool) -> (Option<i32>, Stri
 /// line shape, their metrics, and a refused handshake without a client certificate.
 fn metrics_over_tls(kind: Kind) -> Vec<String> {
     let metrics_port = procs::free_port();
-    let security = Security {
-        client_tls: true,
-        peer_tls: false,
-        server_args: vec![
-            format!("--cert-file={}", fixture_str("server.crt")),
-            format!("--key-file={}", fixture_str("server.key.insecure")),
-            format!("--trusted-ca-file={}", fixture_str("ca.crt")),
-            "--client-cert-auth".to_string(),
-            format!("--listen-metrics-urls=https://127.0.0.1:{metrics_port}"),
-        ],
-        ctl_args: good_client(),
-    };
-    let _c = Cluster::start_secure(kind, 1, Timing::default(), security);
+    let metrics = format!("--listen-metrics-urls=https://127.0.0.1:{metrics_port}");
+    let _c = Cluster::start_secure(kind, 1, Timing::default(), client_mtls(&[metrics]));
     let (code, health) = curl_tls(metrics_port, "/health", true);
     let (_, metrics) = curl_tls(metrics_port, "/metrics", true);
     let has_leader = metrics

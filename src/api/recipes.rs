@@ -278,9 +278,21 @@ impl Local {
 
     /// Deletes the leader key `key` if it is still the one created at `revision`.
     async fn resign(&self, key: &Bytes, revision: i64) -> Result<pb::ResponseHeader, Status> {
+        self.delete(key, Some(revision)).await
+    }
+
+    /// Deletes `key`: whatever holds it, or (`created`) only the key created at that revision.
+    async fn delete(
+        &self,
+        key: &Bytes,
+        created: Option<i64>,
+    ) -> Result<pb::ResponseHeader, Status> {
         let r = self
             .txn(pb::TxnRequest {
-                compare: vec![created_at(key, revision)],
+                compare: created
+                    .map(|rev| created_at(key, rev))
+                    .into_iter()
+                    .collect(),
                 success: vec![delete(key)],
                 failure: vec![],
             })
@@ -288,16 +300,19 @@ impl Local {
         Ok(r.header.unwrap_or_default())
     }
 
-    /// Deletes `key` whatever holds it.
-    async fn delete(&self, key: &Bytes) -> Result<pb::ResponseHeader, Status> {
-        let r = self
-            .txn(pb::TxnRequest {
-                compare: vec![],
-                success: vec![delete(key)],
-                failure: vec![],
-            })
-            .await?;
-        Ok(r.header.unwrap_or_default())
+    /// A contender's entry under election or lock `name` with `value`: its session lease
+    /// (`lease`, or one granted now), the prefix, its key, and what writing the key found.
+    async fn enter(
+        &self,
+        name: &[u8],
+        lease: i64,
+        value: Bytes,
+    ) -> Result<(i64, Bytes, Bytes, Contended), Status> {
+        let lease = self.session(lease).await?;
+        let prefix = prefix_of(name);
+        let key = contender_key(&prefix, lease);
+        let c = self.contend(&key, value, lease, &prefix).await?;
+        Ok((lease, prefix, key, c))
     }
 }
 
@@ -370,10 +385,7 @@ impl Lock for LockService {
     ) -> Result<Response<lpb::LockResponse>, Status> {
         let local = Local::new(&self.h, super::credential(&self.h, &request));
         let req = request.into_inner();
-        let lease = local.session(req.lease).await?;
-        let prefix = prefix_of(&req.name);
-        let key = contender_key(&prefix, lease);
-        let c = local.contend(&key, Bytes::new(), lease, &prefix).await?;
+        let (_, prefix, key, c) = local.enter(&req.name, req.lease, Bytes::new()).await?;
         let mut header = c.header;
         if c.owner_created.is_some_and(|o| o != c.created) {
             let withdraw = Withdraw::new(&local, &key, c.created);
@@ -402,7 +414,7 @@ impl Lock for LockService {
         request: Request<lpb::UnlockRequest>,
     ) -> Result<Response<lpb::UnlockResponse>, Status> {
         let local = Local::new(&self.h, super::credential(&self.h, &request));
-        let header = local.delete(&request.into_inner().key).await?;
+        let header = local.delete(&request.into_inner().key, None).await?;
         Ok(Response::new(lpb::UnlockResponse {
             header: Some(header),
         }))
@@ -529,12 +541,7 @@ impl Election for ElectionService {
     ) -> Result<Response<epb::CampaignResponse>, Status> {
         let local = Local::new(&self.h, super::credential(&self.h, &request));
         let req = request.into_inner();
-        let lease = local.session(req.lease).await?;
-        let prefix = prefix_of(&req.name);
-        let key = contender_key(&prefix, lease);
-        let c = local
-            .contend(&key, req.value.clone(), lease, &prefix)
-            .await?;
+        let (lease, prefix, key, c) = local.enter(&req.name, req.lease, req.value.clone()).await?;
         let withdraw = Withdraw::new(&local, &key, c.created);
         if c.existing.as_ref().is_some_and(|kv| kv.value != req.value) {
             local.proclaim(&key, c.created, req.value, lease).await?;
