@@ -20,6 +20,8 @@ pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod maintenance;
+#[cfg(not(madsim))]
+mod message_limit;
 pub mod recipes;
 pub mod watch;
 
@@ -150,21 +152,22 @@ fn serve_clients(
         };
         #[cfg(not(madsim))]
         let r = {
-            let routes = tonic::service::Routes::new(kv)
-                .add_service(watch)
-                .add_service(lease)
-                .add_service(cluster)
-                .add_service(maintenance)
-                .add_service(auth)
-                .add_service(lock)
-                .add_service(election)
+            use message_limit::MessageLimit as M;
+            let routes = tonic::service::Routes::new(M(kv))
+                .add_service(M(watch))
+                .add_service(M(lease))
+                .add_service(M(cluster))
+                .add_service(M(maintenance))
+                .add_service(M(auth))
+                .add_service(M(lock))
+                .add_service(M(election))
                 .add_service(health);
             // The JSON gateway calls the same routes in process.
             let gateway =
                 gateway::router(routes.clone(), limit, handle.config.max_concurrent_streams);
             let router = routes
                 .into_axum_router()
-                .merge(http::router(handle.clone()))
+                .merge(http::router(handle.clone()).layer(axum::middleware::from_fn(gateway::cors)))
                 .merge(gateway)
                 .fallback(gateway::fallback);
             // Each connection (after its TLS handshake, on a TLS listener) read through the

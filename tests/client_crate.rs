@@ -484,6 +484,13 @@ async fn errors(c: &mut Client) {
     );
     let s = status(c.put("e/big", vec![b'a'; 2_000_000], None).await);
     assert_status(&s, tonic::Code::InvalidArgument, "request is too large");
+    // Above the gRPC message limit (--max-request-bytes + 512 KiB): grpc-go's refusal.
+    let s = status(c.put("e/big", vec![b'a'; 2_300_000], None).await);
+    assert_status(
+        &s,
+        tonic::Code::ResourceExhausted,
+        "grpc: received message larger than max (2300012 vs. 2097152)",
+    );
 
     // None of the refused requests wrote anything.
     let left = c

@@ -22,6 +22,10 @@
 //! stream that does not end). Not covered here: `/v3/auth/status` and
 //! `/v3/maintenance/downgrade` and `hashkv` (served by oxcd as etcd 3.5 does; 3.4 answers 404).
 //!
+//! Also: requests above `--max-request-bytes` and above the gRPC message limit (HTTP 429),
+//! `/v3` without its slash, and the methods and CORS headers of `/version`, `/health` and
+//! `/metrics`.
+//!
 //! The HTTP client is hyper's (HTTP/1.1), with a deadline on every read.
 
 mod procs;
@@ -45,6 +49,9 @@ enum Step {
         body: &'static str,
         auth: Option<&'static str>,
     },
+    /// `POST /v3/kv/put` of a value of this many bytes: above `--max-request-bytes`, and
+    /// above the gRPC message limit.
+    LargePut { value_bytes: usize },
     /// A streaming request whose body holds one or more requests; its response lines are
     /// read while other steps run. (etcd's gateway reads a whole HTTP/1.1 body before it
     /// answers: Go's server drains a request body before the first response bytes, so
@@ -327,6 +334,22 @@ const SCRIPT: &[Step] = &[
         r#"{"leader":{"name":"ZWw=","key":"ZWwvMTM4OA==","rev":1,"lease":5000}}"#,
     ),
     post("/v3/election/leader", r#"{"name":"ZWw="}"#),
+    // Oversized requests (etcd's defaults: 1.5 MiB requests, 2 MiB gRPC messages), and
+    // the plain HTTP routes' methods and CORS.
+    Step::LargePut {
+        value_bytes: 1600 * 1024,
+    },
+    Step::LargePut {
+        value_bytes: 2200 * 1024,
+    },
+    post("/v3/kv/range", r#"{"key":"Zm9v"}"#),
+    call("GET", "/v3"),
+    call("POST", "/v3"),
+    call("HEAD", "/version"),
+    call("POST", "/version"),
+    call("OPTIONS", "/version"),
+    call("OPTIONS", "/health"),
+    call("HEAD", "/metrics"),
 ];
 
 /// Response headers a client of the gateway reads.
@@ -338,6 +361,7 @@ const HEADERS: &[&str] = &[
     "access-control-allow-headers",
     "x-content-type-options",
     "allow",
+    "location",
 ];
 
 /// Runs the script against one member and returns one transcript entry per step.
@@ -438,6 +462,25 @@ fn run_step<'a>(
                     *token = t[1].to_string();
                 }
                 format!("{method} {path} {body}\n{}{text}\n", head(&resp.0))
+            }
+            Step::LargePut { value_bytes } => {
+                use base64::Engine;
+                let value =
+                    base64::engine::general_purpose::STANDARD.encode(vec![b'x'; *value_bytes]);
+                let body = format!(r#"{{"key":"Zm9v","value":"{value}"}}"#);
+                let mut sender = connect::<Full<Bytes>>(member).await;
+                let req = request("POST", member, "/v3/kv/put", None, Full::new(body.into()));
+                let resp = tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(req))
+                    .await
+                    .expect("a response in time")
+                    .expect("a response");
+                let (parts, body) = resp.into_parts();
+                let body = body.collect().await.expect("the body").to_bytes();
+                let text = String::from_utf8_lossy(&body);
+                format!(
+                    "POST /v3/kv/put <a value of {value_bytes} bytes>\n{}{text}\n",
+                    head(&parts)
+                )
             }
             Step::Stream {
                 path,

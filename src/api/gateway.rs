@@ -321,12 +321,36 @@ pub async fn fallback(req: http::Request<Body>) -> Response {
         return with_cors(Response::new(Body::empty()));
     }
     let path = req.uri().path();
+    if path == "/v3" {
+        return redirect_to_dir(req.method(), "/v3/");
+    }
     let text = if PREFIXES.iter().any(|p| path.starts_with(p)) {
         "Not Found\n"
     } else {
         "404 page not found\n"
     };
     text_response(StatusCode::NOT_FOUND, text)
+}
+
+/// Go's `ServeMux` sends a path naming a registered subtree without its slash to the
+/// subtree (etcd's gateway is `/v3/`), with a small HTML body for GET and HEAD.
+fn redirect_to_dir(method: &Method, to: &'static str) -> Response {
+    let body = if method == Method::GET || method == Method::HEAD {
+        Body::from(format!("<a href=\"{to}\">Moved Permanently</a>.\n\n"))
+    } else {
+        Body::empty()
+    };
+    let mut r = Response::new(body);
+    *r.status_mut() = StatusCode::MOVED_PERMANENTLY;
+    let h = r.headers_mut();
+    if method == Method::GET || method == Method::HEAD {
+        h.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    }
+    h.insert("location", HeaderValue::from_static(to));
+    with_cors(r)
 }
 
 fn wrong_method(method: &Method) -> Response {
@@ -573,8 +597,17 @@ fn text_response(status: StatusCode, text: &'static str) -> Response {
     with_cors(r)
 }
 
+/// etcd's CORS handler around the client port's plain HTTP routes (`/version`, `/health`,
+/// `/metrics`, ...): its headers on every answer, and an empty 200 to any OPTIONS.
+pub async fn cors(req: http::Request<Body>, next: axum::middleware::Next) -> Response {
+    if req.method() == Method::OPTIONS {
+        return with_cors(Response::new(Body::empty()));
+    }
+    with_cors(next.run(req).await)
+}
+
 /// etcd answers every HTTP request on the client port with permissive CORS headers.
-fn with_cors(mut r: Response) -> Response {
+pub fn with_cors(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.insert("access-control-allow-origin", HeaderValue::from_static("*"));
     h.insert(

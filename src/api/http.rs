@@ -9,6 +9,7 @@ use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
+use probes::GetOnly;
 use std::fmt::Write;
 use tokio::sync::watch;
 
@@ -20,11 +21,15 @@ const FSYNC_BUCKETS_S: [f64; 14] = [
 
 pub fn router(h: NodeHandle) -> Router {
     let probes = probes::router(h.clone());
-    let metrics = h;
+    let metrics = move || metrics_handler(h.clone());
     Router::new()
         .merge(probes)
-        .route("/version", get(version_handler))
-        .route("/metrics", get(move || metrics_handler(metrics.clone())))
+        .route("/version", get(version_handler).only())
+        .route(
+            "/metrics",
+            // Prometheus' handler answers any method; OPTIONS is CORS's.
+            get(metrics.clone()).options(|| async {}).fallback(metrics),
+        )
 }
 
 /// A listener serving only the HTTP routes (`--listen-metrics-urls`), over TLS when its URL
@@ -160,5 +165,8 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
         })
         .await
         .unwrap_or_default();
-    ([("content-type", "text/plain; version=0.0.4")], text)
+    (
+        [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+        text,
+    )
 }

@@ -28,7 +28,7 @@ use axum::Router;
 use axum::extract::{Path, RawQuery};
 use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{MethodRouter, get};
 
 /// What the member says about itself for the checks.
 struct Facts {
@@ -102,38 +102,44 @@ pub fn router(h: NodeHandle) -> Router {
     Router::new()
         .route(
             "/health",
-            get(move |q: RawQuery| health_handler(health.clone(), q.0))
-                .head(wrong_method)
-                .fallback(wrong_method),
+            get(move |q: RawQuery| health_handler(health.clone(), q.0)).only(),
         )
         .route(
             "/livez",
-            get(move |q: RawQuery| checks(livez.clone(), Probe::Livez, None, q.0))
-                .head(wrong_method)
-                .fallback(wrong_method),
+            get(move |q: RawQuery| checks(livez.clone(), Probe::Livez, None, q.0)).only(),
         )
         .route(
             "/livez/{check}",
             get(move |c: Path<String>, q: RawQuery| {
                 checks(livez_one.clone(), Probe::Livez, Some(c.0), q.0)
             })
-            .head(wrong_method)
-            .fallback(wrong_method),
+            .only(),
         )
         .route(
             "/readyz",
-            get(move |q: RawQuery| checks(readyz.clone(), Probe::Readyz, None, q.0))
-                .head(wrong_method)
-                .fallback(wrong_method),
+            get(move |q: RawQuery| checks(readyz.clone(), Probe::Readyz, None, q.0)).only(),
         )
         .route(
             "/readyz/{check}",
             get(move |c: Path<String>, q: RawQuery| {
                 checks(readyz_one.clone(), Probe::Readyz, Some(c.0), q.0)
             })
-            .head(wrong_method)
-            .fallback(wrong_method),
+            .only(),
         )
+}
+
+/// A GET route served as etcd's handlers are: 405 to any other method, HEAD included;
+/// OPTIONS gets the empty 200 that etcd's CORS wrapper gives on the client port.
+pub(super) trait GetOnly {
+    fn only(self) -> Self;
+}
+
+impl GetOnly for MethodRouter {
+    fn only(self) -> Self {
+        self.head(wrong_method)
+            .options(|| async { Response::new(axum::body::Body::empty()) })
+            .fallback(wrong_method)
+    }
 }
 
 /// Any method but GET, HEAD included (which axum's `get` would otherwise serve as a GET
