@@ -2,11 +2,11 @@
 //! values: top-level buckets of byte keys and byte values.
 //!
 //! Owns: the page format (meta pages with their FNV-64a checksum, freelist, branch, leaf and
-//! overflow pages, inline buckets on read), [`read`] and [`write`]. Does not own: transactions,
+//! overflow pages, inline buckets on read), [`read()`] and [`write()`]. Does not own: transactions,
 //! a free-page allocator, updates in place, bucket sequences (read as-is, written as 0), nested
-//! buckets (etcd has none: [`read`] refuses them with [`crate::Error::NestedBucket`]) or any IO.
+//! buckets (etcd has none: [`read()`] refuses them with [`crate::Error::NestedBucket`]) or any IO.
 //!
-//! [`write`] always writes page size [`PAGE_SIZE`], a compact file without free pages: meta
+//! [`write()`] always writes page size [`PAGE_SIZE`], a compact file without free pages: meta
 //! pages 0 and 1, an empty freelist on page 2, each bucket's tree, then the root bucket's tree.
 //! Buckets are never inlined, so every bucket has its own root page, as in etcd's own files.
 
@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 pub use read::{layout, read, read_with_layout};
 pub use write::write;
 
-/// The page size [`write`] uses (etcd's on Linux/amd64).
+/// The page size [`write()`] uses (etcd's on Linux/amd64).
 pub const PAGE_SIZE: usize = 4096;
 
 /// A database: its top-level buckets by name.
@@ -35,7 +35,7 @@ pub struct Bucket {
     pub entries: BTreeMap<Vec<u8>, Vec<u8>>,
 }
 
-/// What [`read`] learnt about a file besides its contents.
+/// What [`read()`] learnt about a file besides its contents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {
     /// The page size recorded in the meta page.
@@ -92,5 +92,30 @@ mod tests {
         assert_eq!(fnv64a(b""), 0xcbf2_9ce4_8422_2325);
         assert_eq!(fnv64a(b"a"), 0xaf63_dc4c_8601_ec8c);
         assert_eq!(fnv64a(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+}
+
+#[cfg(test)]
+mod nested_tests {
+    use super::*;
+
+    #[test]
+    fn a_nested_bucket_is_refused() {
+        let mut db = Db::default();
+        let bucket = Bucket {
+            entries: BTreeMap::from([(b"inner".to_vec(), vec![0; BUCKET_HEADER_LEN])]),
+        };
+        db.buckets.insert(b"outer".to_vec(), bucket);
+        let mut bytes = write(&db);
+        // Page 3 is the bucket's leaf (after the metas and the freelist): mark its element a bucket.
+        let flags_at = 3 * PAGE_SIZE + PAGE_HEADER_LEN;
+        bytes[flags_at] = LEAF_FLAG_BUCKET as u8;
+        assert_eq!(
+            read(&bytes),
+            Err(crate::Error::NestedBucket {
+                bucket: b"outer".to_vec(),
+                key: b"inner".to_vec()
+            })
+        );
     }
 }

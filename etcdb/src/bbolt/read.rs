@@ -8,6 +8,9 @@ use crate::{Error, Result};
 /// than any file can); it bounds the recursion on hostile input.
 const TREE_DEPTH_MAX: usize = 32;
 
+/// Called with each leaf element's key, flags and value, in key order.
+type Visit<'v> = dyn FnMut(&[u8], u32, &[u8]) -> Result<()> + 'v;
+
 /// Reads a bbolt database. `bytes` is the whole file, and may be longer than the database
 /// (a file grown ahead of use); a snapshot's SHA-256 trailer must be cut off first.
 ///
@@ -19,7 +22,7 @@ pub fn read(bytes: &[u8]) -> Result<Db> {
 }
 
 /// Validates the meta pages only, and tells the page size and count of the meta page that
-/// [`read`] would use.
+/// [`read()`] would use.
 pub fn layout(bytes: &[u8]) -> Result<Layout> {
     let meta = choose_meta(bytes)?;
     Ok(Layout {
@@ -29,7 +32,7 @@ pub fn layout(bytes: &[u8]) -> Result<Layout> {
     })
 }
 
-/// [`read`], and the [`layout`] too.
+/// [`read()`], and the [`layout`] too.
 pub fn read_with_layout(bytes: &[u8]) -> Result<(Db, Layout)> {
     let meta = choose_meta(bytes)?;
     let mut pages = Pages {
@@ -270,12 +273,7 @@ impl<'a> Pages<'a> {
     }
 
     /// Visits the leaf elements under page `id` in key order.
-    fn tree(
-        &mut self,
-        id: u64,
-        depth: usize,
-        visit: &mut dyn FnMut(&[u8], u32, &[u8]) -> Result<()>,
-    ) -> Result<()> {
+    fn tree(&mut self, id: u64, depth: usize, visit: &mut Visit<'_>) -> Result<()> {
         let mut last = None;
         self.tree_from(id, depth, &mut last, visit)
     }
@@ -285,7 +283,7 @@ impl<'a> Pages<'a> {
         id: u64,
         depth: usize,
         last: &mut Option<Vec<u8>>,
-        visit: &mut dyn FnMut(&[u8], u32, &[u8]) -> Result<()>,
+        visit: &mut Visit<'_>,
     ) -> Result<()> {
         if depth > TREE_DEPTH_MAX {
             return Err(corrupt(id, "tree too deep"));
@@ -319,7 +317,7 @@ fn leaf_elements(
     page: &[u8],
     id: u64,
     last: &mut Option<Vec<u8>>,
-    visit: &mut dyn FnMut(&[u8], u32, &[u8]) -> Result<()>,
+    visit: &mut Visit<'_>,
 ) -> Result<()> {
     let count = usize::from(u16_at(page, 10));
     for i in 0..count {
