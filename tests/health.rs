@@ -12,9 +12,7 @@
 //! local read decides). The test pins both answers.
 //!
 //! The alarms are raised with the Alarm call (`ACTIVATE`, the member's own ID) through the
-//! JSON gateway on both servers. A small `--quota-backend-bytes` and a large put raise NOSPACE
-//! on etcd, but not comparably on oxcd: its database size counts fjall's journal, preallocated
-//! to 64 MiB, so any quota below that raises NOSPACE on an empty member (issue 19).
+//! JSON gateway on both servers (`tests/space.rs` raises NOSPACE through the quota).
 //!
 //! `/livez` and `/readyz` exist in etcd 3.5.11 and later, which cannot be run here; their
 //! answers are checked against what that source says (etcd v3.5.11..v3.5.29,

@@ -11,6 +11,7 @@
 
 mod backend;
 mod error;
+mod footprint;
 mod history;
 mod key_index;
 mod kv;
@@ -20,6 +21,7 @@ mod watch;
 
 pub use backend::{Alarm, Backend, BackendError, Batch, LeaseRecord, MemBackend, MetaKey, Record};
 pub use error::{Error, Result};
+pub use footprint::{Footprint, record_bytes};
 pub use history::History;
 pub use key_index::KeyIndex;
 pub use kv::{Event, EventKind, KeyValue, Revision, in_range, prefix_end};

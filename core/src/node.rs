@@ -15,6 +15,7 @@ mod compactor;
 mod member;
 mod membership;
 mod server;
+mod space;
 
 pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};
@@ -25,3 +26,4 @@ pub use server::{
     Credential, Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
     REMOVED_MESSAGE, Refusal, Response, WATCH_SYNCS_PER_TURN_MAX, Waiter, WatchRequest, WatchTaken,
 };
+pub use space::{PAGE_BYTES, Space};

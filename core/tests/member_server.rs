@@ -86,7 +86,7 @@ fn an_unconfirmed_read_times_out_when_poll_timeout_says() {
     let mut now = 400;
     while now < 400 + timeout_ms + TICK_MS {
         now += TICK_MS;
-        s.tick(now, 0);
+        s.tick(now);
         for (client, response) in turn(&mut s, now) {
             let Response::Read(Err(Refusal::Timeout)) = response else {
                 panic!("{client:?} got {response:?}");
@@ -125,7 +125,7 @@ fn a_request_is_not_answered_before_its_deadline() {
     let timeout_ms = PolicyConfig::new(ELECTION_MS).request_timeout_ms;
     s.handle_read(Client(1), 0);
     assert!(turn(&mut s, 0).is_empty());
-    s.tick(timeout_ms - 1, 0);
+    s.tick(timeout_ms - 1);
     assert!(turn(&mut s, timeout_ms - 1).is_empty());
     // A turn at the deadline answers it even without a tick (the driver wakes at
     // `poll_timeout`).
@@ -167,7 +167,7 @@ fn a_token_from_an_index_not_applied_here_waits_for_it() {
         ),
         "{answers:?}"
     );
-    s.tick(timeout_ms, 0);
+    s.tick(timeout_ms);
     let answers = turn(&mut s, timeout_ms);
     assert!(
         matches!(

@@ -1382,7 +1382,7 @@ impl World {
         let now = self.now_ms();
         for id in self.up() {
             if let Some(s) = self.server(id) {
-                s.tick(now, 0);
+                s.tick(now);
             }
         }
         self.run_rounds();

@@ -66,6 +66,7 @@ async fn version_handler() -> impl IntoResponse {
 async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
     let text = h
         .run(false, |d| {
+            let space = d.space();
             let raft = &d.member().raw().raft;
             let kv = d.member().applier().kv();
             let mut out = String::new();
@@ -112,7 +113,13 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
                 "etcd_mvcc_db_total_size_in_bytes",
                 "Total size of the underlying database physically allocated in bytes.",
                 "gauge",
-                d.db_size_bytes() as f64,
+                space.size_bytes as f64,
+            );
+            gauge(
+                "etcd_mvcc_db_total_size_in_use_in_bytes",
+                "Total size of the underlying database logically in use in bytes.",
+                "gauge",
+                space.in_use_bytes as f64,
             );
             gauge(
                 "etcd_debugging_mvcc_current_revision",

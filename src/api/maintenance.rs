@@ -91,7 +91,7 @@ impl Maintenance for MaintenanceService {
             .h
             .run(false, move |d| {
                 let at = d.header();
-                let db_size = d.db_size_bytes() as i64;
+                let space = d.space();
                 let raft = &d.member().raw().raft;
                 let mut errors = Vec::new();
                 if let Some(why) = d.stopped() {
@@ -109,13 +109,13 @@ impl Maintenance for MaintenanceService {
                 Ok(pb::StatusResponse {
                     header: Some(header(&h, at)),
                     version: ETCD_VERSION.to_string(),
-                    db_size,
+                    db_size: space.size_bytes as i64,
                     leader: raft.lead,
                     raft_index: raft.raft_log.last_index(),
                     raft_term: raft.term,
                     raft_applied_index: raft.raft_log.applied,
                     errors,
-                    db_size_in_use: db_size,
+                    db_size_in_use: space.in_use_bytes as i64,
                     is_learner: raft.is_learner,
                 })
             })
@@ -128,9 +128,7 @@ impl Maintenance for MaintenanceService {
         request: Request<pb::DefragmentRequest>,
     ) -> Result<Response<pb::DefragmentResponse>, Status> {
         self.check_admin(&request).await?;
-        // fjall compacts its tables in the background: there is no free-page list to squeeze
-        // out as in etcd's bolt file, so defragmenting has nothing to do.
-        self.h.run(false, |_| Ok(())).await?;
+        self.h.run(false, |d| d.defragment().map(|_| ())).await?;
         // etcd answers a defragment without a header.
         Ok(Response::new(pb::DefragmentResponse { header: None }))
     }

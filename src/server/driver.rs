@@ -20,7 +20,7 @@ use super::error::{Error, ServerError};
 use crate::lease::{IdGen, LeaseId};
 use crate::mvcc::{self, RangeRequest, RangeResponse, StreamId};
 use crate::node::{
-    Applied, ApplyError, Command, Credential, Member, MemberServer, PolicyConfig, Response,
+    Applied, ApplyError, Command, Credential, Member, MemberServer, PolicyConfig, Response, Space,
     WatchRequest, WatchTaken,
 };
 pub use crate::node::{Header, REMOVED_MESSAGE};
@@ -445,17 +445,35 @@ impl Driver {
         self.server.stopped()
     }
 
-    /// The data dir's size on disk.
-    pub fn db_size_bytes(&self) -> u64 {
-        #[cfg(not(madsim))]
-        {
-            self.member().raw().storage().engine().disk_bytes()
-        }
-        #[cfg(madsim)]
-        {
-            // The simulated disk keeps no size; the writes it took stand in for it.
-            self.member().raw().storage().engine().stats().writes
-        }
+    /// The database's size as `Status` and `/metrics` report it (etcd's layout of the data,
+    /// not the engine's files: see [`Space`]).
+    pub fn space(&mut self) -> Space {
+        self.server.space()
+    }
+
+    /// Gives the engine's dead space back (fjall's major compaction of the state
+    /// machine's keyspaces, blocking this member as etcd's defragment blocks its backend)
+    /// and the database's size with it.
+    pub fn defragment(&mut self) -> Result<Space, Error> {
+        use crate::storage::Engine;
+        let before = self.server.space();
+        self.member()
+            .raw()
+            .storage()
+            .engine()
+            .defragment()
+            .map_err(|e| Error::Internal(format!("etcdserver: defragment: {e}")))?;
+        let after = self
+            .server
+            .defragmented()
+            .map_err(|e| Error::Internal(format!("etcdserver: defragment: {e}")))?;
+        tracing::info!(
+            before = before.size_bytes,
+            after = after.size_bytes,
+            in_use = after.in_use_bytes,
+            "defragmented"
+        );
+        Ok(after)
     }
 
     pub fn header(&self) -> Header {
@@ -652,14 +670,7 @@ impl Driver {
 
     fn tick(&mut self) {
         let now = self.now_ms();
-        let size = self.db_size_bytes();
-        if self.server.tick(now, size) {
-            tracing::warn!(
-                size,
-                quota = self.config.quota_backend_bytes,
-                "database space exceeded; raising the NOSPACE alarm"
-            );
-        }
+        self.server.tick(now);
         if let Some(revision) = self.server.auto_compact(now) {
             let retention = format!("{:?}", self.config.auto_compaction);
             tracing::info!(revision, retention, "starting auto compaction");

@@ -306,6 +306,17 @@ impl Engine for FjallEngine {
             .persist(PersistMode::SyncData)
             .map_err(|e| StorageError::Sync(format!("fjall: {e}")))
     }
+
+    /// Flushes each keyspace's memtables to tables and merges its tables into one run,
+    /// dropping overwritten versions and deletions (fjall's major compaction), so that the
+    /// journal's flushed part can go too. Blocks until done.
+    fn defragment(&self) -> Result<()> {
+        for space in &self.0.spaces {
+            space.rotate_memtable_and_wait().map_err(fjall_error)?;
+            space.major_compact().map_err(fjall_error)?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

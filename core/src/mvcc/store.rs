@@ -4,6 +4,7 @@
 
 use super::backend::{Backend, BackendError, Batch, MetaKey, Record};
 use super::error::{Error, Result};
+use super::footprint::Footprint;
 use super::history::History;
 use super::key_index::{KeyIndex, LiveVersion};
 use super::kv::{Event, EventKind, KeyValue, Revision};
@@ -55,6 +56,8 @@ pub struct KvStore<B: Backend> {
     /// Whether put events must carry `prev_kv` (some watcher asked for it). Without it a
     /// put reads nothing from the backend unless its request needs the previous value.
     prev_values_wanted: bool,
+    /// What the records take in etcd's backend (`dbSizeInUse`, the quota).
+    footprint: Footprint,
 }
 
 /// Live keys that name a lease, with the lease, in key order.
@@ -88,6 +91,7 @@ impl<B: Backend> KvStore<B> {
             staged: Batch::default(),
             broken: None,
             prev_values_wanted: true,
+            footprint: Footprint::default(),
         };
         let mut leased: BTreeMap<Bytes, i64> = BTreeMap::new();
         let mut cursor = Revision::new(0, 0);
@@ -98,6 +102,7 @@ impl<B: Backend> KvStore<B> {
                     .scan(cursor, Revision::new(i64::MAX, 0), OPEN_SCAN_CHUNK)?;
             let n = records.len();
             for (rev, record) in records {
+                store.footprint.add(&record);
                 let ki = store.index.entry(record.kv.key.clone()).or_default();
                 if record.tombstone {
                     ki.tombstone(rev);
@@ -154,10 +159,40 @@ impl<B: Backend> KvStore<B> {
     fn write_batch(&mut self, mut batch: Batch) -> Result<()> {
         self.check_whole()?;
         batch.append(std::mem::take(&mut self.staged));
+        let mut footprint = self.footprint;
+        batch.puts.iter().for_each(|(_, r)| footprint.add(r));
+        footprint.remove(batch.deletes.len() as u64);
         if let Err(e) = self.backend.write(batch) {
             self.broken = Some(e.clone());
             return Err(e.into());
         }
+        self.footprint = footprint;
+        Ok(())
+    }
+
+    /// What the records take in etcd's backend, as counted so far (see [`Footprint`]).
+    pub fn footprint(&self) -> Footprint {
+        self.footprint
+    }
+
+    /// Counts the footprint again, record by record (a full scan: for defragment).
+    pub fn recount_footprint(&mut self) -> Result<()> {
+        let mut counted = Footprint::default();
+        let mut cursor = Revision::new(0, 0);
+        loop {
+            let records = self
+                .backend
+                .scan(cursor, Revision::new(i64::MAX, 0), OPEN_SCAN_CHUNK)?;
+            let n = records.len();
+            for (rev, record) in records {
+                counted.add(&record);
+                cursor = Revision::new(rev.main, rev.sub + 1);
+            }
+            if n < OPEN_SCAN_CHUNK {
+                break;
+            }
+        }
+        self.footprint.recount(counted);
         Ok(())
     }
 

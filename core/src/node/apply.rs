@@ -463,6 +463,11 @@ impl<B: Backend> Applier<B> {
         &self.kv
     }
 
+    /// Counts the store's footprint afresh (after a defragment).
+    pub fn recount_footprint(&mut self) -> Result<(), ApplyError> {
+        Ok(self.kv.recount_footprint()?)
+    }
+
     /// The lessor, for lookups and time-to-live answers.
     pub fn lessor(&self) -> &Lessor {
         &self.lessor

@@ -44,6 +44,7 @@ use super::codec::RequestId;
 use super::compactor::{CompactionPolicy, Compactor};
 use super::member::{Member, Outcome, Output};
 use super::membership::{self, MemberRecord, Members, MembershipError};
+use super::space::{self, HighWater, Space};
 use crate::auth::AuthError;
 use crate::lease::{self, IdGen, LeaseId};
 use crate::mvcc::{self, StreamId, WatchCreate, WatchResponse};
@@ -311,6 +312,8 @@ pub struct MemberServer<E: Engine, W> {
     /// When this member last proposed raising NOSPACE, so that an over-quota member asks once
     /// per request timeout while the proposal is under way.
     quota_alarm_asked_ms: Option<u64>,
+    /// The database's size until the next defragment.
+    high_water: HighWater,
     stopped: Option<String>,
     responses: VecDeque<(W, Response)>,
     /// A handled Ready's applied part, until `after_ready`.
@@ -361,6 +364,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             conf_state: ConfState::default(),
             membership_changed: false,
             quota_alarm_asked_ms: None,
+            high_water: HighWater::default(),
             stopped: None,
             responses: VecDeque::new(),
             pending: None,
@@ -456,7 +460,11 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// Proposes a client's command; its outcome comes back as [`Response::Command`], or a
     /// [`Refusal::Timeout`] when it has none within the request timeout.
     pub fn handle_propose(&mut self, mut cmd: Command, waiter: W, now_ms: u64) {
-        if self.no_space() && cmd.grows() {
+        if self.no_space() {
+            // Raised: a later excess (after a disarm) raises it afresh.
+            self.quota_alarm_asked_ms = None;
+        }
+        if cmd.grows() && (self.no_space() || !self.fits_quota(&cmd, now_ms)) {
             self.respond(waiter, Response::Command(Err(Refusal::NoSpace)));
             return;
         }
@@ -585,15 +593,33 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.stop(REMOVED_MESSAGE.to_string());
     }
 
-    /// One heartbeat of time: Raft's tick, dropped waiters and stale read rounds, and the
-    /// quota check against the data's size on disk. True when the data outgrew its quota
-    /// and this tick proposed raising NOSPACE.
-    pub fn tick(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
+    /// One heartbeat of time: Raft's tick, dropped waiters and stale read rounds.
+    pub fn tick(&mut self, now_ms: u64) {
         self.member.raw_mut().tick();
         self.member.applier_mut().purge_tokens(now_ms);
         self.prune();
         self.expire(now_ms);
-        self.check_quota(now_ms, db_size_bytes)
+        self.space();
+    }
+
+    /// The database's size as `Status` reports it (see [`Space`]).
+    pub fn space(&mut self) -> Space {
+        let applier = self.member.applier();
+        let in_use = space::in_use_bytes(
+            applier.kv().footprint().bytes(),
+            applier.lessor().len() as u64,
+        );
+        self.high_water.observe(in_use)
+    }
+
+    /// A defragment gave the database's free pages back: its size is what it uses again.
+    /// The footprint is counted afresh, record by record, to undo the estimates of
+    /// compactions (see [`crate::mvcc::Footprint`]).
+    pub fn defragmented(&mut self) -> Result<Space, ApplyError> {
+        self.member.applier_mut().recount_footprint()?;
+        let in_use = self.space().in_use_bytes;
+        self.high_water.defragmented(in_use);
+        Ok(self.space())
     }
 
     /// The leader's auto-compaction, asked once per heartbeat: proposes the compaction its
@@ -1237,19 +1263,19 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.responses.extend(out);
     }
 
-    /// Raises NOSPACE for this member when its data outgrows the quota: writes that add data
-    /// are refused on every member until an operator frees space and disarms it, as in etcd.
-    fn check_quota(&mut self, now_ms: u64, db_size_bytes: u64) -> bool {
-        if self.no_space() || self.stopped.is_some() {
-            self.quota_alarm_asked_ms = None;
-            return false;
+    /// Whether `cmd` fits in the quota beside the data in use, as etcd's quota decides before
+    /// a request goes to Raft. When it does not, this member raises NOSPACE (once per
+    /// request timeout while the raise is in flight): writes that add data are refused on
+    /// every member until an operator frees space and disarms it, as in etcd.
+    fn fits_quota(&mut self, cmd: &Command, now_ms: u64) -> bool {
+        let in_use = self.space().in_use_bytes;
+        if in_use + space::cost_bytes(cmd) <= self.config.quota_backend_bytes {
+            return true;
         }
-        if db_size_bytes <= self.config.quota_backend_bytes {
-            return false;
-        }
-        if self
-            .quota_alarm_asked_ms
-            .is_some_and(|at| now_ms.saturating_sub(at) < self.config.request_timeout_ms)
+        if self.stopped.is_some()
+            || self
+                .quota_alarm_asked_ms
+                .is_some_and(|at| now_ms.saturating_sub(at) < self.config.request_timeout_ms)
         {
             return false;
         }
@@ -1260,6 +1286,6 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             kind: ALARM_NOSPACE,
         };
         self.propose(raise, None);
-        true
+        false
     }
 }

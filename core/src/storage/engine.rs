@@ -237,6 +237,12 @@ pub trait Engine: EngineRead + Clone {
     /// of a write until a sync after it succeeded.
     fn sync(&self) -> Result<()>;
 
+    /// Gives back the space that overwritten and deleted data still takes (a defragment);
+    /// what is read stays the same. An engine without such space does nothing.
+    fn defragment(&self) -> Result<()> {
+        Ok(())
+    }
+
     /// Time the device spent on I/O since the last call that the caller has not yet waited
     /// out: the simulated disk's slow-I/O fault; a real disk blocks instead and reports zero.
     fn take_io_delay(&self) -> Duration {
