@@ -18,6 +18,11 @@
 //! it; a change to users or roles) is sent again with a fresh token, as
 //! [`token`](super::token) does for every command. The streams of `watch-latency` and
 //! `lease-keepalive` keep the token they were opened with and are not reopened.
+//!
+//! With `--gateway`, put and range go over etcd's JSON gateway on HTTP/1.1 instead
+//! ([`gateway`]), without TLS or auth.
+
+mod gateway;
 
 use super::token::{self, Authed, Credentials};
 use super::{CtlError, Dial, EXIT_BAD_ARGS, EXIT_ERROR, connect, kv, lease, rpc_error};
@@ -44,7 +49,8 @@ const BENCH_LEASE_TTL_S: i64 = 60;
 /// Flags shared by every workload.
 #[derive(clap::Args, Clone, Debug)]
 pub struct BenchArgs {
-    /// Number of gRPC connections (spread over the endpoints in turn).
+    /// Number of connections, gRPC or (with --gateway) HTTP/1.1 keep-alive (spread over the
+    /// endpoints in turn).
     #[arg(long, global = true, default_value_t = 1)]
     conns: usize,
     /// Number of concurrent clients (spread over the connections in turn).
@@ -68,6 +74,10 @@ pub struct BenchArgs {
     /// Seed of the random key choice (each client draws from its own stream).
     #[arg(long, global = true, default_value_t = 1)]
     seed: u64,
+    /// put and range only: send them as JSON to the gateway's /v3/kv/put and /v3/kv/range
+    /// over HTTP/1.1 (plain, no auth), the clients of a connection taking turns on it.
+    #[arg(long, global = true)]
+    gateway: bool,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -78,6 +88,8 @@ enum Workload {
     Put,
     /// Ranges over one key (by default the key space's first) or [key, range_end).
     Range {
+        // Not the id `key`: that is the global TLS flag's, and clap panics on the clash.
+        #[arg(id = "range-key", value_name = "KEY")]
         key: Option<String>,
         range_end: Option<String>,
         /// l (linearizable) or s (serializable).
@@ -109,6 +121,18 @@ impl Workload {
             Workload::WatchLatency { .. } => "watch-latency",
             Workload::LeaseKeepalive => "lease-keepalive",
         }
+    }
+}
+
+/// Whether `--consistency` asks for serializable reads (`s`) or linearizable ones (`l`).
+fn serializable(consistency: &str) -> Result<bool, CtlError> {
+    match consistency {
+        "l" => Ok(false),
+        "s" => Ok(true),
+        other => Err(CtlError::new(
+            EXIT_BAD_ARGS,
+            format!("unknown consistency flag {other:?}"),
+        )),
     }
 }
 
@@ -339,6 +363,9 @@ impl BenchArgs {
         if matches!(self.workload, Workload::WatchLatency { .. }) && self.val_size < 8 {
             return bad("watch-latency needs --val-size of at least 8 (the put's number)");
         }
+        if self.gateway && !matches!(self.workload, Workload::Put | Workload::Range { .. }) {
+            return bad("--gateway runs put and range only");
+        }
         Ok(())
     }
 
@@ -354,22 +381,48 @@ impl BenchArgs {
         if endpoints.is_empty() {
             return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints".into()));
         }
+        let args = Arc::new(self.clone());
+        if self.gateway {
+            let bad = |m: &str| Err(CtlError::new(EXIT_BAD_ARGS, m.to_string()));
+            if credentials.is_some() {
+                return bad("--gateway does not log in: no --user");
+            }
+            let plain = |ep: &String| !ep.contains("://") || ep.starts_with("http://");
+            if dial.secure || !endpoints.iter().all(plain) {
+                return bad("--gateway speaks plain HTTP: no TLS flags, no https:// endpoints");
+            }
+            let mut conns = Vec::with_capacity(self.conns);
+            for i in 0..self.conns {
+                let ep = &endpoints[i % endpoints.len()];
+                let conn = gateway::Conn::open(ep, dial.timeout).await?;
+                conns.push(Link::Gateway(Arc::new(conn)));
+            }
+            return requests(args, conns).await;
+        }
         let mut conns = Vec::with_capacity(self.conns);
         for i in 0..self.conns {
             let ep = &endpoints[i % endpoints.len()];
             let ch = connect(std::slice::from_ref(ep), dial).await?;
             conns.push(token::authed(ch, credentials, dial.timeout).await?);
         }
-        let args = Arc::new(self.clone());
         match &self.workload {
             Workload::WatchLatency { watchers } => watch_latency(args, conns, *watchers).await,
-            _ => requests(args, conns).await,
+            _ => requests(args, conns.into_iter().map(Link::Grpc).collect()).await,
         }
     }
 }
 
+/// A connection that clients of the request-response workloads share.
+#[derive(Clone)]
+enum Link {
+    /// A gRPC channel, logged in if the run is.
+    Grpc(Authed),
+    /// An HTTP/1.1 connection to the JSON gateway (`--gateway`).
+    Gateway(Arc<gateway::Conn>),
+}
+
 /// The request-response workloads: `clients` tasks take request numbers until `total`.
-async fn requests(args: Arc<BenchArgs>, conns: Vec<Authed>) -> Result<Report, CtlError> {
+async fn requests(args: Arc<BenchArgs>, conns: Vec<Link>) -> Result<Report, CtlError> {
     let work = Arc::new(Work {
         next: AtomicU64::new(0),
         done: AtomicU64::new(0),
@@ -379,11 +432,14 @@ async fn requests(args: Arc<BenchArgs>, conns: Vec<Authed>) -> Result<Report, Ct
     let started = Instant::now();
     let mut tasks = Vec::with_capacity(args.clients);
     for c in 0..args.clients {
-        let ch = conns[c % conns.len()].clone();
+        let link = conns[c % conns.len()].clone();
         let (args, work) = (args.clone(), work.clone());
         tasks.push(tokio::spawn(async move {
             let rng = ChaCha8Rng::seed_from_u64(args.seed.wrapping_add(c as u64));
-            client(&args, ch, &work, rng).await
+            match link {
+                Link::Grpc(ch) => client(&args, ch, &work, rng).await,
+                Link::Gateway(conn) => gateway::client(&args, conn, &work, rng).await,
+            }
         }));
     }
     let mut tally = Tally::new();
@@ -436,16 +492,7 @@ async fn client(
             range_end,
             consistency,
         } => {
-            let serializable = match consistency.as_str() {
-                "l" => false,
-                "s" => true,
-                other => {
-                    return Err(CtlError::new(
-                        EXIT_BAD_ARGS,
-                        format!("unknown consistency flag {other:?}"),
-                    ));
-                }
-            };
+            let serializable = serializable(consistency)?;
             let key = key
                 .as_ref()
                 .map_or_else(|| args.key(0), |k| Bytes::from(k.clone()));
@@ -718,6 +765,41 @@ mod tests {
             panic!("range");
         };
         assert_eq!((key.as_deref(), consistency.as_str()), (Some("k"), "s"));
+        assert!(!a.gateway);
+        let a = parse(&["range", "--gateway", "--consistency", "s"]);
+        assert!(a.gateway && a.check().is_ok());
+        assert!(parse(&["--gateway", "put"]).gateway);
+    }
+
+    #[test]
+    fn the_gateway_refuses_tls_and_auth_before_it_connects() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let a = parse(&["--gateway", "put"]);
+        let plain = Dial {
+            timeout: Duration::from_secs(1),
+            tls: None,
+            secure: false,
+        };
+        let secure = Dial {
+            secure: true,
+            ..plain.clone()
+        };
+        let root = Credentials {
+            user: "root".into(),
+            password: "pw".into(),
+        };
+        // Nothing listens on port 9 (discard): a connection attempt would fail with another code.
+        for (ep, dial, credentials) in [
+            ("127.0.0.1:9", &plain, Some(&root)),
+            ("https://127.0.0.1:9", &plain, None),
+            ("127.0.0.1:9", &secure, None),
+        ] {
+            let refused = rt.block_on(a.run(&[ep.to_string()], dial, credentials));
+            assert_eq!(refused.err().map(|e| e.code), Some(EXIT_BAD_ARGS), "{ep}");
+        }
     }
 
     #[test]
@@ -745,6 +827,8 @@ mod tests {
             &["--key-space", "0", "put"],
             &["--key-space", "2", "txn-put", "--txn-ops", "3"],
             &["--val-size", "4", "watch-latency"],
+            &["--gateway", "txn-put"],
+            &["lease-keepalive", "--gateway"],
         ] {
             assert_eq!(
                 parse(args).check().unwrap_err().code,

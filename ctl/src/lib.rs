@@ -1340,6 +1340,10 @@ mod tests {
         let cli = Cli::try_parse_from(["oxctl", "bench", "put"]).unwrap();
         assert_eq!(cli.credentials(), Ok(None));
         assert!(!cli.dial_options().unwrap().secure);
+        // range's KEY beside the global --key (a TLS key file): clap once panicked on the clash.
+        let cli = Cli::try_parse_from(["oxctl", "--key", "k.pem", "bench", "range", "k"]).unwrap();
+        assert!(cli.is_bench());
+        assert_eq!(cli.key.as_deref(), Some(std::path::Path::new("k.pem")));
 
         let tls = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/tls");
         let cli = Cli::try_parse_from([
