@@ -397,6 +397,7 @@ pub async fn start(
         lessor: LessorConfig::new(config.election_ms, config.heartbeat_ms),
         watch: WatchConfig::default(),
         txn_ops_max: config.max_txn_ops,
+        force_new_cluster: config.force_new_cluster,
     };
     let seed = identity.member_id
         ^ std::time::SystemTime::now()
@@ -410,6 +411,19 @@ pub async fn start(
         0,
     )
     .map_err(|e| format!("cannot open the member: {e}"))?;
+    if let Some(forced) = member.forced_restart() {
+        tracing::warn!(
+            discarded = forced.discarded,
+            "force new cluster: discarding uncommitted log entries"
+        );
+        tracing::warn!(
+            member = format!("{:x}", identity.member_id),
+            cluster = format!("{:x}", identity.cluster_id),
+            commit = forced.commit,
+            removing = ?forced.removed.iter().map(|m| format!("{m:x}")).collect::<Vec<_>>(),
+            "forcing restart of the member as the only one of its cluster"
+        );
+    }
     tracing::info!(
         name = config.name,
         member = format!("{:x}", identity.member_id),

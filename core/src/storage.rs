@@ -28,4 +28,4 @@ mod raft_store;
 
 pub use backend::{EngineBackend, meta_key, read_meta, stage_meta};
 pub use engine::scan_limit;
-pub use raft_store::RaftStore;
+pub use raft_store::{ForcedRestart, RaftStore};

@@ -51,6 +51,7 @@ fn lonely_member() -> MemberServer<SimDisk, Client> {
         lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
         watch: WatchConfig::default(),
         txn_ops_max: 128,
+        force_new_cluster: false,
     };
     let disk = SimDisk::new(1, DiskFaults::default());
     let member = Member::open(disk, config, ChaCha8Rng::seed_from_u64(1), 0).expect("opens");

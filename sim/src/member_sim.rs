@@ -359,6 +359,7 @@ impl World {
             lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
             watch: WatchConfig::default(),
             txn_ops_max: 128,
+            force_new_cluster: false,
         };
         let now = self.now_ms();
         let rng = ChaCha8Rng::seed_from_u64(self.rng.r#gen());

@@ -42,6 +42,7 @@ pub fn single_config() -> MemberConfig {
         lessor: LessorConfig::new(1000, 100),
         watch: WatchConfig::default(),
         txn_ops_max: 128,
+        force_new_cluster: false,
     }
 }
 

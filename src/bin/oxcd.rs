@@ -106,6 +106,10 @@ mod real {
         /// Maximum number of operations permitted in a transaction.
         #[arg(long, env = "ETCD_MAX_TXN_OPS", default_value_t = 128)]
         max_txn_ops: usize,
+        /// Force to create a new one member cluster.
+        #[arg(long, env = "ETCD_FORCE_NEW_CLUSTER", default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        force_new_cluster: bool,
         /// Maximum concurrent streams that each client can open at a time.
         #[arg(long, env = "ETCD_MAX_CONCURRENT_STREAMS", default_value_t = u32::MAX)]
         max_concurrent_streams: u32,
@@ -344,6 +348,7 @@ mod real {
         }
         c.max_request_bytes = f.max_request_bytes;
         c.max_txn_ops = f.max_txn_ops;
+        c.force_new_cluster = f.force_new_cluster;
         c.max_concurrent_streams = f.max_concurrent_streams.max(1);
         c.bcrypt_cost = if (4..=31).contains(&f.bcrypt_cost) {
             f.bcrypt_cost

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// Restart as a one-member cluster keeping the data (`--force-new-cluster`).
+    pub force_new_cluster: bool,
     /// HTTP/2 streams one client connection may have open at once
     /// (`--max-concurrent-streams`; the gateway's calls count together, as etcd's).
     pub max_concurrent_streams: u32,
@@ -155,6 +157,7 @@ impl ServerConfig {
             auth_token_ttl_ms: 300_000,
             jwt: None,
             max_txn_ops: 128,
+            force_new_cluster: false,
             max_concurrent_streams: u32::MAX,
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),

@@ -21,6 +21,7 @@ pub fn config(id: u64, voters: &[u64]) -> MemberConfig {
         lessor: LessorConfig::new(1000, 100),
         watch: WatchConfig::default(),
         txn_ops_max: 128,
+        force_new_cluster: false,
     }
 }
 

@@ -30,8 +30,8 @@ use crate::raft::{
     ReadState, SnapshotMetadata, SoftState,
 };
 use crate::storage::{
-    Engine, EngineBackend, RaftStore, Space, StorageError, WriteBatch, codec, meta_key, read_meta,
-    snapshot, stage_meta,
+    Engine, EngineBackend, ForcedRestart, RaftStore, Space, StorageError, WriteBatch, codec,
+    meta_key, read_meta, snapshot, stage_meta,
 };
 use bytes::Bytes;
 use rand_chacha::ChaCha8Rng;
@@ -61,6 +61,9 @@ pub struct MemberConfig {
     pub watch: WatchConfig,
     /// The most operations one transaction level may hold (etcd's `--max-txn-ops`).
     pub txn_ops_max: usize,
+    /// Restart as the only member of the cluster, keeping the data (etcd's
+    /// `--force-new-cluster`; see [`RaftStore::force_new_cluster`]). Ignored on a fresh disk.
+    pub force_new_cluster: bool,
 }
 
 /// What became of one committed entry.
@@ -122,6 +125,8 @@ pub struct Member<E: Engine> {
     /// A Ready whose early messages [`Member::early_messages`] handed out, waiting for
     /// [`Member::handle_ready`] to carry out the rest.
     started_ready: Option<raft::Ready>,
+    /// What `--force-new-cluster` did on open.
+    forced: Option<ForcedRestart>,
 }
 
 fn apply_storage_error(e: ApplyError) -> StorageError {
@@ -156,7 +161,8 @@ impl<E: Engine> Member<E> {
     ) -> Result<Member<E>, StorageError> {
         let id = config.raft.id;
         let mut store = RaftStore::open(engine.clone())?;
-        if store.is_fresh() {
+        let fresh = store.is_fresh();
+        if fresh {
             let mut batch = WriteBatch::default();
             stage_meta(&mut batch, Space::Raft, MEMBER_ID, id as i64);
             stage_meta(
@@ -221,6 +227,11 @@ impl<E: Engine> Member<E> {
                 "applied index {applied} outside [snapshot {snap}, commit {commit}]"
             )));
         }
+        let forced = if config.force_new_cluster && !fresh {
+            Some(store.force_new_cluster(id, applied)?)
+        } else {
+            None
+        };
         let mut raft_config = config.raft.clone();
         raft_config.applied = applied;
         let conf_history = vec![(applied, store.conf_state().clone())];
@@ -234,7 +245,13 @@ impl<E: Engine> Member<E> {
             conf_history,
             stopped: None,
             started_ready: None,
+            forced,
         })
+    }
+
+    /// What `--force-new-cluster` did when this member opened, if it was asked for.
+    pub fn forced_restart(&self) -> Option<&ForcedRestart> {
+        self.forced.as_ref()
     }
 
     /// The member and cluster IDs stored on `engine`, or `None` for a fresh engine: a

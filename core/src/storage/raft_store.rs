@@ -21,6 +21,17 @@ const HARD_STATE: &[u8] = b"hard_state";
 const SNAPSHOT: &[u8] = b"snapshot";
 const CONF_STATE: &[u8] = b"conf_state";
 
+/// What [`RaftStore::force_new_cluster`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ForcedRestart {
+    /// Uncommitted entries dropped from the log.
+    pub discarded: u64,
+    /// The commit index after the appended changes.
+    pub commit: u64,
+    /// The members the appended changes remove.
+    pub removed: Vec<raft::NodeId>,
+}
+
 /// The Raft log and state of one member, durable in `E`.
 #[derive(Debug)]
 pub struct RaftStore<E: Engine> {
@@ -106,6 +117,99 @@ impl<E: Engine> RaftStore<E> {
             cache,
             conf_state: conf_state.unwrap_or(meta.conf_state),
             fresh,
+        })
+    }
+
+    /// Makes this member, `id`, the only member of its cluster, keeping its data (etcd's
+    /// `--force-new-cluster`, for recovering from the loss of a majority): the log's
+    /// uncommitted entries are discarded, and committed entries are appended after the
+    /// committed log that remove every other member (leaving a joint configuration first),
+    /// so that the member applies them on start, alone in the configuration, and elects
+    /// itself. `applied` is the state machine's applied index: the stored membership is as
+    /// of it, and the changes committed after it are folded in to find the other members.
+    pub fn force_new_cluster(&mut self, id: raft::NodeId, applied: u64) -> Result<ForcedRestart> {
+        use crate::raft::{ConfChange, ConfChangeKind, EntryKind};
+        use std::collections::BTreeSet;
+        let mut hs = self.hard_state();
+        let last = self.cache.last_index().expect("cache");
+        let discarded = last - hs.commit;
+        let cs = &self.conf_state;
+        let mut members: BTreeSet<raft::NodeId> = cs
+            .voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+            .copied()
+            .collect();
+        let mut joint = !cs.voters_outgoing.is_empty();
+        let from = applied.max(self.snapshot_metadata().index) + 1;
+        let committed = if from <= hs.commit {
+            self.cache
+                .entries(from, hs.commit + 1, u64::MAX)
+                .map_err(|e| StorageError::Inconsistent(format!("the committed log: {e}")))?
+        } else {
+            Vec::new()
+        };
+        for e in committed.iter().filter(|e| e.kind == EntryKind::ConfChange) {
+            let cc = ConfChange::decode(&e.data).map_err(|err| {
+                StorageError::Inconsistent(format!("committed entry {}: {err}", e.index))
+            })?;
+            if cc.is_leave_joint() {
+                joint = false;
+                continue;
+            }
+            joint |= cc.enters_joint().is_some();
+            for c in &cc.changes {
+                match c.kind {
+                    ConfChangeKind::RemoveNode => members.remove(&c.node_id),
+                    ConfChangeKind::AddNode | ConfChangeKind::AddLearnerNode => {
+                        members.insert(c.node_id)
+                    }
+                };
+            }
+        }
+        if !members.contains(&id) {
+            return Err(StorageError::Inconsistent(format!(
+                "member {id:x} is not in its cluster's configuration"
+            )));
+        }
+        let mut changes = Vec::new();
+        if joint {
+            changes.push(ConfChange::leave_joint());
+        }
+        let removed: Vec<raft::NodeId> = members.into_iter().filter(|m| *m != id).collect();
+        changes.extend(
+            removed
+                .iter()
+                .map(|m| ConfChange::simple(ConfChangeKind::RemoveNode, *m)),
+        );
+        // An empty entry when there is nothing to change, so the uncommitted tail still goes.
+        let entries: Vec<Entry> = if changes.is_empty() {
+            vec![Entry {
+                term: hs.term,
+                index: hs.commit + 1,
+                kind: EntryKind::Normal,
+                data: Bytes::new(),
+            }]
+        } else {
+            changes
+                .iter()
+                .enumerate()
+                .map(|(i, cc)| Entry {
+                    term: hs.term,
+                    index: hs.commit + 1 + i as u64,
+                    kind: EntryKind::ConfChange,
+                    data: cc.encode(),
+                })
+                .collect()
+        };
+        hs.commit += entries.len() as u64;
+        self.persist(None, &entries, Some(&hs), WriteBatch::default(), true)?;
+        Ok(ForcedRestart {
+            discarded,
+            commit: hs.commit,
+            removed,
         })
     }
 
@@ -319,6 +423,66 @@ mod tests {
             .iter()
             .map(|e| (e.index, e.term))
             .collect()
+    }
+
+    #[test]
+    fn a_forced_new_cluster_drops_the_uncommitted_tail_and_removes_the_others() {
+        use crate::raft::{ConfChange, ConfChangeKind, EntryKind};
+        let disk = SimDisk::new(1, DiskFaults::default());
+        let mut s = RaftStore::open(disk.reopen()).unwrap();
+        let mut batch = WriteBatch::default();
+        s.stage_conf_state(&mut batch, &ConfState::with_voters([1, 2, 3]));
+        s.persist(None, &[], None, batch, true).unwrap();
+        s.conf_state_persisted(ConfState::with_voters([1, 2, 3]));
+        // Applied to 2; entry 3 (committed, not applied) adds 4 as a learner and entry 4
+        // (committed) removes 3; entries 5 and 6 are not committed.
+        let cc = |kind, id| Entry {
+            kind: EntryKind::ConfChange,
+            data: ConfChange::simple(kind, id).encode(),
+            ..ent(0, 2)
+        };
+        let mut entries: Vec<Entry> = (1..=6).map(|i| ent(i, 2)).collect();
+        entries[2] = Entry {
+            index: 3,
+            ..cc(ConfChangeKind::AddLearnerNode, 4)
+        };
+        entries[3] = Entry {
+            index: 4,
+            ..cc(ConfChangeKind::RemoveNode, 3)
+        };
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 4,
+        };
+        s.persist(None, &entries, Some(&hs), WriteBatch::default(), true)
+            .unwrap();
+        let forced = s.force_new_cluster(1, 2).unwrap();
+        assert_eq!(
+            forced,
+            ForcedRestart {
+                discarded: 2,
+                commit: 6,
+                removed: vec![2, 4],
+            }
+        );
+        let again = RaftStore::open(disk.reopen()).unwrap();
+        assert_eq!(again.hard_state().commit, 6);
+        let tail = again.entries(5, 7, u64::MAX).unwrap();
+        let removed: Vec<u64> = tail
+            .iter()
+            .map(|e| {
+                assert_eq!((e.kind, e.term), (EntryKind::ConfChange, 2));
+                let cc = ConfChange::decode(&e.data).unwrap();
+                assert_eq!(cc.changes[0].kind, ConfChangeKind::RemoveNode);
+                cc.changes[0].node_id
+            })
+            .collect();
+        assert_eq!(removed, vec![2, 4]);
+        assert_eq!(again.last_index().unwrap(), 6);
+        // A member the configuration does not hold cannot force itself a cluster.
+        let mut again = again;
+        assert!(again.force_new_cluster(9, 6).is_err());
     }
 
     #[test]
