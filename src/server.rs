@@ -91,9 +91,32 @@ struct Identity {
 }
 
 fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
-    let token = &config.cluster_token;
-    let founders: Vec<MemberInfo> = config
-        .initial_cluster
+    let (me, founders) = founders(
+        &config.initial_cluster,
+        &config.cluster_token,
+        &config.name,
+        &config.advertise_peer_urls,
+    )?;
+    let ids: Vec<u64> = founders.iter().map(|m| m.id).collect();
+    Ok(Identity {
+        member_id: founders[me].id,
+        cluster_id: cluster_id(&ids),
+        founders,
+        peers: Vec::new(),
+    })
+}
+
+/// The members `--initial-cluster` founds (IDs derived from their peer URLs and
+/// `--initial-cluster-token`, no client URLs yet) and which of them is `name`, checked
+/// against its `--initial-advertise-peer-urls`: what a founding member and a snapshot
+/// restore both derive, with etcd's words for a mistake.
+pub fn founders(
+    initial_cluster: &[(String, Vec<String>)],
+    token: &str,
+    name: &str,
+    advertise_peer_urls: &[String],
+) -> Result<(usize, Vec<MemberInfo>), String> {
+    let founders: Vec<MemberInfo> = initial_cluster
         .iter()
         .map(|(name, urls)| MemberInfo {
             id: member_id(urls, token, None),
@@ -102,39 +125,28 @@ fn founding_identity(config: &ServerConfig) -> Result<Identity, String> {
             client_urls: Vec::new(),
         })
         .collect();
-    let me = config
-        .initial_cluster
+    let me = initial_cluster
         .iter()
-        .position(|(name, _)| *name == config.name)
+        .position(|(n, _)| n == name)
         .ok_or_else(|| {
-            format!(
-                "couldn't find local name {:?} in the initial cluster configuration",
-                config.name
-            )
+            format!("couldn't find local name {name:?} in the initial cluster configuration")
         })?;
-    let mut mine = config.initial_cluster[me].1.clone();
-    let mut advertised = config.advertise_peer_urls.clone();
+    let mut mine = initial_cluster[me].1.clone();
+    let mut advertised = advertise_peer_urls.to_vec();
     mine.sort();
     advertised.sort();
     if mine != advertised {
         return Err(format!(
-            "--initial-cluster has {}={:?} but missing from --initial-advertise-peer-urls={:?}",
-            config.name, mine, advertised
+            "--initial-cluster has {name}={mine:?} but missing from --initial-advertise-peer-urls={advertised:?}"
         ));
     }
-    let ids: Vec<u64> = founders.iter().map(|m| m.id).collect();
-    let mut unique = ids.clone();
+    let mut unique: Vec<u64> = founders.iter().map(|m| m.id).collect();
     unique.sort_unstable();
     unique.dedup();
-    if unique.len() != ids.len() {
+    if unique.len() != founders.len() {
         return Err("--initial-cluster has duplicate peer URLs".to_string());
     }
-    Ok(Identity {
-        member_id: founders[me].id,
-        cluster_id: cluster_id(&ids),
-        founders,
-        peers: Vec::new(),
-    })
+    Ok((me, founders))
 }
 
 /// Asks the running members named in `--initial-cluster` who this member is.

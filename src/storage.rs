@@ -2,7 +2,8 @@
 //! disk; see [`oxcd_core::storage`]) and what the server adds around it, which opens files:
 //!
 //! - [`FjallEngine`]: fjall on a real data dir, with a lock file and a format stamp.
-//! - [`save_file`] / [`restore_file`]: backups, and a fresh data dir built from one.
+//! - [`save_file`] / [`restore_file`] / [`file_status`]: backups, and a fresh data dir built
+//!   from one (etcd's snapshot format or oxcd's own).
 
 pub use oxcd_core::storage::*;
 
@@ -12,6 +13,9 @@ mod backup;
 mod fjall_engine;
 
 #[cfg(not(madsim))]
-pub use backup::{restore_file, save_file};
+pub use backup::{
+    FileStatus, Restore, RestoreError, RestoreOptions, SnapshotFormat, file_status, restore_file,
+    save_file,
+};
 #[cfg(not(madsim))]
 pub use fjall_engine::{FORMAT_FILE, FORMAT_STAMP, FjallEngine, FjallView, LOCK_FILE};

@@ -7,7 +7,9 @@ mod support;
 use bytes::Bytes;
 use oxcd::mvcc::{PutRequest, RangeRequest};
 use oxcd::node::Command;
-use oxcd::storage::{FjallEngine, StorageError, restore_file, save_file};
+use oxcd::storage::{
+    FjallEngine, RestoreError, RestoreOptions, SnapshotFormat, restore_file, save_file,
+};
 
 fn range_all() -> RangeRequest {
     RangeRequest {
@@ -41,8 +43,10 @@ fn a_snapshot_file_restores_into_a_new_data_dir() {
         m.range(&range_all()).unwrap()
     };
 
-    let status = restore_file(&file, &base.join("b")).unwrap();
+    let none = RestoreOptions::default();
+    let status = restore_file(&file, &base.join("b"), &none).unwrap();
     assert_eq!(status.revision, 51);
+    assert_eq!(status.format, SnapshotFormat::Oxcd);
     let mut m = support::open_single(FjallEngine::open(base.join("b")).unwrap(), 2).unwrap();
     assert_eq!(
         m.range(&range_all()).unwrap(),
@@ -63,19 +67,13 @@ fn a_snapshot_file_restores_into_a_new_data_dir() {
     );
     drop(m);
 
-    let err = restore_file(&file, &base.join("b")).unwrap_err();
-    assert!(err.to_string().contains("not empty"), "{err}");
+    let err = restore_file(&file, &base.join("b"), &none).unwrap_err();
+    assert!(matches!(err, RestoreError::DirExists(_)), "{err}");
     let mut bytes = std::fs::read(&file).unwrap();
     let mid = bytes.len() / 2;
     bytes[mid] ^= 0x40;
     std::fs::write(&file, &bytes).unwrap();
-    let err = restore_file(&file, &base.join("c")).unwrap_err();
-    assert!(
-        matches!(
-            err,
-            StorageError::Corrupt { .. } | StorageError::Inconsistent(_)
-        ),
-        "{err}"
-    );
+    let err = restore_file(&file, &base.join("c"), &none).unwrap_err();
+    assert!(matches!(err, RestoreError::Content(_)), "{err}");
     std::fs::remove_dir_all(&base).unwrap();
 }

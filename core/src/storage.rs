@@ -12,9 +12,11 @@
 //!   [`crate::raft::Storage`] the Raft core reads).
 //! - [`EngineBackend`]: the MVCC backend over an engine.
 //! - [`snapshot`]: the state machine as a stream of checksummed chunks, and its restore.
+//! - [`etcd_format`]: the state machine to and from etcd's backend (its snapshot files).
 
 pub mod codec;
 pub mod engine;
+pub mod etcd_format;
 mod sim_disk;
 pub mod snapshot;
 

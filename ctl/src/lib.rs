@@ -354,12 +354,33 @@ enum AlarmCommand {
 enum SnapshotCommand {
     /// Stores a snapshot of a member to the given file.
     Save { path: String },
-    /// Restores a snapshot file into a new data dir.
+    /// Restores a snapshot file (etcd's format, or oxcd's own) into a new data dir.
     Restore {
         path: String,
-        /// Path to the data directory.
-        #[arg(long = "data-dir", default_value = "default.oxcd")]
-        data_dir: String,
+        /// Human-readable name for this member.
+        #[arg(long, default_value = "default")]
+        name: String,
+        /// Path to the data directory (default: ${name}.oxcd).
+        #[arg(long = "data-dir")]
+        data_dir: Option<String>,
+        /// Initial cluster configuration for restore bootstrap.
+        #[arg(
+            long = "initial-cluster",
+            default_value = "default=http://localhost:2380"
+        )]
+        initial_cluster: String,
+        /// Initial cluster token for the etcd cluster during restore bootstrap.
+        #[arg(long = "initial-cluster-token", default_value = "etcd-cluster")]
+        initial_cluster_token: String,
+        /// List of this member's peer URLs to advertise to the rest of the cluster.
+        #[arg(
+            long = "initial-advertise-peer-urls",
+            default_value = "http://localhost:2380"
+        )]
+        initial_advertise_peer_urls: String,
+        /// Ignore snapshot integrity hash value (required if copied from data directory).
+        #[arg(long = "skip-hash-check")]
+        skip_hash_check: bool,
     },
     /// Gets the status of a snapshot file.
     Status { path: String },
@@ -1227,44 +1248,70 @@ impl Cli {
                 std::fs::rename(&part, path).map_err(io)?;
                 out.stdout += &format!("Snapshot saved at {path}\n");
             }
-            SnapshotCommand::Restore { path, data_dir } => {
+            SnapshotCommand::Restore {
+                path,
+                name,
+                data_dir,
+                initial_cluster,
+                initial_cluster_token,
+                initial_advertise_peer_urls,
+                skip_hash_check,
+            } => {
                 #[cfg(not(madsim))]
                 {
+                    let fail = |e: String| CtlError::new(EXIT_ERROR, e);
+                    let cluster = oxcd::server::cluster::parse_initial_cluster(initial_cluster)
+                        .map_err(fail)?;
+                    let advertised: Vec<String> = initial_advertise_peer_urls
+                        .split(',')
+                        .map(str::to_string)
+                        .collect();
+                    let (_, members) =
+                        oxcd::server::founders(&cluster, initial_cluster_token, name, &advertised)
+                            .map_err(fail)?;
+                    let data_dir = data_dir.clone().unwrap_or_else(|| format!("{name}.oxcd"));
+                    let options = oxcd::storage::RestoreOptions {
+                        skip_hash_check: *skip_hash_check,
+                        members,
+                    };
                     oxcd::storage::restore_file(
                         std::path::Path::new(path),
-                        std::path::Path::new(data_dir),
+                        std::path::Path::new(&data_dir),
+                        &options,
                     )
-                    .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
+                    .map_err(|e| fail(e.to_string()))?;
                     out.stdout += &format!("restored snapshot {path} into {data_dir}\n");
                 }
             }
             SnapshotCommand::Status { path } => {
-                let file = std::fs::read(path)
-                    .map_err(|e| CtlError::new(EXIT_ERROR, format!("{path}: {e}")))?;
-                let status = oxcd::storage::snapshot::unseal(&file)
-                    .and_then(oxcd::storage::snapshot::status)
-                    .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
-                let row = vec![
-                    format!("{:x}", status.hash),
-                    status.revision.to_string(),
-                    status.total_keys.to_string(),
-                    table::humanize_bytes(status.size_bytes),
-                ];
-                out.stdout += &match self.write_out {
-                    Format::Simple => row.join(", ") + "\n",
-                    Format::Table => {
-                        table::render(&["hash", "revision", "total keys", "total size"], &[row])
-                    }
-                    Format::Json | Format::Fields => {
-                        json::Obj::new()
-                            .int("hash", status.hash)
-                            .int("revision", status.revision)
-                            .int("totalKey", status.total_keys)
-                            .int("totalSize", status.size_bytes)
-                            .end()
-                            + "\n"
-                    }
-                };
+                #[cfg(madsim)]
+                let _ = path;
+                #[cfg(not(madsim))]
+                {
+                    let status = oxcd::storage::file_status(std::path::Path::new(path))
+                        .map_err(|e| CtlError::new(EXIT_ERROR, e.to_string()))?;
+                    let row = vec![
+                        format!("{:x}", status.hash),
+                        status.revision.to_string(),
+                        status.total_keys.to_string(),
+                        table::humanize_bytes(status.size_bytes),
+                    ];
+                    out.stdout += &match self.write_out {
+                        Format::Simple => row.join(", ") + "\n",
+                        Format::Table => {
+                            table::render(&["hash", "revision", "total keys", "total size"], &[row])
+                        }
+                        Format::Json | Format::Fields => {
+                            json::Obj::new()
+                                .int("hash", status.hash)
+                                .int("revision", status.revision)
+                                .int("totalKey", status.total_keys)
+                                .int("totalSize", status.size_bytes)
+                                .end()
+                                + "\n"
+                        }
+                    };
+                }
             }
         }
         Ok(())

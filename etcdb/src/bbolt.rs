@@ -21,6 +21,14 @@ pub use write::write;
 /// The page size [`write()`] uses (etcd's on Linux/amd64).
 pub const PAGE_SIZE: usize = 4096;
 
+/// Whether `bytes` start as a bbolt file: page 0 is a meta page carrying bbolt's magic number.
+/// A quick look to tell formats apart, not a check: [`read()`] checks.
+pub fn has_magic(bytes: &[u8]) -> bool {
+    bytes
+        .get(PAGE_HEADER_LEN..PAGE_HEADER_LEN + 4)
+        .is_some_and(|m| u32::from_le_bytes(m.try_into().expect("4 bytes")) == MAGIC)
+}
+
 /// A database: its top-level buckets by name.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Db {

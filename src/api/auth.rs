@@ -60,7 +60,9 @@ impl AuthService {
 
 /// `f`'s result, computed off the async threads (in simulation, where no thread may block,
 /// in place).
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Result<T, Status> {
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Status> {
     #[cfg(not(madsim))]
     return tokio::task::spawn_blocking(f)
         .await

@@ -1,5 +1,7 @@
 //! The Maintenance service: status, hashes, snapshots, alarms, leader transfer and
-//! defragmentation, as etcd's operators and `etcdctl endpoint ...` use them.
+//! defragmentation, as etcd's operators and `etcdctl endpoint ...` use them. A snapshot is
+//! etcd's backend file (bbolt and a SHA-256; [`crate::storage::etcd_format`]), so that etcd
+//! restores from it.
 
 use super::error::{Error, ServerError};
 use super::kv::{header, unexpected};
@@ -183,18 +185,23 @@ impl Maintenance for MaintenanceService {
         request: Request<pb::SnapshotRequest>,
     ) -> Result<Response<Self::SnapshotStream>, Status> {
         self.check_admin(&request).await?;
-        let (data, at) = self
+        let failed = |e: crate::storage::StorageError| {
+            Status::from(Error::Internal(format!("etcdserver: snapshot: {e}")))
+        };
+        let (view, at) = self
             .h
             .run(false, |d| {
-                let data = d
-                    .member()
-                    .snapshot_data()
-                    .map_err(|e| Error::Internal(format!("etcdserver: snapshot: {e}")))?;
-                Ok((data, d.header()))
+                let view = d.member().state_view();
+                Ok((view, d.header()))
             })
             .await?;
-        // etcd ends the download with padding and a SHA-256; etcdctl checks it.
-        let data = bytes::Bytes::from(crate::storage::snapshot::seal(&data));
+        let view = view.map_err(failed)?;
+        // etcd's backend file and its SHA-256, as etcd streams it, built off the member's loop
+        // from the frozen view; the whole file is held in memory while it is sent.
+        let data = super::auth::blocking(move || crate::storage::etcd_format::encode(&view))
+            .await?
+            .map_err(failed)?;
+        let data = bytes::Bytes::from(data);
         let (tx, rx) = mpsc::channel(4);
         let header = header(&self.h, at);
         tokio::spawn(async move {

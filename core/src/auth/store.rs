@@ -241,6 +241,40 @@ impl AuthStore {
         }
     }
 
+    /// A store holding exactly these parts (a state read from another format, e.g. etcd's
+    /// backend). Each user's roles and each role's permissions are sorted, as commands keep
+    /// them.
+    pub fn from_parts(
+        enabled: bool,
+        revision: u64,
+        mut users: BTreeMap<String, User>,
+        mut roles: BTreeMap<String, Role>,
+    ) -> AuthStore {
+        for u in users.values_mut() {
+            u.roles.sort();
+            u.roles.dedup();
+        }
+        for r in roles.values_mut() {
+            r.perms.sort_by(|a, b| a.key.cmp(&b.key));
+        }
+        AuthStore {
+            enabled,
+            revision,
+            users,
+            roles,
+        }
+    }
+
+    /// Every user, by name.
+    pub fn users(&self) -> &BTreeMap<String, User> {
+        &self.users
+    }
+
+    /// Every role, by name.
+    pub fn roles(&self) -> &BTreeMap<String, Role> {
+        &self.roles
+    }
+
     /// Whether auth is on.
     pub fn enabled(&self) -> bool {
         self.enabled

@@ -181,13 +181,12 @@ impl<E: Engine> Member<E> {
                     1,
                 );
                 // etcd's store starts at revision 1 (the first write is revision 2); clients
-                // and tests compare revisions, so a founded cluster starts there too.
-                stage_meta(
-                    &mut batch,
-                    Space::Meta,
-                    meta_key(crate::mvcc::MetaKey::CurrentRevision),
-                    1,
-                );
+                // and tests compare revisions, so a founded cluster starts there too. A data
+                // dir restored from a snapshot keeps its revision.
+                let current = meta_key(crate::mvcc::MetaKey::CurrentRevision);
+                if read_meta(&engine, Space::Meta, current)?.is_none() {
+                    stage_meta(&mut batch, Space::Meta, current, 1);
+                }
                 for (member, record) in &config.initial_members {
                     let key = codec::member_key(*member);
                     let value = codec::encode_member(&key, record);
@@ -523,5 +522,12 @@ impl<E: Engine> Member<E> {
     pub fn snapshot_data(&self) -> Result<Bytes, StorageError> {
         self.check_running()?;
         snapshot::snapshot_bytes(self.raw.storage().engine())
+    }
+
+    /// A frozen view of the state machine as applied now, to read out off the member's loop
+    /// (a client's snapshot in etcd's format: [`crate::storage::etcd_format::encode`]).
+    pub fn state_view(&self) -> Result<E::View, StorageError> {
+        self.check_running()?;
+        Ok(self.raw.storage().engine().view())
     }
 }

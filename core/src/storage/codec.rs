@@ -11,7 +11,8 @@ use crate::raft::{ConfState, Entry, EntryKind, HardState, SnapshotMetadata};
 use bytes::{BufMut, Bytes, BytesMut};
 use thiserror::Error;
 
-const MAGIC: u8 = 0xc5;
+/// The first byte of every frame.
+pub const MAGIC: u8 = 0xc5;
 const HEADER_BYTES: usize = 6;
 const CRC_BYTES: usize = 4;
 

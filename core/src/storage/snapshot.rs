@@ -131,7 +131,7 @@ fn broken(why: impl std::fmt::Display) -> StorageError {
 
 /// Checks a stored pair the way its keyspace's reader would: the value decodes at its key,
 /// and an MVCC record sits at the revision it was written at.
-fn check_pair(space: Space, key: &[u8], value: &[u8]) -> Result<()> {
+pub(crate) fn check_pair(space: Space, key: &[u8], value: &[u8]) -> Result<()> {
     let corrupt = |e: CodecError| StorageError::corrupt(space, key, e);
     match space {
         Space::Mvcc => {
@@ -656,35 +656,51 @@ pub fn restore_batch<R: EngineRead>(target: &R, restored: Restored) -> Result<Wr
     );
     let mut batch = WriteBatch::default();
     for space in SPACES {
-        let mut from = Vec::new();
-        loop {
-            let page = target.scan(space, &from, None, SCAN_PAGE_PAIRS)?;
-            assert!(
-                page.len() <= SCAN_PAGE_PAIRS,
-                "a scan returned past its limit"
-            );
-            for (key, value) in &page {
-                check_pair(space, key, value)?;
-                debug_assert!(
-                    key[..] >= from[..],
-                    "a scan returned a key before its start"
-                );
-                let kept = puts
-                    .ops
-                    .binary_search_by(|op| (op.space, &op.key[..]).cmp(&(space, &key[..])))
-                    .is_ok();
-                if !kept {
-                    batch.delete(space, key.clone());
-                }
+        for_each_pair(target, space, |key, _| {
+            let kept = puts
+                .ops
+                .binary_search_by(|op| (op.space, &op.key[..]).cmp(&(space, &key[..])))
+                .is_ok();
+            if !kept {
+                batch.delete(space, key);
             }
-            if page.len() < SCAN_PAGE_PAIRS {
-                break;
-            }
-            from = successor(&page[page.len() - 1].0);
-        }
+            Ok(())
+        })?;
     }
     batch.append(puts);
     Ok(batch)
+}
+
+/// Calls `f` with every pair of `space` in `view`, in key order, each checked as a snapshot's
+/// pair is ([`StorageError::Corrupt`] or [`StorageError::Inconsistent`] stops the walk). The
+/// keyspace is scanned in pages of [`SCAN_PAGE_PAIRS`], so only one page is held at a time.
+pub(crate) fn for_each_pair<R: EngineRead>(
+    view: &R,
+    space: Space,
+    mut f: impl FnMut(Bytes, Bytes) -> Result<()>,
+) -> Result<()> {
+    let mut from = Vec::new();
+    loop {
+        let page = view.scan(space, &from, None, SCAN_PAGE_PAIRS)?;
+        assert!(
+            page.len() <= SCAN_PAGE_PAIRS,
+            "a scan returned past its limit"
+        );
+        let full = page.len() == SCAN_PAGE_PAIRS;
+        let last = page.last().map(|(k, _)| successor(k));
+        for (key, value) in page {
+            check_pair(space, &key, &value)?;
+            debug_assert!(
+                key[..] >= from[..],
+                "a scan returned a key before its start"
+            );
+            f(key, value)?;
+        }
+        match last {
+            Some(next) if full => from = next,
+            _ => return Ok(()),
+        }
+    }
 }
 
 /// Replaces `engine`'s `mvcc`, `lease` and `meta` keyspaces with the snapshot `bytes`, leaving
