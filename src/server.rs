@@ -3,7 +3,9 @@
 //! [`start`] opens (or founds) the member on its data dir, spawns the [`driver`] that owns it,
 //! connects the peer transport to the peers, serves the peer protocol on the peer listeners,
 //! starts the front ends it is given on the client listeners, and publishes the member's name
-//! and client URLs to the cluster through Raft.
+//! and client URLs to the cluster through Raft. With the corruption checks on, a restarting
+//! member compares its hash with its peers' first, and the leader compares them periodically
+//! ([`corruption`]).
 //!
 //! What it does not do: parse flags (the `oxcd` binary does), serve clients or decode their
 //! requests (the front ends in `crate::api` do, started through [`FrontEnds`]: this module
@@ -11,6 +13,7 @@
 
 pub mod cluster;
 pub mod config;
+pub mod corruption;
 pub mod driver;
 pub mod error;
 pub mod jwt;
@@ -380,6 +383,7 @@ pub async fn start(
     let peer_tls = peer_dial_tls(&config)?;
     let config = Arc::new(config);
     let stored = Member::stored_identity(&engine).map_err(|e| e.to_string())?;
+    let restarting = stored.is_some();
     let identity = match stored {
         Some((member_id, cluster_id)) => Identity {
             member_id,
@@ -472,6 +476,20 @@ pub async fn start(
         }
     }
     let mut driver = Driver::new(member, config.clone(), identity.cluster_id, transport);
+    // Before this member serves peers or clients, as etcd checks (a new member has nothing
+    // to compare).
+    if config.initial_corrupt_check && restarting {
+        let me = identity.member_id;
+        let local = driver
+            .member()
+            .applier()
+            .kv()
+            .hash_kv(0)
+            .map_err(|e| format!("{me:x} failed to fetch hash ({e})"))?;
+        let peers = corruption::peers_of(&driver, me);
+        let timeout = Duration::from_millis(config.request_timeout_ms());
+        corruption::check_before_serving(me, local, &peers, &peer_tls, timeout).await?;
+    }
     driver.connect_peers(peers);
     // The only voter has no one to wait for: it campaigns now instead of after an election
     // timeout, as etcd fast-forwards its election ticks (a restart serves a second sooner).
@@ -539,6 +557,14 @@ pub async fn start(
         "enabled capabilities for version {}",
         &ETCD_CLUSTER_VERSION[..3]
     );
+    if config.corrupt_check_ms > 0 {
+        servers.push(tokio::spawn(corruption::monitor(
+            handle.clone(),
+            peer_tls.clone(),
+            Duration::from_millis(config.corrupt_check_ms),
+            shutdown_rx.clone(),
+        )));
+    }
     tokio::spawn(publish(handle.clone(), config.clone(), shutdown_rx));
     Ok(Server {
         handle,

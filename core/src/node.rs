@@ -8,10 +8,12 @@
 //! - [`MemberServer`]: a member and its policy (waiters, ReadIndex batching, lessor promotion,
 //!   keep-alives after their checkpoint, quota, the removed-member stop), with no IO.
 //! - [`Compactor`]: when the leader compacts on its own, on etcd's schedule.
+//! - [`initial_check`] / [`periodic_check`]: the corruption checks' verdicts from HashKVs.
 
 mod apply;
 mod codec;
 mod compactor;
+mod corruption;
 mod member;
 mod membership;
 mod server;
@@ -20,6 +22,9 @@ mod space;
 pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};
 pub use compactor::{CompactionPolicy, Compactor};
+pub use corruption::{
+    Finding, InitialVerdict, PeerAnswer, PeerHash, PeriodicVerdict, initial_check, periodic_check,
+};
 pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
 pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{

@@ -192,10 +192,20 @@ mod real {
         #[arg(long, env = "ETCD_CIPHER_SUITES", default_value = "")]
         cipher_suites: String,
 
+        /// Check data corruption before serving any client or peer traffic (a restarting
+        /// member compares its hash with its peers' and refuses to start on a mismatch).
+        #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", default_value = "false",
+          num_args = 0..=1, default_missing_value = "true", action = ArgAction::Set)]
+        experimental_initial_corrupt_check: bool,
+        /// Duration of time between cluster corruption check passes (0s: off).
+        #[arg(
+            long,
+            env = "ETCD_EXPERIMENTAL_CORRUPT_CHECK_TIME",
+            default_value = "0s"
+        )]
+        experimental_corrupt_check_time: String,
+
         // etcd flags accepted for compatibility, without effect here.
-        #[arg(long, env = "ETCD_EXPERIMENTAL_INITIAL_CORRUPT_CHECK", num_args = 0..=1,
-          default_missing_value = "true", action = ArgAction::Set, hide = true)]
-        experimental_initial_corrupt_check: Option<bool>,
         #[arg(long, env = "ETCD_STRICT_RECONFIG_CHECK", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
         strict_reconfig_check: Option<bool>,
@@ -247,6 +257,10 @@ mod real {
     }
 
     fn parse_duration_ms(s: &str) -> Option<u64> {
+        // Go's time.ParseDuration takes a bare 0 (and no other bare number).
+        if s == "0" {
+            return Some(0);
+        }
         let mut total = 0u64;
         let mut num = String::new();
         let mut chars = s.chars().peekable();
@@ -377,6 +391,14 @@ mod real {
         c.auto_compaction = parse_retention(&f.auto_compaction_mode, &f.auto_compaction_retention)?;
         c.listen_metrics = listen_metrics.iter().map(listener).collect();
         c.pre_vote = f.pre_vote;
+        c.initial_corrupt_check = f.experimental_initial_corrupt_check;
+        c.corrupt_check_ms =
+            parse_duration_ms(&f.experimental_corrupt_check_time).ok_or_else(|| {
+                format!(
+                    "invalid --experimental-corrupt-check-time {:?}",
+                    f.experimental_corrupt_check_time
+                )
+            })?;
         c.validate()?;
         Ok(c)
     }
@@ -470,6 +492,10 @@ mod real {
                 Ok(AutoCompaction::Revision { retention: 1000 })
             );
             assert!(parse_retention("periodic", "5x").is_err());
+            assert_eq!(parse_duration_ms("0"), Some(0));
+            assert_eq!(parse_duration_ms("1s"), Some(1000));
+            assert_eq!(parse_duration_ms("1m30s"), Some(90_000));
+            assert_eq!(parse_duration_ms("5"), None);
             assert!(parse_retention("weekly", "1").is_err());
         }
 

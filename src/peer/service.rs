@@ -1,5 +1,6 @@
 //! The peer service: the receiving side of the member-to-member protocol. Raft messages go
-//! to the driver in order; a member joining the cluster asks here who it is.
+//! to the driver in order; a member joining the cluster asks here who it is; the corruption
+//! checks ask here for this member's hash.
 
 use super::codec;
 use crate::pb::peer::{self, peer_server::Peer};
@@ -64,6 +65,26 @@ impl Peer for PeerService {
         Ok(Response::new(peer::MembersResponse {
             cluster_id: self.h.cluster_id,
             members,
+        }))
+    }
+
+    async fn hash_kv(
+        &self,
+        request: Request<peer::HashKvRequest>,
+    ) -> Result<Response<peer::HashKvResponse>, Status> {
+        let revision = request.into_inner().revision;
+        let (h, current) = self
+            .h
+            .run(false, move |d| {
+                let h = d.member().applier().kv().hash_kv(revision)?;
+                Ok((h, d.header().revision))
+            })
+            .await?;
+        Ok(Response::new(peer::HashKvResponse {
+            member_id: self.h.member_id,
+            hash: h.hash,
+            revision: current,
+            compact_revision: h.compact_revision,
         }))
     }
 }

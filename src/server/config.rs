@@ -60,6 +60,12 @@ pub struct ServerConfig {
     /// (`https://host:port` for one served over TLS with the client side's certificates).
     pub listen_metrics: Vec<String>,
     pub pre_vote: bool,
+    /// Compare this member's hash with its peers' before serving, when it restarts on its
+    /// data (`--experimental-initial-corrupt-check`): a mismatch refuses the start.
+    pub initial_corrupt_check: bool,
+    /// How often the leader compares its hash with the other members' and raises CORRUPT for
+    /// one that differs (`--experimental-corrupt-check-time`); 0: never.
+    pub corrupt_check_ms: u64,
     /// The client side's certificates (`--cert-file`, `--auto-tls`, ...): used by `https://`
     /// client listeners and when the member dials another member's client URLs.
     pub client_tls: TlsInfo,
@@ -162,6 +168,8 @@ impl ServerConfig {
             auto_compaction: AutoCompaction::Off,
             listen_metrics: Vec::new(),
             pre_vote: true,
+            initial_corrupt_check: false,
+            corrupt_check_ms: 0,
             client_tls: TlsInfo::default(),
             peer_tls: TlsInfo::default(),
             clock: crate::clock::Clock::default(),

@@ -468,6 +468,11 @@ impl Cluster {
         }
     }
 
+    /// Member `i`'s whole log so far.
+    pub fn log_text(&self, i: usize) -> String {
+        std::fs::read_to_string(&self.members[i].log_path).unwrap_or_default()
+    }
+
     /// The last 40 lines of member `i`'s log (for failure messages).
     pub fn log_tail(&self, i: usize) -> String {
         let text = std::fs::read_to_string(&self.members[i].log_path).unwrap_or_default();
