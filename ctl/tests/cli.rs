@@ -101,7 +101,8 @@ fn snapshot_status_of_a_missing_file_names_it() {
     assert_failed(
         &out,
         1,
-        &format!("Error: {path}: No such file or directory (os error 2)\n"),
+        // etcdctl's words (Go's `os.Stat` error).
+        &format!("Error: stat {path}: no such file or directory\n"),
     );
 }
 
