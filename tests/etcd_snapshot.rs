@@ -7,7 +7,8 @@
 //!
 //! Each direction writes the same data through etcdctl (history, a delete, a compaction, a
 //! lease with a key, a user and a role, auth enabled), observes it on the source, moves it,
-//! and observes it again on the destination. Every server is a [`procs::Cluster`] member,
+//! and observes it again on the destination. One etcd snapshot also founds a new three-member
+//! oxcd cluster (restored into each member's dir, as etcd's docs restore a cluster). Every server is a [`procs::Cluster`] member,
 //! killed by PID when the cluster drops (also on failure), its data dirs removed with it.
 
 mod procs;
@@ -166,6 +167,39 @@ fn restart_restored(c: &mut Cluster, restore: impl FnOnce(&[String])) {
     c.wait_healthy(0);
 }
 
+/// Every member of `c` started again on a data dir that `restore` builds in its place from
+/// one snapshot, with the whole cluster in `--initial-cluster` (etcd's way to a new cluster
+/// of several members from one snapshot).
+fn restart_all_restored(c: &mut Cluster, restore: impl Fn(&[String])) {
+    let n = c.members.len();
+    for i in 0..n {
+        c.kill(i);
+    }
+    let initial_cluster = c
+        .members
+        .iter()
+        .map(|m| format!("{}={}", m.name, m.peer_url()))
+        .collect::<Vec<_>>()
+        .join(",");
+    for m in &c.members {
+        std::fs::remove_dir_all(&m.data_dir).expect("remove the data dir");
+        restore(&[
+            format!("--name={}", m.name),
+            format!("--data-dir={}", m.data_dir.display()),
+            format!("--initial-cluster={initial_cluster}"),
+            format!("--initial-cluster-token={}", c.token),
+            format!("--initial-advertise-peer-urls={}", m.peer_url()),
+        ]);
+    }
+    c.security.ctl_args = vec![ROOT.to_string()];
+    for i in 0..n {
+        c.spawn(i);
+    }
+    for i in 0..n {
+        c.wait_healthy(i);
+    }
+}
+
 fn run(cmd: &mut Command) -> String {
     let out = cmd.output().expect("run");
     assert!(out.status.success(), "{cmd:?}: {out:?}");
@@ -275,6 +309,37 @@ fn etcd_3_5_restores_a_snapshot_of_oxcd() {
 }
 
 /// oxctl refuses bad files with etcdctl 3.4's words and exit codes.
+/// One etcd 3.4 snapshot restored into each member of a new three-member oxcd cluster: every
+/// member serves what etcd served, and the cluster has the three members.
+#[test]
+fn a_new_three_member_cluster_from_one_etcd_snapshot() {
+    let source = Cluster::start(Kind::Etcd, 1, Timing::default());
+    let ep = source.endpoint(0);
+    let lease = populate(&ep);
+    let want = observe(&ep, lease);
+    let file = source.scratch_path("etcd.db");
+    save(&ep, &file);
+
+    let mut dest = Cluster::start(Kind::Oxcd, 3, Timing::default());
+    restart_all_restored(&mut dest, |flags| {
+        run(Command::new(oxctl_bin())
+            .args(["snapshot", "restore", file.to_str().unwrap()])
+            .args(flags));
+    });
+    for i in 0..3 {
+        assert_eq!(
+            observe(&dest.endpoint(i), lease),
+            want,
+            "member {i} of the restored cluster serves what etcd served"
+        );
+    }
+    let members = ok(
+        etcdctl(&dest.endpoint(0), &[ROOT, "member", "list"], None),
+        "member list",
+    );
+    assert_eq!(members.lines().count(), 3, "{members}");
+}
+
 #[test]
 fn bad_files_are_refused_as_etcdctl_refuses_them() {
     let dir = tempfile::tempdir().expect("a temp dir");
