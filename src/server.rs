@@ -40,8 +40,6 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// The etcd version oxcd reports: clients gate features on it.
 pub const ETCD_VERSION: &str = "3.5.0";
-/// The cluster version reported beside it.
-pub const ETCD_CLUSTER_VERSION: &str = "3.5.0";
 
 /// A running server.
 pub struct Server {
@@ -126,6 +124,7 @@ pub fn founders(
             name: name.clone(),
             peer_urls: urls.clone(),
             client_urls: Vec::new(),
+            version: String::new(),
         })
         .collect();
     let me = initial_cluster
@@ -491,6 +490,14 @@ pub async fn start(
         corruption::check_before_serving(me, local, &peers, &peer_tls, timeout).await?;
     }
     driver.connect_peers(peers);
+    // etcd's downgrade safety: a member older than the version its cluster settled on
+    // does not serve it.
+    let published: Vec<String> = driver
+        .members()
+        .into_iter()
+        .map(|(m, _)| m.version)
+        .collect();
+    crate::node::version::check_not_downgraded(ETCD_VERSION, published.iter().map(String::as_str))?;
     // The only voter has no one to wait for: it campaigns now instead of after an election
     // timeout, as etcd fast-forwards its election ticks (a restart serves a second sooner).
     let conf = driver.member().raw().raft.tracker.conf_state();
@@ -552,10 +559,14 @@ pub async fn start(
         tracing::info!(%addr, "serving peer traffic");
     }
     servers.extend(front_ends(&handle, shutdown_rx.clone())?);
+    let cluster_version = handle
+        .run(false, |d| Ok(d.cluster_version()))
+        .await
+        .unwrap_or_else(|_| ETCD_VERSION.to_string());
     tracing::info!(
-        cluster_version = ETCD_CLUSTER_VERSION,
+        cluster_version,
         "enabled capabilities for version {}",
-        &ETCD_CLUSTER_VERSION[..3]
+        cluster_version.rsplit_once('.').map_or("", |(mm, _)| mm)
     );
     if config.corrupt_check_ms > 0 {
         servers.push(tokio::spawn(corruption::monitor(
@@ -582,6 +593,7 @@ async fn publish(handle: NodeHandle, config: Arc<ServerConfig>, shutdown: watch:
         name: config.name.clone(),
         peer_urls: config.advertise_peer_urls.clone(),
         client_urls: config.advertise_client_urls.clone(),
+        version: ETCD_VERSION.to_string(),
     };
     loop {
         if *shutdown.borrow() {

@@ -18,6 +18,7 @@ mod member;
 mod membership;
 mod server;
 mod space;
+pub mod version;
 
 pub use apply::{ALARM_CORRUPT, ALARM_NOSPACE, AlarmAction, Applied, Applier, ApplyError, Command};
 pub use codec::{RequestId, TXN_DEPTH_MAX};

@@ -39,6 +39,7 @@ fn lonely_member() -> MemberServer<SimDisk, Client> {
                 name: format!("m{id}"),
                 peer_urls: vec![format!("http://m{id}:2380")],
                 client_urls: vec![format!("http://m{id}:2379")],
+                version: String::new(),
             };
             (id, record.encode())
         })

@@ -1639,6 +1639,7 @@ fn record(id: NodeId) -> MemberRecord {
         name: format!("m{id}"),
         peer_urls: vec![format!("http://m{id}.sim:2380")],
         client_urls: vec![format!("http://m{id}.sim:2379")],
+        version: String::new(),
     }
 }
 

@@ -89,6 +89,7 @@ impl Cluster for ClusterService {
             name: String::new(),
             peer_urls: req.peer_ur_ls,
             client_urls: Vec::new(),
+            version: String::new(),
         };
         let kind = if learner {
             ConfChangeKind::AddLearnerNode

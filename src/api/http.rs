@@ -4,8 +4,8 @@
 
 mod probes;
 
+use crate::server::ETCD_VERSION;
 use crate::server::driver::NodeHandle;
-use crate::server::{ETCD_CLUSTER_VERSION, ETCD_VERSION};
 use axum::Router;
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -21,10 +21,14 @@ const FSYNC_BUCKETS_S: [f64; 14] = [
 
 pub fn router(h: NodeHandle) -> Router {
     let probes = probes::router(h.clone());
+    let version = h.clone();
     let metrics = move || metrics_handler(h.clone());
     Router::new()
         .merge(probes)
-        .route("/version", get(version_handler).only())
+        .route(
+            "/version",
+            get(move || version_handler(version.clone())).only(),
+        )
         .route(
             "/metrics",
             // Prometheus' handler answers any method; OPTIONS is CORS's.
@@ -55,11 +59,15 @@ pub fn serve_metrics(
     })
 }
 
-async fn version_handler() -> impl IntoResponse {
+async fn version_handler(h: NodeHandle) -> impl IntoResponse {
+    // A stopped member still says which version it speaks.
+    let cluster = h
+        .run(false, |d| Ok(d.cluster_version()))
+        .await
+        .unwrap_or_else(|_| ETCD_VERSION.to_string());
     (
         [("content-type", "application/json")],
-        serde_json::json!({"etcdserver": ETCD_VERSION, "etcdcluster": ETCD_CLUSTER_VERSION})
-            .to_string(),
+        serde_json::json!({"etcdserver": ETCD_VERSION, "etcdcluster": cluster}).to_string(),
     )
 }
 
@@ -67,6 +75,7 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
     let text = h
         .run(false, |d| {
             let space = d.space();
+            let cluster_version = d.cluster_version();
             let raft = &d.member().raw().raft;
             let kv = d.member().applier().kv();
             let mut out = String::new();
@@ -143,7 +152,7 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
                 (
                     "etcd_cluster_version",
                     "cluster_version",
-                    ETCD_CLUSTER_VERSION,
+                    cluster_version.as_str(),
                     "Which version is running. 1 for 'cluster_version' label with current cluster version",
                 ),
             ] {

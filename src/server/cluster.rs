@@ -158,6 +158,7 @@ mod tests {
                 "http://10.0.0.1:2380".into(),
             ],
             client_urls: vec!["http://127.0.0.1:2379".into()],
+            version: String::new(),
         };
         assert_eq!(MemberInfo::decode(want.id, &stored), Ok(want.clone()));
         assert!(MemberInfo::decode(want.id + 1, &stored).is_err());

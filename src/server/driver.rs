@@ -493,6 +493,15 @@ impl Driver {
         self.server.members()
     }
 
+    /// The cluster's version: the lowest its members speak, this member's own included
+    /// (etcd's cluster version; see [`crate::node::version`]).
+    pub fn cluster_version(&self) -> String {
+        let members = self.members();
+        let published = members.iter().map(|(m, _)| m.version.as_str());
+        crate::node::version::cluster_version(published.chain([crate::server::ETCD_VERSION]))
+            .expect("this member's own version parses")
+    }
+
     /// The member server, for the membership checks made before a change is proposed.
     pub fn server(&self) -> &MemberServer<ServerEngine, Waiting> {
         &self.server

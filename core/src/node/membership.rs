@@ -41,6 +41,9 @@ pub struct MemberRecord {
     pub peer_urls: Vec<String>,
     /// Where its clients reach it; empty until it has published itself.
     pub client_urls: Vec<String>,
+    /// The etcd API version its server speaks (`3.5.0`), published with its name; empty
+    /// until it has published itself (or when a build without versions published it).
+    pub version: String,
 }
 
 impl MemberRecord {
@@ -57,6 +60,10 @@ impl MemberRecord {
             for url in list {
                 w.bytes(url.as_bytes());
             }
+        }
+        // A trailing field: records stored before it decode with no version.
+        if !self.version.is_empty() {
+            w.bytes(self.version.as_bytes());
         }
         let out = w.finish();
         debug_assert_eq!(
@@ -76,12 +83,18 @@ impl MemberRecord {
             let name = text(r.bytes()?)?;
             let peer_urls = read_urls(&mut r)?;
             let client_urls = read_urls(&mut r)?;
+            let version = if r.remaining() > 0 {
+                text(r.bytes()?)?
+            } else {
+                String::new()
+            };
             r.finish()?;
             MemberRecord {
                 id: record_id,
                 name,
                 peer_urls,
                 client_urls,
+                version,
             }
         } else {
             decode_legacy(buf)?
@@ -224,6 +237,7 @@ mod tests {
                 "http://10.0.0.1:2380".into(),
             ],
             client_urls: vec!["http://127.0.0.1:2379".into()],
+            version: String::new(),
         }
     }
 
