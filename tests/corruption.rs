@@ -24,7 +24,6 @@ use std::time::Duration;
 const DAMAGED_KEY: &str = "damaged-key";
 /// Long enough for a few 1 s check periods and an election.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(40);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// `endpoint status` of member `i`: (its ID, the leader's ID, its revision).
 fn status(c: &Cluster, i: usize) -> Option<(u64, u64, u64)> {
@@ -71,13 +70,6 @@ fn write_and_replicate(c: &Cluster, i: usize) {
     });
 }
 
-/// SIGTERMs member `i` and waits until it exited (cleanly).
-fn stop(c: &mut Cluster, i: usize) {
-    c.terminate(i);
-    let status = poll_until("the member to exit", EXIT_TIMEOUT, || c.try_wait(i));
-    assert!(status.success(), "{status}; log:\n{}", c.log_tail(i));
-}
-
 /// Rewrites the stored version of [`DAMAGED_KEY`] in member `i`'s data dir (it is stopped)
 /// with another value of the same length, through the storage API.
 fn damage(c: &Cluster, i: usize) {
@@ -116,7 +108,7 @@ fn a_damaged_member_refuses_to_start_with_the_initial_check() {
     write_and_replicate(&c, f);
 
     // Undamaged, the check passes and the member serves.
-    stop(&mut c, f);
+    c.stop(f);
     spawn_with(&mut c, f, "--experimental-initial-corrupt-check");
     c.wait_healthy(f);
     let log = c.log_text(f);
@@ -125,10 +117,10 @@ fn a_damaged_member_refuses_to_start_with_the_initial_check() {
         "{log}"
     );
 
-    stop(&mut c, f);
+    c.stop(f);
     damage(&c, f);
     spawn_with(&mut c, f, "--experimental-initial-corrupt-check");
-    let status = poll_until("the damaged member to exit", EXIT_TIMEOUT, || c.try_wait(f));
+    let status = c.exited(f);
     let log = c.log_text(f);
     assert!(!status.success(), "{status}; log:\n{log}");
     assert!(
@@ -148,7 +140,7 @@ fn the_leader_raises_corrupt_for_a_damaged_member() {
     let mut c = Cluster::start_with_flags(Kind::Oxcd, 3, Timing::default(), &flags);
     let (f, id) = follower(&c);
     write_and_replicate(&c, f);
-    stop(&mut c, f);
+    c.stop(f);
     damage(&c, f);
     c.spawn(f);
     c.wait_healthy(f);

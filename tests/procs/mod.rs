@@ -420,6 +420,21 @@ impl Cluster {
         assert_eq!(sent, 0, "SIGTERM to {}", m.name);
     }
 
+    /// Stops member `i` as an operator would (SIGTERM, by PID) and waits until it exited
+    /// cleanly; panics with its log tail otherwise.
+    pub fn stop(&mut self, i: usize) {
+        self.terminate(i);
+        let status = self.exited(i);
+        assert!(status.success(), "{status}; log:\n{}", self.log_tail(i));
+    }
+
+    /// Waits (bounded) until member `i`'s process exits, reaps it, and returns its status.
+    pub fn exited(&mut self, i: usize) -> std::process::ExitStatus {
+        poll_until("the member to exit", Duration::from_secs(30), || {
+            self.try_wait(i)
+        })
+    }
+
     /// Member `i`'s exit status if its process has exited (it is then reaped and forgotten).
     pub fn try_wait(&mut self, i: usize) -> Option<std::process::ExitStatus> {
         let m = &mut self.members[i];

@@ -6,7 +6,7 @@
 //! It owns the running total and the per-record estimate; it reads nothing. A compaction
 //! names the revisions it removes but not their sizes (reading every removed record back
 //! would cost as much as the compaction), so their bytes are taken at the average record
-//! size; [`Footprint::recount`] after a full scan (on open, on defragment) makes it exact
+//! size; a full recount (on open, on defragment) makes it exact
 //! again.
 
 use super::backend::Record;
@@ -50,11 +50,6 @@ impl Footprint {
         let gone = (u128::from(self.bytes) * u128::from(n) / u128::from(self.records)) as u64;
         self.bytes -= gone;
         self.records -= n;
-    }
-
-    /// Replaces the total with one counted record by record.
-    pub fn recount(&mut self, counted: Footprint) {
-        *self = counted;
     }
 }
 
@@ -127,7 +122,7 @@ mod tests {
     }
 
     #[test]
-    fn compaction_removes_at_the_average_and_recount_makes_it_exact() {
+    fn compaction_removes_at_the_average_and_everything_leaves_nothing() {
         let mut f = Footprint::default();
         for i in 0..4 {
             f.add(&record("k", &"v".repeat(10 * i), false));

@@ -192,7 +192,7 @@ impl<B: Backend> KvStore<B> {
                 break;
             }
         }
-        self.footprint.recount(counted);
+        self.footprint = counted;
         Ok(())
     }
 

@@ -301,15 +301,19 @@ impl<'a> Pages<'a> {
             return Err(corrupt(id, "empty branch page"));
         }
         for i in 0..count {
-            let at = PAGE_HEADER_LEN + i * ELEMENT_LEN;
-            let elem = page
-                .get(at..at + ELEMENT_LEN)
-                .ok_or(corrupt(id, "elements beyond the page"))?;
+            let elem = element(page, id, i)?;
             let child = u64_at(elem, 8);
             self.tree_from(child, depth + 1, last, visit)?;
         }
         Ok(())
     }
+}
+
+/// Element `i` of branch or leaf page `id`.
+fn element(page: &[u8], id: u64, i: usize) -> Result<&[u8]> {
+    let at = PAGE_HEADER_LEN + i * ELEMENT_LEN;
+    page.get(at..at + ELEMENT_LEN)
+        .ok_or(corrupt(id, "elements beyond the page"))
 }
 
 /// Visits a leaf page's elements, checking that keys strictly increase after `last`.
@@ -322,9 +326,7 @@ fn leaf_elements(
     let count = usize::from(u16_at(page, 10));
     for i in 0..count {
         let at = PAGE_HEADER_LEN + i * ELEMENT_LEN;
-        let elem = page
-            .get(at..at + ELEMENT_LEN)
-            .ok_or(corrupt(id, "elements beyond the page"))?;
+        let elem = element(page, id, i)?;
         let flags = u32_at(elem, 0);
         let pos = u32_at(elem, 4) as usize;
         let key_len = u32_at(elem, 8) as usize;
