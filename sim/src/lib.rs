@@ -14,6 +14,9 @@ pub mod checker;
 #[cfg(madsim)]
 pub mod cluster;
 pub mod fnv;
+#[cfg(not(madsim))]
+pub mod live;
 pub mod member_sim;
 pub mod raft_sim;
 pub mod storage_load;
+pub mod workload;

@@ -37,9 +37,120 @@ enum Command {
     BenchStorage(BenchStorageArgs),
     /// Decide whether stored histories are linearizable: one verdict line per file.
     Check(CheckArgs),
+    /// Jepsen-style checks of a real server binary: N member processes in network
+    /// namespaces, real faults (nftables, tc, signals, libfaketime, time namespaces, an
+    /// fsync shim, membership changes), the shared workloads and checkers, a report.
+    Live(LiveArgs),
     /// bench-storage's recovery step, run in a process of its own so its peak RSS is its own.
     #[command(hide = true)]
     BenchStorageRecover(RecoverArgs),
+}
+
+#[derive(clap::Args)]
+struct LiveArgs {
+    /// The server binary: oxcd (the default: target/release/oxcd, or the one beside this
+    /// program), etcd 3.4 (/usr/bin/etcd), etcd 3.5, any etcd-compatible one.
+    #[arg(long)]
+    server: Option<PathBuf>,
+    #[arg(long, default_value_t = 3)]
+    nodes: usize,
+    /// How long faults are injected (and the workloads run): `90s`, `2m`, `30m`.
+    #[arg(long, default_value = "2m", value_parser = parse_span)]
+    duration: std::time::Duration,
+    /// `all`, `none`, or a comma-separated list of partition, net, crash, pause, clock, disk,
+    /// member, transfer.
+    #[arg(long, default_value = "all")]
+    faults: String,
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Register clients.
+    #[arg(long, default_value_t = 5)]
+    clients: usize,
+    /// The results directory (default: target/live/<server>-seed<S>-<unix time>).
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// A planted mistake for a test build of oxcd (built with the `planted-bugs` feature, as
+    /// `cargo test` builds target/debug/oxcd): e.g. local-linearizable-reads.
+    #[arg(long)]
+    bug: Option<String>,
+    /// Exit 0 only if the run found a violation (for proving the harness on a planted bug).
+    #[arg(long)]
+    expect_violation: bool,
+}
+
+/// `90s`, `2m`, `1h` or plain seconds.
+fn parse_span(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num.parse().map_err(|_| format!("not a duration: {s:?}"))?;
+    let secs = match unit {
+        "" | "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("not a duration: {s:?} (90s, 2m, 1h)")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
+}
+
+fn live(args: LiveArgs) -> ExitCode {
+    let faults = match sim::live::parse_faults(&args.faults) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("live: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let server = args.server.unwrap_or_else(|| {
+        let beside = std::env::current_exe()
+            .ok()
+            .and_then(|p| Some(p.parent()?.join("oxcd")));
+        match beside {
+            Some(p) if p.exists() => p,
+            _ => PathBuf::from("target/release/oxcd"),
+        }
+    });
+    let server = std::fs::canonicalize(&server).unwrap_or(server);
+    let name = server
+        .file_name()
+        .map(|f| f.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unix = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let report = args
+        .report
+        .unwrap_or_else(|| PathBuf::from(format!("target/live/{name}-seed{}-{unix}", args.seed)));
+    let opts = sim::live::Options {
+        server,
+        nodes: args.nodes,
+        duration: args.duration,
+        faults,
+        seed: args.seed,
+        clients: args.clients,
+        report,
+        bug: args.bug,
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+    };
+    match sim::live::run(&opts) {
+        Ok(s) => {
+            if !s.details.is_empty() {
+                eprint!("{}", s.details);
+            }
+            println!("{}", s.line);
+            let failed = !s.violations.is_empty();
+            if failed == args.expect_violation {
+                ExitCode::SUCCESS
+            } else {
+                if args.expect_violation {
+                    eprintln!("live: the planted mistake went unnoticed");
+                }
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            eprintln!("live: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
 
 #[derive(clap::Args)]
@@ -228,6 +339,7 @@ pub fn main() -> ExitCode {
         Command::BenchMvcc(args) => bench_mvcc(args),
         Command::StorageLoad(args) => storage_load(args),
         Command::BenchStorage(args) => bench_storage(args),
+        Command::Live(args) => live(args),
         Command::BenchStorageRecover(args) => {
             match sim::bench_storage::recover(&args.dir, args.keys, args.seed) {
                 Ok(()) => ExitCode::SUCCESS,

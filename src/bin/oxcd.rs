@@ -418,13 +418,29 @@ mod real {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
-        let config = match config(flags) {
+        #[allow(unused_mut)]
+        let mut config = match config(flags) {
             Ok(c) => c,
             Err(e) => {
                 eprintln!("oxcd: {e}");
                 return ExitCode::FAILURE;
             }
         };
+        // A build with the `planted-bugs` feature (the test build; never a release) takes a
+        // planted mistake from the environment, for the live harness to prove itself on.
+        #[cfg(feature = "planted-bugs")]
+        if let Some(name) = std::env::var_os("OXCD_PLANTED_BUG") {
+            match oxcd::server::ServerBug::parse(&name.to_string_lossy()) {
+                Ok(bug) => {
+                    tracing::warn!(bug = bug.name(), "running with a planted mistake");
+                    config.planted_bug = Some(bug);
+                }
+                Err(e) => {
+                    eprintln!("oxcd: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()

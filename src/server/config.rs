@@ -134,6 +134,37 @@ pub enum ServerBug {
     ObserveSkipsLeaders,
 }
 
+impl ServerBug {
+    pub const ALL: [ServerBug; 5] = [
+        ServerBug::LocalLinearizableReads,
+        ServerBug::ExpiredLeasesKept,
+        ServerBug::AuthCheckedOnEntryOnly,
+        ServerBug::CampaignWithoutWaiting,
+        ServerBug::ObserveSkipsLeaders,
+    ];
+
+    /// The mistake's name on the harnesses' command lines (`--bug`, `OXCD_PLANTED_BUG`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ServerBug::LocalLinearizableReads => "local-linearizable-reads",
+            ServerBug::ExpiredLeasesKept => "expired-leases-kept",
+            ServerBug::AuthCheckedOnEntryOnly => "auth-checked-on-entry-only",
+            ServerBug::CampaignWithoutWaiting => "campaign-without-waiting",
+            ServerBug::ObserveSkipsLeaders => "observe-skips-leaders",
+        }
+    }
+
+    pub fn parse(name: &str) -> Result<ServerBug, String> {
+        ServerBug::ALL
+            .into_iter()
+            .find(|b| b.name() == name)
+            .ok_or_else(|| {
+                let known: Vec<&str> = ServerBug::ALL.into_iter().map(ServerBug::name).collect();
+                format!("unknown bug {name:?} (known: {})", known.join(", "))
+            })
+    }
+}
+
 /// etcd's `--quota-backend-bytes` default.
 pub const QUOTA_BACKEND_BYTES_DEFAULT: u64 = 2 * 1024 * 1024 * 1024;
 /// gRPC framing allowance above `--max-request-bytes` (etcd's grpcOverheadBytes).

@@ -3,7 +3,9 @@
 //! transfers, membership changes), each held for a while and undone, and the world they act on.
 
 use super::Faults;
-use super::{OP_TIMEOUT, client_url, member_ip};
+use crate::workload::membership::{
+    add_member, member_list, move_leader, peer_url, promote, remove_member,
+};
 use madsim::runtime::Handle;
 use oxcd::pb::etcdserverpb as pb;
 use oxcd::pb::etcdserverpb::cluster_client::ClusterClient;
@@ -34,6 +36,8 @@ pub(super) struct World {
     pub(super) slots: Vec<Arc<Mutex<Slot>>>,
     /// Each member's clock skew.
     pub(super) skews: Vec<Arc<oxcd::clock::Skew>>,
+    /// When a member's clock jumped forward (the lease-renewal check excuses those windows).
+    pub(super) jumps: Vec<Instant>,
     /// Members down (killed, not yet restarted) or paused.
     pub(super) killed: Vec<bool>,
     pub(super) paused: Vec<bool>,
@@ -211,6 +215,7 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
             let ms = rng.gen_range(200..3000);
             w.note("skew", format!("m{victim}'s clock jumps {ms} ms forward"));
             w.skews[victim].jump(ms);
+            w.jumps.push(Instant::now());
         }
         _ => {
             // A slow disk, or one whose syncs fail (the member stops for good: the way back
@@ -314,151 +319,4 @@ pub(super) async fn restore_membership(w: &mut World) {
             rejoin(w, victim, false, 0x5eed_0000 + victim as u64).await;
         }
     }
-}
-
-/// Asks the leader to hand leadership to member `to`; the leader's index, or why not.
-pub(super) async fn move_leader(nodes: usize, to: usize) -> Result<usize, String> {
-    let mut ids = Vec::new();
-    let mut leader = None;
-    for m in 0..nodes {
-        let status = async {
-            let mut c = MaintenanceClient::connect(client_url(m)).await.ok()?;
-            c.status(pb::StatusRequest {})
-                .await
-                .ok()
-                .map(|r| r.into_inner())
-        };
-        let s = tokio::time::timeout(OP_TIMEOUT, status)
-            .await
-            .ok()
-            .flatten()
-            .ok_or_else(|| format!("m{m} did not answer Status"))?;
-        let id = s.header.map_or(0, |h| h.member_id);
-        if s.leader == id {
-            leader = Some(m);
-        }
-        ids.push(id);
-    }
-    let from = leader.ok_or("no member leads")?;
-    if from == to {
-        return Err(format!("m{to} leads already"));
-    }
-    let go = async {
-        let mut c = MaintenanceClient::connect(client_url(from))
-            .await
-            .map_err(|e| e.to_string())?;
-        c.move_leader(pb::MoveLeaderRequest { target_id: ids[to] })
-            .await
-            .map_err(|e| e.message().to_string())
-    };
-    match tokio::time::timeout(OP_TIMEOUT * 5, go).await {
-        Ok(Ok(_)) => Ok(from),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err("MoveLeader timed out".into()),
-    }
-}
-
-/// The cluster's member list, from whichever member answers first.
-pub(super) async fn member_list(nodes: usize) -> Option<Vec<pb::Member>> {
-    for m in 0..nodes {
-        let list = async {
-            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
-            c.member_list(pb::MemberListRequest { linearizable: true })
-                .await
-                .ok()
-                .map(|r| r.into_inner().members)
-        };
-        if let Ok(Some(members)) = tokio::time::timeout(OP_TIMEOUT, list).await {
-            return Some(members);
-        }
-    }
-    None
-}
-
-pub(super) fn peer_url(i: usize) -> String {
-    format!("http://{}:2380", member_ip(i))
-}
-
-/// Removes member `victim`: its ID once the member list no longer has it.
-pub(super) async fn remove_member(nodes: usize, victim: usize) -> Result<u64, String> {
-    let members = member_list(nodes).await.ok_or("no member list")?;
-    let id = members
-        .iter()
-        .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
-        .map(|m| m.id)
-        .ok_or_else(|| format!("m{victim} is not a member"))?;
-    for m in (0..nodes).filter(|&m| m != victim) {
-        let remove = async {
-            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
-            c.member_remove(pb::MemberRemoveRequest { id }).await.ok()
-        };
-        let _ = tokio::time::timeout(OP_TIMEOUT * 3, remove).await;
-        // Answered or not, the member list says whether it happened.
-        for _ in 0..10 {
-            if let Some(members) = member_list(nodes).await {
-                if members.iter().all(|m| m.id != id) {
-                    return Ok(id);
-                }
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    }
-    Err(format!("m{victim} ({id:x}) is still a member"))
-}
-
-/// Adds member `victim`'s peer URL back (as a learner if `learner`), retrying until the member
-/// list has it: its new ID.
-pub(super) async fn add_member(nodes: usize, victim: usize, learner: bool) -> Result<u64, String> {
-    for attempt in 0..30 {
-        if let Some(members) = member_list(nodes).await
-            && let Some(m) = members
-                .iter()
-                .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
-        {
-            return Ok(m.id);
-        }
-        let m = (victim + 1 + attempt) % nodes;
-        let add = async {
-            let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
-            c.member_add(pb::MemberAddRequest {
-                peer_ur_ls: vec![peer_url(victim)],
-                is_learner: learner,
-            })
-            .await
-            .ok()
-        };
-        let _ = tokio::time::timeout(OP_TIMEOUT * 3, add).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    Err(format!("m{victim} was not added back"))
-}
-
-/// Promotes learner `id` once it has caught up (the leader refuses until then).
-pub(super) async fn promote(nodes: usize, id: u64) -> Result<(), String> {
-    let mut last = String::new();
-    for attempt in 0..40 {
-        let m = attempt % nodes;
-        let go = async {
-            let mut c = ClusterClient::connect(client_url(m))
-                .await
-                .map_err(|e| e.to_string())?;
-            c.member_promote(pb::MemberPromoteRequest { id })
-                .await
-                .map_err(|e| e.message().to_string())
-        };
-        match tokio::time::timeout(OP_TIMEOUT * 3, go).await {
-            Ok(Ok(_)) => return Ok(()),
-            Ok(Err(e))
-                if e.contains("can only promote a learner member") && !e.contains("in sync") =>
-            {
-                // Promoted already (an earlier try landed after its timeout).
-                return Ok(());
-            }
-            Ok(Err(e)) => last = e,
-            Err(_) => last = "timed out".into(),
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    Err(format!("{id:x} not promoted: {last}"))
 }

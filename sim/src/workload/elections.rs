@@ -63,7 +63,7 @@ pub async fn candidate(id: usize, seed: u64, nodes: usize, until: Instant) -> Ca
             continue;
         };
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::spawn(locks::keep_alive(nodes, lease, stop.clone()));
+        tokio::spawn(locks::keep_alive(0, Some(nodes), lease, stop.clone()));
         let value = Bytes::from(format!("c{id}.{term}"));
         let campaign = async {
             let mut c = client(m).await?;
@@ -115,6 +115,7 @@ async fn lead(
                 key: key.clone(),
                 created: kv.create_revision,
                 observed,
+                held: None,
             });
         } else if kv.create_revision < leader.rev {
             out.problems.push(format!(

@@ -36,6 +36,9 @@ pub struct Acquired {
     pub key: String,
     pub created: i64,
     pub observed: i64,
+    /// When the client knew itself holder, until it began to release (the lock's clients):
+    /// its critical section as the client saw it.
+    pub held: Option<(Instant, Instant)>,
 }
 
 async fn kv(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
@@ -45,11 +48,19 @@ async fn kv(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
         .ok()
 }
 
-/// Renews `lease` every second until `stop`.
-pub(super) async fn keep_alive(nodes: usize, lease: i64, stop: Arc<AtomicBool>) {
-    let mut m = 0;
+/// Renews `lease` every second until `stop`, through member `m`; with `rotate` (the member
+/// count) moving on to the next member after a failure, otherwise staying with `m` (as a
+/// client session on one connection does).
+pub(super) async fn keep_alive(
+    mut m: usize,
+    rotate: Option<usize>,
+    lease: i64,
+    stop: Arc<AtomicBool>,
+) {
     while !stop.load(Ordering::Relaxed) {
-        if !super::leases::renew(m, lease).await {
+        if !super::leases::renew(m, lease).await
+            && let Some(nodes) = rotate
+        {
             m = (m + 1) % nodes;
         }
         tokio::time::sleep(Duration::from_secs(1)).await;
@@ -121,7 +132,7 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
             continue;
         };
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::spawn(keep_alive(nodes, lease, stop.clone()));
+        tokio::spawn(keep_alive(m, None, lease, stop.clone()));
         let key = format!("lock/{lease:016x}");
         let created_via = m;
         if let Some(created) = enqueue(m, &key, lease).await {
@@ -130,15 +141,16 @@ pub async fn run(client: usize, seed: u64, nodes: usize, until: Instant) -> Vec<
                 let m = rng.gen_range(0..nodes);
                 match first_in_line(m).await {
                     Some((Some(first), observed)) if first == key => {
+                        let from = Instant::now();
+                        tokio::time::sleep(hold(&mut rng)).await;
                         acquired.push(Acquired {
                             client,
                             via: (created_via, m),
                             key: key.clone(),
                             created,
                             observed,
+                            held: Some((from, Instant::now())),
                         });
-                        // Hold it a while.
-                        tokio::time::sleep(Duration::from_millis(rng.gen_range(50..500))).await;
                         break;
                     }
                     // Lost the key (its lease lapsed): give up this round.
@@ -169,7 +181,7 @@ pub async fn run_service(client: usize, seed: u64, nodes: usize, until: Instant)
             continue;
         };
         let stop = Arc::new(AtomicBool::new(false));
-        tokio::spawn(keep_alive(nodes, lease, stop.clone()));
+        tokio::spawn(keep_alive(m, None, lease, stop.clone()));
         let lock = async {
             let mut c = LockClient::connect(client_url(m)).await.ok()?;
             let req = lpb::LockRequest {
@@ -180,21 +192,24 @@ pub async fn run_service(client: usize, seed: u64, nodes: usize, until: Instant)
         };
         // A lock not granted in time is given up (the member withdraws the key).
         if let Ok(Some(r)) = tokio::time::timeout(WAIT_MAX, lock).await {
+            let from = Instant::now();
             let key = String::from_utf8_lossy(&r.key).into_owned();
             let observed = r.header.map_or(0, |h| h.revision);
             // The key's create revision, from any member (it may be gone already: its lease
             // lapsed while the answer travelled).
             let read = rng.gen_range(0..nodes);
-            if let Some(created) = create_revision(read, &key).await {
+            let created = create_revision(read, &key).await;
+            tokio::time::sleep(hold(&mut rng)).await;
+            if let Some(created) = created {
                 acquired.push(Acquired {
                     client,
                     via: (m, m),
                     key: key.clone(),
                     created,
                     observed,
+                    held: Some((from, Instant::now())),
                 });
             }
-            tokio::time::sleep(Duration::from_millis(rng.gen_range(50..500))).await;
             let m = rng.gen_range(0..nodes);
             let unlock = async {
                 let mut c = LockClient::connect(client_url(m)).await.ok()?;
@@ -210,6 +225,49 @@ pub async fn run_service(client: usize, seed: u64, nodes: usize, until: Instant)
         tokio::time::sleep(Duration::from_millis(rng.gen_range(10..200))).await;
     }
     acquired
+}
+
+/// How long a holder stays in its critical section: mostly briefly, one time in four
+/// longer than the lease's TTL (a holder that must keep its lease alive meanwhile).
+fn hold(rng: &mut ChaCha8Rng) -> Duration {
+    if rng.gen_bool(0.25) {
+        Duration::from_millis(rng.gen_range(1000..4000))
+    } else {
+        Duration::from_millis(rng.gen_range(50..500))
+    }
+}
+
+/// Mutual exclusion as the clients saw it: two clients each inside their critical section at
+/// the same moment (from the answer that made one holder until it began to release). Leases
+/// cannot rule this out: a holder whose lease lapses (its keep-alives cut off, or paused)
+/// goes on believing it holds the lock. The store's-terms check ([`check`]) is the one that
+/// holds; a resource guarded by the lock must compare the holder's key (its create revision
+/// is a fencing token) in the same transaction as its write.
+pub fn overlaps(acquired: &[Acquired]) -> Vec<String> {
+    let mut held: Vec<(&Acquired, Instant, Instant)> = acquired
+        .iter()
+        .filter_map(|a| a.held.map(|(from, to)| (a, from, to)))
+        .collect();
+    held.sort_by_key(|&(_, from, _)| from);
+    let mut out = Vec::new();
+    for (i, &(a, _, a_to)) in held.iter().enumerate() {
+        for &(b, b_from, b_to) in &held[i + 1..] {
+            if b_from >= a_to {
+                break;
+            }
+            if a.client != b.client {
+                out.push(format!(
+                    "clients {} ({}) and {} ({}) both inside for {:?}",
+                    a.client,
+                    a.key,
+                    b.client,
+                    b.key,
+                    a_to.min(b_to) - b_from
+                ));
+            }
+        }
+    }
+    out
 }
 
 /// A lease of [`TTL_S`] granted through member `m`.
@@ -363,6 +421,7 @@ mod tests {
             key: "lock/b".into(),
             created: 12,
             observed: 21,
+            held: None,
         };
         assert!(check("lock", std::slice::from_ref(&ok), &keys).is_empty());
         let early = Acquired {

@@ -23,6 +23,10 @@ use tokio::time::Instant;
 const QUIET_MAX: Duration = Duration::from_secs(3);
 /// How often the watcher asks for a progress notification.
 const PROGRESS_EVERY: Duration = Duration::from_millis(700);
+/// The slow watcher's pause after each response it reads: slow enough that, with the
+/// register clients writing, its stream's outbox fills, the member drops it from the synced
+/// watchers and it catches up from history.
+pub const SLOW_READ: Duration = Duration::from_millis(150);
 
 /// One event as the watcher saw it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,6 +47,10 @@ pub struct WatchLog {
     pub progress_seen: u64,
     /// Protocol problems seen on the way (a cancel, an undecodable event).
     pub problems: Vec<String>,
+    /// Responses whose header revision ran ahead of their last event: the member was sending
+    /// from history (the watcher had fallen behind), and the largest such lead in revisions.
+    pub catch_up: u64,
+    pub lag_max: i64,
 }
 
 /// A register value (a decimal number).
@@ -128,8 +136,9 @@ pub fn key_number(key: &[u8], prefix: &str) -> Result<u32, String> {
         .ok_or_else(|| format!("an unexpected key {key:?}"))
 }
 
-/// Follows `reg/` from revision 1 until `until`.
-pub async fn follow(seed: u64, nodes: usize, until: Instant) -> WatchLog {
+/// Follows `reg/` from revision 1 until `until`; with `slow`, pauses that long after each
+/// response (the slow watcher).
+pub async fn follow(seed: u64, nodes: usize, until: Instant, slow: Option<Duration>) -> WatchLog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x7761_7463_6865_7273);
     let mut log = WatchLog::default();
     let mut next = 1i64;
@@ -195,6 +204,13 @@ pub async fn follow(seed: u64, nodes: usize, until: Instant) -> WatchLog {
                 ));
                 break;
             }
+            let header = msg.header.map_or(0, |h| h.revision);
+            if let Some(last) = msg.events.last().and_then(|e| e.kv.as_ref())
+                && header > last.mod_revision
+            {
+                log.catch_up += 1;
+                log.lag_max = log.lag_max.max(header - last.mod_revision);
+            }
             for e in msg.events {
                 let kv = e.kv.unwrap_or_default();
                 let Some(key) = std::str::from_utf8(&kv.key[4.min(kv.key.len())..])
@@ -220,6 +236,9 @@ pub async fn follow(seed: u64, nodes: usize, until: Instant) -> WatchLog {
                     value,
                     prev: prev.flatten(),
                 });
+            }
+            if let Some(pause) = slow {
+                tokio::time::sleep(pause).await;
             }
         }
         drop(tx);

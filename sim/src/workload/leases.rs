@@ -6,6 +6,13 @@
 //!
 //! Unknown outcomes count against the check's strictness, never for it: a renew that timed
 //! out may have landed as late as its timeout, so the lapse is measured from there.
+//!
+//! The other direction: a lease renewed in time must not lapse early. After an acknowledged
+//! grant or renew sent at `s`, the member holds the lease until `s + TTL` at the earliest, so
+//! a linearizable read of its key that returns before `s + TTL - EARLY_TOLERANCE` must find
+//! the key. The tolerance is one election timeout plus the members' clock drift: a leader cut
+//! off from its quorum may still acknowledge renewals until it steps down, and the next
+//! leader's deadlines run from its own promotion (etcd behaves the same).
 
 use super::client_url;
 use bytes::Bytes;
@@ -18,6 +25,28 @@ use tokio::time::Instant;
 const TIMEOUT: Duration = Duration::from_secs(2);
 /// Leases' TTL, in seconds (etcd's minimum for a 1 s election timeout is 2 s... plus one).
 const TTL_S: i64 = 3;
+
+/// How early a renewed lease may lapse without a violation (see the module docs).
+pub const EARLY_TOLERANCE: Duration = Duration::from_millis(1100);
+
+/// A read of a leased key made while its lease should still have been held.
+#[derive(Clone, Debug)]
+pub struct RenewProbe {
+    pub key: String,
+    pub lease: i64,
+    /// When the last acknowledged grant or renew before the read was sent.
+    pub renewed: Instant,
+    /// When the read's answer came back, and whether it found the key.
+    pub answered: Instant,
+    pub present: bool,
+}
+
+/// What the lease workload did.
+#[derive(Clone, Debug, Default)]
+pub struct LeaseLog {
+    pub keys: Vec<LeasedKey>,
+    pub probes: Vec<RenewProbe>,
+}
 
 /// One lease's key and what is known of its end.
 #[derive(Clone, Debug)]
@@ -54,10 +83,11 @@ pub(super) async fn renew(m: usize, id: i64) -> bool {
     matches!(tokio::time::timeout(TIMEOUT, go).await, Ok(Some(true)))
 }
 
-/// Grants, attaches, renews, and revokes or abandons leases until `until`.
-pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
+/// Grants, attaches, renews (probing that a renewed lease still holds its key), and revokes
+/// or abandons leases until `until`.
+pub async fn run(seed: u64, nodes: usize, until: Instant) -> LeaseLog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x6c65_6173_6573);
-    let mut keys = Vec::new();
+    let mut log = LeaseLog::default();
     let mut n = 0u64;
     while Instant::now() < until {
         n += 1;
@@ -78,6 +108,7 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
         // Whatever lands lapses by then at the latest, unless renewed.
         let ttl = Duration::from_secs(TTL_S as u64);
         let mut lapse_by = sent + TIMEOUT + ttl;
+        let mut renewed = sent;
         let put = async {
             let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
                 .await
@@ -92,14 +123,29 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
             .await
             .ok()
         };
-        let _ = tokio::time::timeout(TIMEOUT, put).await;
+        let attached = matches!(tokio::time::timeout(TIMEOUT, put).await, Ok(Some(_)));
         for _ in 0..rng.gen_range(0..3) {
             tokio::time::sleep(Duration::from_millis(rng.gen_range(300..1500))).await;
             let sent = Instant::now();
             let m = rng.gen_range(0..nodes);
             // Answered or not, a renew may have landed until its timeout.
-            let _ = renew(m, lease).await;
+            if renew(m, lease).await {
+                renewed = sent;
+            }
             lapse_by = lapse_by.max(sent + TIMEOUT + ttl);
+            if attached && rng.gen_bool(0.5) {
+                tokio::time::sleep(Duration::from_millis(rng.gen_range(0..1800))).await;
+                let m = rng.gen_range(0..nodes);
+                if let Some(present) = read_present(m, &key).await {
+                    log.probes.push(RenewProbe {
+                        key: key.clone(),
+                        lease,
+                        renewed,
+                        answered: Instant::now(),
+                        present,
+                    });
+                }
+            }
         }
         let mut revoked = false;
         if rng.gen_bool(0.5) {
@@ -112,7 +158,7 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
             };
             revoked = matches!(tokio::time::timeout(TIMEOUT, revoke).await, Ok(Some(_)));
         }
-        keys.push(LeasedKey {
+        log.keys.push(LeasedKey {
             key,
             lease,
             lapse_by,
@@ -120,7 +166,45 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> Vec<LeasedKey> {
         });
         tokio::time::sleep(Duration::from_millis(rng.gen_range(100..1000))).await;
     }
-    keys
+    log
+}
+
+/// A linearizable read of `key` through member `m`: whether it is there, if answered in time.
+async fn read_present(m: usize, key: &str) -> Option<bool> {
+    let read = async {
+        let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
+            .await
+            .ok()?
+            .ok()?;
+        c.range(pb::RangeRequest {
+            key: Bytes::from(key.to_string()),
+            ..Default::default()
+        })
+        .await
+        .ok()
+        .map(|r| !r.into_inner().kvs.is_empty())
+    };
+    tokio::time::timeout(TIMEOUT, read).await.ok().flatten()
+}
+
+/// No renewed lease lapsed early: every probe that came back before its lease's earliest
+/// lapse (less [`EARLY_TOLERANCE`]) found the key. A probe whose window holds a forward jump
+/// of a member's lease clock (`jumps`, madsim's skew fault) is excused.
+pub fn check_renewals(probes: &[RenewProbe], jumps: &[Instant]) -> Vec<String> {
+    let ttl = Duration::from_secs(TTL_S as u64);
+    probes
+        .iter()
+        .filter(|p| !p.present && p.answered + EARLY_TOLERANCE < p.renewed + ttl)
+        .filter(|p| !jumps.iter().any(|&j| j >= p.renewed && j <= p.answered))
+        .map(|p| {
+            format!(
+                "{} (lease {:x}) was gone {:?} after an acknowledged renew, before its TTL of {TTL_S} s (less {EARLY_TOLERANCE:?}) ran out",
+                p.key,
+                p.lease,
+                p.answered - p.renewed
+            )
+        })
+        .collect()
 }
 
 /// After the faults stopped at `healed`: every revoked lease's key is gone, and so is every

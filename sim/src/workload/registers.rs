@@ -18,22 +18,22 @@ use tokio::time::Instant;
 
 /// One recorded operation: the checker's input plus the response revision.
 #[derive(Clone, Debug)]
-pub(super) struct Recorded {
-    pub(super) op: Operation<KeyedInput, RegisterOutput>,
-    pub(super) revision: Option<i64>,
-    pub(super) member: usize,
+pub struct Recorded {
+    pub op: Operation<KeyedInput, RegisterOutput>,
+    pub revision: Option<i64>,
+    pub member: usize,
     /// An unknown outcome that the store's history resolved (its return time is the end).
-    pub(super) resolved: bool,
+    pub resolved: bool,
 }
 
-pub(super) type History = Arc<Mutex<Vec<Recorded>>>;
+pub(crate) type History = Arc<Mutex<Vec<Recorded>>>;
 
-pub(super) fn nanos(since: Instant) -> u64 {
+pub(crate) fn nanos(since: Instant) -> u64 {
     since.elapsed().as_nanos() as u64
 }
 
 /// How one operation ended.
-pub(super) enum Outcome {
+pub(crate) enum Outcome {
     Done(RegisterOutput, i64),
     /// Never sent (no connection): it did not happen.
     NotSent,
@@ -42,7 +42,7 @@ pub(super) enum Outcome {
 }
 
 /// Sends one operation to member `m`.
-pub(super) async fn perform(m: usize, key: u32, op: RegisterInput) -> Outcome {
+pub(crate) async fn perform(m: usize, key: u32, op: RegisterInput) -> Outcome {
     let connect = tokio::time::timeout(OP_TIMEOUT, KvClient::connect(client_url(m))).await;
     let Ok(Ok(c)) = connect else {
         return Outcome::NotSent;
@@ -53,7 +53,7 @@ pub(super) async fn perform(m: usize, key: u32, op: RegisterInput) -> Outcome {
     }
 }
 
-pub(super) async fn send(
+pub(crate) async fn send(
     mut c: KvClient<tonic::transport::Channel>,
     key: u32,
     op: RegisterInput,
@@ -120,7 +120,7 @@ pub(super) async fn send(
 
 /// A client: random reads, writes of unique values and compare-and-sets on the registers,
 /// each to a random member, until `until`.
-pub(super) async fn client(
+pub(crate) async fn client(
     id: usize,
     seed: u64,
     nodes: usize,
@@ -189,7 +189,7 @@ pub(super) async fn client(
 
 /// Every value the store holds or held for the registers, with the revision that wrote it:
 /// a watch from revision 1 (nothing is compacted in a run) read up to the current revision.
-pub(super) async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i64)>, String> {
+pub(crate) async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i64)>, String> {
     super::from_any_member(nodes, "the registers' history", |m| async move {
         let mut kv = KvClient::connect(client_url(m))
             .await
@@ -233,7 +233,7 @@ pub(super) async fn written_values(nodes: usize) -> Result<BTreeMap<u64, (u32, i
 /// written, at its revision; one that is not never was: a run compacts nothing), and checks
 /// that the history holds exactly what clients wrote: every acknowledged write at the revision
 /// its answer named, and nothing no client wrote.
-pub(super) fn resolve(
+pub(crate) fn resolve(
     history: &mut Vec<Recorded>,
     written: &BTreeMap<u64, (u32, i64)>,
     end: u64,
@@ -292,7 +292,7 @@ pub(super) fn resolve(
 
 /// Revision invariants of the recorded history: no two acknowledged writes share a revision,
 /// and each client's linearizable answers never go back in revision.
-pub(super) fn revision_violations(history: &[Recorded]) -> Vec<String> {
+pub(crate) fn revision_violations(history: &[Recorded]) -> Vec<String> {
     let mut out = Vec::new();
     let mut writes: BTreeMap<i64, &Recorded> = BTreeMap::new();
     let mut last_by_client: BTreeMap<u64, &Recorded> = BTreeMap::new();
@@ -329,7 +329,7 @@ pub(super) fn revision_violations(history: &[Recorded]) -> Vec<String> {
     out
 }
 
-pub(super) fn describe(r: &Recorded) -> String {
+pub(crate) fn describe(r: &Recorded) -> String {
     let ms = |ns: u64| ns as f64 / 1e6;
     let output = match r.op.output {
         Some(o) => format!("{o:?}"),
