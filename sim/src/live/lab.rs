@@ -153,9 +153,9 @@ pub struct Lab {
     pub server: PathBuf,
     /// Extra environment for every member (a planted mistake, say).
     pub env: Vec<(String, String)>,
-    /// libfaketime and the fsync shim, preloaded into every member (for a server that links
-    /// libc dynamically; Go's static etcd reads its clock and syncs through the kernel
-    /// directly and is not reached).
+    /// libfaketime and the fsync shim, preloaded into every member (they reach a server that
+    /// calls libc for its clock and its syncs; Go's etcd goes to the kernel directly and is
+    /// not reached).
     preload: Option<String>,
     pub procs: Vec<Proc>,
     /// Each member's CLOCK_MONOTONIC/BOOTTIME offset for its next start, in seconds (the
@@ -322,10 +322,13 @@ impl Lab {
 
     /// Which faults reach the server binary: (clock via libfaketime, disk via the shim).
     pub fn preload_reaches(&self) -> (bool, bool) {
+        // Dynamically linked, and not Go: Go reads clocks through the vDSO and syncs with
+        // raw system calls even when it links libc (Debian's etcd 3.4 does).
         let dynamic = fs::read(&self.server)
             .map(|b| {
                 let head = &b[..b.len().min(4096)];
                 head.windows(8).any(|w| w == b"ld-linux")
+                    && !b.windows(12).any(|w| w == b"Go buildinf:")
             })
             .unwrap_or(false);
         let p = self.preload.as_deref().unwrap_or("");

@@ -185,6 +185,7 @@ async fn scenario(opts: &Options) -> Result<Summary, String> {
         rng,
         start,
         faults: Vec::new(),
+        round: Vec::new(),
         counts: Default::default(),
         unexpected_exits: Vec::new(),
         clock_enabled,

@@ -78,6 +78,8 @@ pub struct Nemesis {
     pub rng: ChaCha8Rng,
     pub start: Instant,
     pub faults: Vec<Fault>,
+    /// The kinds still to come in this round.
+    pub round: Vec<&'static str>,
     pub counts: BTreeMap<&'static str, u64>,
     /// Processes that ended on their own outside a fault meant to end them.
     pub unexpected_exits: Vec<String>,
@@ -97,7 +99,12 @@ impl Nemesis {
     /// Injects one fault of a kind drawn from `kinds`, holds it, heals it.
     pub async fn step(&mut self, kinds: &[&'static str]) {
         let n = self.lab.nodes;
-        let Some(&kind) = kinds.choose(&mut self.rng) else {
+        // Kinds come in rounds, each a seeded shuffle of all of them: every kind early on.
+        if self.round.is_empty() {
+            self.round = kinds.to_vec();
+            self.round.shuffle(&mut self.rng);
+        }
+        let Some(kind) = self.round.pop() else {
             tokio::time::sleep(Duration::from_secs(1)).await;
             return;
         };

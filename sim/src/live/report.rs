@@ -221,6 +221,13 @@ impl Report<'_> {
                         RGBColor(255, 190, 190).mix(0.5).filled(),
                     )
                 }))?;
+                chart.draw_series(self.faults.iter().map(|f| {
+                    Text::new(
+                        f.kind,
+                        (f.from_ms as f64 / 1e3, top * 0.99),
+                        ("sans-serif", 11).into_font().color(&RGBColor(150, 0, 0)),
+                    )
+                }))?;
                 Ok(())
             };
         let path = self.opts.report.join("throughput.svg");

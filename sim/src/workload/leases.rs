@@ -265,3 +265,31 @@ pub async fn check(
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe(renewed: Instant, after_ms: u64, present: bool) -> RenewProbe {
+        RenewProbe {
+            key: "lease/1".into(),
+            lease: 1,
+            renewed,
+            answered: renewed + Duration::from_millis(after_ms),
+            present,
+        }
+    }
+
+    #[test]
+    fn a_renewed_lease_gone_before_its_ttl_is_caught() {
+        let t = Instant::now();
+        // Gone 1 s after a renew of a 3 s lease: early, beyond the tolerance.
+        assert_eq!(check_renewals(&[probe(t, 1_000, false)], &[]).len(), 1);
+        // There, or gone only within the tolerance of its lapse: fine.
+        assert!(check_renewals(&[probe(t, 1_000, true)], &[]).is_empty());
+        assert!(check_renewals(&[probe(t, 2_500, false)], &[]).is_empty());
+        // A clock jump inside the window excuses it.
+        let jump = t + Duration::from_millis(500);
+        assert!(check_renewals(&[probe(t, 1_000, false)], &[jump]).is_empty());
+    }
+}

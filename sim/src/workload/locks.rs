@@ -306,8 +306,9 @@ pub(super) async fn create_revision(m: usize, key: &str) -> Option<i64> {
 
 /// Each key under `[prefix, end)` the store ever held (the lock's or an election's): its
 /// create revision and, if gone, its delete revision. Read with a watch from revision 1 up to
-/// a progress notification at or past `now` (the notification never runs ahead of the
-/// events).
+/// the event of a sentinel key written under the prefix once the workloads are over: events
+/// arrive in revision order, so by the sentinel's every earlier one has come. (Not a progress
+/// notification: etcd before 3.4.25 and 3.5.8 may send one ahead of the events, etcd#15220.)
 pub async fn history(
     nodes: usize,
     prefix: &'static str,
@@ -315,11 +316,10 @@ pub async fn history(
 ) -> Result<BTreeMap<String, (i64, Option<i64>)>, String> {
     super::from_any_member(nodes, &format!("the history of {prefix}"), |m| async move {
         let mut c = kv(m).await.ok_or("no connection")?;
-        let now = c
-            .range(pb::RangeRequest {
-                key: Bytes::from_static(prefix.as_bytes()),
-                range_end: Bytes::from_static(end.as_bytes()),
-                count_only: true,
+        let sentinel = format!("{prefix}~history");
+        let at = c
+            .put(pb::PutRequest {
+                key: Bytes::from(sentinel.clone()),
                 ..Default::default()
             })
             .await
@@ -327,9 +327,8 @@ pub async fn history(
             .into_inner()
             .header
             .map_or(0, |h| h.revision);
-        let (mut stream, tx) = super::watcher::open_prefix(m, prefix, end, 1, false).await?;
+        let (mut stream, _tx) = super::watcher::open_prefix(m, prefix, end, 1, false).await?;
         let mut keys: BTreeMap<String, (i64, Option<i64>)> = BTreeMap::new();
-        let mut asked = false;
         loop {
             let Some(r) = stream.message().await.map_err(|e| e.to_string())? else {
                 return Err("the watch ended".to_string());
@@ -337,10 +336,15 @@ pub async fn history(
             if r.canceled {
                 return Err(format!("the watch was canceled: {}", r.cancel_reason));
             }
-            let progress = r.events.is_empty() && !r.created;
             for e in r.events {
                 let kv = e.kv.unwrap_or_default();
                 let key = String::from_utf8_lossy(&kv.key).into_owned();
+                if key == sentinel {
+                    if kv.mod_revision >= at {
+                        return Ok(keys);
+                    }
+                    continue;
+                }
                 if e.r#type == 1 {
                     if let Some(k) = keys.get_mut(&key) {
                         k.1 = Some(kv.mod_revision);
@@ -354,18 +358,6 @@ pub async fn history(
                         kv.create_revision
                     ));
                 }
-            }
-            if progress && r.header.is_some_and(|h| h.revision >= now) {
-                return Ok(keys);
-            }
-            if !asked || progress {
-                asked = true;
-                let ask = pb::WatchRequest {
-                    request_union: Some(pb::watch_request::RequestUnion::ProgressRequest(
-                        pb::WatchProgressRequest {},
-                    )),
-                };
-                tx.send(ask).await.map_err(|e| e.to_string())?;
             }
         }
     })
@@ -431,5 +423,23 @@ mod tests {
         assert_eq!(check("lock", &[early], &keys).len(), 1);
         let unknown = Acquired { created: 13, ..ok };
         assert_eq!(check("lock", &[unknown], &keys).len(), 1);
+    }
+
+    #[test]
+    fn two_clients_inside_at_once_are_seen() {
+        let t = Instant::now();
+        let ms = |m: u64| t + Duration::from_millis(m);
+        let hold = |client: usize, from: u64, to: u64| Acquired {
+            client,
+            via: (0, 0),
+            key: format!("lock/{client}"),
+            created: client as i64,
+            observed: client as i64,
+            held: Some((ms(from), ms(to))),
+        };
+        assert!(overlaps(&[hold(0, 0, 100), hold(1, 100, 200), hold(0, 250, 300)]).is_empty());
+        assert_eq!(overlaps(&[hold(0, 0, 100), hold(1, 50, 200)]).len(), 1);
+        // One client's own holds never count against it.
+        assert!(overlaps(&[hold(0, 0, 100), hold(0, 50, 200)]).is_empty());
     }
 }

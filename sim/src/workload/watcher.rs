@@ -78,9 +78,11 @@ pub async fn open_prefix(
     start_revision: i64,
     prev_kv: bool,
 ) -> Result<OpenWatch, String> {
+    // etcd sends a catch-up from history as one response of any size: take what comes.
     let mut client = WatchClient::connect(client_url(m))
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| e.to_string())?
+        .max_decoding_message_size(usize::MAX);
     let (tx, rx) = tokio::sync::mpsc::channel(1);
     let create = pb::WatchRequest {
         request_union: Some(pb::watch_request::RequestUnion::CreateRequest(
