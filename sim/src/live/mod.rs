@@ -76,9 +76,13 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
         .enable_all()
         .build()
         .map_err(|e| e.to_string())?;
+    // A run that cannot end is a harness bug: bound it well past its faults and checks.
+    let bound = opts.duration * 2 + Duration::from_secs(20 * 60);
     rt.block_on(async {
         tokio::select! {
-            r = scenario(opts) => r,
+            r = tokio::time::timeout(bound, scenario(opts)) => r.unwrap_or_else(|_| {
+                Err(format!("the run did not end within {bound:?} (everything it started is stopped)"))
+            }),
             _ = tokio::signal::ctrl_c() => Err("interrupted (everything the run started is stopped)".into()),
         }
     })
@@ -194,6 +198,20 @@ async fn scenario(opts: &Options) -> Result<Summary, String> {
     };
     tokio::time::sleep(Duration::from_secs(1)).await;
     while Instant::now() < until {
+        // The members' data grows all run long (nothing is compacted: the checks read every
+        // revision): stop before the machine's disk fills rather than test a full disk.
+        if let Some(free) = free_bytes(&nemesis.lab.work)
+            && free < DISK_FREE_MIN
+        {
+            return Err(format!(
+                "stopped after {:?}: {} MiB left on the disk of {} (at least {} MiB wanted); \
+                 nothing was checked",
+                start.elapsed(),
+                free >> 20,
+                nemesis.lab.work.display(),
+                DISK_FREE_MIN >> 20
+            ));
+        }
         nemesis.step(&opts.faults).await;
     }
     nemesis.heal().await;
@@ -257,6 +275,24 @@ async fn scenario(opts: &Options) -> Result<Summary, String> {
         line,
         details,
     })
+}
+
+/// The least free disk space a run goes on with.
+const DISK_FREE_MIN: u64 = 1 << 30;
+
+/// Free bytes on the file system holding `path` (`df`'s answer).
+fn free_bytes(path: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .args(["-B1", "--output=avail"])
+        .arg(path)
+        .output()
+        .ok()?;
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .nth(1)?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn dir_size(dir: &Path) -> u64 {

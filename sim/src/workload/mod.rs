@@ -487,10 +487,11 @@ async fn hashes_agree(nodes: usize) -> Result<(), String> {
     for _ in 0..100 {
         revisions.clear();
         for m in 0..nodes {
-            let Ok(mut c) = MaintenanceClient::connect(client_url(m)).await else {
-                break;
+            let ask = async {
+                let mut c = MaintenanceClient::connect(client_url(m)).await.ok()?;
+                c.hash_kv(pb::HashKvRequest { revision: 0 }).await.ok()
             };
-            let Ok(r) = c.hash_kv(pb::HashKvRequest { revision: 0 }).await else {
+            let Ok(Some(r)) = tokio::time::timeout(OP_TIMEOUT, ask).await else {
                 break;
             };
             revisions.push(r.into_inner().header.map_or(0, |h| h.revision));
@@ -506,13 +507,17 @@ async fn hashes_agree(nodes: usize) -> Result<(), String> {
     let at = *revisions.iter().min().expect("members");
     let mut hashes = Vec::new();
     for m in 0..nodes {
-        let mut c = MaintenanceClient::connect(client_url(m))
+        let ask = async {
+            let mut c = MaintenanceClient::connect(client_url(m))
+                .await
+                .map_err(|e| format!("m{m}: {e}"))?;
+            c.hash_kv(pb::HashKvRequest { revision: at })
+                .await
+                .map_err(|e| format!("m{m} HashKV at {at}: {e}"))
+        };
+        let r = tokio::time::timeout(HISTORY_TIMEOUT, ask)
             .await
-            .map_err(|e| format!("m{m}: {e}"))?;
-        let r = c
-            .hash_kv(pb::HashKvRequest { revision: at })
-            .await
-            .map_err(|e| format!("m{m} HashKV at {at}: {e}"))?
+            .map_err(|_| format!("m{m} HashKV at {at}: timed out"))??
             .into_inner();
         hashes.push(r.hash);
     }
