@@ -444,13 +444,13 @@ impl Lab {
     }
 
     /// Members whose process ended on its own since the last look: their exit status.
-    pub fn reap(&mut self) -> Vec<(usize, String)> {
+    pub fn reap(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
         let mut out = Vec::new();
         for (i, p) in self.procs.iter_mut().enumerate() {
             if let Some(c) = &mut p.child
                 && let Ok(Some(status)) = c.try_wait()
             {
-                out.push((i, status.to_string()));
+                out.push((i, status));
                 p.child = None;
             }
         }

@@ -79,7 +79,10 @@ pub fn run(opts: &Options) -> Result<Summary, String> {
     // A run that cannot end is a harness bug: bound it well past its faults and checks.
     let bound = opts.duration * 2 + Duration::from_secs(20 * 60);
     rt.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| e.to_string())?;
         tokio::select! {
+            _ = term.recv() => Err("terminated (everything the run started is stopped)".into()),
             r = tokio::time::timeout(bound, scenario(opts)) => r.unwrap_or_else(|_| {
                 Err(format!("the run did not end within {bound:?} (everything it started is stopped)"))
             }),

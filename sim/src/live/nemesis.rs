@@ -225,13 +225,33 @@ impl Nemesis {
             to_ms,
             what,
         });
-        for (i, status) in self.lab.reap() {
-            self.unexpected_exits
-                .push(format!("m{i} exited ({status}) at {} ms", self.ms()));
-            let _ = self.restart(i);
-        }
+        self.after_exits().await;
         let quiet = Duration::from_millis(self.rng.gen_range(500..2_000));
         tokio::time::sleep(quiet).await;
+    }
+
+    /// Members whose process ended on its own: one that exited 0 was removed from the
+    /// cluster (a removal that landed after its request gave up: etcd and oxcd exit 0 then),
+    /// and rejoins on an empty data dir; any other exit is unexpected, and the member restarts.
+    async fn after_exits(&mut self) {
+        for (i, status) in self.lab.reap() {
+            let from_ms = self.ms();
+            if status.success() {
+                self.lab.procs[i].removed = true;
+                let _ = std::fs::remove_dir_all(self.lab.data_dir(i));
+                let note = self.rejoin(i).await;
+                self.faults.push(Fault {
+                    kind: "member",
+                    from_ms,
+                    to_ms: self.ms(),
+                    what: format!("m{i} exited 0 (removed by a request that landed late){note}"),
+                });
+            } else {
+                self.unexpected_exits
+                    .push(format!("m{i} exited ({status}) at {from_ms} ms"));
+                let _ = self.restart(i);
+            }
+        }
     }
 
     fn unreached(&self) -> &'static str {
@@ -317,6 +337,16 @@ impl Nemesis {
         }
         let id = match remove_member(n, victim).await {
             Ok(id) => id,
+            Err(e) if e.contains("is not a member") => {
+                // An earlier removal landed late: the member is out; it comes back.
+                self.lab.kill(victim);
+                self.lab.procs[victim].removed = true;
+                let _ = std::fs::remove_dir_all(self.lab.data_dir(victim));
+                return format!(
+                    "m{victim} was no longer a member (a late removal){}",
+                    self.rejoin(victim).await
+                );
+            }
             Err(e) => return format!("m{victim} not removed: {e}"),
         };
         self.lab.kill(victim);
@@ -376,9 +406,20 @@ impl Nemesis {
                 self.lab.signal(i, "-CONT");
             }
         }
-        for (i, status) in self.lab.reap() {
-            self.unexpected_exits
-                .push(format!("m{i} exited ({status}) at {} ms", self.ms()));
+        self.after_exits().await;
+        // A removal that landed after its request gave up leaves a member out of the list
+        // that may still run, cut off: it rejoins too.
+        if let Some(members) = member_list(n).await {
+            for i in 0..n {
+                let listed = members
+                    .iter()
+                    .any(|m| m.peer_ur_ls.contains(&self.lab.peer_url(i)));
+                if !listed && !self.lab.procs[i].removed {
+                    self.lab.kill(i);
+                    self.lab.procs[i].removed = true;
+                    let _ = std::fs::remove_dir_all(self.lab.data_dir(i));
+                }
+            }
         }
         for i in 0..n {
             if self.lab.procs[i].removed {

@@ -139,6 +139,9 @@ impl Report<'_> {
                 let _ = writeln!(s, "    ... {} more", c.violations.len() - 20);
             }
         }
+        for n in &self.found.notes {
+            let _ = writeln!(s, "note: {n}");
+        }
         if self.found.undecided > 0 {
             let _ = writeln!(
                 s,
@@ -350,6 +353,7 @@ impl Report<'_> {
              <p>server: <code>{server}</code> ({version}); {nodes} members; {dur:?} of faults ({kinds}); {clients} register clients; member logs {logs} KiB</p>\
              <p>{reach}</p>\
              <h2>checks</h2><table><tr><th>checker</th><th>looked at</th><th>verdict</th><th>first</th></tr>{rows}</table>\
+             <p>{notes}</p>\
              <p><a href=\"checks.txt\">checks.txt</a> · <a href=\"history.jsonl\">history.jsonl</a> · <a href=\"timeline.html\">operation timeline</a> · <a href=\"faults.txt\">faults.txt</a> · <a href=\"logs/\">member logs</a></p>\
              <h2>throughput and latency</h2><img src=\"throughput.svg\"><br><img src=\"latency.svg\">\
              <h2>faults</h2><pre>{faults}</pre>",
@@ -368,6 +372,7 @@ impl Report<'_> {
             clients = o.clients,
             logs = self.logs_bytes / 1024,
             faults = esc(&self.faults_text()),
+            notes = esc(&self.found.notes.join("; ")),
         )
     }
 

@@ -124,6 +124,8 @@ pub struct Findings {
     pub counts: Vec<u64>,
     pub txns: Vec<appends::TxnRecord>,
     pub acquired: Vec<locks::Acquired>,
+    /// What the run exercised, beyond the verdicts (the slow watcher's catching up, say).
+    pub notes: Vec<String>,
 }
 
 impl Findings {
@@ -275,6 +277,15 @@ impl Running {
         let observed = join_one(self.observer, "the election observer", &mut failed).await;
         let txns = join_lists(self.txns, "a transaction client failed", &mut failed).await;
         f.add("workloads", 0, failed);
+        f.notes.push(format!(
+            "slow watcher: {} responses caught up from history (header ahead of their events), \
+             up to {} revisions behind; {} streams opened",
+            slow_log.catch_up, slow_log.lag_max, slow_log.resumes
+        ));
+        f.notes.push(format!(
+            "lease renewal: {} probes of renewed leases read back",
+            leased.probes.len()
+        ));
         f.counts = vec![
             acquired.len() as u64,
             txns.len() as u64,
