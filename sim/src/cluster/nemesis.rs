@@ -7,9 +7,6 @@ use crate::workload::membership::{
     add_member, member_list, move_leader, peer_url, promote, remove_member,
 };
 use madsim::runtime::Handle;
-use oxcd::pb::etcdserverpb as pb;
-use oxcd::pb::etcdserverpb::cluster_client::ClusterClient;
-use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
 use oxcd::storage::{DiskFaults, SimDisk};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
