@@ -19,6 +19,9 @@ use serde_json::json;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
+/// One line of a chart: its legend label, its color, its points (second, value).
+type Series<'a> = (&'a str, RGBColor, Vec<(f64, f64)>);
+
 pub struct Report<'a> {
     pub opts: &'a Options,
     pub version: &'a str,
@@ -215,90 +218,80 @@ impl Report<'_> {
 
     fn plots(&self) -> Result<(), Box<dyn std::error::Error>> {
         let b = self.buckets();
-        let secs = b.len() as f64;
-        let shade =
-            |chart: &mut ChartContext<_, _>, top: f64| -> Result<(), Box<dyn std::error::Error>> {
-                chart.draw_series(self.faults.iter().map(|f| {
-                    Rectangle::new(
-                        [(f.from_ms as f64 / 1e3, 0.0), (f.to_ms as f64 / 1e3, top)],
-                        RGBColor(255, 190, 190).mix(0.5).filled(),
-                    )
-                }))?;
-                chart.draw_series(self.faults.iter().map(|f| {
-                    Text::new(
-                        f.kind,
-                        (f.from_ms as f64 / 1e3, top * 0.99),
-                        ("sans-serif", 11).into_font().color(&RGBColor(150, 0, 0)),
-                    )
-                }))?;
-                Ok(())
-            };
-        let path = self.opts.report.join("throughput.svg");
-        {
-            let root = SVGBackend::new(&path, (1200, 360)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let top = b.iter().map(|x| (x.0 + x.1) as f64).fold(1.0, f64::max) * 1.1;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    "operations per second (red bands: faults)",
-                    ("sans-serif", 16),
-                )
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..secs, 0.0..top)?;
-            chart.configure_mesh().x_desc("s").draw()?;
-            shade(&mut chart, top)?;
+        let per_second = |f: fn(&(u64, u64, f64, f64)) -> f64| -> Vec<(f64, f64)> {
+            b.iter()
+                .enumerate()
+                .map(|(i, x)| (i as f64, f(x)))
+                .collect()
+        };
+        self.plot(
+            "throughput.svg",
+            "operations per second (red bands: faults)",
+            &[
+                ("answered", BLUE, per_second(|x| x.0 as f64)),
+                (
+                    "no answer (timeout or error)",
+                    RED,
+                    per_second(|x| x.1 as f64),
+                ),
+            ],
+        )?;
+        self.plot(
+            "latency.svg",
+            "latency of answered operations, ms (red bands: faults)",
+            &[
+                ("p50", BLUE, per_second(|x| x.2)),
+                ("p99", MAGENTA, per_second(|x| x.3)),
+            ],
+        )
+    }
+
+    /// One SVG chart over the run's seconds: the fault intervals shaded and named, then each
+    /// series as a line with its label in the legend.
+    fn plot(
+        &self,
+        file: &str,
+        caption: &str,
+        series: &[Series],
+    ) -> Result<(), Box<dyn std::error::Error>> {
+        let path = self.opts.report.join(file);
+        let root = SVGBackend::new(&path, (1200, 360)).into_drawing_area();
+        root.fill(&WHITE)?;
+        let secs = series.iter().map(|s| s.2.len()).max().unwrap_or(1) as f64;
+        let top = series
+            .iter()
+            .flat_map(|s| s.2.iter().map(|p| p.1))
+            .fold(1.0, f64::max)
+            * 1.1;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(caption, ("sans-serif", 16))
+            .margin(10)
+            .x_label_area_size(30)
+            .y_label_area_size(50)
+            .build_cartesian_2d(0.0..secs, 0.0..top)?;
+        chart.configure_mesh().x_desc("s").draw()?;
+        chart.draw_series(self.faults.iter().map(|f| {
+            Rectangle::new(
+                [(f.from_ms as f64 / 1e3, 0.0), (f.to_ms as f64 / 1e3, top)],
+                RGBColor(255, 190, 190).mix(0.5).filled(),
+            )
+        }))?;
+        chart.draw_series(self.faults.iter().map(|f| {
+            Text::new(
+                f.kind,
+                (f.from_ms as f64 / 1e3, top * 0.99),
+                ("sans-serif", 11).into_font().color(&RGBColor(150, 0, 0)),
+            )
+        }))?;
+        for (label, color, points) in series {
+            let color = *color;
             chart
-                .draw_series(LineSeries::new(
-                    b.iter().enumerate().map(|(i, x)| (i as f64, x.0 as f64)),
-                    &BLUE,
-                ))?
-                .label("answered")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-            chart
-                .draw_series(LineSeries::new(
-                    b.iter().enumerate().map(|(i, x)| (i as f64, x.1 as f64)),
-                    &RED,
-                ))?
-                .label("no answer (timeout or error)")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], RED));
-            chart.configure_series_labels().border_style(BLACK).draw()?;
-            root.present()?;
+                .draw_series(LineSeries::new(points.iter().copied(), color))?
+                .label(*label)
+                .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], color));
         }
-        let path = self.opts.report.join("latency.svg");
-        {
-            let root = SVGBackend::new(&path, (1200, 360)).into_drawing_area();
-            root.fill(&WHITE)?;
-            let top = b.iter().map(|x| x.3).fold(1.0, f64::max) * 1.1;
-            let mut chart = ChartBuilder::on(&root)
-                .caption(
-                    "latency of answered operations, ms (red bands: faults)",
-                    ("sans-serif", 16),
-                )
-                .margin(10)
-                .x_label_area_size(30)
-                .y_label_area_size(50)
-                .build_cartesian_2d(0.0..secs, 0.0..top)?;
-            chart.configure_mesh().x_desc("s").draw()?;
-            shade(&mut chart, top)?;
-            chart
-                .draw_series(LineSeries::new(
-                    b.iter().enumerate().map(|(i, x)| (i as f64, x.2)),
-                    &BLUE,
-                ))?
-                .label("p50")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLUE));
-            chart
-                .draw_series(LineSeries::new(
-                    b.iter().enumerate().map(|(i, x)| (i as f64, x.3)),
-                    &MAGENTA,
-                ))?
-                .label("p99")
-                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], MAGENTA));
-            chart.configure_series_labels().border_style(BLACK).draw()?;
-            root.present()?;
-        }
+        chart.configure_series_labels().border_style(BLACK).draw()?;
+        root.present()?;
         Ok(())
     }
 
