@@ -64,15 +64,7 @@ pub fn sh(program: &str, args: &[&str]) -> io::Result<()> {
         .args(args)
         .stdin(Stdio::null())
         .output()?;
-    if out.status.success() {
-        Ok(())
-    } else {
-        Err(io::Error::other(format!(
-            "{program} {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        )))
-    }
+    succeeded(program, args, out)
 }
 
 /// Like [`sh`], with `input` on stdin.
@@ -89,7 +81,11 @@ fn sh_in(program: &str, args: &[&str], input: &str) -> io::Result<()> {
         .take()
         .expect("piped")
         .write_all(input.as_bytes())?;
-    let out = child.wait_with_output()?;
+    succeeded(program, args, child.wait_with_output()?)
+}
+
+/// A finished command's verdict: its stderr in the error when it failed.
+fn succeeded(program: &str, args: &[&str], out: std::process::Output) -> io::Result<()> {
     if out.status.success() {
         Ok(())
     } else {

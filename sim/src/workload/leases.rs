@@ -66,6 +66,14 @@ async fn lease_client(m: usize) -> Option<LeaseClient<tonic::transport::Channel>
         .ok()
 }
 
+/// A KV client of member `m`, if it connects in time.
+async fn kv_client(m: usize) -> Option<KvClient<tonic::transport::Channel>> {
+    tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
+        .await
+        .ok()?
+        .ok()
+}
+
 /// One keep-alive round trip; whether it was answered with a positive TTL.
 pub(super) async fn renew(m: usize, id: i64) -> bool {
     let go = async {
@@ -110,10 +118,7 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> LeaseLog {
         let mut lapse_by = sent + TIMEOUT + ttl;
         let mut renewed = sent;
         let put = async {
-            let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
-                .await
-                .ok()?
-                .ok()?;
+            let mut c = kv_client(m).await?;
             c.put(pb::PutRequest {
                 key: Bytes::from(key.clone()),
                 value: Bytes::from_static(b"held"),
@@ -172,10 +177,7 @@ pub async fn run(seed: u64, nodes: usize, until: Instant) -> LeaseLog {
 /// A linearizable read of `key` through member `m`: whether it is there, if answered in time.
 async fn read_present(m: usize, key: &str) -> Option<bool> {
     let read = async {
-        let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
-            .await
-            .ok()?
-            .ok()?;
+        let mut c = kv_client(m).await?;
         c.range(pb::RangeRequest {
             key: Bytes::from(key.to_string()),
             ..Default::default()
@@ -231,10 +233,7 @@ pub async fn check(
         let mut found = None;
         for m in (0..nodes).cycle().take(nodes * 3) {
             let read = async {
-                let mut c = tokio::time::timeout(TIMEOUT, KvClient::connect(client_url(m)))
-                    .await
-                    .ok()?
-                    .ok()?;
+                let mut c = kv_client(m).await?;
                 c.range(pb::RangeRequest {
                     key: Bytes::from(k.key.clone()),
                     ..Default::default()
