@@ -23,6 +23,7 @@ pub mod maintenance;
 #[cfg(not(madsim))]
 mod message_limit;
 pub mod recipes;
+pub mod v2;
 pub mod watch;
 
 use crate::pb::etcdserverpb::auth_server::AuthServer;
@@ -168,6 +169,7 @@ fn serve_clients(
             let router = routes
                 .into_axum_router()
                 .merge(http::router(handle.clone()).layer(axum::middleware::from_fn(gateway::cors)))
+                .merge(v2::router(handle.clone()))
                 .merge(gateway)
                 .fallback(gateway::fallback);
             // Each connection (after its TLS handshake, on a TLS listener) read through the

@@ -11,7 +11,7 @@
 pub mod alloc;
 pub mod api;
 pub mod clock;
-pub use oxcd_core::{auth, lease, mvcc, node, raft};
+pub use oxcd_core::{auth, lease, mvcc, node, raft, v2};
 pub mod pb;
 pub mod peer;
 pub mod server;

@@ -23,3 +23,4 @@ pub mod mvcc;
 pub mod node;
 pub mod raft;
 pub mod storage;
+pub mod v2;

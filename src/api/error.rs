@@ -122,6 +122,8 @@ pub fn apply_status(e: &ApplyError) -> Status {
         ApplyError::NoSpace => ServerError::NoSpace.status(),
         ApplyError::Corrupt => ServerError::Corrupt.status(),
         ApplyError::Auth(e) => auth_status(e),
+        // Only the v2 API proposes v2 commands, and it answers their errors itself.
+        ApplyError::V2(e) => Status::unknown(e.to_string()),
     }
 }
 

@@ -212,8 +212,9 @@ mod real {
         #[arg(long, env = "ETCD_ENABLE_PPROF", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set, hide = true)]
         enable_pprof: Option<bool>,
+        /// Serve etcd's v2 API (`/v2/keys`, `/v2/members`, `/v2/stats`, `/v2/machines`).
         #[arg(long, env = "ETCD_ENABLE_V2", num_args = 0..=1,
-          default_missing_value = "true", action = ArgAction::Set, hide = true)]
+          default_missing_value = "true", action = ArgAction::Set)]
         enable_v2: Option<bool>,
         #[arg(long, env = "ETCD_LOGGER", hide = true)]
         logger: Option<String>,
@@ -362,6 +363,7 @@ mod real {
         }
         c.max_request_bytes = f.max_request_bytes;
         c.max_txn_ops = f.max_txn_ops;
+        c.enable_v2 = f.enable_v2.unwrap_or(false);
         c.force_new_cluster = f.force_new_cluster;
         c.max_concurrent_streams = f.max_concurrent_streams.max(1);
         c.bcrypt_cost = if (4..=31).contains(&f.bcrypt_cost) {

@@ -44,6 +44,8 @@ pub struct ServerConfig {
     pub quota_backend_bytes: u64,
     pub max_request_bytes: usize,
     pub max_txn_ops: usize,
+    /// Serve etcd's v2 API on the client port (`--enable-v2`; off by default, as in 3.4).
+    pub enable_v2: bool,
     /// Restart as a one-member cluster keeping the data (`--force-new-cluster`).
     pub force_new_cluster: bool,
     /// HTTP/2 streams one client connection may have open at once
@@ -194,6 +196,7 @@ impl ServerConfig {
             auth_token_ttl_ms: 300_000,
             jwt: None,
             max_txn_ops: 128,
+            enable_v2: false,
             force_new_cluster: false,
             max_concurrent_streams: u32::MAX,
             auto_compaction: AutoCompaction::Off,

@@ -26,7 +26,7 @@ use crate::node::{
 pub use crate::node::{Header, REMOVED_MESSAGE};
 use crate::peer::transport::Transport;
 use crate::raft::{self, ConfChange, ConfState, Message, NodeId};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
@@ -355,6 +355,8 @@ pub struct Driver {
     start: Instant,
     transport: Transport,
     pub watch_outs: HashMap<StreamId, Box<dyn WatchSink>>,
+    /// Where each v2 watcher's events go (the HTTP answer waiting for them).
+    pub v2_watchers: BTreeMap<crate::v2::WatcherId, mpsc::Sender<crate::v2::Event>>,
     /// Leader changes seen, for metrics.
     pub leader_changes: u64,
     pub last_leader: NodeId,
@@ -419,6 +421,7 @@ impl Driver {
             start,
             transport,
             watch_outs: HashMap::new(),
+            v2_watchers: BTreeMap::new(),
             leader_changes: 0,
             last_leader: raft::NONE,
             sync_durations_us: Vec::new(),
@@ -675,11 +678,58 @@ impl Driver {
             self.server.close_watch_stream(stream);
             self.watch_outs.remove(&stream);
         }
+        self.v2_watch_work();
+    }
+
+    /// Hands the v2 watchers their events; a watcher whose client left, or fell
+    /// [`crate::api::v2::WATCH_EVENTS_BUFFERED_MAX`] events behind, is cancelled.
+    fn v2_watch_work(&mut self) {
+        let hub = self.server.member_mut().applier_mut().v2_hub_mut().0;
+        let mut cancel = Vec::new();
+        while let Some((id, event)) = hub.poll_event() {
+            let Some(tx) = self.v2_watchers.get(&id) else {
+                continue;
+            };
+            if tx.try_send(event).is_err() {
+                cancel.push(id);
+            }
+            if !hub.is_watching(id) {
+                self.v2_watchers.remove(&id);
+            }
+        }
+        for id in cancel {
+            hub.cancel(id);
+            self.v2_watchers.remove(&id);
+        }
+    }
+
+    /// Forgets the v2 watchers whose clients left without an event, and ends the answers of
+    /// those the hub cancelled (a snapshot replaced the tree).
+    fn v2_watch_sweep(&mut self) {
+        // Events already queued go out first: their watchers have left the hub.
+        self.v2_watch_work();
+        let hub = self.server.member_mut().applier_mut().v2_hub_mut().0;
+        let gone: Vec<_> = self
+            .v2_watchers
+            .iter()
+            .filter(|(id, tx)| tx.is_closed() || !hub.is_watching(**id))
+            .map(|(id, _)| *id)
+            .collect();
+        for id in gone {
+            hub.cancel(id);
+            self.v2_watchers.remove(&id);
+        }
     }
 
     fn tick(&mut self) {
         let now = self.now_ms();
         self.server.tick(now);
+        // TTLs expire whether this member serves v2 or not: it may lead a member that does.
+        let wall_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.server.v2_expiry_work(wall_ms, now);
+        self.v2_watch_sweep();
         if let Some(revision) = self.server.auto_compact(now) {
             let retention = format!("{:?}", self.config.auto_compaction);
             tracing::info!(revision, retention, "starting auto compaction");

@@ -29,6 +29,8 @@ pub enum MetaKey {
     CompactRevision,
     /// The Raft index of the last entry applied (the apply layer's, for exactly-once replay).
     AppliedIndex,
+    /// The v2 store's index.
+    V2Index,
 }
 
 /// A lease as the backend stores it: its ID, granted TTL and the remaining TTL last
@@ -61,6 +63,8 @@ pub struct Batch {
     pub alarms: Vec<(Alarm, bool)>,
     /// The auth state to store (the auth module's encoding), replacing the stored one.
     pub auth: Option<Bytes>,
+    /// v2 nodes to store (`Some`: the node's own record) or remove (`None`), by path.
+    pub v2: Vec<(String, Option<Bytes>)>,
 }
 
 /// A raised alarm: the member it names and etcd's `AlarmType` number (1 NOSPACE, 2 CORRUPT).
@@ -83,6 +87,7 @@ impl Batch {
             && self.members.is_empty()
             && self.alarms.is_empty()
             && self.auth.is_none()
+            && self.v2.is_empty()
     }
 
     /// Adds `other`'s changes after this batch's.
@@ -96,6 +101,7 @@ impl Batch {
         if other.auth.is_some() {
             self.auth = other.auth;
         }
+        self.v2.extend(other.v2);
     }
 }
 
@@ -134,6 +140,9 @@ pub trait Backend {
     /// The stored auth state, if any was stored.
     fn auth(&self) -> Result<Option<Bytes>, BackendError>;
 
+    /// Every stored v2 node's record, by path.
+    fn v2_nodes(&self) -> Result<Vec<(String, Bytes)>, BackendError>;
+
     /// Applies a batch atomically: deletes, then puts, then meta, then leases, then members,
     /// then alarms, then the auth state.
     fn write(&mut self, batch: Batch) -> Result<(), BackendError>;
@@ -148,6 +157,7 @@ pub struct MemBackend {
     members: BTreeMap<u64, Bytes>,
     alarms: std::collections::BTreeSet<Alarm>,
     auth: Option<Bytes>,
+    v2: BTreeMap<String, Bytes>,
 }
 
 impl MemBackend {
@@ -217,11 +227,25 @@ impl Backend for MemBackend {
         if let Some(auth) = batch.auth {
             self.auth = Some(auth);
         }
+        for (path, node) in batch.v2 {
+            match node {
+                Some(n) => self.v2.insert(path, n),
+                None => self.v2.remove(&path),
+            };
+        }
         Ok(())
     }
 
     fn auth(&self) -> Result<Option<Bytes>, BackendError> {
         Ok(self.auth.clone())
+    }
+
+    fn v2_nodes(&self) -> Result<Vec<(String, Bytes)>, BackendError> {
+        Ok(self
+            .v2
+            .iter()
+            .map(|(p, n)| (p.clone(), n.clone()))
+            .collect())
     }
 
     fn leases(&self) -> Result<Vec<LeaseRecord>, BackendError> {

@@ -16,6 +16,7 @@ use crate::mvcc::{
     EventKind, KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, RequestOp, TxnRequest,
     TxnResponse, Watchers, Write,
 };
+use crate::v2::{self, V2, V2Command, V2Error, V2Store, WatchHub};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -83,6 +84,8 @@ pub enum Command {
         /// The command; never another `Authed`.
         cmd: Box<Command>,
     },
+    /// A write to the v2 store (kept apart from the v3 data).
+    V2(V2Command),
 }
 
 /// etcd's `AlarmRequest.AlarmAction`, with its numbers.
@@ -130,6 +133,8 @@ pub enum Applied {
     Alarm(Vec<Alarm>),
     /// An auth command's answer.
     Auth(AuthApplied),
+    /// A v2 write's events (one, or those a `Sync` expired).
+    V2(Vec<v2::Event>),
 }
 
 /// Why a command was refused, or the storage failed.
@@ -150,6 +155,9 @@ pub enum ApplyError {
     /// The auth state refused the command.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The v2 store refused the write.
+    #[error(transparent)]
+    V2(#[from] V2Error),
 }
 
 impl ApplyError {
@@ -169,6 +177,7 @@ impl Command {
             Command::Put(_) | Command::LeaseGrant { .. } => true,
             Command::Txn(t) => t.has_put(),
             Command::Authed { cmd, .. } => cmd.grows(),
+            Command::V2(c) => c.grows(),
             _ => false,
         }
     }
@@ -192,7 +201,8 @@ fn refused_when_corrupt(cmd: &Command) -> bool {
         | Command::DeleteRange(_)
         | Command::Compact { .. }
         | Command::LeaseGrant { .. }
-        | Command::LeaseRevoke { .. } => true,
+        | Command::LeaseRevoke { .. }
+        | Command::V2(_) => true,
         Command::LeaseCheckpoint(_)
         | Command::SetMember { .. }
         | Command::Alarm { .. }
@@ -211,6 +221,7 @@ pub struct Applier<B: Backend> {
     alarms: BTreeSet<Alarm>,
     auth: AuthStore,
     tokens: Tokens,
+    v2: V2,
     /// The Raft index of the command being applied (completes simple tokens).
     applying_index: u64,
 }
@@ -228,6 +239,7 @@ impl<B: Backend> Applier<B> {
             alarms: BTreeSet::new(),
             auth: AuthStore::new(),
             tokens: Tokens::new(TOKEN_TTL_MS_DEFAULT),
+            v2: V2::default(),
             applying_index: 0,
         }
     }
@@ -250,6 +262,12 @@ impl<B: Backend> Applier<B> {
             })?,
             None => AuthStore::new(),
         };
+        let v2_index = backend.meta(MetaKey::V2Index).map_err(mvcc::Error::from)?;
+        let v2_store = V2Store::recover(
+            v2_index.unwrap_or(0) as u64,
+            backend.v2_nodes().map_err(mvcc::Error::from)?,
+        )
+        .map_err(|e| mvcc::Error::Backend(BackendError(format!("the stored v2 tree: {e}"))))?;
         let (kv, leased) = KvStore::open_with_leases(backend)?;
         for l in leases {
             lessor.restore(l.id, l.ttl_s, l.remaining_ms, now_ms);
@@ -265,6 +283,8 @@ impl<B: Backend> Applier<B> {
         applier.members = members.into_iter().collect();
         applier.alarms = alarms.into_iter().collect();
         applier.auth = auth;
+        applier.v2.hub = WatchHub::starting_after(v2_store.index());
+        applier.v2.store = v2_store;
         Ok(applier)
     }
 
@@ -281,6 +301,45 @@ impl<B: Backend> Applier<B> {
     /// The auth state, as applied.
     pub fn auth(&self) -> &AuthStore {
         &self.auth
+    }
+
+    /// The v2 tree and this member's v2 watchers.
+    pub fn v2(&self) -> &V2 {
+        &self.v2
+    }
+
+    /// The v2 watch hub, for watches and their events (the tree stays the log's to change).
+    pub fn v2_hub_mut(&mut self) -> (&mut WatchHub, &V2Store) {
+        (&mut self.v2.hub, &self.v2.store)
+    }
+
+    /// Moves `other`'s v2 watchers' hub here after the state machine was replaced by a
+    /// snapshot: its watchers are cancelled (they would miss what the snapshot covers), the
+    /// watcher IDs keep counting up.
+    pub fn keep_v2_hub(&mut self, other: &mut Applier<B>) {
+        let mut hub = std::mem::take(&mut other.v2.hub);
+        hub.restart_after(self.v2.store.index());
+        self.v2.hub = hub;
+    }
+
+    /// Counts a membership change in the v2 index, as etcd's v2 store (which holds the
+    /// member records) counts it.
+    fn bump_v2_index(&mut self) {
+        self.v2.store.bump_index();
+        self.kv.stage(Batch {
+            meta: vec![(MetaKey::V2Index, self.v2.store.index() as i64)],
+            ..Batch::default()
+        });
+    }
+
+    fn apply_v2(&mut self, c: &V2Command) -> Result<Vec<v2::Event>, V2Error> {
+        let events = self.v2.apply(c)?;
+        self.kv.stage(Batch {
+            meta: vec![(MetaKey::V2Index, self.v2.store.index() as i64)],
+            v2: self.v2.store.take_changes(),
+            ..Batch::default()
+        });
+        Ok(events)
     }
 
     /// Sets how long a simple token lives past its last use (etcd's `--auth-token-ttl`).
@@ -323,7 +382,8 @@ impl<B: Backend> Applier<B> {
             | Command::LeaseGrant { .. }
             | Command::LeaseCheckpoint(_)
             | Command::SetMember { .. }
-            | Command::Alarm { .. } => Ok(()),
+            | Command::Alarm { .. }
+            | Command::V2(_) => Ok(()),
         }
     }
 
@@ -405,6 +465,7 @@ impl<B: Backend> Applier<B> {
             members: vec![(id, record)],
             ..Batch::default()
         });
+        self.bump_v2_index();
     }
 
     /// The Raft index of the last command applied, as stored (0: none yet).
@@ -558,6 +619,7 @@ impl<B: Backend> Applier<B> {
                 self.auth.check_command("", c)?;
                 Applied::Auth(self.apply_auth(c, now_ms)?)
             }
+            Command::V2(c) => Applied::V2(self.apply_v2(c)?),
             Command::Authed {
                 user,
                 revision,

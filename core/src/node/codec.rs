@@ -72,6 +72,7 @@ const CMD_SET_MEMBER: u8 = 8;
 const CMD_ALARM: u8 = 9;
 const CMD_AUTH: u8 = 10;
 const CMD_AUTHED: u8 = 11;
+const CMD_V2: u8 = 12;
 
 // etcd's `RequestOp` oneof field numbers.
 const OP_RANGE: u8 = 1;
@@ -228,6 +229,10 @@ fn write_command(w: &mut Writer, cmd: &Command) {
             w.u64(*revision);
             write_command(w, cmd);
         }
+        Command::V2(c) => {
+            w.u8(CMD_V2);
+            c.write(w);
+        }
     }
 }
 
@@ -291,6 +296,7 @@ fn read_command(r: &mut Reader) -> Result<Command, CodecError> {
                 cmd: Box::new(cmd),
             }
         }
+        CMD_V2 => Command::V2(crate::v2::V2Command::read(r)?),
         _ => return Err(malformed("unknown command tag")),
     })
 }

@@ -381,7 +381,9 @@ impl<E: Engine> Member<E> {
         if snapshot_meta.is_some() {
             // The state machine was replaced: read it back as recovery does.
             let engine = self.raw.storage().engine().clone();
-            self.applier = recover_applier(engine, &self.config, now_ms)?;
+            let mut applier = recover_applier(engine, &self.config, now_ms)?;
+            applier.keep_v2_hub(&mut self.applier);
+            self.applier = applier;
             self.applied = self.applier.applied_index().map_err(apply_storage_error)?;
             let cs = self.raw.storage().conf_state().clone();
             let index = snapshot_meta.as_ref().map_or(0, |m| m.index);

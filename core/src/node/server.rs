@@ -52,6 +52,7 @@ use crate::raft::{
     self, ConfChange, ConfState, Message, MessageKind, NodeId, SnapshotStatus, SoftState, StateRole,
 };
 use crate::storage::{Engine, StorageError};
+use crate::v2::V2Command;
 use bytes::Bytes;
 use std::collections::{BTreeMap, VecDeque};
 
@@ -61,6 +62,9 @@ use std::collections::{BTreeMap, VecDeque};
 /// lives in the same database), so compacting more often costs no extra snapshot; a follower
 /// more than `snapshot_catchup_entries` behind gets a snapshot either way.
 pub const LOG_COMPACTION_ENTRIES_MAX: u64 = 10_000;
+
+/// The shortest time between two v2 expiry proposals (etcd's SYNC ticker).
+pub const V2_SYNC_INTERVAL_MS: u64 = 500;
 
 /// Catch-up passes over watchers behind the store per turn (see
 /// [`MemberServer::watch_work`]).
@@ -305,6 +309,8 @@ pub struct MemberServer<E: Engine, W> {
     compactor: Compactor,
     /// The term in which this member's lessor was promoted.
     promoted_term: Option<u64>,
+    /// No v2 expiry is proposed before this (`now_ms`): one at a time, as etcd's SYNC ticker.
+    v2_sync_after_ms: u64,
     applied_since_compaction: u64,
     /// The membership last handed out by `poll_membership`.
     conf_state: ConfState,
@@ -360,6 +366,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             read_ctx: 0,
             renews_pending: Vec::new(),
             promoted_term: None,
+            v2_sync_after_ms: 0,
             applied_since_compaction: 0,
             conf_state: ConfState::default(),
             membership_changed: false,
@@ -1015,6 +1022,23 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     }
 
     /// The leader's lease work: revoke what expired, checkpoint what was renewed.
+    /// The leader's v2 expiry: when a v2 node's TTL ran out by `wall_ms` (milliseconds since
+    /// the Unix epoch, on this member's clock: the v2 TTLs are wall-clock times, as etcd's
+    /// are), proposes the `Sync` that removes it, at most once every
+    /// [`V2_SYNC_INTERVAL_MS`] of `now_ms`. Call it once per tick.
+    pub fn v2_expiry_work(&mut self, wall_ms: u64, now_ms: u64) {
+        if self.promoted_term.is_none() || self.stopped.is_some() || now_ms < self.v2_sync_after_ms
+        {
+            return;
+        }
+        match self.member.applier().v2().store.next_expiry_ms() {
+            Some(t) if t <= wall_ms => {}
+            _ => return,
+        }
+        self.v2_sync_after_ms = now_ms + V2_SYNC_INTERVAL_MS;
+        self.propose(Command::V2(V2Command::Sync { now_ms: wall_ms }), None);
+    }
+
     fn lease_work(&mut self, now_ms: u64) {
         if self.promoted_term.is_none() || self.stopped.is_some() {
             return;

@@ -14,6 +14,7 @@ pub fn meta_key(key: MetaKey) -> &'static [u8] {
         MetaKey::CurrentRevision => b"current_revision",
         MetaKey::CompactRevision => b"compact_revision",
         MetaKey::AppliedIndex => b"applied_index",
+        MetaKey::V2Index => b"v2_index",
     }
 }
 
@@ -82,6 +83,16 @@ impl<E: Engine> EngineBackend<E> {
             let key = codec::AUTH_KEY.to_vec();
             let v = codec::encode_auth(&key, &auth);
             w.put(Space::Meta, key, v);
+        }
+        for (path, node) in batch.v2 {
+            let key = codec::v2_key(&path);
+            match node {
+                Some(n) => {
+                    let v = codec::encode_v2_node(&key, &n);
+                    w.put(Space::Meta, key, v)
+                }
+                None => w.delete(Space::Meta, key),
+            }
         }
         w
     }
@@ -202,6 +213,23 @@ impl<E: Engine> Backend for EngineBackend<E> {
         codec::decode_auth(key, &v)
             .map(Some)
             .map_err(|e| corrupt(Space::Meta, key, e))
+    }
+
+    fn v2_nodes(&self) -> Result<Vec<(String, Bytes)>, BackendError> {
+        self.scan_meta_prefix(codec::V2_KEY_PREFIX)?
+            .into_iter()
+            .map(|(k, v)| {
+                let path = codec::decode_v2_key(&k).ok_or_else(|| {
+                    backend_error(StorageError::Inconsistent(format!(
+                        "v2 key {} is not a path",
+                        super::engine::hex(&k)
+                    )))
+                })?;
+                let node =
+                    codec::decode_v2_node(&k, &v).map_err(|e| corrupt(Space::Meta, &k, e))?;
+                Ok((path.to_string(), node))
+            })
+            .collect()
     }
 
     fn write(&mut self, batch: Batch) -> Result<(), BackendError> {

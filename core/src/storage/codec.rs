@@ -50,10 +50,12 @@ pub enum Kind {
     Proposal = 12,
     /// The auth state (users, roles, permissions), stored whole.
     Auth = 13,
+    /// A v2 node's own record (kind, indexes, expiry, value), keyed by its path.
+    V2Node = 14,
 }
 
 impl Kind {
-    const ALL: [Kind; 13] = [
+    const ALL: [Kind; 14] = [
         Kind::MvccRecord,
         Kind::LogEntry,
         Kind::HardState,
@@ -67,6 +69,7 @@ impl Kind {
         Kind::Member,
         Kind::Proposal,
         Kind::Auth,
+        Kind::V2Node,
     ];
 
     fn from_u8(b: u8) -> Option<Kind> {
@@ -486,6 +489,35 @@ pub fn decode_auth(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
     Ok(Bytes::copy_from_slice(decode_exact_keyed(
         buf,
         Kind::Auth,
+        key,
+    )?))
+}
+
+/// Where v2 nodes are stored in the meta keyspace: this prefix, then the node's path.
+pub const V2_KEY_PREFIX: &[u8] = b"v2/";
+
+/// The key a v2 node is stored at.
+pub fn v2_key(path: &str) -> Vec<u8> {
+    let mut k = V2_KEY_PREFIX.to_vec();
+    k.extend_from_slice(path.as_bytes());
+    k
+}
+
+/// The path a v2 key names, or `None` when `key` is not a v2 key (or not UTF-8).
+pub fn decode_v2_key(key: &[u8]) -> Option<&str> {
+    std::str::from_utf8(key.strip_prefix(V2_KEY_PREFIX)?).ok()
+}
+
+/// A v2 node's record as the value stored at `key`.
+pub fn encode_v2_node(key: &[u8], node: &[u8]) -> Bytes {
+    encode_frame_keyed(Kind::V2Node, key, node)
+}
+
+/// The v2 node record stored at `key`.
+pub fn decode_v2_node(key: &[u8], buf: &[u8]) -> Result<Bytes, CodecError> {
+    Ok(Bytes::copy_from_slice(decode_exact_keyed(
+        buf,
+        Kind::V2Node,
         key,
     )?))
 }

@@ -156,6 +156,15 @@ pub(crate) fn check_pair(space: Space, key: &[u8], value: &[u8]) -> Result<()> {
             })?;
             codec::decode_member(key, value).map_err(corrupt)?;
         }
+        Space::Meta if key.starts_with(codec::V2_KEY_PREFIX) => {
+            codec::decode_v2_key(key).ok_or_else(|| {
+                StorageError::Inconsistent(format!(
+                    "v2 key {} is not a path",
+                    super::engine::hex(key)
+                ))
+            })?;
+            codec::decode_v2_node(key, value).map_err(corrupt)?;
+        }
         Space::Meta if key == codec::AUTH_KEY => {
             let state = codec::decode_auth(key, value).map_err(corrupt)?;
             crate::auth::AuthStore::decode(&state).map_err(corrupt)?;
