@@ -582,7 +582,7 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
 }
 
 /// A plain-text answer as Go's `http.Error` writes it.
-fn text_response(status: StatusCode, text: &'static str) -> Response {
+pub(crate) fn text_response(status: StatusCode, text: &'static str) -> Response {
     let mut r = Response::new(Body::from(text));
     *r.status_mut() = status;
     let h = r.headers_mut();

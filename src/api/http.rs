@@ -67,7 +67,12 @@ async fn version_handler(h: NodeHandle) -> impl IntoResponse {
         .unwrap_or_else(|_| ETCD_VERSION.to_string());
     (
         [("content-type", "application/json")],
-        serde_json::json!({"etcdserver": ETCD_VERSION, "etcdcluster": cluster}).to_string(),
+        // etcd's field order (a `json!` map would sort the keys).
+        format!(
+            "{{\"etcdserver\":{},\"etcdcluster\":{}}}",
+            serde_json::Value::from(ETCD_VERSION),
+            serde_json::Value::from(cluster)
+        ),
     )
 }
 

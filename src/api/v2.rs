@@ -10,7 +10,7 @@
 //! is not served.
 
 use crate::api::cluster::ClusterService;
-use crate::api::gateway::with_cors;
+use crate::api::gateway::{text_response, with_cors};
 use crate::node::{Applied, ApplyError, Command};
 use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster};
 use crate::server::cluster::MemberInfo;
@@ -83,10 +83,21 @@ pub fn router(h: NodeHandle) -> Router {
         .route("/v2/members/", any(members))
         .route("/v2/members/{id}", any(member))
         .route("/v2/machines", any(machines))
-        .route("/v2/stats/self", get(stats_self))
-        .route("/v2/stats/leader", get(stats_leader))
-        .route("/v2/stats/store", get(stats_store))
+        .route(
+            "/v2/stats/self",
+            get(stats_self).fallback(|| async { not_allowed("GET") }),
+        )
+        .route(
+            "/v2/stats/leader",
+            get(stats_leader).fallback(|| async { not_allowed("GET") }),
+        )
+        .route(
+            "/v2/stats/store",
+            get(stats_store).fallback(|| async { not_allowed("GET") }),
+        )
         .with_state(state)
+        // OPTIONS answered, CORS headers on everything, as etcd's v2 handlers.
+        .layer(axum::middleware::from_fn(crate::api::gateway::cors))
 }
 
 fn wall_ms() -> u64 {
@@ -132,8 +143,6 @@ struct EventJson {
     node: Option<NodeJson>,
     #[serde(rename = "prevNode", skip_serializing_if = "Option::is_none")]
     prev_node: Option<NodeJson>,
-    #[serde(skip_serializing_if = "std::ops::Not::not")]
-    refresh: bool,
 }
 
 /// `ms` since the Unix epoch as Go writes a UTC time in JSON (RFC 3339, fraction trimmed).
@@ -207,7 +216,6 @@ fn event_json(e: Event, no_value: bool) -> String {
         } else {
             e.prev_node.map(|p| node_json(p, now))
         },
-        refresh: e.refresh,
     };
     let mut s = serde_json::to_string(&j).expect("plain data");
     s.push('\n');
@@ -583,12 +591,7 @@ async fn key_request(
         method,
         Method::GET | Method::HEAD | Method::PUT | Method::POST | Method::DELETE
     ) {
-        let mut r = (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed").into_response();
-        r.headers_mut().insert(
-            "allow",
-            HeaderValue::from_static("HEAD,GET,PUT,POST,DELETE"),
-        );
-        return with_cors(r);
+        return not_allowed("HEAD,GET,PUT,POST,DELETE");
     }
     if body.len() > FORM_BYTES_MAX {
         let e = V2Error::request(code::INVALID_FORM, "http: request body too large");
@@ -731,8 +734,10 @@ async fn watch(s: &V2State, r: KeyRequest) -> Response {
     };
     let first: Vec<Event> = match watched {
         Watched::Found(events, None) => {
+            // Chunked, as every watch answer is.
             let body = event_json(events.into_iter().next().expect("found one"), false);
-            let mut resp = body.into_response();
+            let chunk = tokio_stream::once(Ok::<_, std::convert::Infallible>(body));
+            let mut resp = Response::new(Body::from_stream(chunk));
             event_headers(&mut resp, &h, index, at);
             return resp;
         }
@@ -789,23 +794,35 @@ impl From<&MemberInfo> for MemberJson {
 }
 
 fn json_response(h: &NodeHandle, status: StatusCode, body: String) -> Response {
+    let mut r = stats_response(status, body);
+    r.headers_mut().insert("x-etcd-cluster-id", cluster_id(h));
+    r
+}
+
+/// A JSON answer without the cluster ID (the stats handlers set none).
+fn stats_response(status: StatusCode, body: String) -> Response {
     let mut r = (status, body).into_response();
-    let hs = r.headers_mut();
-    hs.insert("content-type", HeaderValue::from_static("application/json"));
-    hs.insert("x-etcd-cluster-id", cluster_id(h));
+    r.headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
     with_cors(r)
 }
 
 fn message(h: &NodeHandle, status: StatusCode, m: &str) -> Response {
-    let body = serde_json::json!({ "message": m }).to_string() + "\n";
+    // etcd's HTTPError: no newline after it.
+    let body = serde_json::json!({ "message": m }).to_string();
     json_response(h, status, body)
 }
 
 fn members_not_allowed() -> Response {
-    let mut r = (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed").into_response();
+    not_allowed("GET,POST,DELETE,PUT")
+}
+
+/// Go's 405 for a method a route does not take.
+fn not_allowed(allow: &'static str) -> Response {
+    let mut r = text_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed\n");
     r.headers_mut()
-        .insert("allow", HeaderValue::from_static("GET,POST,DELETE,PUT"));
-    with_cors(r)
+        .insert("allow", HeaderValue::from_static(allow));
+    r
 }
 
 async fn member_list(h: &NodeHandle) -> Result<Vec<MemberInfo>, Error> {
@@ -940,6 +957,9 @@ async fn member(
             _ => message(h, StatusCode::SERVICE_UNAVAILABLE, "During election"),
         };
     }
+    if method == Method::GET {
+        return message(h, StatusCode::NOT_FOUND, "Not found");
+    }
     let Ok(id) = u64::from_str_radix(&id_text, 16) else {
         return match method {
             Method::GET | Method::DELETE | Method::PUT => message(
@@ -952,7 +972,6 @@ async fn member(
     };
     let svc = ClusterService::new(h.clone());
     match method {
-        Method::GET => message(h, StatusCode::NOT_FOUND, "Not found"),
         Method::DELETE => {
             let removed = h.removed.lock().expect("not poisoned").contains(&id);
             if removed {
@@ -991,10 +1010,7 @@ fn no_content(h: &NodeHandle) -> Response {
 
 async fn machines(State(s): State<V2State>, method: Method) -> Response {
     if !matches!(method, Method::GET | Method::HEAD) {
-        let mut r = (StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed").into_response();
-        r.headers_mut()
-            .insert("allow", HeaderValue::from_static("GET,HEAD"));
-        return with_cors(r);
+        return not_allowed("GET,HEAD");
     }
     let urls = member_list(&s.h)
         .await
@@ -1071,7 +1087,7 @@ async fn stats_self(State(s): State<V2State>) -> Response {
         send_append_request_cnt: 0,
     })
     .expect("plain");
-    json_response(h, StatusCode::OK, body + "\n")
+    stats_response(StatusCode::OK, body)
 }
 
 async fn stats_leader(State(s): State<V2State>) -> Response {
@@ -1102,13 +1118,18 @@ async fn stats_leader(State(s): State<V2State>) -> Response {
                     )
                 })
                 .collect();
-            let body = serde_json::json!({
-                "leader": format!("{:x}", h.member_id),
-                "followers": followers,
-            });
-            json_response(h, StatusCode::OK, body.to_string() + "\n")
+            // etcd's field order (a `json!` map would sort the keys).
+            let body = format!(
+                "{{\"leader\":\"{:x}\",\"followers\":{}}}",
+                h.member_id,
+                serde_json::Value::Object(followers)
+            );
+            stats_response(StatusCode::OK, body)
         }
-        _ => message(h, StatusCode::FORBIDDEN, "not current leader"),
+        _ => stats_response(
+            StatusCode::FORBIDDEN,
+            r#"{"message":"not current leader"}"#.to_string(),
+        ),
     }
 }
 
@@ -1147,7 +1168,7 @@ async fn stats_store(State(s): State<V2State>) -> Response {
         body.push_str(&format!("\"{name}\":{v}"));
     }
     body.push('}');
-    json_response(&s.h, StatusCode::OK, body + "\n")
+    stats_response(StatusCode::OK, body)
 }
 
 #[cfg(test)]

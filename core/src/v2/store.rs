@@ -853,14 +853,17 @@ impl V2Store {
     ) -> Result<Event, V2Error> {
         let next = self.index + 1;
         let n = self.node_mut(path).expect("present");
+        // A directory keeps its modified index (etcd's write fails on it before the index
+        // is set, and only the TTL changes); the event still carries the new index.
         if let Body::Value(v) = &mut n.body {
             *v = value.to_string();
+            n.modified = next;
         }
-        n.modified = next;
         self.set_ttl(path, expiry.at_ms);
         self.mark(path);
         self.index = next;
-        let node = self.node(path).expect("present").view(path, 0);
+        let mut node = self.node(path).expect("present").view(path, 0);
+        node.modified_index = next;
         Ok(Event {
             action,
             node,
