@@ -37,7 +37,6 @@ use crate::pb::v3electionpb::election_server::ElectionServer;
 use crate::pb::v3lockpb::lock_server::LockServer;
 use crate::server::driver::NodeHandle;
 use crate::server::resolve;
-#[cfg(madsim)]
 use std::net::SocketAddr;
 use tokio::sync::watch::Receiver;
 
@@ -90,10 +89,27 @@ pub fn serve(
         }
         Ok(acceptor.clone())
     };
+    // One listener per address: an address listed as both `http://` and `https://` serves
+    // both on its one port, as etcd's does.
+    let mut listed: Vec<(SocketAddr, &String, bool)> = Vec::new();
     for url in &handle.config.listen_client {
         let addr = resolve(url)?;
+        match listed.iter_mut().find(|(a, _, _)| *a == addr) {
+            Some(l) if l.1.starts_with("https://") != url.starts_with("https://") => {
+                if url.starts_with("https://") {
+                    l.1 = url;
+                }
+                l.2 = true;
+            }
+            Some(_) => {}
+            None => listed.push((addr, url, false)),
+        }
+    }
+    for (addr, url, both) in listed {
+        #[cfg(madsim)]
+        let _ = both;
         #[cfg(not(madsim))]
-        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, "client")
+        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, both, "client")
             .map_err(|e| format!("cannot listen for clients on {addr}: {e}"))?;
         #[cfg(madsim)]
         let incoming = addr;
@@ -103,7 +119,7 @@ pub fn serve(
     #[cfg(not(madsim))]
     for url in &handle.config.listen_metrics {
         let addr = resolve(url)?;
-        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, "metrics")
+        let incoming = crate::server::tls::incoming(addr, tls_for(url)?, false, "metrics")
             .map_err(|e| format!("cannot listen for metrics on {addr}: {e}"))?;
         servers.push(http::serve_metrics(
             incoming,

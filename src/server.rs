@@ -541,7 +541,7 @@ pub async fn start(
             } else {
                 None
             };
-            let incoming = tls::incoming(addr, acceptor, "peer")
+            let incoming = tls::incoming(addr, acceptor, false, "peer")
                 .map_err(|e| format!("cannot listen for peers on {addr}: {e}"))?;
             tonic::transport::Server::builder()
                 .add_service(svc)

@@ -838,29 +838,26 @@ struct PeerUrls {
     peer_urls: Vec<String>,
 }
 
-/// The peer URLs of a members request's JSON body, or the answer etcd gives when there are
-/// none to be had.
-fn peer_urls(h: &NodeHandle, headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, Response> {
+/// The peer URLs of a members request's JSON body, or the status and message etcd answers
+/// when there are none to be had.
+fn peer_urls(headers: &HeaderMap, body: &[u8]) -> Result<Vec<String>, (StatusCode, String)> {
     let ct = headers
         .get("content-type")
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
     if !ct.starts_with("application/json") {
         let m = format!("Bad Content-Type {ct}, accept application/json");
-        return Err(message(h, StatusCode::UNSUPPORTED_MEDIA_TYPE, &m));
+        return Err((StatusCode::UNSUPPORTED_MEDIA_TYPE, m));
     }
-    let urls: PeerUrls = serde_json::from_slice(body)
-        .map_err(|e| message(h, StatusCode::BAD_REQUEST, &e.to_string()))?;
+    let urls: PeerUrls =
+        serde_json::from_slice(body).map_err(|e| (StatusCode::BAD_REQUEST, e.to_string()))?;
     if urls.peer_urls.is_empty() {
-        return Err(message(h, StatusCode::BAD_REQUEST, "no valid URLs given"));
+        return Err((StatusCode::BAD_REQUEST, "no valid URLs given".into()));
     }
     for u in &urls.peer_urls {
         if crate::server::cluster::check_url(u).is_err() {
-            return Err(message(
-                h,
-                StatusCode::BAD_REQUEST,
-                &format!("URL scheme must be http or https: {u}"),
-            ));
+            let m = format!("URL scheme must be http or https: {u}");
+            return Err((StatusCode::BAD_REQUEST, m));
         }
     }
     Ok(urls.peer_urls)
@@ -903,9 +900,9 @@ async fn members(
             Err(e) => message(h, StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
         },
         Method::POST => {
-            let urls = match peer_urls(h, &headers, &body) {
+            let urls = match peer_urls(&headers, &body) {
                 Ok(u) => u,
-                Err(r) => return r,
+                Err((status, m)) => return message(h, status, &m),
             };
             let svc = ClusterService::new(h.clone());
             let req = pb::MemberAddRequest {
@@ -985,9 +982,9 @@ async fn member(
             }
         }
         Method::PUT => {
-            let urls = match peer_urls(h, &headers, &body) {
+            let urls = match peer_urls(&headers, &body) {
                 Ok(u) => u,
-                Err(r) => return r,
+                Err((status, m)) => return message(h, status, &m),
             };
             let req = pb::MemberUpdateRequest {
                 id,
@@ -1187,7 +1184,7 @@ mod tests {
         let mut f = Form::default();
         f.parse_into("value=a+b%2Fc&dir=T&x").unwrap();
         assert_eq!(f.value("value"), "a b/c");
-        assert_eq!(f.bool("dir", "").unwrap(), true);
+        assert!(f.bool("dir", "").unwrap());
         assert_eq!(f.get("x"), Some(""));
         assert!(f.parse_into("bad=%zz").is_err());
         assert_eq!(f.bool("value", "c").unwrap_err().code, code::INVALID_FIELD);

@@ -216,11 +216,14 @@ impl Acceptor {
 
 /// The connections accepted on `addr` (TCP_NODELAY on), through `tls`'s handshake when it is
 /// given: each handshake runs in its own task, so a slow or failed one holds up no other
-/// connection, and a failed one is logged (one warning) and dropped. Ends when the stream is
-/// dropped. `what` names the listener in the logs.
+/// connection, and a failed one is logged (one warning) and dropped. With `plain_too` (the
+/// same address listed as `http://` and `https://`, which etcd serves on one port), a
+/// connection whose first byte does not open a TLS record is served in the clear. Ends when
+/// the stream is dropped. `what` names the listener in the logs.
 pub fn incoming(
     addr: SocketAddr,
     tls: Option<Arc<Acceptor>>,
+    plain_too: bool,
     what: &'static str,
 ) -> io::Result<tokio_stream::wrappers::ReceiverStream<io::Result<Conn>>> {
     let std_listener = std::net::TcpListener::bind(addr)?;
@@ -260,6 +263,17 @@ pub fn incoming(
                     let acceptor = acceptor.clone();
                     let tx = tx.clone();
                     tokio::spawn(async move {
+                        if plain_too {
+                            // A TLS connection opens with a handshake record (type 22).
+                            let mut first = [0u8; 1];
+                            let peeked =
+                                tokio::time::timeout(HANDSHAKE_TIMEOUT, tcp.peek(&mut first)).await;
+                            if matches!(peeked, Ok(Ok(1))) && first[0] != 22 {
+                                drop(permit);
+                                let _ = tx.send(Ok(Conn::Plain(tcp))).await;
+                                return;
+                            }
+                        }
                         let accepted = acceptor.accept(tcp).await;
                         drop(permit);
                         match accepted {

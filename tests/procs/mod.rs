@@ -806,3 +806,59 @@ pub fn without_client_logs(entries: &[String]) -> Vec<String> {
         })
         .collect()
 }
+
+/// The Python of the virtualenv `scripts/test` makes (`target/pyenv`, or the one `OXCD_PYENV`
+/// names), which must be able to import `module` (installed as `pip_spec`): the tests that
+/// need a client from PyPI fail and say how to get it, they never skip.
+pub fn python_with(module: &str, pip_spec: &str) -> PathBuf {
+    let venv = std::env::var_os("OXCD_PYENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("target/pyenv"));
+    let python = venv.join("bin/python");
+    let ok = std::process::Command::new(&python)
+        .args(["-c", &format!("import {module}")])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(
+        ok,
+        "{module} is not installed in {}: run scripts/test, or python3 -m venv {0} && {0}/bin/pip install {pip_spec}",
+        venv.display()
+    );
+    python
+}
+
+/// Runs `tests/clients/<script> 127.0.0.1 <port>` with `python`, killing it (by PID) after
+/// `timeout`, and asserts it ended well and printed "all checks passed".
+pub fn run_python_client(python: &Path, script: &str, port: u16, timeout: Duration) {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(script);
+    let mut child = std::process::Command::new(python)
+        .arg(&path)
+        .arg("127.0.0.1")
+        .arg(port.to_string())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start python");
+    let deadline = Instant::now() + timeout;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break Some(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        thread::sleep(POLL_INTERVAL);
+    };
+    let out = child.wait_with_output().expect("output");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        status.is_some_and(|s| s.success()) && stdout.contains("all checks passed"),
+        "{script} failed ({status:?}):\n{stdout}\n{stderr}"
+    );
+}

@@ -721,15 +721,14 @@ impl V2Store {
     ) -> Result<Event, V2Error> {
         let path = clean(path);
         let existing = match self.lookup(&path) {
-            Ok(n) => Some(n.view(&path, 0)),
-            Err(e) if e.code == error::KEY_NOT_FOUND => None,
+            Ok(n) => Ok(n.view(&path, 0)),
+            Err(e) if e.code == error::KEY_NOT_FOUND => Err(e),
             Err(e) => return Err(e),
         };
-        let value = match (&existing, expiry.refresh) {
-            (None, true) => {
-                return Err(self.lookup(&path).err().expect("missing"));
-            }
-            (Some(prev), true) => prev.value.clone().unwrap_or_default(),
+        let value = match (existing, expiry.refresh) {
+            // A refresh needs the key.
+            (Err(missing), true) => return Err(missing),
+            (Ok(prev), true) => prev.value.unwrap_or_default(),
             _ => value.to_string(),
         };
         let mut e = self.create(&path, dir, &value, true, expiry, Action::Set)?;
