@@ -30,6 +30,7 @@ pub use member::{AppliedEntry, Member, MemberConfig, Outcome, Output};
 pub use membership::{LEARNERS_MAX, MemberRecord, Members, MembershipError, PROMOTE_READY_PERCENT};
 pub use server::{
     Credential, Handled, Header, LOG_COMPACTION_ENTRIES_MAX, MemberServer, PolicyBug, PolicyConfig,
-    REMOVED_MESSAGE, Refusal, Response, WATCH_SYNCS_PER_TURN_MAX, Waiter, WatchRequest, WatchTaken,
+    REMOVED_MESSAGE, Refusal, Response, V2_SYNC_INTERVAL_MS, WATCH_SYNCS_PER_TURN_MAX, Waiter,
+    WatchRequest, WatchTaken,
 };
 pub use space::{PAGE_BYTES, Space};

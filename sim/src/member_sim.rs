@@ -18,7 +18,10 @@
 //! - a watcher that moves between members as they crash gets every revision of the register
 //!   keys once, in order, none skipped, as the history holds it;
 //! - once nobody renews them, leases run out: after the liveness phase, a TTL, a leader's grace
-//!   and a margin, no member holds one.
+//!   and a margin, no member holds one;
+//! - the v2 store ([`v2`]): its registers in the same linearizability check, its watcher's
+//!   events once, in order and complete, in-order keys named after their indexes and kept,
+//!   no key outliving its TTL beyond the grace.
 //!
 //! Membership changes run throughout: a learner is added (after the member server's checks),
 //! promoted once in sync, and a voter other than the leader removed, one change at a time.
@@ -47,6 +50,9 @@ use oxcd::storage::{DiskFaults, SimDisk};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::collections::{BTreeMap, BTreeSet};
+use v2::{V2Model, V2Op};
+
+mod v2;
 
 /// Simulated milliseconds per tick: one heartbeat.
 const TICK_MS: u64 = 100;
@@ -71,6 +77,8 @@ const WRITER_CLIENT: usize = REGISTER_CLIENTS - 1;
 /// The register keys the writer is granted at first, whose grants then come and go; it is
 /// never granted the others.
 const WRITER_KEYS: u32 = 4;
+/// The clients of the v2 store, after the auth client.
+const V2_CLIENTS: usize = 2;
 /// IDs of members added while a run goes on start here.
 const JOINED_ID_MIN: NodeId = 100;
 
@@ -123,6 +131,11 @@ pub struct Report {
     /// more each time it moved to another member).
     pub watch_events: u64,
     pub watch_streams: u64,
+    /// v2 register operations with a known outcome, events the v2 watcher got, and the
+    /// times it resumed past a cleared history.
+    pub v2_ops_known: u64,
+    pub v2_watch_events: u64,
+    pub v2_watch_gaps: u64,
     pub violation: Option<String>,
     pub hash: u64,
 }
@@ -172,6 +185,8 @@ enum Pending {
         key: u32,
         grant: Option<bool>,
     },
+    /// A v2 client's request.
+    V2(V2Op),
 }
 
 /// What the run knows of the writer's permissions, for the auth check.
@@ -257,6 +272,7 @@ struct World {
     report: Report,
     faults_on: bool,
     watcher: Watcher,
+    v2: V2Model,
 }
 
 impl World {
@@ -285,7 +301,7 @@ impl World {
                 },
             );
         }
-        let clients = (0..AUTH_CLIENT + 1)
+        let clients = (0..AUTH_CLIENT + 1 + V2_CLIENTS)
             .map(|_| Client {
                 pending: None,
                 next_op: 0,
@@ -317,6 +333,7 @@ impl World {
                 next_revision: 1,
                 ..Watcher::default()
             },
+            v2: V2Model::default(),
         };
         let ids: Vec<NodeId> = world.nodes.keys().copied().collect();
         for id in ids {
@@ -494,6 +511,8 @@ impl World {
                 if self.rng.gen_bool(0.5) {
                     self.auth_op(c, at);
                 }
+            } else if c > AUTH_CLIENT {
+                self.v2_op(c, at);
             } else if self
                 .rng
                 .gen_bool(if self.alarm_up.is_some() { 0.3 } else { 0.02 })
@@ -1039,6 +1058,7 @@ impl World {
                 *p = (*p).max(deadline);
             }
             (Pending::Auth { key, grant }, response) => self.auth_done(op, key, grant, &response),
+            (Pending::V2(op), response) => self.v2_done(at, op, response),
             (Pending::Membership(change), Response::ConfChange(Ok(_))) => match change {
                 Change::AddLearner(id) => self.start(id),
                 Change::Promote(id) => {
@@ -1082,6 +1102,10 @@ impl World {
                 let ret = self.event();
                 self.history[history].ret = ret;
                 self.report.register_ops += 1;
+            }
+            if let Pending::V2(V2Op::Register { history, .. }) = pending {
+                let ret = self.event();
+                self.history[history].ret = ret;
             }
         }
     }
@@ -1384,6 +1408,8 @@ impl World {
         for id in self.up() {
             if let Some(s) = self.server(id) {
                 s.tick(now);
+                // One clock for all: the v2 TTLs' wall clock is the simulated one.
+                s.v2_expiry_work(now, now);
             }
         }
         self.run_rounds();
@@ -1404,6 +1430,7 @@ impl World {
         }
         self.expire_clients();
         self.watch();
+        self.v2_watch();
         self.check_replicated_state();
         self.check_leases();
         self.tick += 1;
@@ -1528,6 +1555,9 @@ impl World {
             self.check_watch();
         }
         if self.report.violation.is_none() {
+            self.check_v2();
+        }
+        if self.report.violation.is_none() {
             self.check_auth();
         }
         self.check_history();
@@ -1626,9 +1656,10 @@ fn replicated_state(s: &Server) -> String {
         .map(|a| format!("{:x}:{}", a.member, a.kind))
         .collect();
     format!(
-        "alarms [{}] at revision {}",
+        "alarms [{}] at revision {}, {}",
         alarms.join(" "),
-        applier.kv().current_revision()
+        applier.kv().current_revision(),
+        v2::v2_state(s)
     )
 }
 

@@ -283,6 +283,7 @@ enum MemberBug {
     AlarmNotReplicated,
     ExpiredLeasesKept,
     AuthCheckedOnEntryOnly,
+    V2ExpiryNotProposed,
 }
 
 impl From<MemberBug> for oxcd::node::PolicyBug {
@@ -294,6 +295,7 @@ impl From<MemberBug> for oxcd::node::PolicyBug {
             MemberBug::AlarmNotReplicated => oxcd::node::PolicyBug::AlarmNotReplicated,
             MemberBug::ExpiredLeasesKept => oxcd::node::PolicyBug::ExpiredLeasesKept,
             MemberBug::AuthCheckedOnEntryOnly => oxcd::node::PolicyBug::AuthCheckedOnEntryOnly,
+            MemberBug::V2ExpiryNotProposed => oxcd::node::PolicyBug::V2ExpiryNotProposed,
         }
     }
 }
@@ -477,6 +479,7 @@ fn member(args: MemberArgs) -> ExitCode {
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);
     let (mut auth_changes, mut auth_writes) = (0u64, 0u64);
+    let (mut v2_known, mut v2_events, mut v2_gaps) = (0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
         o.ticks = args.ticks;
@@ -491,6 +494,9 @@ fn member(args: MemberArgs) -> ExitCode {
         changes += r.membership_changes;
         auth_changes += r.auth_changes;
         auth_writes += r.auth_writes;
+        v2_known += r.v2_ops_known;
+        v2_events += r.v2_watch_events;
+        v2_gaps += r.v2_watch_gaps;
         last_hash = r.hash;
         if let Some(why) = &r.violation {
             failed += 1;
@@ -509,7 +515,8 @@ fn member(args: MemberArgs) -> ExitCode {
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
          known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({streams} \
          streams), {changes} membership changes, {auth_changes} auth changes ({auth_writes} \
-         writes as a user); {simulated_s:.0} simulated s in \
+         writes as a user), {v2_known} v2 register ops with known outcome, {v2_events} v2 watch \
+         events ({v2_gaps} resumes past a cleared history); {simulated_s:.0} simulated s in \
          {elapsed:.1} s ({:.0}x real time); last hash {last_hash:016x}",
         args.count,
         args.nodes,

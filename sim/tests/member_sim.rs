@@ -101,6 +101,11 @@ fn expired_leases_that_are_never_revoked_are_caught() {
 }
 
 #[test]
+fn v2_keys_whose_expiry_is_never_proposed_are_caught() {
+    caught(PolicyBug::V2ExpiryNotProposed, "outlived its TTL");
+}
+
+#[test]
 fn a_permission_checked_only_when_a_command_enters_is_caught() {
     caught(PolicyBug::AuthCheckedOnEntryOnly, "the writer wrote");
 }

@@ -135,6 +135,12 @@ impl<B: Backend> KvStore<B> {
         self.staged.append(part);
     }
 
+    /// Takes what is staged, for the caller to write in a batch of its own (with which it
+    /// must land atomically).
+    pub fn take_staged(&mut self) -> Batch {
+        std::mem::take(&mut self.staged)
+    }
+
     /// Writes what is staged, if the command wrote nothing that carried it.
     pub fn flush_staged(&mut self) -> Result<()> {
         if self.staged.is_empty() {

@@ -514,6 +514,14 @@ impl<B: Backend> Applier<B> {
         });
     }
 
+    /// Takes whatever is staged (member records, meta numbers; never records), for a write
+    /// of the caller's that must carry it.
+    pub fn take_staged(&mut self) -> Batch {
+        let staged = self.kv.take_staged();
+        debug_assert!(staged.puts.is_empty() && staged.deletes.is_empty());
+        staged
+    }
+
     /// Writes whatever is staged.
     pub fn flush(&mut self) -> Result<(), ApplyError> {
         Ok(self.kv.flush_staged()?)

@@ -443,7 +443,9 @@ impl<E: Engine> Member<E> {
                     .as_ref()
                     .map_err(Clone::clone)
                     .and_then(|cc| self.raw.apply_conf_change(cc));
-                if let (Ok(cc), Ok(_)) = (&cc, &result) {
+                // A change the state machine already holds (from a snapshot taken after it)
+                // has its records there already; only Raft's configuration is rebuilt.
+                if let (Ok(cc), Ok(_), false) = (&cc, &result, done) {
                     // The member records travel in the change's context.
                     for single in &cc.changes {
                         let record = match single.kind {
@@ -454,15 +456,16 @@ impl<E: Engine> Member<E> {
                         self.applier.stage_member(single.node_id, record);
                     }
                 }
-                // The membership and the applied index land together; what the applier staged
-                // goes first (engine writes keep their order through a crash).
-                self.applier.flush().map_err(apply_storage_error)?;
-                let mut batch = WriteBatch::default();
+                // The membership, what the applier staged (the member records, the v2 index
+                // that counts them) and the applied index land together, in one batch: a
+                // crash in between would apply the change twice.
+                let mut batch = EngineBackend::<E>::to_write_batch(self.applier.take_staged());
                 stage_meta(
                     &mut batch,
                     Space::Meta,
                     meta_key(crate::mvcc::MetaKey::AppliedIndex),
-                    e.index as i64,
+                    // Never behind what the state machine holds (a change it already held).
+                    self.applied as i64,
                 );
                 let store = self.raw.storage_mut();
                 if let Ok(cs) = &result {

@@ -165,6 +165,8 @@ pub enum PolicyBug {
     /// A client's key or lease command is checked against the auth state when it enters
     /// only, not again when it applies (a revoke that applies in between does not stop it).
     AuthCheckedOnEntryOnly,
+    /// The leader never proposes the v2 expiry (`Sync`): keys outlive their TTLs.
+    V2ExpiryNotProposed,
 }
 
 impl PolicyConfig {
@@ -1027,7 +1029,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// are), proposes the `Sync` that removes it, at most once every
     /// [`V2_SYNC_INTERVAL_MS`] of `now_ms`. Call it once per tick.
     pub fn v2_expiry_work(&mut self, wall_ms: u64, now_ms: u64) {
-        if self.promoted_term.is_none() || self.stopped.is_some() || now_ms < self.v2_sync_after_ms
+        if self.promoted_term.is_none()
+            || self.stopped.is_some()
+            || now_ms < self.v2_sync_after_ms
+            || self.config.bug(PolicyBug::V2ExpiryNotProposed)
         {
             return;
         }
