@@ -78,6 +78,11 @@ pub struct BenchArgs {
     /// over HTTP/1.1 (plain, no auth), the clients of a connection taking turns on it.
     #[arg(long, global = true)]
     gateway: bool,
+    /// put and range only: send them to the v2 API (`PUT /v2/keys/<key>`, `GET` with
+    /// `quorum=true` for linearizable reads) over HTTP/1.1 (plain, no auth); servers need
+    /// `--enable-v2`.
+    #[arg(long, global = true)]
+    v2: bool,
     #[command(subcommand)]
     workload: Workload,
 }
@@ -366,6 +371,12 @@ impl BenchArgs {
         if self.gateway && !matches!(self.workload, Workload::Put | Workload::Range { .. }) {
             return bad("--gateway runs put and range only");
         }
+        if self.v2 && !matches!(self.workload, Workload::Put | Workload::Range { .. }) {
+            return bad("--v2 runs put and range only");
+        }
+        if self.v2 && self.gateway {
+            return bad("--v2 and --gateway are two ways to send the same request: pick one");
+        }
         Ok(())
     }
 
@@ -382,14 +393,17 @@ impl BenchArgs {
             return Err(CtlError::new(EXIT_BAD_ARGS, "no endpoints".into()));
         }
         let args = Arc::new(self.clone());
-        if self.gateway {
+        if self.gateway || self.v2 {
             let bad = |m: &str| Err(CtlError::new(EXIT_BAD_ARGS, m.to_string()));
+            let flag = if self.v2 { "--v2" } else { "--gateway" };
             if credentials.is_some() {
-                return bad("--gateway does not log in: no --user");
+                return bad(&format!("{flag} does not log in: no --user"));
             }
             let plain = |ep: &String| !ep.contains("://") || ep.starts_with("http://");
             if dial.secure || !endpoints.iter().all(plain) {
-                return bad("--gateway speaks plain HTTP: no TLS flags, no https:// endpoints");
+                return bad(&format!(
+                    "{flag} speaks plain HTTP: no TLS flags, no https:// endpoints"
+                ));
             }
             let mut conns = Vec::with_capacity(self.conns);
             for i in 0..self.conns {

@@ -1,5 +1,7 @@
 //! `oxctl bench --gateway`: the put and range workloads over etcd's JSON gateway
-//! (grpc-gateway's `POST /v3/kv/put` and `POST /v3/kv/range`) on HTTP/1.1, instead of gRPC.
+//! (grpc-gateway's `POST /v3/kv/put` and `POST /v3/kv/range`) on HTTP/1.1, instead of gRPC;
+//! `oxctl bench --v2`: the same over the v2 API (`PUT /v2/keys/<key>` with a form body, `GET
+//! /v2/keys/<key>`, with `quorum=true` for a linearizable read), keys written in hex.
 //!
 //! It does not do TLS or auth: the run refuses `https://` endpoints, the TLS flags and
 //! `--user` before it connects. This module owns the keep-alive connections ([`Conn`]) and
@@ -69,9 +71,23 @@ impl Conn {
     /// POSTs `body` (JSON) to `path` when it is this client's turn, and reads the whole answer:
     /// Ok for a 200, else why not.
     async fn post(&self, path: &'static str, body: Bytes) -> Result<(), String> {
-        let req = hyper::Request::post(path)
+        self.send("POST", path, "application/json", body).await
+    }
+
+    /// Sends a request when it is this client's turn, and reads the whole answer: Ok for a
+    /// 200 (or a 201, a v2 key created), else why not.
+    async fn send(
+        &self,
+        method: &'static str,
+        path: &str,
+        content_type: &'static str,
+        body: Bytes,
+    ) -> Result<(), String> {
+        let req = hyper::Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, &self.authority)
-            .header(hyper::header::CONTENT_TYPE, "application/json")
+            .header(hyper::header::CONTENT_TYPE, content_type)
             .body(Full::new(body))
             .expect("a valid request");
         let (status, answer) = {
@@ -88,7 +104,7 @@ impl Conn {
                 .to_bytes();
             (status, answer)
         };
-        if status == hyper::StatusCode::OK {
+        if status == hyper::StatusCode::OK || status == hyper::StatusCode::CREATED {
             return Ok(());
         }
         let shown = &answer[..answer.len().min(ERROR_BODY_BYTES_MAX)];
@@ -120,6 +136,73 @@ fn range_body(key: &[u8], range_end: &[u8], serializable: bool) -> Bytes {
     Bytes::from(s)
 }
 
+/// The v2 path of a key: `/v2/keys/` and the key in hex (any bytes make a plain name).
+fn v2_path(key: &[u8]) -> String {
+    let mut p = String::from("/v2/keys/");
+    for b in key {
+        p.push_str(&format!("{b:02x}"));
+    }
+    p
+}
+
+/// A form body `value=<value>`, percent-encoded.
+fn v2_form(value: &[u8]) -> Bytes {
+    let mut s = String::from("value=");
+    for &b in value {
+        if b.is_ascii_alphanumeric() {
+            s.push(b as char);
+        } else {
+            s.push_str(&format!("%{b:02X}"));
+        }
+    }
+    Bytes::from(s)
+}
+
+/// One client of the put or range workload over the v2 API, over `conn`.
+async fn v2_client(
+    args: &BenchArgs,
+    conn: Arc<Conn>,
+    work: &Work,
+    mut rng: ChaCha8Rng,
+) -> Result<Tally, CtlError> {
+    let mut tally = Tally::new();
+    let mut settle = |t: Instant, answer: Result<(), String>| match answer {
+        Ok(()) => tally.record(t),
+        Err(why) => tally.fail(why),
+    };
+    const FORM: &str = "application/x-www-form-urlencoded";
+    match &args.workload {
+        super::Workload::Put => {
+            let form = v2_form(&args.value());
+            while let Some(i) = work.take() {
+                let path = v2_path(&args.key(args.key_index(i, &mut rng)));
+                let t = Instant::now();
+                settle(t, conn.send("PUT", &path, FORM, form.clone()).await);
+                work.finish_one();
+            }
+        }
+        super::Workload::Range {
+            key, consistency, ..
+        } => {
+            let serializable = super::serializable(consistency)?;
+            let key = key
+                .as_ref()
+                .map_or_else(|| args.key(0), |k| Bytes::from(k.clone()));
+            let mut path = v2_path(&key);
+            if !serializable {
+                path.push_str("?quorum=true");
+            }
+            while work.take().is_some() {
+                let t = Instant::now();
+                settle(t, conn.send("GET", &path, FORM, Bytes::new()).await);
+                work.finish_one();
+            }
+        }
+        other => unreachable!("check() refuses {} with --v2", other.name()),
+    }
+    Ok(tally)
+}
+
 /// One client of the put or range workload, over `conn`.
 pub(super) async fn client(
     args: &BenchArgs,
@@ -127,6 +210,9 @@ pub(super) async fn client(
     work: &Work,
     mut rng: ChaCha8Rng,
 ) -> Result<Tally, CtlError> {
+    if args.v2 {
+        return v2_client(args, conn, work, rng).await;
+    }
     let mut tally = Tally::new();
     let mut settle = |t: Instant, answer: Result<(), String>| match answer {
         Ok(()) => tally.record(t),
@@ -167,6 +253,12 @@ pub(super) async fn client(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn v2_requests_name_keys_in_hex_and_encode_the_form() {
+        assert_eq!(v2_path(b"\x00k/"), "/v2/keys/006b2f");
+        assert_eq!(v2_form(b"a b=c"), "value=a%20b%3Dc");
+    }
 
     #[test]
     fn bodies_are_grpc_gateway_json_with_base64_bytes() {
