@@ -23,6 +23,7 @@ pub mod maintenance;
 #[cfg(not(madsim))]
 mod message_limit;
 pub mod recipes;
+#[cfg(not(madsim))]
 pub mod v2;
 pub mod watch;
 

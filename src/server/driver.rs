@@ -682,7 +682,7 @@ impl Driver {
     }
 
     /// Hands the v2 watchers their events; a watcher whose client left, or fell
-    /// [`crate::api::v2::WATCH_EVENTS_BUFFERED_MAX`] events behind, is cancelled.
+    /// the v2 API's buffer (`WATCH_EVENTS_BUFFERED_MAX`) behind, is cancelled.
     fn v2_watch_work(&mut self) {
         let hub = self.server.member_mut().applier_mut().v2_hub_mut().0;
         let mut cancel = Vec::new();
