@@ -32,7 +32,7 @@ mod procs;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use procs::{Cluster, Kind, Timing, differences};
+use procs::{Cluster, Kind, Timing};
 use regex::Regex;
 use std::time::Duration;
 
@@ -577,12 +577,5 @@ fn gateway_transcript_matches_etcd() {
         .iter()
         .map(|e| masked(e))
         .collect();
-    let diffs = differences(&want, &got, "etcd 3.4.23", "oxcd");
-    assert!(
-        diffs.is_empty(),
-        "{} of {} steps differ:\n{}",
-        diffs.len(),
-        want.len(),
-        diffs.join("\n")
-    );
+    procs::assert_same_transcripts(&want, &got, "etcd 3.4.23", "oxcd");
 }

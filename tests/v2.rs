@@ -20,7 +20,7 @@ mod procs;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use procs::{Cluster, Kind, Timing, differences};
+use procs::{Cluster, Kind, Timing};
 use regex::Regex;
 use std::process::Command;
 use std::time::Duration;
@@ -642,14 +642,7 @@ fn compare(script: &[Step], flags: &[&str]) {
     let oxcd = Cluster::start_with_flags(Kind::Oxcd, 1, Timing::default(), flags);
     let (got, base) = transcript(&oxcd.endpoint(0), script);
     let got: Vec<String> = got.iter().map(|e| masked(e, base)).collect();
-    let diffs = differences(&want, &got, "etcd 3.4.23", "oxcd");
-    assert!(
-        diffs.is_empty(),
-        "{} of {} steps differ:\n{}",
-        diffs.len(),
-        want.len(),
-        diffs.join("\n")
-    );
+    procs::assert_same_transcripts(&want, &got, "etcd 3.4.23", "oxcd");
 }
 
 #[test]

@@ -540,11 +540,16 @@ impl World {
         }
     }
 
-    fn register_op(&mut self, c: usize, at: NodeId) {
-        let key = self.rng.gen_range(0..REGISTER_KEYS);
+    /// Draws a register operation of one of `kinds` (0 read, 1 write, 2 compare-and-set) on
+    /// history key `key` for client `c`, and records its call: the operation and its place
+    /// in the history.
+    fn start_register_op(
+        &mut self,
+        c: usize,
+        key: u32,
+        kinds: std::ops::Range<u32>,
+    ) -> (RegisterInput, usize) {
         let value = self.rng.gen_range(1..20u64);
-        // The writer writes only (its reads would be unchecked reads like any other).
-        let kinds = if c == WRITER_CLIENT { 1..3 } else { 0..3 };
         let input = match self.rng.gen_range(kinds) {
             0 => RegisterInput::Read,
             1 => RegisterInput::Write(value),
@@ -561,7 +566,14 @@ impl World {
             output: None,
             ret: u64::MAX,
         });
-        let history = self.history.len() - 1;
+        (input, self.history.len() - 1)
+    }
+
+    fn register_op(&mut self, c: usize, at: NodeId) {
+        let key = self.rng.gen_range(0..REGISTER_KEYS);
+        // The writer writes only (its reads would be unchecked reads like any other).
+        let kinds = if c == WRITER_CLIENT { 1..3 } else { 0..3 };
+        let (input, history) = self.start_register_op(c, key, kinds);
         let name = register_key(key);
         let pending = Pending::Register {
             key,

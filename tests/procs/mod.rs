@@ -794,6 +794,18 @@ pub fn differences(
         .collect()
 }
 
+/// Fails with every step where two transcripts differ (see [`differences`]).
+pub fn assert_same_transcripts(want: &[String], got: &[String], want_name: &str, got_name: &str) {
+    let diffs = differences(want, got, want_name, got_name);
+    assert!(
+        diffs.is_empty(),
+        "{} of {} steps differ:\n{}",
+        diffs.len(),
+        want.len(),
+        diffs.join("\n")
+    );
+}
+
 /// A transcript without etcdctl's own log lines (grpc-go's retry warnings, which oxctl, a
 /// different client, does not have; the error line after them is compared).
 pub fn without_client_logs(entries: &[String]) -> Vec<String> {

@@ -683,6 +683,57 @@ mod tests {
                     cmd: Box::new(Command::Auth(c)),
                 }
             }),
+            v2_command().prop_map(Command::V2),
+        ]
+    }
+
+    fn v2_command() -> impl Strategy<Value = crate::v2::V2Command> {
+        use crate::v2::{Expiry, V2Command as V};
+        let expiry = (prop::option::of(1..u64::MAX), any::<bool>())
+            .prop_map(|(at_ms, refresh)| Expiry { at_ms, refresh });
+        let path = "(/[a-z_0-9]{0,6}){0,3}";
+        let text = "\\PC{0,12}";
+        prop_oneof![
+            (path, any::<bool>(), text, expiry.clone()).prop_map(|(p, dir, v, expiry)| V::Set {
+                path: p,
+                dir,
+                value: v,
+                expiry
+            }),
+            (path, any::<bool>(), text, any::<bool>(), expiry.clone()).prop_map(
+                |(p, dir, v, unique, expiry)| V::Create {
+                    path: p,
+                    dir,
+                    value: v,
+                    unique,
+                    expiry
+                }
+            ),
+            (path, text, expiry.clone()).prop_map(|(p, v, expiry)| V::Update {
+                path: p,
+                value: v,
+                expiry
+            }),
+            (path, text, any::<u64>(), text, expiry).prop_map(|(p, pv, pi, v, expiry)| {
+                V::CompareAndSwap {
+                    path: p,
+                    prev_value: pv,
+                    prev_index: pi,
+                    value: v,
+                    expiry,
+                }
+            }),
+            (path, any::<bool>(), any::<bool>()).prop_map(|(p, dir, recursive)| V::Delete {
+                path: p,
+                dir,
+                recursive
+            }),
+            (path, text, any::<u64>()).prop_map(|(p, pv, pi)| V::CompareAndDelete {
+                path: p,
+                prev_value: pv,
+                prev_index: pi
+            }),
+            any::<u64>().prop_map(|now_ms| V::Sync { now_ms }),
         ]
     }
 

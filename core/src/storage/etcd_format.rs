@@ -120,6 +120,9 @@ pub fn to_etcd<R: EngineRead>(view: &R) -> Result<etcd::Backend> {
             let bytes = codec::decode_auth(&key, &value).expect("checked by for_each_pair");
             let auth = AuthStore::decode(&bytes).expect("checked by for_each_pair");
             put_auth(&mut b, &auth);
+        } else if key.starts_with(codec::V2_KEY_PREFIX) || key == meta_key(MetaKey::V2Index) {
+            // The v2 store has no place in etcd's backend (etcd keeps it in its WAL and
+            // `.snap` files): an etcd snapshot carries the v3 data only, as etcd's does.
         } else {
             let n = codec::decode_meta(&key, &value).expect("checked by for_each_pair");
             if key == applied {
@@ -493,6 +496,28 @@ mod tests {
             .map(|op| (op.space, op.key.clone(), op.value.clone().unwrap()))
             .collect();
         assert_eq!(got, want);
+    }
+
+    #[test]
+    fn the_v2_store_stays_out_of_an_etcd_snapshot() {
+        let without = etcd::encode(&to_etcd(&store().view()).unwrap());
+        let disk = store();
+        let mut v2 = crate::v2::V2Store::new();
+        let set = crate::v2::V2Command::Set {
+            path: "/d/k".into(),
+            dir: false,
+            value: "v".into(),
+            expiry: crate::v2::Expiry::default(),
+        };
+        v2.apply(&set).unwrap();
+        EngineBackend::new(disk.clone())
+            .write(Batch {
+                meta: vec![(MetaKey::V2Index, v2.index() as i64)],
+                v2: v2.take_changes(),
+                ..Batch::default()
+            })
+            .unwrap();
+        assert_eq!(etcd::encode(&to_etcd(&disk.view()).unwrap()), without);
     }
 
     #[test]

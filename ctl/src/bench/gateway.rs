@@ -71,17 +71,20 @@ impl Conn {
     /// POSTs `body` (JSON) to `path` when it is this client's turn, and reads the whole answer:
     /// Ok for a 200, else why not.
     async fn post(&self, path: &'static str, body: Bytes) -> Result<(), String> {
-        self.send("POST", path, "application/json", body).await
+        self.send("POST", path, "application/json", body, false)
+            .await
     }
 
     /// Sends a request when it is this client's turn, and reads the whole answer: Ok for a
-    /// 200 (or a 201, a v2 key created), else why not.
+    /// 200 (or a 201, a v2 key created; or, `not_found_ok`, a 404: a v2 read of a key that is
+    /// not there, which a v3 range answers with no keys), else why not.
     async fn send(
         &self,
         method: &'static str,
         path: &str,
         content_type: &'static str,
         body: Bytes,
+        not_found_ok: bool,
     ) -> Result<(), String> {
         let req = hyper::Request::builder()
             .method(method)
@@ -104,7 +107,10 @@ impl Conn {
                 .to_bytes();
             (status, answer)
         };
-        if status == hyper::StatusCode::OK || status == hyper::StatusCode::CREATED {
+        if status == hyper::StatusCode::OK
+            || status == hyper::StatusCode::CREATED
+            || (not_found_ok && status == hyper::StatusCode::NOT_FOUND)
+        {
             return Ok(());
         }
         let shown = &answer[..answer.len().min(ERROR_BODY_BYTES_MAX)];
@@ -177,7 +183,7 @@ async fn v2_client(
             while let Some(i) = work.take() {
                 let path = v2_path(&args.key(args.key_index(i, &mut rng)));
                 let t = Instant::now();
-                settle(t, conn.send("PUT", &path, FORM, form.clone()).await);
+                settle(t, conn.send("PUT", &path, FORM, form.clone(), false).await);
                 work.finish_one();
             }
         }
@@ -194,7 +200,7 @@ async fn v2_client(
             }
             while work.take().is_some() {
                 let t = Instant::now();
-                settle(t, conn.send("GET", &path, FORM, Bytes::new()).await);
+                settle(t, conn.send("GET", &path, FORM, Bytes::new(), true).await);
                 work.finish_one();
             }
         }

@@ -14,8 +14,6 @@
 //!   resume older than a member's history (etcd's 401) leaves a gap, which is allowed.
 
 use super::{NodeId, Pending, RegisterInput, RegisterOutput, Server, TICK_MS, World};
-use crate::checker::linearizability::Operation;
-use crate::checker::registers::KeyedInput;
 use oxcd::node::{Applied, ApplyError, Command, Refusal, Response, V2_SYNC_INTERVAL_MS};
 use oxcd::v2::{Expiry, V2Command, Watched, WatcherId, error as v2error};
 use rand::Rng;
@@ -77,27 +75,7 @@ impl World {
         match self.rng.gen_range(0..10) {
             0..=6 => {
                 let key = self.rng.gen_range(0..V2_KEYS);
-                let value = self.rng.gen_range(1..20u64);
-                let input = match self.rng.gen_range(0..3) {
-                    0 => RegisterInput::Read,
-                    1 => RegisterInput::Write(value),
-                    _ => RegisterInput::Cas {
-                        from: self.rng.gen_range(1..20u64),
-                        to: value,
-                    },
-                };
-                let call = self.event();
-                self.history.push(Operation {
-                    client: c as u64,
-                    input: KeyedInput {
-                        key: V2_HISTORY_KEY_BASE + key,
-                        op: input,
-                    },
-                    call,
-                    output: None,
-                    ret: u64::MAX,
-                });
-                let history = self.history.len() - 1;
+                let (input, history) = self.start_register_op(c, V2_HISTORY_KEY_BASE + key, 0..3);
                 let pending = Pending::V2(V2Op::Register {
                     key,
                     input,
