@@ -964,7 +964,8 @@ mod tests {
     fn unknown_tags_are_malformed() {
         for (payload, why) in [
             (vec![0], "unknown command tag"),
-            (vec![12], "unknown command tag"),
+            (vec![13], "unknown command tag"),
+            (vec![CMD_V2, 99], "unknown v2 command tag"),
             (vec![CMD_AUTH, 99], "unknown auth command"),
             (
                 [
