@@ -21,7 +21,8 @@
 //!   and a margin, no member holds one;
 //! - the v2 store ([`v2`]): its registers in the same linearizability check, its watcher's
 //!   events once, in order and complete, in-order keys named after their indexes and kept,
-//!   no key outliving its TTL beyond the grace.
+//!   no key outliving its TTL beyond the grace; the same v2 index at the same applied index,
+//!   and the same v2 tree at the end.
 //!
 //! Membership changes run throughout: a learner is added (after the member server's checks),
 //! promoted once in sync, and a voter other than the leader removed, one change at a time.
@@ -1610,7 +1611,11 @@ impl World {
                 .as_ref()
                 .expect("settled: every member is up");
             let hash = s.member().applier().kv().hash_kv(0).map_or(0, |h| h.hash);
-            let state = format!("{}, hash {hash:x}", replicated_state(s));
+            let state = format!(
+                "{}, hash {hash:x}, {}",
+                replicated_state(s),
+                v2::v2_state(s)
+            );
             self.trace.bytes(state.as_bytes());
             match &seen {
                 Some((first, want)) if *want != state => {
@@ -1668,10 +1673,10 @@ fn replicated_state(s: &Server) -> String {
         .map(|a| format!("{:x}:{}", a.member, a.kind))
         .collect();
     format!(
-        "alarms [{}] at revision {}, {}",
+        "alarms [{}] at revision {}, v2 index {}",
         alarms.join(" "),
         applier.kv().current_revision(),
-        v2::v2_state(s)
+        applier.v2().store.index()
     )
 }
 

@@ -398,7 +398,8 @@ impl World {
     }
 }
 
-/// What the log decides of a member's v2 tree, in words: its index and a digest of it.
+/// What the log decides of a member's v2 tree, in words: its index and a digest of it (the
+/// whole tree is read: for the end of a run, not every step).
 pub(super) fn v2_state(s: &Server) -> String {
     let store = &s.member().applier().v2().store;
     let mut digest = crate::fnv::Fnv::default();
