@@ -570,6 +570,26 @@ impl World {
         (input, self.history.len() - 1)
     }
 
+    /// Records a register operation's return at event `ret` (`output` `None`: unknown). A
+    /// refused write took no effect, and a read with no answer says nothing: neither
+    /// constrains the history, so both leave it. Returns whether the outcome is known.
+    fn finish_register_op(
+        &mut self,
+        history: usize,
+        input: RegisterInput,
+        output: Option<RegisterOutput>,
+        refused: bool,
+        ret: u64,
+    ) -> bool {
+        let h = &mut self.history[history];
+        h.output = output;
+        h.ret = ret;
+        if refused || (input == RegisterInput::Read && output.is_none()) {
+            self.void.insert(history);
+        }
+        output.is_some()
+    }
+
     fn register_op(&mut self, c: usize, at: NodeId) {
         let key = self.rng.gen_range(0..REGISTER_KEYS);
         // The writer writes only (its reads would be unchecked reads like any other).
@@ -1016,15 +1036,7 @@ impl World {
                         self.tick, self.history[history].call
                     );
                 }
-                let h = &mut self.history[history];
-                h.output = output;
-                h.ret = ret;
-                // A refused write took no effect, and a read with no answer says nothing:
-                // neither constrains the history.
-                if refused || (input == RegisterInput::Read && output.is_none()) {
-                    self.void.insert(history);
-                }
-                if output.is_some() {
+                if self.finish_register_op(history, input, output, refused, ret) {
                     self.report.register_ops_known += 1;
                 }
                 self.report.register_ops += 1;

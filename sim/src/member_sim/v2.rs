@@ -206,13 +206,7 @@ impl World {
             _ => None,
         };
         let ret = self.event();
-        let h = &mut self.history[history];
-        h.output = output;
-        h.ret = ret;
-        if refused || (input == RegisterInput::Read && output.is_none()) {
-            self.void.insert(history);
-        }
-        if output.is_some() {
+        if self.finish_register_op(history, input, output, refused, ret) {
             self.report.v2_ops_known += 1;
         }
     }
