@@ -27,10 +27,10 @@ pub struct V2 {
 impl V2 {
     /// Applies a write and tells the watchers.
     pub fn apply(&mut self, cmd: &V2Command) -> Result<Vec<Event>, V2Error> {
-        let (events, removed) = self.store.apply(cmd)?;
-        for e in &events {
-            self.hub.notify(e, &removed);
+        let events = self.store.apply(cmd)?;
+        for (e, removed) in &events {
+            self.hub.notify(e, removed);
         }
-        Ok(events)
+        Ok(events.into_iter().map(|(e, _)| e).collect())
     }
 }

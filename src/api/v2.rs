@@ -593,7 +593,7 @@ async fn key_request(
     ) {
         return not_allowed("HEAD,GET,PUT,POST,DELETE");
     }
-    if body.len() > FORM_BYTES_MAX {
+    if body.len() > FORM_BYTES_MAX.min(h.config.max_request_bytes) {
         let e = V2Error::request(code::INVALID_FORM, "http: request body too large");
         return with_cors(error_response(h, &e));
     }

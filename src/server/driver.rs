@@ -685,21 +685,19 @@ impl Driver {
     /// the v2 API's buffer (`WATCH_EVENTS_BUFFERED_MAX`) behind, is cancelled.
     fn v2_watch_work(&mut self) {
         let hub = self.server.member_mut().applier_mut().v2_hub_mut().0;
-        let mut cancel = Vec::new();
         while let Some((id, event)) = hub.poll_event() {
             let Some(tx) = self.v2_watchers.get(&id) else {
                 continue;
             };
+            // A watcher that missed an event gets no later one: its answer ends there.
             if tx.try_send(event).is_err() {
-                cancel.push(id);
+                hub.cancel(id);
+                self.v2_watchers.remove(&id);
+                continue;
             }
             if !hub.is_watching(id) {
                 self.v2_watchers.remove(&id);
             }
-        }
-        for id in cancel {
-            hub.cancel(id);
-            self.v2_watchers.remove(&id);
         }
     }
 

@@ -328,6 +328,19 @@ impl V2Command {
         })
     }
 
+    /// The path the command names (`Sync` names none).
+    pub fn path(&self) -> Option<&str> {
+        match self {
+            V2Command::Set { path, .. }
+            | V2Command::Create { path, .. }
+            | V2Command::Update { path, .. }
+            | V2Command::CompareAndSwap { path, .. }
+            | V2Command::Delete { path, .. }
+            | V2Command::CompareAndDelete { path, .. } => Some(path),
+            V2Command::Sync { .. } => None,
+        }
+    }
+
     /// Whether the command can add data (refused while NOSPACE is raised).
     pub fn grows(&self) -> bool {
         !matches!(
@@ -454,6 +467,14 @@ impl Node {
         })
     }
 }
+
+/// The longest key path a write may name, in bytes, and the deepest, in directories: each
+/// level costs a node and a stored record, and the tree's walks recurse once per level.
+pub const PATH_BYTES_MAX: usize = 4096;
+/// See [`PATH_BYTES_MAX`].
+pub const PATH_DEPTH_MAX: usize = 128;
+/// The cause of the error a path past those limits gets.
+pub const PATH_TOO_LONG: &str = "key path longer than 4096 bytes or deeper than 128 levels";
 
 /// `path` cleaned as etcd cleans it: rooted, no empty, `.` or `..` segments, no trailing slash.
 pub fn clean(path: &str) -> String {
@@ -656,7 +677,16 @@ impl V2Store {
 
     /// Applies a write; on success the event (which the caller hands to the watch hub), with
     /// the paths it removed (watchers there are told even when not recursive).
-    pub fn apply(&mut self, cmd: &V2Command) -> Result<(Vec<Event>, Vec<String>), V2Error> {
+    pub fn apply(&mut self, cmd: &V2Command) -> Result<Vec<(Event, Vec<String>)>, V2Error> {
+        if let Some(path) = cmd.path()
+            && (path.len() > PATH_BYTES_MAX || segments(path).len() > PATH_DEPTH_MAX)
+        {
+            return Err(V2Error::new(
+                error::INVALID_FIELD,
+                PATH_TOO_LONG,
+                self.index,
+            ));
+        }
         let mut removed = Vec::new();
         let events = match cmd {
             V2Command::Set {
@@ -700,9 +730,9 @@ impl V2Store {
                 prev_value,
                 prev_index,
             } => vec![self.compare_and_delete(path, prev_value, *prev_index, &mut removed)?],
-            V2Command::Sync { now_ms } => self.expire(*now_ms, &mut removed),
+            V2Command::Sync { now_ms } => return Ok(self.expire(*now_ms)),
         };
-        Ok((events, removed))
+        Ok(events.into_iter().map(|e| (e, removed.clone())).collect())
     }
 
     fn read_only(&self, path: &str) -> Result<(), V2Error> {
@@ -998,7 +1028,8 @@ impl V2Store {
     }
 
     /// Removes every node expired at `now_ms`, earliest first, one index each.
-    fn expire(&mut self, now_ms: u64, removed: &mut Vec<String>) -> Vec<Event> {
+    /// Each expiry with the paths it removed (its watchers, and only they, are told).
+    fn expire(&mut self, now_ms: u64) -> Vec<(Event, Vec<String>)> {
         let mut events = Vec::new();
         while let Some((t, path)) = self.ttls.first().cloned() {
             if t > now_ms {
@@ -1006,10 +1037,11 @@ impl V2Store {
             }
             let prev = self.node(&path).expect("a TTL names a node").view(&path, 0);
             let next = self.index + 1;
-            self.remove(&path, removed);
+            let mut removed = Vec::new();
+            self.remove(&path, &mut removed);
             self.index = next;
             self.expired += 1;
-            events.push(self.removal(Action::Expire, &path, prev, next));
+            events.push((self.removal(Action::Expire, &path, prev, next), removed));
         }
         events
     }
@@ -1029,7 +1061,7 @@ mod tests {
     }
 
     fn one(s: &mut V2Store, cmd: V2Command) -> Result<Event, V2Error> {
-        s.apply(&cmd).map(|(mut e, _)| e.remove(0))
+        s.apply(&cmd).map(|mut e| e.remove(0).0)
     }
 
     #[test]
@@ -1127,9 +1159,10 @@ mod tests {
         };
         assert_eq!(one(&mut s, del(false, false)).unwrap_err().code, 102);
         assert_eq!(one(&mut s, del(true, false)).unwrap_err().code, 108);
-        let (events, removed) = s.apply(&del(false, true)).unwrap();
-        assert_eq!(removed, vec!["/d/x".to_string(), "/d".to_string()]);
-        assert!(events[0].node.dir && events[0].prev_node.as_ref().unwrap().dir);
+        let events = s.apply(&del(false, true)).unwrap();
+        assert_eq!(events[0].1, vec!["/d/x".to_string(), "/d".to_string()]);
+        let e = &events[0].0;
+        assert!(e.node.dir && e.prev_node.as_ref().unwrap().dir);
         assert_eq!(s.index(), 2);
         assert_eq!(
             s.take_changes(),
@@ -1208,13 +1241,11 @@ mod tests {
         assert!(e.refresh);
         assert_eq!(e.node.value.as_deref(), Some("a"));
         assert_eq!(s.next_expiry_ms(), Some(1000));
-        let (events, removed) = s.apply(&V2Command::Sync { now_ms: 2500 }).unwrap();
+        let events = s.apply(&V2Command::Sync { now_ms: 2500 }).unwrap();
         assert_eq!(events.len(), 1);
-        assert_eq!(
-            (events[0].action, events[0].node.key.as_str()),
-            (Action::Expire, "/dir")
-        );
-        assert_eq!(removed, vec!["/dir/in".to_string(), "/dir".to_string()]);
+        let (e, removed) = &events[0];
+        assert_eq!((e.action, e.node.key.as_str()), (Action::Expire, "/dir"));
+        assert_eq!(*removed, vec!["/dir/in".to_string(), "/dir".to_string()]);
         let upd = V2Command::Update {
             path: "/t1".into(),
             value: "b".into(),
@@ -1233,6 +1264,54 @@ mod tests {
             },
         };
         assert_eq!(one(&mut s, missing).unwrap_err().code, 100);
+    }
+
+    #[test]
+    fn paths_past_the_limits_are_refused_before_anything_changes() {
+        let mut s = V2Store::new();
+        let deep = "/d".repeat(PATH_DEPTH_MAX + 1);
+        let err = one(&mut s, set(&deep, "v")).unwrap_err();
+        assert_eq!(
+            (err.code, err.cause.as_str()),
+            (error::INVALID_FIELD, PATH_TOO_LONG)
+        );
+        let long = format!("/{}", "k".repeat(PATH_BYTES_MAX));
+        assert_eq!(
+            one(&mut s, set(&long, "v")).unwrap_err().code,
+            error::INVALID_FIELD
+        );
+        assert!(s.is_empty() && s.index() == 0 && s.take_changes().is_empty());
+        one(&mut s, set(&"/d".repeat(PATH_DEPTH_MAX), "v")).unwrap();
+    }
+
+    #[test]
+    fn each_expiry_names_only_the_paths_it_removed() {
+        let mut s = V2Store::new();
+        let ttl = Expiry {
+            at_ms: Some(10),
+            refresh: false,
+        };
+        for path in ["/a", "/b/x"] {
+            let cmd = V2Command::Set {
+                path: path.into(),
+                dir: false,
+                value: "v".into(),
+                expiry: ttl,
+            };
+            one(&mut s, cmd).unwrap();
+        }
+        let events = s.apply(&V2Command::Sync { now_ms: 10 }).unwrap();
+        let named: Vec<_> = events
+            .iter()
+            .map(|(e, removed)| (e.node.key.clone(), removed.clone()))
+            .collect();
+        assert_eq!(
+            named,
+            vec![
+                ("/a".to_string(), vec!["/a".to_string()]),
+                ("/b/x".to_string(), vec!["/b/x".to_string()])
+            ]
+        );
     }
 
     #[test]

@@ -215,7 +215,9 @@ impl WatchHub {
         }
         while self.out.len() > QUEUED_EVENTS_MAX {
             if let Some((id, _)) = self.out.pop_front() {
+                // It missed an event: none of its later ones go out either.
                 self.watchers.remove(&id);
+                self.out.retain(|(w, _)| *w != id);
             }
         }
     }
@@ -237,11 +239,11 @@ mod tests {
     use crate::v2::store::{Expiry, V2Command, V2Store};
 
     fn run(s: &mut V2Store, hub: &mut WatchHub, cmd: V2Command) {
-        let Ok((events, removed)) = s.apply(&cmd) else {
+        let Ok(events) = s.apply(&cmd) else {
             return;
         };
-        for e in &events {
-            hub.notify(e, &removed);
+        for (e, removed) in &events {
+            hub.notify(e, removed);
         }
     }
 
