@@ -89,6 +89,14 @@ impl Clock {
     }
 }
 
+/// Milliseconds since the Unix epoch on the system's wall clock (0 before 1970): for the
+/// few things that are wall-clock times by contract (etcd's v2 TTLs), never for elapsed time.
+pub fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -100,12 +100,6 @@ pub fn router(h: NodeHandle) -> Router {
         .layer(axum::middleware::from_fn(crate::api::gateway::cors))
 }
 
-fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 // Rendering.
 
 #[derive(Serialize)]
@@ -206,7 +200,7 @@ fn sort_nodes(n: &mut NodeView) {
 
 fn event_json(e: Event, no_value: bool) -> String {
     use v2::Action as A;
-    let now = wall_ms();
+    let now = crate::clock::wall_ms();
     let drop = no_value && matches!(e.action, A::Set | A::Create | A::Update | A::CompareAndSwap);
     let j = EventJson {
         action: e.action.name(),
@@ -272,16 +266,21 @@ struct RaftAt {
     term: u64,
 }
 
-async fn raft_at(h: &NodeHandle) -> RaftAt {
-    h.run(false, |d| {
+impl RaftAt {
+    /// The driver's member's commit index and term now.
+    fn of(d: &crate::server::driver::Driver) -> RaftAt {
         let raft = &d.member().raw().raft;
-        Ok(RaftAt {
+        RaftAt {
             index: raft.raft_log.committed,
             term: raft.term,
-        })
-    })
-    .await
-    .unwrap_or(RaftAt { index: 0, term: 0 })
+        }
+    }
+}
+
+async fn raft_at(h: &NodeHandle) -> RaftAt {
+    h.run(false, |d| Ok(RaftAt::of(d)))
+        .await
+        .unwrap_or(RaftAt { index: 0, term: 0 })
 }
 
 fn event_headers(r: &mut Response, h: &NodeHandle, etcd_index: u64, at: RaftAt) {
@@ -465,7 +464,11 @@ fn parse_key_request(
         }
     };
     let expiry = Expiry {
-        at_ms: ttl.map(|t| wall_ms().saturating_add(t.saturating_mul(1000)).max(1)),
+        at_ms: ttl.map(|t| {
+            crate::clock::wall_ms()
+                .saturating_add(t.saturating_mul(1000))
+                .max(1)
+        }),
         refresh,
     };
     Ok(KeyRequest {
@@ -622,11 +625,7 @@ async fn read(s: &V2State, r: KeyRequest, head: bool) -> Response {
     let (path, recursive, sorted) = (r.path.clone(), r.recursive, r.sorted);
     let got = h
         .run(r.quorum, move |d| {
-            let raft = &d.member().raw().raft;
-            let at = RaftAt {
-                index: raft.raft_log.committed,
-                term: raft.term,
-            };
+            let at = RaftAt::of(d);
             let store = &d.member().applier().v2().store;
             Ok((store.get(&path, recursive), at))
         })
@@ -709,11 +708,7 @@ async fn watch(s: &V2State, r: KeyRequest) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(WATCH_EVENTS_BUFFERED_MAX);
     let started = h
         .run(false, move |d| {
-            let raft = &d.member().raw().raft;
-            let at = RaftAt {
-                index: raft.raft_log.committed,
-                term: raft.term,
-            };
+            let at = RaftAt::of(d);
             let (hub, store) = d.member_mut().applier_mut().v2_hub_mut();
             let index = store.index();
             let watched = hub.watch(&path, recursive, stream, since, index)?;

@@ -377,10 +377,7 @@ impl Driver {
     ) -> Driver {
         let member_id = member.id();
         let start = Instant::now();
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
+        let wall_ms = crate::clock::wall_ms();
         let policy = PolicyConfig {
             request_timeout_ms: config.request_timeout_ms(),
             election_ms: config.election_ms,
@@ -723,10 +720,7 @@ impl Driver {
         let now = self.now_ms();
         self.server.tick(now);
         // TTLs expire whether this member serves v2 or not: it may lead a member that does.
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
-        self.server.v2_expiry_work(wall_ms, now);
+        self.server.v2_expiry_work(crate::clock::wall_ms(), now);
         self.v2_watch_sweep();
         if let Some(revision) = self.server.auto_compact(now) {
             let retention = format!("{:?}", self.config.auto_compaction);
