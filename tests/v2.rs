@@ -36,6 +36,14 @@ enum Step {
         path: &'static str,
         form: &'static str,
     },
+    /// A request as `user` (`name:password` sent as HTTP Basic; empty: no credentials)
+    /// with a JSON body (a form for `/v2/keys`).
+    As {
+        user: &'static str,
+        method: &'static str,
+        path: &'static str,
+        body: &'static str,
+    },
     /// `n` plain sets of one key (not recorded): fills the event history.
     Fill(usize),
     /// A watch opened first, then `during` runs, then `lines` lines of the watch's answer are
@@ -263,6 +271,259 @@ const SCRIPT: &[Step] = &[
     },
 ];
 
+const fn auth(
+    user: &'static str,
+    method: &'static str,
+    path: &'static str,
+    body: &'static str,
+) -> Step {
+    Step::As {
+        user,
+        method,
+        path,
+        body,
+    }
+}
+
+/// The v2 auth API and its checks. The key writes between auth changes show how many indexes
+/// each change took.
+const AUTH_SCRIPT: &[Step] = &[
+    put("/v2/keys/base", "value=0"),
+    call("GET", "/v2/auth/enable"),
+    call("GET", "/v2/auth/users"),
+    call("GET", "/v2/auth/roles"),
+    call("GET", "/v2/auth/roles/guest"),
+    call("DELETE", "/v2/auth/roles/nobody"),
+    put("/v2/keys/i1", "value=1"),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","password":"p"}"#,
+    ),
+    put("/v2/keys/i2", "value=1"),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","password":"p"}"#,
+    ),
+    auth("", "PUT", "/v2/auth/users/u", r#"{"user":"x"}"#),
+    auth("", "PUT", "/v2/auth/users/u", "nonsense"),
+    auth("", "PUT", "/v2/auth/users/e", r#"{"user":"e"}"#),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/r",
+        r#"{"user":"r","password":"p","roles":["a"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/r",
+        r#"{"user":"r","password":"p","roles":["a"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/r",
+        r#"{"user":"r","password":"","roles":["a"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/n",
+        r#"{"user":"n","password":"p"}"#,
+    ),
+    auth("", "PUT", "/v2/auth/users/n", r#"{"user":"n"}"#),
+    auth("", "PUT", "/v2/auth/users/n", r#"{"user":"n"}"#),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","grant":["rw"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","grant":["rw"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","revoke":["zz"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","grant":["g"],"revoke":["g"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/u",
+        r#"{"user":"u","roles":["x"],"grant":["y"]}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/zz",
+        r#"{"user":"zz","grant":["a"]}"#,
+    ),
+    call("GET", "/v2/auth/users/u"),
+    call("GET", "/v2/auth/users/nobody"),
+    put("/v2/keys/i3", "value=1"),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/rw",
+        r#"{"role":"rw","permissions":{"kv":{"read":["/foo/*","/k"],"write":["/k"]}}}"#,
+    ),
+    auth("", "PUT", "/v2/auth/roles/rw", r#"{"role":"rw"}"#),
+    auth("", "PUT", "/v2/auth/roles/root", r#"{"role":"root"}"#),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/ro",
+        r#"{"role":"ro","permissions":{"kv":{"read":["/<&>"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/ro",
+        r#"{"role":"ro","revoke":{"kv":{"read":["/nope"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/ro",
+        r#"{"role":"ro","revoke":{"kv":{"read":["/nope"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/rw",
+        r#"{"role":"rw","grant":{"kv":{"read":["/bar","/a"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/rw",
+        r#"{"role":"rw","grant":{"kv":{"write":["/k"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/rw",
+        r#"{"role":"rw","permissions":{"kv":{"read":["/x"]}},"grant":{"kv":{"read":["/y"]}}}"#,
+    ),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/roles/nope",
+        r#"{"role":"nope","grant":{"kv":{"read":["/y"]}}}"#,
+    ),
+    auth("", "PUT", "/v2/auth/roles/rw", r#"{"role":"x"}"#),
+    call("GET", "/v2/auth/roles/rw"),
+    call("GET", "/v2/auth/roles"),
+    call("GET", "/v2/auth/users/u"),
+    call("GET", "/v2/auth/users/"),
+    call("GET", "/v2/auth/users/a/b"),
+    call("POST", "/v2/auth/users"),
+    call("PATCH", "/v2/auth/roles/rw"),
+    call("HEAD", "/v2/auth/enable"),
+    put("/v2/keys/i4", "value=1"),
+    call("PUT", "/v2/auth/enable"),
+    auth(
+        "",
+        "PUT",
+        "/v2/auth/users/root",
+        r#"{"user":"root","password":"rootpw"}"#,
+    ),
+    call("PUT", "/v2/auth/enable"),
+    put("/v2/keys/i5", "value=1"),
+    call("GET", "/v2/auth/enable"),
+    call("GET", "/v2/auth/users"),
+    call("PUT", "/v2/auth/enable"),
+    auth("root:rootpw", "PUT", "/v2/auth/enable", ""),
+    auth("root:rootpw", "GET", "/v2/auth/users", ""),
+    auth("root:rootpw", "GET", "/v2/auth/roles/guest", ""),
+    auth("root:rootpw", "GET", "/v2/auth/users/root", ""),
+    auth("root:rootpw", "DELETE", "/v2/auth/users/root", ""),
+    auth("u:p", "GET", "/v2/auth/users", ""),
+    auth("root:wrong", "GET", "/v2/auth/users", ""),
+    // Keys: guest (rw on everything), u (role rw), wrong passwords.
+    call("GET", "/v2/keys/base"),
+    put("/v2/keys/g", "value=guest"),
+    auth("u:p", "GET", "/v2/keys/foo/", ""),
+    auth("u:p", "GET", "/v2/keys/foo", ""),
+    auth("u:p", "GET", "/v2/keys/foo/a?recursive=true", ""),
+    auth("u:p", "GET", "/v2/keys/foo?recursive=true", ""),
+    auth("u:p", "GET", "/v2/keys/k", ""),
+    auth("u:p", "GET", "/v2/keys/k?recursive=true", ""),
+    auth("u:p", "PUT", "/v2/keys/k", "value=one"),
+    auth("u:p", "PUT", "/v2/keys/k2", "value=1"),
+    auth("u:p", "GET", "/v2/keys/base", ""),
+    auth("u:p", "GET", "/v2/keys/k?wait=true&waitIndex={BASE}", ""),
+    auth("u:wrong", "GET", "/v2/keys/k", ""),
+    auth("u:", "GET", "/v2/keys/k", ""),
+    auth("ghost:p", "GET", "/v2/keys/k", ""),
+    auth("root:rootpw", "PUT", "/v2/keys/r", "value=1"),
+    auth("u:p", "PUT", "/v2/keys/k", "value=2&prevValue=9"),
+    auth("u:p", "DELETE", "/v2/auth/enable", ""),
+    auth(
+        "u:p",
+        "POST",
+        "/v2/members",
+        r#"{"peerURLs":["http://127.0.0.1:1"]}"#,
+    ),
+    call("DELETE", "/v2/members/1234"),
+    auth(
+        "root:rootpw",
+        "PUT",
+        "/v2/auth/roles/guest",
+        r#"{"role":"guest","revoke":{"kv":{"write":["/*"]}}}"#,
+    ),
+    put("/v2/keys/g", "value=guest2"),
+    call("GET", "/v2/keys/g"),
+    auth("root:rootpw", "DELETE", "/v2/auth/enable", ""),
+    call("DELETE", "/v2/auth/enable"),
+    put("/v2/keys/i6", "value=1"),
+    call("DELETE", "/v2/auth/users/nobody"),
+    call("DELETE", "/v2/auth/roles/rw"),
+    call("DELETE", "/v2/auth/roles/root"),
+    call("DELETE", "/v2/auth/users/u"),
+    call("DELETE", "/v2/auth/users/root"),
+    put("/v2/keys/i7", "value=1"),
+    // etcdctl's auth commands.
+    Step::Ctl(&["role", "add", "foo"]),
+    Step::Ctl(&["role", "add", "foo"]),
+    Step::Ctl(&["user", "add", "username:password"]),
+    Step::Ctl(&["user", "grant", "--roles", "foo", "username"]),
+    Step::Ctl(&["user", "get", "username"]),
+    Step::Ctl(&["user", "grant", "--roles", "foo", "username"]),
+    Step::Ctl(&["user", "list"]),
+    Step::Ctl(&["role", "list"]),
+    Step::Ctl(&["role", "grant", "foo", "--rw", "--path", "/ctl/*"]),
+    Step::Ctl(&["role", "get", "foo"]),
+    Step::Ctl(&["role", "revoke", "foo", "--write", "--path", "/ctl/*"]),
+    Step::Ctl(&["user", "revoke", "--roles", "foo", "username"]),
+    Step::Ctl(&["user", "add", "root:rootpw"]),
+    Step::Ctl(&["auth", "enable"]),
+    Step::Ctl(&["role", "list"]),
+    Step::Ctl(&["user", "list"]),
+    Step::Ctl(&["set", "/ctl/a", "1"]),
+    Step::Ctl(&["--username", "username:password", "set", "/ctl/a", "1"]),
+    Step::Ctl(&["--username", "root:rootpw", "user", "list"]),
+    Step::Ctl(&["--username", "root:rootpw", "auth", "disable"]),
+    Step::Ctl(&["user", "remove", "username"]),
+    Step::Ctl(&["role", "remove", "foo"]),
+    put("/v2/keys/i8", "value=1"),
+];
+
 /// With `--enable-v2` off.
 const OFF_SCRIPT: &[Step] = &[
     call("GET", "/v2/keys/foo"),
@@ -321,6 +582,17 @@ async fn send(
     path: &str,
     form: &str,
 ) -> hyper::Response<hyper::body::Incoming> {
+    send_as(run, "", method, path, form).await
+}
+
+/// `send` as `user` (see [`Step::As`]); a body for `/v2/auth` goes as JSON.
+async fn send_as(
+    run: &Run,
+    user: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> hyper::Response<hyper::body::Incoming> {
     let tcp = tokio::net::TcpStream::connect(&run.member)
         .await
         .expect("connect to the member");
@@ -333,11 +605,21 @@ async fn send(
         .method(method)
         .uri(path)
         .header("host", &run.member);
-    if !form.is_empty() {
-        b = b.header("content-type", "application/x-www-form-urlencoded");
+    if !body.is_empty() {
+        let ctype = if path.starts_with("/v2/auth") {
+            "application/json"
+        } else {
+            "application/x-www-form-urlencoded"
+        };
+        b = b.header("content-type", ctype);
+    }
+    if !user.is_empty() {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(user);
+        b = b.header("authorization", format!("Basic {token}"));
     }
     let req = b
-        .body(Full::new(Bytes::from(form.to_string())))
+        .body(Full::new(Bytes::from(body.to_string())))
         .expect("a request");
     tokio::time::timeout(RESPONSE_TIMEOUT, sender.send_request(req))
         .await
@@ -404,8 +686,25 @@ fn run_step<'a>(
     Box::pin(async move {
         match step {
             Step::Http { method, path, form } => {
+                run_step(
+                    run,
+                    &Step::As {
+                        user: "",
+                        method,
+                        path,
+                        body: form,
+                    },
+                )
+                .await
+            }
+            Step::As {
+                user,
+                method,
+                path,
+                body: form,
+            } => {
                 let path = run.path(path);
-                let resp = send(run, method, &path, form).await;
+                let resp = send_as(run, user, method, &path, form).await;
                 let (parts, body) = resp.into_parts();
                 run.saw(&parts);
                 let body = tokio::time::timeout(RESPONSE_TIMEOUT, body.collect())
@@ -413,8 +712,13 @@ fn run_step<'a>(
                     .unwrap_or_else(|_| panic!("{method} {path}: no body in time"))
                     .expect("the body")
                     .to_bytes();
+                let who = if user.is_empty() {
+                    String::new()
+                } else {
+                    format!("(as {user}) ")
+                };
                 format!(
-                    "{method} {path} {form}\n{}{}\n",
+                    "{who}{method} {path} {form}\n{}{}\n",
                     head(&parts),
                     String::from_utf8_lossy(&body)
                 )
@@ -648,6 +952,11 @@ fn compare(script: &[Step], flags: &[&str]) {
 #[test]
 fn v2_transcript_matches_etcd() {
     compare(SCRIPT, &["--enable-v2"]);
+}
+
+#[test]
+fn v2_auth_transcript_matches_etcd() {
+    compare(AUTH_SCRIPT, &["--enable-v2"]);
 }
 
 #[test]

@@ -7,10 +7,12 @@
 //! What it does not do: HTTP (the server's `api::v2` parses requests and renders JSON) or
 //! anything with the v3 keys. A v2 write never touches MVCC, and a v3 write never the tree.
 
+pub mod auth;
 pub mod error;
 pub mod store;
 pub mod watch;
 
+pub use auth::{AuthCommand, AuthReply, V2Auth, V2AuthError};
 pub use error::V2Error;
 pub use store::{Action, Event, Expiry, NodeView, V2Command, V2Store};
 pub use watch::{WatchHub, Watched, WatcherId};

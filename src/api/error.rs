@@ -124,6 +124,7 @@ pub fn apply_status(e: &ApplyError) -> Status {
         ApplyError::Auth(e) => auth_status(e),
         // Only the v2 API proposes v2 commands, and it answers their errors itself.
         ApplyError::V2(e) => Status::unknown(e.to_string()),
+        ApplyError::V2Auth(e) => Status::unknown(e.to_string()),
     }
 }
 

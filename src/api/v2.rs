@@ -6,8 +6,10 @@
 //! What it does not do: decide anything about the tree. It parses the request into a
 //! [`V2Command`] (times read here, on this member's wall clock, as etcd's handler reads them),
 //! proposes it, and renders the events the core returns; plain reads run in the driver on the
-//! applied tree, `quorum=true` reads after a ReadIndex round. The v2 auth API (`/v2/auth`)
-//! is not served.
+//! applied tree, `quorum=true` reads after a ReadIndex round. The v2 auth API and its checks
+//! are in [`auth`].
+
+mod auth;
 
 use crate::api::cluster::ClusterService;
 use crate::api::gateway::{text_response, with_cors};
@@ -16,13 +18,14 @@ use crate::pb::etcdserverpb::{self as pb, cluster_server::Cluster};
 use crate::server::cluster::MemberInfo;
 use crate::server::driver::NodeHandle;
 use crate::server::error::Error;
+use crate::server::tls::PeerCn;
 use crate::v2::{self, Event, Expiry, NodeView, V2Command, V2Error, Watched, error as code};
-use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
+use axum::{Extension, Router};
 use serde::Serialize;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -83,6 +86,13 @@ pub fn router(h: NodeHandle) -> Router {
         .route("/v2/members/", any(members))
         .route("/v2/members/{id}", any(member))
         .route("/v2/machines", any(machines))
+        .route("/v2/auth/enable", any(auth::enable))
+        .route("/v2/auth/users", any(auth::users))
+        .route("/v2/auth/users/", any(auth::users))
+        .route("/v2/auth/users/{*name}", any(auth::users))
+        .route("/v2/auth/roles", any(auth::roles))
+        .route("/v2/auth/roles/", any(auth::roles))
+        .route("/v2/auth/roles/{*name}", any(auth::roles))
         .route(
             "/v2/stats/self",
             get(stats_self).fallback(|| async { not_allowed("GET") }),
@@ -211,9 +221,29 @@ fn event_json(e: Event, no_value: bool) -> String {
             e.prev_node.map(|p| node_json(p, now))
         },
     };
-    let mut s = serde_json::to_string(&j).expect("plain data");
+    let mut s = go_json(serde_json::to_string(&j).expect("plain data"));
     s.push('\n');
     s
+}
+
+/// JSON text escaped as Go's encoder escapes it: `<`, `>`, `&`, U+2028 and U+2029 as `\u`
+/// sequences (they only occur inside strings, so this changes no structure).
+fn go_json(json: String) -> String {
+    if !json.contains(['<', '>', '&', '\u{2028}', '\u{2029}']) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -558,9 +588,15 @@ async fn keys_root(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
-    key_request(s, method, String::from("/"), uri, headers, body).await
+    let raw = uri
+        .path()
+        .strip_prefix("/v2/keys")
+        .unwrap_or("")
+        .to_string();
+    key_request(s, method, (String::from("/"), raw), uri, headers, cn, body).await
 }
 
 async fn keys(
@@ -569,6 +605,7 @@ async fn keys(
     method: Method,
     uri: Uri,
     headers: HeaderMap,
+    cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
     // The raw path, not the decoded one: etcd joins the URL's path as it came.
@@ -578,15 +615,18 @@ async fn keys(
         .map(str::to_string)
         .unwrap_or(path);
     let raw = percent_decode(&raw.replace('+', "%2B")).unwrap_or(raw);
-    key_request(s, method, raw, uri, headers, body).await
+    key_request(s, method, (raw.clone(), raw), uri, headers, cn, body).await
 }
 
+/// A `/v2/keys` request; `path` is the key's path, and the path the permissions are checked
+/// against (the URL's after `/v2/keys`, as it came: etcd checks that, not the cleaned key).
 async fn key_request(
     s: V2State,
     method: Method,
-    path: String,
+    (path, checked): (String, String),
     uri: Uri,
     headers: HeaderMap,
+    cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
     let h = &s.h;
@@ -604,6 +644,10 @@ async fn key_request(
         Ok(r) => r,
         Err(e) => return with_cors(error_response(h, &e)),
     };
+    let writes = !matches!(method, Method::GET | Method::HEAD);
+    if !auth::key_allowed(&s, &headers, cn.as_deref(), &checked, writes, r.recursive).await {
+        return with_cors(auth::key_denied(&s));
+    }
     let response = if matches!(method, Method::GET | Method::HEAD) {
         if r.wait {
             watch(&s, r).await
@@ -878,9 +922,15 @@ async fn members(
     State(s): State<V2State>,
     method: Method,
     headers: HeaderMap,
+    cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
     let h = &s.h;
+    if matches!(method, Method::POST | Method::PUT | Method::DELETE)
+        && let Some(denied) = auth::require_root(&s, &headers, cn.as_deref()).await
+    {
+        return denied;
+    }
     match method {
         Method::GET => match member_list(h).await {
             Ok(ms) => {
@@ -928,9 +978,15 @@ async fn member(
     Path(id_text): Path<String>,
     method: Method,
     headers: HeaderMap,
+    cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
     let h = &s.h;
+    if matches!(method, Method::POST | Method::PUT | Method::DELETE)
+        && let Some(denied) = auth::require_root(&s, &headers, cn.as_deref()).await
+    {
+        return denied;
+    }
     if id_text == "leader" && method == Method::GET {
         let leader = h
             .run(false, |d| {

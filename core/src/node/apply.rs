@@ -16,7 +16,7 @@ use crate::mvcc::{
     EventKind, KvStore, LeaseRecord, MetaKey, PutRequest, PutResponse, RequestOp, TxnRequest,
     TxnResponse, Watchers, Write,
 };
-use crate::v2::{self, V2, V2Command, V2Error, V2Store, WatchHub};
+use crate::v2::{self, AuthReply, V2, V2AuthError, V2Command, V2Error, V2Store, WatchHub};
 use bytes::Bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use thiserror::Error;
@@ -86,6 +86,8 @@ pub enum Command {
     },
     /// A write to the v2 store (kept apart from the v3 data).
     V2(V2Command),
+    /// A change to the v2 auth state (users, roles, the enabled flag).
+    V2Auth(v2::AuthCommand),
 }
 
 /// etcd's `AlarmRequest.AlarmAction`, with its numbers.
@@ -135,6 +137,8 @@ pub enum Applied {
     Auth(AuthApplied),
     /// A v2 write's events (one, or those a `Sync` expired).
     V2(Vec<v2::Event>),
+    /// A v2 auth change's answer.
+    V2Auth(AuthReply),
 }
 
 /// Why a command was refused, or the storage failed.
@@ -158,6 +162,9 @@ pub enum ApplyError {
     /// The v2 store refused the write.
     #[error(transparent)]
     V2(#[from] V2Error),
+    /// The v2 auth state refused the change.
+    #[error(transparent)]
+    V2Auth(#[from] V2AuthError),
 }
 
 impl ApplyError {
@@ -174,7 +181,7 @@ impl Command {
     /// refuses puts, transactions that put and lease grants.
     pub fn grows(&self) -> bool {
         match self {
-            Command::Put(_) | Command::LeaseGrant { .. } => true,
+            Command::Put(_) | Command::LeaseGrant { .. } | Command::V2Auth(_) => true,
             Command::Txn(t) => t.has_put(),
             Command::Authed { cmd, .. } => cmd.grows(),
             Command::V2(c) => c.grows(),
@@ -202,7 +209,8 @@ fn refused_when_corrupt(cmd: &Command) -> bool {
         | Command::Compact { .. }
         | Command::LeaseGrant { .. }
         | Command::LeaseRevoke { .. }
-        | Command::V2(_) => true,
+        | Command::V2(_)
+        | Command::V2Auth(_) => true,
         Command::LeaseCheckpoint(_)
         | Command::SetMember { .. }
         | Command::Alarm { .. }
@@ -334,12 +342,17 @@ impl<B: Backend> Applier<B> {
 
     fn apply_v2(&mut self, c: &V2Command) -> Result<Vec<v2::Event>, V2Error> {
         let events = self.v2.apply(c)?;
+        self.stage_v2();
+        Ok(events)
+    }
+
+    /// Stages the v2 index and the v2 records changed since the last call.
+    fn stage_v2(&mut self) {
         self.kv.stage(Batch {
             meta: vec![(MetaKey::V2Index, self.v2.store.index() as i64)],
             v2: self.v2.store.take_changes(),
             ..Batch::default()
         });
-        Ok(events)
     }
 
     /// Sets how long a simple token lives past its last use (etcd's `--auth-token-ttl`).
@@ -383,7 +396,8 @@ impl<B: Backend> Applier<B> {
             | Command::LeaseCheckpoint(_)
             | Command::SetMember { .. }
             | Command::Alarm { .. }
-            | Command::V2(_) => Ok(()),
+            | Command::V2(_)
+            | Command::V2Auth(_) => Ok(()),
         }
     }
 
@@ -628,6 +642,12 @@ impl<B: Backend> Applier<B> {
                 Applied::Auth(self.apply_auth(c, now_ms)?)
             }
             Command::V2(c) => Applied::V2(self.apply_v2(c)?),
+            Command::V2Auth(c) => {
+                let reply = self.v2.store.apply_auth(c);
+                // A refused change may still have created etcd's /2 directories.
+                self.stage_v2();
+                Applied::V2Auth(reply?)
+            }
             Command::Authed {
                 user,
                 revision,

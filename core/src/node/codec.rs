@@ -73,6 +73,7 @@ const CMD_ALARM: u8 = 9;
 const CMD_AUTH: u8 = 10;
 const CMD_AUTHED: u8 = 11;
 const CMD_V2: u8 = 12;
+const CMD_V2_AUTH: u8 = 13;
 
 // etcd's `RequestOp` oneof field numbers.
 const OP_RANGE: u8 = 1;
@@ -233,6 +234,10 @@ fn write_command(w: &mut Writer, cmd: &Command) {
             w.u8(CMD_V2);
             c.write(w);
         }
+        Command::V2Auth(c) => {
+            w.u8(CMD_V2_AUTH);
+            c.write(w);
+        }
     }
 }
 
@@ -297,6 +302,7 @@ fn read_command(r: &mut Reader) -> Result<Command, CodecError> {
             }
         }
         CMD_V2 => Command::V2(crate::v2::V2Command::read(r)?),
+        CMD_V2_AUTH => Command::V2Auth(crate::v2::AuthCommand::read(r)?),
         _ => return Err(malformed("unknown command tag")),
     })
 }
@@ -684,6 +690,43 @@ mod tests {
                 }
             }),
             v2_command().prop_map(Command::V2),
+            v2_auth_command().prop_map(Command::V2Auth),
+        ]
+    }
+
+    fn v2_auth_command() -> impl Strategy<Value = crate::v2::AuthCommand> {
+        use crate::v2::auth::{AuthCommand as A, Perms, Role, UserWrite};
+        let name = "\\PC{0,6}";
+        let names = || prop::collection::vec(name, 0..3);
+        let list = || prop::option::of(names());
+        let perms = || (list(), list()).prop_map(|(read, write)| Perms { read, write });
+        let mode = prop_oneof![
+            Just(UserWrite::Create),
+            Just(UserWrite::CreateOrUpdate),
+            Just(UserWrite::Update)
+        ];
+        prop_oneof![
+            (mode, name, name, list(), names(), names()).prop_map(
+                |(mode, name, password, roles, grant, revoke)| A::PutUser {
+                    mode,
+                    name,
+                    password,
+                    roles,
+                    grant,
+                    revoke
+                }
+            ),
+            name.prop_map(|name| A::DeleteUser { name }),
+            (name, perms()).prop_map(|(name, perms)| A::CreateRole(Role { name, perms })),
+            (name, prop::option::of(perms()), prop::option::of(perms())).prop_map(
+                |(name, grant, revoke)| A::UpdateRole {
+                    name,
+                    grant,
+                    revoke
+                }
+            ),
+            name.prop_map(|name| A::DeleteRole { name }),
+            any::<bool>().prop_map(A::SetEnabled),
         ]
     }
 
@@ -964,7 +1007,8 @@ mod tests {
     fn unknown_tags_are_malformed() {
         for (payload, why) in [
             (vec![0], "unknown command tag"),
-            (vec![13], "unknown command tag"),
+            (vec![14], "unknown command tag"),
+            (vec![CMD_V2_AUTH, 99], "unknown v2 auth command tag"),
             (vec![CMD_V2, 99], "unknown v2 command tag"),
             (vec![CMD_AUTH, 99], "unknown auth command"),
             (

@@ -8,6 +8,7 @@
 //! no request and decides no TTL on its own. It remembers which nodes changed
 //! ([`V2Store::take_changes`]) so that the caller persists exactly those.
 
+use super::auth::{self, AuthCommand, AuthReply, V2Auth, V2AuthError};
 use super::error::{self, V2Error};
 use crate::storage::codec::{CodecError, Reader, Writer};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -515,6 +516,8 @@ pub struct V2Store {
     changed: BTreeMap<String, Option<Bytes>>,
     /// Nodes expired since this member started (a statistic: not stored).
     expired: u64,
+    /// The v2 auth state, which counts in the same index.
+    auth: V2Auth,
 }
 
 impl Default for V2Store {
@@ -532,6 +535,7 @@ impl V2Store {
             ttls: BTreeSet::new(),
             changed: BTreeMap::new(),
             expired: 0,
+            auth: V2Auth::default(),
         }
     }
 
@@ -542,6 +546,10 @@ impl V2Store {
         s.index = index;
         let mut nodes: Vec<(String, Node)> = Vec::with_capacity(records.len());
         for (path, rec) in records {
+            if path.starts_with(auth::RECORD_PREFIX) {
+                s.auth.recover(&path, &rec)?;
+                continue;
+            }
             let node = Node::decode(&rec).map_err(|e| format!("{path}: {e}"))?;
             if clean(&path) != path || path == "/" {
                 return Err(format!("a v2 node stored at {path:?}"));
@@ -613,7 +621,19 @@ impl V2Store {
     /// The nodes changed since the last call, in path order: each one's record to store, or
     /// `None` to remove it.
     pub fn take_changes(&mut self) -> Vec<(String, Option<Bytes>)> {
-        std::mem::take(&mut self.changed).into_iter().collect()
+        let mut all: Vec<_> = std::mem::take(&mut self.changed).into_iter().collect();
+        all.extend(self.auth.take_changes());
+        all
+    }
+
+    /// The v2 auth state.
+    pub fn auth(&self) -> &V2Auth {
+        &self.auth
+    }
+
+    /// Applies a change to the v2 auth state; each record it stores takes an index.
+    pub fn apply_auth(&mut self, cmd: &AuthCommand) -> Result<AuthReply, V2AuthError> {
+        self.auth.apply(cmd, &mut self.index)
     }
 
     fn node(&self, path: &str) -> Option<&Node> {
