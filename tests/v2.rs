@@ -159,6 +159,17 @@ const SCRIPT: &[Step] = &[
     call("OPTIONS", "/v2/keys/foo"),
     call("GET", "/v2/keys/foo?quorum=true"),
     call("GET", "/v2/keys/missing?quorum=true"),
+    // Go's JSON escapes, Go's number parsing, compare-and-delete on the root, unclean paths.
+    put("/v2/keys/html", "value=a%3Cb%26c%3E%E2%80%A8"),
+    call("GET", "/v2/keys/html"),
+    put("/v2/keys/plus?ttl=%2B5", "value=1"),
+    put("/v2/keys/plus?prevIndex=%2B5", "value=1"),
+    call("DELETE", "/v2/keys/?prevValue=x"),
+    call("GET", "/v2/keys//foo"),
+    call("GET", "/v2/keys/./foo?quorum=true"),
+    put("/v2/keys/a/../foo", "value=bar"),
+    call("DELETE", "/v2/keys/foo/.."),
+    call("HEAD", "/v2/keys/foo//"),
     // Watches: a long poll, one from the history, recursive, a stream, a hidden key.
     Step::Watch {
         path: "/v2/keys/foo?wait=true",
@@ -174,6 +185,8 @@ const SCRIPT: &[Step] = &[
         ],
         lines: 1,
     },
+    // A scan of the history does not skip hidden keys.
+    call("GET", "/v2/keys/w2?wait=true&recursive=true&waitIndex={BASE}"),
     Step::Watch {
         path: "/v2/keys/st?wait=true&stream=true",
         during: &[

@@ -106,8 +106,60 @@ pub fn router(h: NodeHandle) -> Router {
             get(stats_store).fallback(|| async { not_allowed("GET") }),
         )
         .with_state(state)
+        .layer(axum::middleware::from_fn(redirect_unclean))
         // OPTIONS answered, CORS headers on everything, as etcd's v2 handlers.
         .layer(axum::middleware::from_fn(crate::api::gateway::cors))
+}
+
+/// Go's `ServeMux`, in front of etcd's handlers, answers a path with `//`, `.` or `..` in it
+/// with a 301 to the cleaned path; so does this, for the v2 paths.
+async fn redirect_unclean(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let raw = req.uri().path();
+    let path = percent_decode(raw).unwrap_or_else(|_| raw.to_string());
+    let mut clean = v2::store::clean(&path);
+    if path.ends_with('/') && clean != "/" {
+        clean.push('/');
+    }
+    if clean == path || req.method() == Method::CONNECT {
+        return next.run(req).await;
+    }
+    let location = match req.uri().query() {
+        Some(q) => format!("{clean}?{q}"),
+        None => clean,
+    };
+    let get = req.method() == Method::GET;
+    let head = req.method() == Method::HEAD;
+    let body = if get {
+        let escaped = location
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&#34;")
+            .replace('\'', "&#39;");
+        Body::from(format!("<a href=\"{escaped}\">Moved Permanently</a>.\n\n"))
+    } else if head {
+        // Go sends a HEAD answer without a length; an empty stream has none.
+        Body::from_stream(tokio_stream::empty::<Result<Bytes, std::io::Error>>())
+    } else {
+        Body::empty()
+    };
+    let mut r = (StatusCode::MOVED_PERMANENTLY, body).into_response();
+    let hs = r.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&location) {
+        hs.insert("location", v);
+    }
+    if get || head {
+        hs.insert(
+            "content-type",
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
+    } else {
+        hs.remove("content-type");
+    }
+    r
 }
 
 // Rendering.
@@ -261,13 +313,15 @@ fn cluster_id(h: &NodeHandle) -> HeaderValue {
 }
 
 fn error_response(h: &NodeHandle, e: &V2Error) -> Response {
-    let mut body = serde_json::to_string(&ErrorJson {
-        error_code: e.code,
-        message: e.message(),
-        cause: &e.cause,
-        index: e.index,
-    })
-    .expect("plain data");
+    let mut body = go_json(
+        serde_json::to_string(&ErrorJson {
+            error_code: e.code,
+            message: e.message(),
+            cause: &e.cause,
+            index: e.index,
+        })
+        .expect("plain data"),
+    );
     body.push('\n');
     let mut r = (
         StatusCode::from_u16(e.http_status()).expect("a status"),
@@ -384,11 +438,19 @@ impl Form {
     fn uint(&self, key: &str) -> Result<u64, V2Error> {
         match self.get(key) {
             None => Ok(0),
-            Some(v) => v.parse().map_err(|_| {
+            Some(v) => parse_uint(v).ok_or_else(|| {
                 V2Error::request(code::INDEX_NAN, format!("invalid value for \"{key}\""))
             }),
         }
     }
+}
+
+/// A decimal number as Go's `ParseUint` reads it: digits only (Rust's parser takes a `+`).
+fn parse_uint(v: &str) -> Option<u64> {
+    if v.starts_with('+') {
+        return None;
+    }
+    v.parse().ok()
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -461,8 +523,8 @@ fn parse_key_request(
     let ttl = match form.get("ttl") {
         None | Some("") => None,
         Some(t) => Some(
-            t.parse::<u64>()
-                .map_err(|_| V2Error::request(code::TTL_NAN, "invalid value for \"ttl\""))?,
+            parse_uint(t)
+                .ok_or_else(|| V2Error::request(code::TTL_NAN, "invalid value for \"ttl\""))?,
         ),
     };
     let prev_exist =
@@ -848,7 +910,7 @@ fn stats_response(status: StatusCode, body: String) -> Response {
 
 fn message(h: &NodeHandle, status: StatusCode, m: &str) -> Response {
     // etcd's HTTPError: no newline after it.
-    let body = serde_json::json!({ "message": m }).to_string();
+    let body = go_json(serde_json::json!({ "message": m }).to_string());
     json_response(h, status, body)
 }
 

@@ -927,7 +927,9 @@ impl V2Store {
     fn compare(&self, path: &str, prev_value: &str, prev_index: u64) -> Result<NodeView, V2Error> {
         let n = self.lookup(path)?;
         if n.is_dir() {
-            return Err(V2Error::new(error::NOT_FILE, path, self.index));
+            // etcd names the root by its internal path, which its answer trims to nothing.
+            let cause = if path == "/" { "" } else { path };
+            return Err(V2Error::new(error::NOT_FILE, cause, self.index));
         }
         let index_ok = prev_index == 0 || n.modified == prev_index;
         let value_ok = prev_value.is_empty() || n.value() == prev_value;

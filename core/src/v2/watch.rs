@@ -81,7 +81,8 @@ fn matches(key: &str, recursive: bool, e: &Event) -> bool {
     {
         ok = ok || key.starts_with(&prev.key);
     }
-    ok && !(k != key && hidden_below(key, k))
+    // Unlike a waiting watcher, a scan of the history does not skip hidden names (as etcd's).
+    ok
 }
 
 impl WatchHub {
