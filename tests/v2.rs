@@ -186,7 +186,10 @@ const SCRIPT: &[Step] = &[
         lines: 1,
     },
     // A scan of the history does not skip hidden keys.
-    call("GET", "/v2/keys/w2?wait=true&recursive=true&waitIndex={BASE}"),
+    call(
+        "GET",
+        "/v2/keys/w2?wait=true&recursive=true&waitIndex={BASE}",
+    ),
     Step::Watch {
         path: "/v2/keys/st?wait=true&stream=true",
         during: &[

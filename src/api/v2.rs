@@ -113,10 +113,7 @@ pub fn router(h: NodeHandle) -> Router {
 
 /// Go's `ServeMux`, in front of etcd's handlers, answers a path with `//`, `.` or `..` in it
 /// with a 301 to the cleaned path; so does this, for the v2 paths.
-async fn redirect_unclean(
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+async fn redirect_unclean(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
     let raw = req.uri().path();
     let path = percent_decode(raw).unwrap_or_else(|_| raw.to_string());
     let mut clean = v2::store::clean(&path);

@@ -15,6 +15,7 @@
 
 use super::{NodeId, Pending, RegisterInput, RegisterOutput, Server, TICK_MS, World};
 use oxcd::node::{Applied, ApplyError, Command, Refusal, Response, V2_SYNC_INTERVAL_MS};
+use oxcd::v2::auth::{AuthCommand, Perms, Role, UserWrite};
 use oxcd::v2::{Expiry, V2Command, Watched, WatcherId, error as v2error};
 use rand::Rng;
 use std::collections::BTreeMap;
@@ -39,6 +40,9 @@ pub(super) enum V2Op {
     },
     Queue,
     Ttl,
+    /// A v2 auth change: its answer is not checked here; the members' auth states are (they
+    /// are in [`v2_state`]), and its index counts in the register and watcher checks.
+    Auth,
 }
 
 /// What the v2 clients and the watcher learned.
@@ -72,8 +76,8 @@ impl World {
     /// A v2 client's next request, sent to member `at`.
     pub(super) fn v2_op(&mut self, c: usize, at: NodeId) {
         let now = self.now_ms();
-        match self.rng.gen_range(0..10) {
-            0..=6 => {
+        match self.rng.gen_range(0..20) {
+            0..=12 => {
                 let key = self.rng.gen_range(0..V2_KEYS);
                 let (input, history) = self.start_register_op(c, V2_HISTORY_KEY_BASE + key, 0..3);
                 let pending = Pending::V2(V2Op::Register {
@@ -104,7 +108,12 @@ impl World {
                 let cmd = Command::V2(cmd);
                 self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
             }
-            7 => {
+            13 => {
+                let cmd = Command::V2Auth(self.v2_auth_change());
+                let pending = Pending::V2(V2Op::Auth);
+                self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
+            }
+            14 | 15 => {
                 let cmd = Command::V2(V2Command::Create {
                     path: "/v2q".into(),
                     dir: false,
@@ -141,6 +150,56 @@ impl World {
                 let pending = Pending::V2(V2Op::Ttl);
                 self.send(c, at, pending, |s, t, now| s.handle_propose(cmd, t, now));
             }
+        }
+    }
+
+    /// A random change to the v2 auth state, among a few users and roles.
+    fn v2_auth_change(&mut self) -> AuthCommand {
+        let user = format!("u{}", self.rng.gen_range(0..3));
+        let role = format!("r{}", self.rng.gen_range(0..3));
+        let some = |v: &str| Some(vec![v.to_string()]);
+        match self.rng.gen_range(0..7) {
+            0 => AuthCommand::PutUser {
+                mode: UserWrite::CreateOrUpdate,
+                name: if self.rng.gen_bool(0.3) {
+                    "root".into()
+                } else {
+                    user
+                },
+                // Any text: hashing is the server's, not the log's.
+                password: format!("h{}", self.rng.r#gen::<u8>()),
+                roles: None,
+                grant: vec![],
+                revoke: vec![],
+            },
+            1 | 2 => {
+                let grant = self.rng.gen_bool(0.5);
+                AuthCommand::PutUser {
+                    mode: UserWrite::Update,
+                    name: user,
+                    password: String::new(),
+                    roles: None,
+                    grant: if grant { vec![role.clone()] } else { vec![] },
+                    revoke: if grant { vec![] } else { vec![role] },
+                }
+            }
+            3 => AuthCommand::CreateRole(Role {
+                name: role,
+                perms: Perms {
+                    read: some("/v2r/*"),
+                    write: None,
+                },
+            }),
+            4 => AuthCommand::UpdateRole {
+                name: role,
+                grant: Some(Perms {
+                    read: None,
+                    write: some(&format!("/v2r/k{}", self.rng.gen_range(0..V2_KEYS))),
+                }),
+                revoke: None,
+            },
+            5 => AuthCommand::DeleteUser { name: user },
+            _ => AuthCommand::SetEnabled(self.rng.gen_bool(0.5)),
         }
     }
 
@@ -400,5 +459,6 @@ pub(super) fn v2_state(s: &Server) -> String {
     if let Ok(e) = store.get("/", true) {
         digest.bytes(format!("{:?}", e.node).as_bytes());
     }
+    digest.bytes(format!("{:?}", store.auth()).as_bytes());
     format!("v2 index {} digest {:x}", store.index(), digest.finish())
 }
