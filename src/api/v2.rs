@@ -703,15 +703,28 @@ async fn key_request(
         Ok(r) => r,
         Err(e) => return with_cors(error_response(h, &e)),
     };
-    let writes = !matches!(method, Method::GET | Method::HEAD);
-    if !auth::key_allowed(&s, &headers, cn.as_deref(), &checked, writes, r.recursive).await {
-        return with_cors(auth::key_denied(&s));
+    let access = Access {
+        headers: &headers,
+        cn: cn.as_deref(),
+        key: &checked,
+    };
+    let plain_read = matches!(method, Method::GET | Method::HEAD) && !r.wait;
+    // A plain read checks in the same trip to the driver as it reads; the rest before.
+    if !plain_read {
+        let state = match h.run(false, |d| Ok(auth::enabled_state(d))).await {
+            Ok(state) => state,
+            Err(e) => return with_cors(error_response(h, &cluster_error(&e))),
+        };
+        let writes = !matches!(method, Method::GET | Method::HEAD);
+        if !access.allowed(state, writes, r.recursive).await {
+            return with_cors(auth::key_denied(&s));
+        }
     }
     let response = if matches!(method, Method::GET | Method::HEAD) {
         if r.wait {
             watch(&s, r).await
         } else {
-            read(&s, r, method == Method::HEAD).await
+            read(&s, r, method == Method::HEAD, &access).await
         }
     } else {
         write(&s, &method, r).await
@@ -723,20 +736,37 @@ fn count(ok: &AtomicU64, fail: &AtomicU64, success: bool) {
     if success { ok } else { fail }.fetch_add(1, Ordering::Relaxed);
 }
 
-async fn read(s: &V2State, r: KeyRequest, head: bool) -> Response {
+/// Who asks for which key, for the v2 auth check.
+struct Access<'a> {
+    headers: &'a HeaderMap,
+    cn: Option<&'a PeerCn>,
+    /// The path checked (see [`key_request`]).
+    key: &'a str,
+}
+
+impl Access<'_> {
+    async fn allowed(&self, state: Option<v2::V2Auth>, writes: bool, recursive: bool) -> bool {
+        auth::key_allowed(state, self.headers, self.cn, self.key, writes, recursive).await
+    }
+}
+
+async fn read(s: &V2State, r: KeyRequest, head: bool, access: &Access<'_>) -> Response {
     let h = &s.h;
     let (path, recursive, sorted) = (r.path.clone(), r.recursive, r.sorted);
     let got = h
         .run(r.quorum, move |d| {
             let at = RaftAt::of(d);
             let store = &d.member().applier().v2().store;
-            Ok((store.get(&path, recursive), at))
+            Ok((store.get(&path, recursive), at, auth::enabled_state(d)))
         })
         .await;
-    let (result, at) = match got {
+    let (result, at, state) = match got {
         Ok(x) => x,
         Err(e) => return error_response(h, &cluster_error(&e)),
     };
+    if state.is_some() && !access.allowed(state, false, recursive).await {
+        return auth::key_denied(s);
+    }
     count(&s.stats.gets_ok, &s.stats.gets_fail, result.is_ok());
     match result {
         Err(e) => error_response(h, &e),

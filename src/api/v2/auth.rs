@@ -66,18 +66,29 @@ fn basic_auth(value: &str) -> Option<(String, String)> {
     Some((user.to_string(), password.to_string()))
 }
 
+/// The auth state if auth is on, for [`caller_in`]; read in the driver, so that a request
+/// that goes there anyway reads it on the same trip.
+pub(super) fn enabled_state(d: &crate::server::driver::Driver) -> Option<V2Auth> {
+    let a = d.member().applier().v2().store.auth();
+    a.enabled().then(|| a.clone())
+}
+
 /// Who sent a request with `headers` over a connection whose client certificate named `cn`.
 pub(super) async fn caller(s: &V2State, headers: &HeaderMap, cn: Option<&PeerCn>) -> Caller {
-    let state =
-        s.h.run(false, |d| {
-            let a = d.member().applier().v2().store.auth();
-            Ok(a.enabled().then(|| a.clone()))
-        })
-        .await;
-    let auth = match state {
-        Ok(Some(a)) => a,
-        Ok(None) => return Caller::Anyone,
-        Err(_) => return Caller::Nobody,
+    match s.h.run(false, |d| Ok(enabled_state(d))).await {
+        Ok(auth) => caller_in(auth, headers, cn).await,
+        Err(_) => Caller::Nobody,
+    }
+}
+
+/// [`caller`], given the auth state (`None`: auth is off).
+pub(super) async fn caller_in(
+    auth: Option<V2Auth>,
+    headers: &HeaderMap,
+    cn: Option<&PeerCn>,
+) -> Caller {
+    let Some(auth) = auth else {
+        return Caller::Anyone;
     };
     let header = headers
         .get("authorization")
@@ -113,16 +124,17 @@ pub(super) fn key_denied(s: &V2State) -> Response {
     super::error_response(&s.h, &e)
 }
 
-/// Whether the caller may read (GET, HEAD) or write `key`, the request's path as it came.
+/// Whether the caller may read (GET, HEAD) or write `key`, the request's path as it came,
+/// given the auth state (`None`: auth is off).
 pub(super) async fn key_allowed(
-    s: &V2State,
+    auth: Option<V2Auth>,
     headers: &HeaderMap,
     cn: Option<&PeerCn>,
     key: &str,
     write: bool,
     recursive: bool,
 ) -> bool {
-    match caller(s, headers, cn).await {
+    match caller_in(auth, headers, cn).await {
         Caller::Anyone => true,
         Caller::Nobody => false,
         Caller::Guest(a) => a.allows(None, key, write, recursive),
