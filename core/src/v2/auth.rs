@@ -554,6 +554,16 @@ impl V2Auth {
         self.roles.insert(r.name.clone(), r);
     }
 
+    /// Records that record `key` is `gone` (one index), or `Err` if there was none.
+    fn removed(&mut self, gone: bool, key: String, index: &mut u64) -> Result<AuthReply, ()> {
+        if !gone {
+            return Err(());
+        }
+        *index += 1;
+        self.changed.insert(key);
+        Ok(AuthReply::Done)
+    }
+
     /// Applies a change; each stored write advances `index` (the v2 store's) by one.
     pub fn apply(&mut self, cmd: &AuthCommand, index: &mut u64) -> Result<AuthReply, V2AuthError> {
         let root_role =
@@ -632,12 +642,9 @@ impl V2Auth {
                     ));
                 }
                 self.ensure_created(index);
-                if self.users.remove(name).is_none() {
-                    return Err(refuse(404, format!("User {name} does not exist")));
-                }
-                *index += 1;
-                self.changed.insert(format!("{USERS}{name}"));
-                Ok(AuthReply::Done)
+                let gone = self.users.remove(name).is_some();
+                self.removed(gone, format!("{USERS}{name}"), index)
+                    .map_err(|()| refuse(404, format!("User {name} does not exist")))
             }
             AuthCommand::CreateRole(role) => {
                 if role.name == ROOT {
@@ -704,12 +711,9 @@ impl V2Auth {
                     return Err(root_role(name));
                 }
                 self.ensure_created(index);
-                if self.roles.remove(name).is_none() {
-                    return Err(refuse(404, format!("Role {name} doesn't exist.")));
-                }
-                *index += 1;
-                self.changed.insert(format!("{ROLES}{name}"));
-                Ok(AuthReply::Done)
+                let gone = self.roles.remove(name).is_some();
+                self.removed(gone, format!("{ROLES}{name}"), index)
+                    .map_err(|()| refuse(404, format!("Role {name} doesn't exist.")))
             }
             AuthCommand::SetEnabled(on) => {
                 if self.enabled() == *on {

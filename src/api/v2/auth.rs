@@ -326,9 +326,34 @@ pub(super) async fn enable(
         let on = auth_state(&s).await.enabled();
         return ok_json(&s, StatusCode::OK, &serde_json::json!({ "enabled": on }));
     }
-    match propose(&s, AuthCommand::SetEnabled(method == Method::PUT)).await {
-        Ok(_) => ok_empty(&s),
-        Err(r) => r,
+    answer(
+        &s,
+        propose(&s, AuthCommand::SetEnabled(method == Method::PUT)).await,
+    )
+}
+
+/// etcd's checks before a users or roles request, in its order: the path (one name at
+/// most), the method, then `root`. The name, or the answer that refuses the request.
+async fn admit(
+    s: &V2State,
+    what: &str,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    cn: Option<&PeerCn>,
+) -> Result<Option<String>, Response> {
+    let name = item_name(uri, what).map_err(|()| invalid_path())?;
+    let allow = if name.is_some() {
+        "GET,PUT,DELETE"
+    } else {
+        "GET"
+    };
+    if !allow.split(',').any(|m| m == method.as_str()) {
+        return Err(not_allowed(allow));
+    }
+    match require_root(s, headers, cn).await {
+        Some(denied) => Err(denied),
+        None => Ok(name),
     }
 }
 
@@ -341,20 +366,10 @@ pub(super) async fn users(
     cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
-    let Ok(name) = item_name(&uri, "users") else {
-        return invalid_path();
+    let name = match admit(&s, "users", &method, &uri, &headers, cn.as_deref()).await {
+        Ok(name) => name,
+        Err(r) => return r,
     };
-    let allow = if name.is_some() {
-        "GET,PUT,DELETE"
-    } else {
-        "GET"
-    };
-    if !allow.split(',').any(|m| m == method.as_str()) {
-        return not_allowed(allow);
-    }
-    if let Some(denied) = require_root(&s, &headers, cn.as_deref()).await {
-        return denied;
-    }
     let Some(name) = name else {
         let auth = auth_state(&s).await;
         let users: Vec<UserWithRoles> = auth
@@ -402,10 +417,7 @@ pub(super) async fn users(
             )
         }
         Method::PUT => put_user(&s, name, &body).await,
-        _ => match propose(&s, AuthCommand::DeleteUser { name }).await {
-            Ok(_) => ok_empty(&s),
-            Err(r) => r,
-        },
+        _ => answer(&s, propose(&s, AuthCommand::DeleteUser { name }).await),
     }
 }
 
@@ -457,27 +469,7 @@ async fn put_user(s: &V2State, name: String, body: &[u8]) -> Response {
         grant,
         revoke,
     };
-    match propose(s, cmd).await {
-        Ok(AuthReply::User { user, created }) => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            let j = UserJson {
-                user: user.name,
-                roles: user.roles,
-                ..UserJson::default()
-            };
-            ok_json(s, status, &j)
-        }
-        Ok(other) => message(
-            s,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("unexpected answer {other:?}"),
-        ),
-        Err(r) => r,
-    }
+    answer(s, propose(s, cmd).await)
 }
 
 fn invalid_path() -> Response {
@@ -497,20 +489,10 @@ pub(super) async fn roles(
     cn: Option<Extension<PeerCn>>,
     body: Bytes,
 ) -> Response {
-    let Ok(name) = item_name(&uri, "roles") else {
-        return invalid_path();
+    let name = match admit(&s, "roles", &method, &uri, &headers, cn.as_deref()).await {
+        Ok(name) => name,
+        Err(r) => return r,
     };
-    let allow = if name.is_some() {
-        "GET,PUT,DELETE"
-    } else {
-        "GET"
-    };
-    if !allow.split(',').any(|m| m == method.as_str()) {
-        return not_allowed(allow);
-    }
-    if let Some(denied) = require_root(&s, &headers, cn.as_deref()).await {
-        return denied;
-    }
     let Some(name) = name else {
         let roles: Vec<RoleJson> = auth_state(&s)
             .await
@@ -533,10 +515,7 @@ pub(super) async fn roles(
             }
         },
         Method::PUT => put_role(&s, name, &body).await,
-        _ => match propose(&s, AuthCommand::DeleteRole { name }).await {
-            Ok(_) => ok_empty(&s),
-            Err(r) => r,
-        },
+        _ => answer(&s, propose(&s, AuthCommand::DeleteRole { name }).await),
     }
 }
 
@@ -564,20 +543,31 @@ async fn put_role(s: &V2State, name: String, body: &[u8]) -> Response {
             revoke,
         }
     };
-    match propose(s, cmd).await {
-        Ok(AuthReply::Role { role, created }) => {
-            let status = if created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            ok_json(s, status, &RoleJson::from(&role))
+    answer(s, propose(s, cmd).await)
+}
+
+/// The answer to a change: what it wrote (201 when it created it), or an empty 200.
+fn answer(s: &V2State, reply: Result<AuthReply, Response>) -> Response {
+    let status = |created| {
+        if created {
+            StatusCode::CREATED
+        } else {
+            StatusCode::OK
         }
-        Ok(other) => message(
-            s,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("unexpected answer {other:?}"),
-        ),
+    };
+    match reply {
+        Ok(AuthReply::User { user, created }) => {
+            let j = UserJson {
+                user: user.name,
+                roles: user.roles,
+                ..UserJson::default()
+            };
+            ok_json(s, status(created), &j)
+        }
+        Ok(AuthReply::Role { role, created }) => {
+            ok_json(s, status(created), &RoleJson::from(&role))
+        }
+        Ok(AuthReply::Done) => ok_empty(s),
         Err(r) => r,
     }
 }
