@@ -15,7 +15,11 @@ pub use oxcd_core::{auth, lease, mvcc, node, raft, v2};
 pub mod pb;
 pub mod peer;
 pub mod server;
+#[cfg(not(madsim))]
+pub mod srv;
 pub mod storage;
+#[cfg(not(madsim))]
+pub mod tcp_gateway;
 
 /// Starts a member on `engine` with `config`, serving etcd's client APIs: the composition
 /// root, where the member ([`server`]) and its front ends ([`api`]) meet.

@@ -405,7 +405,112 @@ mod real {
         Ok(c)
     }
 
+    /// etcd's L4 gateway (`oxcd gateway start`): a TCP proxy in front of the members' client
+    /// ports. Its flags go before or after `start`.
+    #[derive(Parser, Debug)]
+    #[command(name = "oxcd gateway", args_override_self = true)]
+    struct GatewayCli {
+        #[command(subcommand)]
+        cmd: GatewayCmd,
+        /// Address to listen on.
+        #[arg(long, global = true, default_value = "127.0.0.1:23790")]
+        listen_addr: String,
+        /// Comma-separated member client endpoints (`host:port`; a scheme is ignored).
+        #[arg(long, global = true, default_value = "127.0.0.1:2379")]
+        endpoints: String,
+        /// DNS domain whose `_etcd-client._tcp` (and `-ssl`) SRV records name the members;
+        /// they take the place of `--endpoints`.
+        #[arg(long, global = true, default_value = "")]
+        discovery_srv: String,
+        /// Suffix to the SRV service names (`_etcd-client-<name>._tcp`).
+        #[arg(long, global = true, default_value = "")]
+        discovery_srv_name: String,
+        /// Accept endpoints found by SRV without checking them against `--trusted-ca-file`.
+        #[arg(long, global = true, default_value = "true", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        insecure_discovery: bool,
+        /// CA certificate for the endpoints found by SRV (with `--insecure-discovery=false`).
+        #[arg(long, global = true, default_value = "")]
+        trusted_ca_file: String,
+        /// How long an endpoint that refused a connection stays aside (a Go duration).
+        #[arg(long, global = true, default_value = "1m0s")]
+        retry_delay: String,
+    }
+
+    #[derive(clap::Subcommand, Debug)]
+    enum GatewayCmd {
+        /// Start the gateway.
+        Start,
+    }
+
+    fn gateway_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+        let cli = GatewayCli::parse_from(args);
+        let GatewayCmd::Start = cli.cmd;
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG")
+                    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("oxcd=info,warn")),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        let Some(delay_ms) = parse_duration_ms(&cli.retry_delay) else {
+            eprintln!("oxcd gateway: invalid --retry-delay {:?}", cli.retry_delay);
+            return ExitCode::FAILURE;
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            let mut endpoints = Vec::new();
+            if !cli.discovery_srv.is_empty() {
+                match oxcd::srv::client_endpoints(&cli.discovery_srv, &cli.discovery_srv_name).await
+                {
+                    Ok(found) => endpoints = found,
+                    Err(e) => tracing::warn!(error = %e, "DNS SRV discovery found no endpoints"),
+                }
+            }
+            if endpoints.is_empty() {
+                endpoints = match oxcd::tcp_gateway::parse_endpoints(&cli.endpoints) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
+            }
+            if endpoints.is_empty() {
+                println!("no endpoints found");
+                return ExitCode::FAILURE;
+            }
+            let listener = match tokio::net::TcpListener::bind(&cli.listen_addr).await {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("listen tcp {}: {e}", cli.listen_addr);
+                    return ExitCode::FAILURE;
+                }
+            };
+            let gateway = oxcd::tcp_gateway::Gateway::new(
+                endpoints,
+                std::time::Duration::from_millis(delay_ms),
+            );
+            tokio::select! {
+                r = gateway.run(listener) => {
+                    if let Err(e) = r {
+                        tracing::error!(error = %e, "the gateway stopped");
+                    }
+                    ExitCode::FAILURE
+                }
+                _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            }
+        })
+    }
+
     pub fn main() -> ExitCode {
+        let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == "gateway") {
+            return gateway_main(args[1..].to_vec());
+        }
         let flags = Flags::parse();
         let level = match flags.log_level.as_str() {
             "debug" | "info" | "warn" | "error" => flags.log_level.clone(),

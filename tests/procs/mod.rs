@@ -110,7 +110,7 @@ fn command(program: &str) -> Command {
 /// Makes the child receive SIGKILL if the thread that spawned it dies, so a test binary killed
 /// from outside (a CI timeout) leaves no servers behind. Processes are spawned from the test's
 /// own thread, which lives as long as the test.
-fn die_with_parent(c: &mut Command) {
+pub fn die_with_parent(c: &mut Command) {
     use std::os::unix::process::CommandExt;
     // SAFETY: prctl is async-signal-safe and touches no memory of the parent.
     unsafe {
