@@ -3,8 +3,9 @@
 //! `_<service>-<name>._tcp`), looked up through the system's resolver configuration with
 //! hickory-resolver. The gateway uses `etcd-client` to find members' client ports.
 //!
-//! What it does not do: check what the records name (a caller that wants TLS verification
-//! connects and verifies), or cache: each call asks again.
+//! [`validate_secure`] keeps, as etcd's gateway does without `--insecure-discovery`, only the
+//! TLS endpoints whose certificates a handshake verifies. Nothing is cached: each call asks
+//! again.
 
 use crate::tcp_gateway::Endpoint;
 use hickory_resolver::TokioAsyncResolver;
@@ -28,6 +29,7 @@ async fn lookup(
     resolver: &TokioAsyncResolver,
     name: &str,
     domain: &str,
+    tls: bool,
 ) -> Result<Vec<Endpoint>, String> {
     let query = format!("_{name}._tcp.{}.", domain.trim_end_matches('.'));
     let found = resolver
@@ -41,6 +43,7 @@ async fn lookup(
             port: r.port(),
             priority: r.priority(),
             weight: r.weight(),
+            tls,
         })
         .collect())
 }
@@ -54,18 +57,71 @@ pub async fn client_endpoints(domain: &str, suffix: &str) -> Result<Vec<Endpoint
         &resolver,
         &service_name("etcd-client", suffix, true),
         domain,
+        true,
     )
     .await;
     let plain = lookup(
         &resolver,
         &service_name("etcd-client", suffix, false),
         domain,
+        false,
     )
     .await;
     match (tls, plain) {
         (Err(a), Err(b)) => Err(format!("dns lookup errors: {a} and {b}")),
         (a, b) => Ok(a.into_iter().chain(b).flatten().collect()),
     }
+}
+
+/// `endpoint` as a URL (etcd's words in its messages).
+pub fn url(e: &Endpoint) -> String {
+    let scheme = if e.tls { "https" } else { "http" };
+    format!("{scheme}://{}", e.addr())
+}
+
+/// The endpoints a TLS handshake verifies against `ca_file` (a plain one never), and why
+/// each other one was dropped.
+pub async fn validate_secure(
+    endpoints: Vec<Endpoint>,
+    ca_file: Option<std::path::PathBuf>,
+) -> (Vec<Endpoint>, Vec<String>) {
+    let config = crate::server::tls::ClientTls {
+        ca_file,
+        ..Default::default()
+    }
+    .config();
+    let (mut kept, mut dropped) = (Vec::new(), Vec::new());
+    for e in endpoints {
+        if !e.tls {
+            dropped.push(format!("{:?} is insecure", url(&e)));
+            continue;
+        }
+        let checked = match &config {
+            Ok(c) => handshake(c.clone(), &e).await,
+            Err(why) => Err(why.clone()),
+        };
+        match checked {
+            Ok(()) => kept.push(e),
+            Err(why) => dropped.push(format!("{:?} {why}", url(&e))),
+        }
+    }
+    (kept, dropped)
+}
+
+async fn handshake(
+    config: std::sync::Arc<rustls::ClientConfig>,
+    e: &Endpoint,
+) -> Result<(), String> {
+    let name = rustls_pki_types::ServerName::try_from(e.host.trim_end_matches('.').to_string())
+        .map_err(|err| err.to_string())?;
+    let tcp = tokio::net::TcpStream::connect(e.addr())
+        .await
+        .map_err(|err| err.to_string())?;
+    tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .map(drop)
+        .map_err(|err| err.to_string())
 }
 
 #[cfg(test)]

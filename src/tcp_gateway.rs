@@ -24,6 +24,8 @@ pub struct Endpoint {
     pub priority: u16,
     /// Within one priority, the share of connections.
     pub weight: u16,
+    /// Named by an `-ssl` SRV record: the member speaks TLS there.
+    pub tls: bool,
 }
 
 impl Endpoint {
@@ -57,6 +59,7 @@ pub fn parse_endpoints(list: &str) -> Result<Vec<Endpoint>, String> {
                 port,
                 priority: 0,
                 weight: 0,
+                tls: false,
             })
         })
         .collect()
@@ -225,6 +228,7 @@ mod tests {
             port: 2379,
             priority,
             weight,
+            tls: false,
         }
     }
 

@@ -1,7 +1,9 @@
 #![cfg(not(madsim))]
 //! `oxcd gateway start`, etcd's L4 gateway, next to `etcd gateway start` on the same steps:
 //! etcdctl through the gateway works as against a member, and keeps working when a member
-//! behind it dies (new connections go to the live ones).
+//! behind it dies (new connections go to the live ones); and a gateway that finds its members
+//! by DNS SRV records, served by a real DNS server (dnsmasq) inside a network namespace whose
+//! `resolv.conf` names it.
 
 mod procs;
 
@@ -111,4 +113,194 @@ fn etcdctl_works_through_etcds_gateway() {
 #[test]
 fn etcdctl_works_through_oxcds_gateway() {
     through_a_gateway(Kind::Oxcd);
+}
+
+/// A network namespace with its own `resolv.conf` (naming 127.0.0.1 inside it), and the
+/// processes started in it; all stopped by PID and removed when dropped.
+struct Netns {
+    name: String,
+    children: Vec<Child>,
+}
+
+impl Netns {
+    fn new() -> Netns {
+        let name = format!("oxgw{}", std::process::id());
+        let run = |args: &[&str]| {
+            let st = Command::new("ip").args(args).status().expect("ip runs");
+            assert!(st.success(), "ip {args:?}: {st}");
+        };
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run(&["netns", "add", &name]);
+        let ns = Netns {
+            name,
+            children: Vec::new(),
+        };
+        run(&["-n", &ns.name, "link", "set", "lo", "up"]);
+        let dir = format!("/etc/netns/{}", ns.name);
+        std::fs::create_dir_all(&dir).expect("the namespace's /etc");
+        std::fs::write(format!("{dir}/resolv.conf"), "nameserver 127.0.0.1\n")
+            .expect("resolv.conf");
+        ns
+    }
+
+    fn command(&self, program: &str, args: &[&str]) -> Command {
+        let mut c = Command::new("ip");
+        c.args(["netns", "exec", &self.name, program])
+            .args(args)
+            .stdin(Stdio::null());
+        c
+    }
+
+    /// Starts `program` in the namespace (`ip netns exec` execs it: the PID is its own).
+    fn spawn(&mut self, program: &str, args: &[&str]) {
+        let mut c = self.command(program, args);
+        c.stdout(Stdio::null()).stderr(Stdio::null());
+        procs::die_with_parent(&mut c);
+        self.children
+            .push(c.spawn().expect("spawn in the namespace"));
+    }
+
+    /// Whether something in the namespace accepts TCP on 127.0.0.1:`port`.
+    fn listens(&self, port: u16) -> bool {
+        self.command(
+            "bash",
+            &["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")],
+        )
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+    }
+
+    fn etcdctl(&self, endpoint: &str, args: &[&str]) -> procs::Output {
+        let out = self
+            .command("etcdctl", &[&format!("--endpoints={endpoint}")])
+            .args(args)
+            .env("ETCDCTL_API", "3")
+            .output()
+            .expect("etcdctl runs");
+        procs::Output {
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            code: out.status.code(),
+        }
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
+    }
+}
+
+/// The gateway finds the member through `_etcd-client._tcp` SRV records; the record with the
+/// better priority names a port nothing listens on, so the gateway must set it aside and use
+/// the other.
+fn gateway_by_srv(kind: Kind) {
+    let mut ns = Netns::new();
+    let data = tempfile_dir();
+    // Not 2379: a gateway that found no records would fall back to 127.0.0.1:2379.
+    let (client, peer, dead, gw) = (12379, 12380, 12479, 23790);
+    ns.spawn(
+        "dnsmasq",
+        &[
+            "--keep-in-foreground",
+            "--no-resolv",
+            "--no-hosts",
+            "--port=53",
+            "--listen-address=127.0.0.1",
+            "--bind-interfaces",
+            "--host-record=m1.oxcd.test,127.0.0.1",
+            "--host-record=m2.oxcd.test,127.0.0.1",
+            &format!("--srv-host=_etcd-client._tcp.oxcd.test,m1.oxcd.test,{client},10,0"),
+            &format!("--srv-host=_etcd-client._tcp.oxcd.test,m2.oxcd.test,{dead},0,0"),
+        ],
+    );
+    let bin = match kind {
+        Kind::Oxcd => procs::oxcd_bin().to_string(),
+        Kind::Etcd => "etcd".to_string(),
+        Kind::Etcd35 => procs::etcd35_bin().to_string(),
+    };
+    let curl = |p: u16| format!("http://127.0.0.1:{p}");
+    ns.spawn(
+        &bin,
+        &[
+            "--data-dir",
+            data.path(),
+            "--listen-client-urls",
+            &curl(client),
+            "--advertise-client-urls",
+            &curl(client),
+            "--listen-peer-urls",
+            &curl(peer),
+            "--initial-advertise-peer-urls",
+            &curl(peer),
+            "--initial-cluster",
+            &format!("default={}", curl(peer)),
+        ],
+    );
+    poll_until("DNS and the member to listen", READY_TIMEOUT, || {
+        (ns.listens(client)).then_some(())
+    });
+    ns.spawn(
+        &bin,
+        &[
+            "gateway",
+            "start",
+            "--discovery-srv=oxcd.test",
+            // Plain http records are refused without it (etcd's default).
+            "--insecure-discovery",
+            // Plain http records are refused without it (etcd's default).
+            "--insecure-discovery",
+            &format!("--listen-addr=127.0.0.1:{gw}"),
+            "--retry-delay=1h",
+        ],
+    );
+    poll_until("the gateway to listen", READY_TIMEOUT, || {
+        ns.listens(gw).then_some(())
+    });
+    let ep = format!("127.0.0.1:{gw}");
+    for i in 0..3 {
+        let key = format!("k{i}");
+        ok(&ns.etcdctl(&ep, &["put", &key, "v"]), "OK\n", &key);
+    }
+    ok(
+        &ns.etcdctl(&ep, &["get", "k", "--prefix", "--keys-only"]),
+        "k0\n\nk1\n\nk2\n\n",
+        "get",
+    );
+}
+
+/// A scratch directory removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn path(&self) -> &str {
+        self.0.to_str().expect("UTF-8")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> TempDir {
+    let p = std::env::temp_dir().join(format!("oxgw-{}-{}", std::process::id(), free_port()));
+    std::fs::create_dir_all(&p).expect("a scratch dir");
+    TempDir(p)
+}
+
+// Both run in one test: the namespace's name is the process's.
+#[test]
+fn gateways_find_members_by_dns_srv() {
+    gateway_by_srv(Kind::Etcd);
+    gateway_by_srv(Kind::Oxcd);
 }

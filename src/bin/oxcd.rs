@@ -425,8 +425,9 @@ mod real {
         /// Suffix to the SRV service names (`_etcd-client-<name>._tcp`).
         #[arg(long, global = true, default_value = "")]
         discovery_srv_name: String,
-        /// Accept endpoints found by SRV without checking them against `--trusted-ca-file`.
-        #[arg(long, global = true, default_value = "true", num_args = 0..=1,
+        /// Accept endpoints found by SRV as they are: plain ones too, TLS ones unverified
+        /// (without it, only TLS endpoints that `--trusted-ca-file` verifies are used).
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set)]
         insecure_discovery: bool,
         /// CA certificate for the endpoints found by SRV (with `--insecure-discovery=false`).
@@ -466,8 +467,21 @@ mod real {
             if !cli.discovery_srv.is_empty() {
                 match oxcd::srv::client_endpoints(&cli.discovery_srv, &cli.discovery_srv_name).await
                 {
-                    Ok(found) => endpoints = found,
+                    Ok(found) => {
+                        let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
+                        tracing::info!(srv = cli.discovery_srv, endpoints = ?urls, "discovered cluster from SRV");
+                        endpoints = found;
+                    }
                     Err(e) => tracing::warn!(error = %e, "DNS SRV discovery found no endpoints"),
+                }
+                if !cli.insecure_discovery && !endpoints.is_empty() {
+                    let ca = (!cli.trusted_ca_file.is_empty())
+                        .then(|| std::path::PathBuf::from(&cli.trusted_ca_file));
+                    let (kept, dropped) = oxcd::srv::validate_secure(endpoints, ca).await;
+                    if !dropped.is_empty() {
+                        tracing::warn!(errors = dropped.join(","), "failed to validate discovered endpoints");
+                    }
+                    endpoints = kept;
                 }
             }
             if endpoints.is_empty() {
