@@ -1,7 +1,9 @@
 //! DNS SRV discovery as etcd does it: a domain's `_<service>-ssl._tcp` and `_<service>._tcp`
 //! records (with `--discovery-srv-name`, `_<service>-ssl-<name>._tcp` and
 //! `_<service>-<name>._tcp`), looked up through the system's resolver configuration with
-//! hickory-resolver. The gateway uses `etcd-client` to find members' client ports.
+//! hickory-resolver. The gateway uses `etcd-client` to find members' client ports; a member
+//! started with `--discovery-srv` uses `etcd-server` to find the initial cluster
+//! ([`server_cluster`]).
 //!
 //! [`validate_secure`] keeps, as etcd's gateway does without `--insecure-discovery`, only the
 //! TLS endpoints whose certificates a handshake verifies. Nothing is cached: each call asks
@@ -71,6 +73,92 @@ pub async fn client_endpoints(domain: &str, suffix: &str) -> Result<Vec<Endpoint
         (Err(a), Err(b)) => Err(format!("dns lookup errors: {a} and {b}")),
         (a, b) => Ok(a.into_iter().chain(b).flatten().collect()),
     }
+}
+
+/// The addresses `host:port` resolves to (through the system's resolver, as a dial would).
+async fn addrs(host_port: &str) -> Vec<std::net::SocketAddr> {
+    tokio::net::lookup_host(host_port)
+        .await
+        .map(Iterator::collect)
+        .unwrap_or_default()
+}
+
+/// `--initial-cluster` from `domain`'s `etcd-server-ssl` and `etcd-server` records, as etcd
+/// 3.5 builds it (3.4 gave up when the `-ssl` lookup failed; 3.5 takes either): each target
+/// as `name=scheme://target:port`, named `name` when it resolves to an address this member
+/// advertises (`advertise_peer_urls`), else `0`, `1`, ... (names only label the other
+/// members until they publish their own; IDs come from the URLs). The member must be among
+/// them.
+pub async fn server_cluster(
+    domain: &str,
+    suffix: &str,
+    name: &str,
+    advertise_peer_urls: &[String],
+) -> Result<String, String> {
+    let resolver = TokioAsyncResolver::tokio_from_system_conf()
+        .map_err(|e| format!("the system's DNS configuration: {e}"))?;
+    let mut mine: Vec<(std::net::SocketAddr, &str)> = Vec::new();
+    for u in advertise_peer_urls {
+        let scheme = if u.starts_with("https://") {
+            "https"
+        } else {
+            "http"
+        };
+        for a in addrs(crate::server::cluster::url_host_port(u)).await {
+            mine.push((a, scheme));
+        }
+    }
+    let (mut parts, mut errors, mut temp) = (Vec::new(), Vec::new(), 0);
+    for tls in [true, false] {
+        let service = service_name("etcd-server", suffix, tls);
+        let scheme = if tls { "https" } else { "http" };
+        let found = match lookup(&resolver, &service, domain, tls).await {
+            Ok(found) => found,
+            Err(e) => {
+                errors.push(e);
+                continue;
+            }
+        };
+        for e in found {
+            let host = e.host.trim_end_matches('.');
+            let at = Endpoint {
+                host: host.to_string(),
+                ..e.clone()
+            }
+            .addr();
+            let resolved = addrs(&at).await;
+            let own = mine.iter().find(|(a, _)| resolved.contains(a));
+            let label = match own {
+                Some(&(_, own_scheme)) if own_scheme != scheme => {
+                    errors.push(format!(
+                        "bootstrap at {scheme}://{at} from DNS for {service} has scheme mismatch with expected peer {own_scheme}://{at}"
+                    ));
+                    continue;
+                }
+                Some(_) => name.to_string(),
+                None => {
+                    temp += 1;
+                    (temp - 1).to_string()
+                }
+            };
+            parts.push(format!("{label}={scheme}://{at}"));
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!(
+            "error querying DNS SRV records for _etcd-server: {}",
+            errors.join("; ")
+        ));
+    }
+    for e in &errors {
+        tracing::warn!(error = %e, "failed to resolve during SRV discovery");
+    }
+    if !parts.iter().any(|p| p.starts_with(&format!("{name}="))) {
+        return Err(format!(
+            "cannot find local etcd member {name:?} in SRV records"
+        ));
+    }
+    Ok(parts.join(","))
 }
 
 /// `endpoint` as a URL (etcd's words in its messages).

@@ -7,6 +7,7 @@
 
 mod procs;
 
+use procs::netns::{Netns, tempfile_dir};
 use procs::{Cluster, Kind, READY_TIMEOUT, Timing, etcdctl, free_port, poll_until};
 use std::process::{Child, Command, Stdio};
 
@@ -115,95 +116,11 @@ fn etcdctl_works_through_oxcds_gateway() {
     through_a_gateway(Kind::Oxcd);
 }
 
-/// A network namespace with its own `resolv.conf` (naming 127.0.0.1 inside it), and the
-/// processes started in it; all stopped by PID and removed when dropped.
-struct Netns {
-    name: String,
-    children: Vec<Child>,
-}
-
-impl Netns {
-    fn new() -> Netns {
-        let name = format!("oxgw{}", std::process::id());
-        let run = |args: &[&str]| {
-            let st = Command::new("ip").args(args).status().expect("ip runs");
-            assert!(st.success(), "ip {args:?}: {st}");
-        };
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
-        run(&["netns", "add", &name]);
-        let ns = Netns {
-            name,
-            children: Vec::new(),
-        };
-        run(&["-n", &ns.name, "link", "set", "lo", "up"]);
-        let dir = format!("/etc/netns/{}", ns.name);
-        std::fs::create_dir_all(&dir).expect("the namespace's /etc");
-        std::fs::write(format!("{dir}/resolv.conf"), "nameserver 127.0.0.1\n")
-            .expect("resolv.conf");
-        ns
-    }
-
-    fn command(&self, program: &str, args: &[&str]) -> Command {
-        let mut c = Command::new("ip");
-        c.args(["netns", "exec", &self.name, program])
-            .args(args)
-            .stdin(Stdio::null());
-        c
-    }
-
-    /// Starts `program` in the namespace (`ip netns exec` execs it: the PID is its own).
-    fn spawn(&mut self, program: &str, args: &[&str]) {
-        let mut c = self.command(program, args);
-        c.stdout(Stdio::null()).stderr(Stdio::null());
-        procs::die_with_parent(&mut c);
-        self.children
-            .push(c.spawn().expect("spawn in the namespace"));
-    }
-
-    /// Whether something in the namespace accepts TCP on 127.0.0.1:`port`.
-    fn listens(&self, port: u16) -> bool {
-        self.command(
-            "bash",
-            &["-c", &format!("exec 3<>/dev/tcp/127.0.0.1/{port}")],
-        )
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-    }
-
-    fn etcdctl(&self, endpoint: &str, args: &[&str]) -> procs::Output {
-        let out = self
-            .command("etcdctl", &[&format!("--endpoints={endpoint}")])
-            .args(args)
-            .env("ETCDCTL_API", "3")
-            .output()
-            .expect("etcdctl runs");
-        procs::Output {
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            code: out.status.code(),
-        }
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        for c in &mut self.children {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-        let _ = Command::new("ip")
-            .args(["netns", "del", &self.name])
-            .status();
-        let _ = std::fs::remove_dir_all(format!("/etc/netns/{}", self.name));
-    }
-}
-
 /// The gateway finds the member through `_etcd-client._tcp` SRV records; the record with the
 /// better priority names a port nothing listens on, so the gateway must set it aside and use
 /// the other.
 fn gateway_by_srv(kind: Kind) {
-    let mut ns = Netns::new();
+    let mut ns = Netns::new(&format!("gw{}", kind_tag(kind)));
     let data = tempfile_dir();
     // Not 2379: a gateway that found no records would fall back to 127.0.0.1:2379.
     let (client, peer, dead, gw) = (12379, 12380, 12479, 23790);
@@ -277,30 +194,20 @@ fn gateway_by_srv(kind: Kind) {
     );
 }
 
-/// A scratch directory removed when dropped.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn path(&self) -> &str {
-        self.0.to_str().expect("UTF-8")
+fn kind_tag(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Oxcd => "o",
+        Kind::Etcd => "e",
+        Kind::Etcd35 => "f",
     }
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempfile_dir() -> TempDir {
-    let p = std::env::temp_dir().join(format!("oxgw-{}-{}", std::process::id(), free_port()));
-    std::fs::create_dir_all(&p).expect("a scratch dir");
-    TempDir(p)
-}
-
-// Both run in one test: the namespace's name is the process's.
 #[test]
-fn gateways_find_members_by_dns_srv() {
+fn etcds_gateway_finds_members_by_dns_srv() {
     gateway_by_srv(Kind::Etcd);
+}
+
+#[test]
+fn oxcds_gateway_finds_members_by_dns_srv() {
     gateway_by_srv(Kind::Oxcd);
 }

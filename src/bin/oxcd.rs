@@ -78,6 +78,13 @@ mod real {
         /// The founding members: name=peerURL,... (default: this member alone).
         #[arg(long, env = "ETCD_INITIAL_CLUSTER")]
         initial_cluster: Option<String>,
+        /// DNS domain whose `_etcd-server-ssl._tcp` and `_etcd-server._tcp` SRV records name
+        /// the founding members (instead of `--initial-cluster`).
+        #[arg(long, env = "ETCD_DISCOVERY_SRV", default_value = "")]
+        discovery_srv: String,
+        /// Suffix to the SRV service names (`_etcd-server-<name>._tcp`).
+        #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
+        discovery_srv_name: String,
         /// `new` to found a cluster, `existing` to join one (after `member add`).
         #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
         initial_cluster_state: String,
@@ -285,6 +292,40 @@ mod real {
             total += n * unit_ms;
         }
         num.is_empty().then_some(total)
+    }
+
+    /// With `--discovery-srv` (and no `--initial-cluster`), the initial cluster from the
+    /// domain's SRV records; this member's entry replaces its advertised peer URLs, as etcd's
+    /// member takes its peer URLs from the cluster it found.
+    fn discover_cluster(f: &mut Flags) -> Result<(), String> {
+        if f.discovery_srv.is_empty()
+            || f.initial_cluster
+                .as_ref()
+                .is_some_and(|c| !c.trim().is_empty())
+        {
+            return Ok(());
+        }
+        let advertised = split_urls(&f.initial_advertise_peer_urls);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let cluster = runtime.block_on(oxcd::srv::server_cluster(
+            &f.discovery_srv,
+            &f.discovery_srv_name,
+            &f.name,
+            &advertised,
+        ))?;
+        for node in cluster.split(',') {
+            tracing::info!(node, "got bootstrap from DNS for etcd-server");
+        }
+        let own: Vec<&str> = cluster
+            .split(',')
+            .filter_map(|p| p.strip_prefix(&format!("{}=", f.name)))
+            .collect();
+        f.initial_advertise_peer_urls = own.join(",");
+        f.initial_cluster = Some(cluster);
+        Ok(())
     }
 
     fn config(f: Flags) -> Result<ServerConfig, String> {
@@ -525,7 +566,7 @@ mod real {
         if args.get(1).is_some_and(|a| a == "gateway") {
             return gateway_main(args[1..].to_vec());
         }
-        let flags = Flags::parse();
+        let mut flags = Flags::parse();
         let level = match flags.log_level.as_str() {
             "debug" | "info" | "warn" | "error" => flags.log_level.clone(),
             other => {
@@ -539,6 +580,10 @@ mod real {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
+        if let Err(e) = discover_cluster(&mut flags) {
+            eprintln!("oxcd: {e}");
+            return ExitCode::FAILURE;
+        }
         #[allow(unused_mut)]
         let mut config = match config(flags) {
             Ok(c) => c,

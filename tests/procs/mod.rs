@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod netns;
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
