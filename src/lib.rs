@@ -11,6 +11,8 @@
 pub mod alloc;
 pub mod api;
 pub mod clock;
+#[cfg(not(madsim))]
+pub mod discovery;
 pub use oxcd_core::{auth, lease, mvcc, node, raft, v2};
 pub mod pb;
 pub mod peer;

@@ -81,7 +81,7 @@ fn bootstrap_by_srv(kind: Kind, tag: &str) -> String {
         let published = out
             .stdout
             .lines()
-            .filter(|l| l.contains(", http://127.0.0.1:"))
+            .filter(|l| l.split(", ").nth(4).is_some_and(|c| !c.is_empty()))
             .count();
         if out.code == Some(0) && published == 3 {
             Ok(out)

@@ -85,6 +85,17 @@ mod real {
         /// Suffix to the SRV service names (`_etcd-server-<name>._tcp`).
         #[arg(long, env = "ETCD_DISCOVERY_SRV_NAME", default_value = "")]
         discovery_srv_name: String,
+        /// A discovery service URL (an etcd v2 keys directory whose `_config/size` says how
+        /// many members to wait for) that founds the cluster instead of `--initial-cluster`.
+        #[arg(long, env = "ETCD_DISCOVERY", default_value = "")]
+        discovery: String,
+        /// What to do when the discovery service's cluster is already full: `exit`, or
+        /// `proxy` (etcd's default, which starts a v2 proxy; oxcd has none and exits too).
+        #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
+        discovery_fallback: String,
+        /// An HTTP proxy for the discovery service (not supported: refused).
+        #[arg(long, env = "ETCD_DISCOVERY_PROXY", default_value = "")]
+        discovery_proxy: String,
         /// `new` to found a cluster, `existing` to join one (after `member add`).
         #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
         initial_cluster_state: String,
@@ -298,6 +309,9 @@ mod real {
     /// domain's SRV records; this member's entry replaces its advertised peer URLs, as etcd's
     /// member takes its peer URLs from the cluster it found.
     fn discover_cluster(f: &mut Flags) -> Result<(), String> {
+        if !f.discovery.is_empty() {
+            return join_by_discovery(f);
+        }
         if f.discovery_srv.is_empty()
             || f.initial_cluster
                 .as_ref()
@@ -324,6 +338,46 @@ mod real {
             .filter_map(|p| p.strip_prefix(&format!("{}=", f.name)))
             .collect();
         f.initial_advertise_peer_urls = own.join(",");
+        f.initial_cluster = Some(cluster);
+        Ok(())
+    }
+
+    /// With `--discovery`, on a member not yet founded: the initial cluster from the discovery
+    /// service, the discovery URL as the cluster token (etcd's rules).
+    fn join_by_discovery(f: &mut Flags) -> Result<(), String> {
+        if !f.discovery_proxy.is_empty() {
+            return Err("--discovery-proxy is not supported".into());
+        }
+        if !matches!(f.discovery_fallback.as_str(), "exit" | "proxy") {
+            return Err(format!(
+                "invalid --discovery-fallback {:?} (exit or proxy)",
+                f.discovery_fallback
+            ));
+        }
+        let data_dir = f
+            .data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{}.oxcd", f.name)));
+        let founded = std::fs::read_dir(&data_dir).is_ok_and(|mut d| d.next().is_some());
+        f.initial_cluster_token = f.discovery.clone();
+        if founded {
+            return Ok(());
+        }
+        let advertised = split_urls(&f.initial_advertise_peer_urls);
+        let id = oxcd::server::cluster::member_id(&advertised, &f.discovery, None);
+        let me: Vec<String> = advertised
+            .iter()
+            .map(|u| format!("{}={u}", f.name))
+            .collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        let cluster = runtime.block_on(oxcd::discovery::join_cluster(
+            &f.discovery,
+            id,
+            &me.join(","),
+        ))?;
         f.initial_cluster = Some(cluster);
         Ok(())
     }

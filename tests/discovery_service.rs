@@ -1,0 +1,140 @@
+#![cfg(not(madsim))]
+//! Bootstrapping a cluster through a discovery service (`--discovery <url>`, etcd 3.4's
+//! protocol over v2 keys): three members register at a one-member cluster serving
+//! `--enable-v2` and find each other there. Run three ways, each in a network namespace of
+//! its own (so every run has the same ports, and so the same member IDs): etcd 3.4.23 members
+//! at an etcd 3.4.23 service, oxcd members at an oxcd service, and oxcd members at an etcd
+//! service. The three `member list`s must be equal, IDs included (they derive from the peer
+//! URLs and the discovery URL).
+
+mod procs;
+
+use procs::netns::{Netns, tempfile_dir};
+use procs::{Kind, READY_TIMEOUT, poll_for};
+
+const SERVICE: (u16, u16) = (4001, 4002);
+const MEMBERS: [(&str, u16, u16); 3] = [
+    ("m1", 12380, 12379),
+    ("m2", 22380, 22379),
+    ("m3", 32380, 32379),
+];
+
+fn bin(kind: Kind) -> String {
+    match kind {
+        Kind::Oxcd => procs::oxcd_bin().to_string(),
+        Kind::Etcd => "etcd".to_string(),
+        Kind::Etcd35 => procs::etcd35_bin().to_string(),
+    }
+}
+
+/// Starts `kind` named `name` in `ns` with its data under `data`, plus `extra` flags.
+fn member(
+    ns: &mut Netns,
+    kind: Kind,
+    data: &str,
+    (name, peer, client): (&str, u16, u16),
+    extra: &[&str],
+) {
+    let (peer, client) = (
+        format!("http://127.0.0.1:{peer}"),
+        format!("http://127.0.0.1:{client}"),
+    );
+    let dir = format!("{data}/{name}");
+    let mut args = vec![
+        "--name",
+        name,
+        "--data-dir",
+        &dir,
+        "--initial-advertise-peer-urls",
+        &peer,
+        "--listen-peer-urls",
+        &peer,
+        "--listen-client-urls",
+        &client,
+        "--advertise-client-urls",
+        &client,
+    ];
+    args.extend_from_slice(extra);
+    ns.spawn(&bin(kind), &args);
+}
+
+/// The sorted `member list` of three `members` founded through a `service` discovery service.
+fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
+    let mut ns = Netns::new(tag);
+    let data = tempfile_dir();
+    let peer = format!("http://127.0.0.1:{}", SERVICE.1);
+    let cluster = format!("ds={peer}");
+    member(
+        &mut ns,
+        service,
+        data.path(),
+        ("ds", SERVICE.1, SERVICE.0),
+        &["--enable-v2", "--initial-cluster", &cluster],
+    );
+    let ds = format!("http://127.0.0.1:{}", SERVICE.0);
+    poll_for(
+        "the discovery service to take the size",
+        READY_TIMEOUT,
+        || {
+            let out = ns
+                .command(
+                    "etcdctl",
+                    &[
+                        &format!("--endpoints={ds}"),
+                        "set",
+                        "/_etcd/registry/tok/_config/size",
+                        "3",
+                    ],
+                )
+                .env("ETCDCTL_API", "2")
+                .output()
+                .expect("etcdctl runs");
+            if out.status.success() {
+                Ok(())
+            } else {
+                Err(String::from_utf8_lossy(&out.stderr).into_owned())
+            }
+        },
+    );
+    let durl = format!("{ds}/v2/keys/_etcd/registry/tok");
+    for m in MEMBERS {
+        member(&mut ns, members, data.path(), m, &["--discovery", &durl]);
+    }
+    let endpoints: Vec<String> = MEMBERS
+        .iter()
+        .map(|(_, _, c)| format!("127.0.0.1:{c}"))
+        .collect();
+    let endpoints = endpoints.join(",");
+    let out = poll_for("all three members to publish", READY_TIMEOUT, || {
+        let out = ns.etcdctl(&endpoints, &["member", "list", "--command-timeout=2s"]);
+        let published = out
+            .stdout
+            .lines()
+            .filter(|l| l.split(", ").nth(4).is_some_and(|c| !c.is_empty()))
+            .count();
+        if out.code == Some(0) && published == 3 {
+            Ok(out)
+        } else {
+            Err(format!("{out:?}"))
+        }
+    });
+    let mut lines: Vec<&str> = out.stdout.lines().collect();
+    lines.sort();
+    lines.join("\n")
+}
+
+#[test]
+fn members_bootstrap_through_a_discovery_service_as_etcds_do() {
+    let want = bootstrap(Kind::Etcd, Kind::Etcd, "dse");
+    assert_eq!(want.lines().count(), 3, "{want}");
+    let own = bootstrap(Kind::Oxcd, Kind::Oxcd, "dso");
+    assert_eq!(
+        own, want,
+        "oxcd members at oxcd's service differ from etcd's"
+    );
+    let mixed = bootstrap(Kind::Etcd, Kind::Oxcd, "dsm");
+    assert_eq!(
+        mixed, want,
+        "oxcd members at etcd's service differ from etcd's"
+    );
+}
