@@ -19,14 +19,6 @@ const MEMBERS: [(&str, u16, u16); 3] = [
     ("m3", 32380, 32379),
 ];
 
-fn bin(kind: Kind) -> String {
-    match kind {
-        Kind::Oxcd => procs::oxcd_bin().to_string(),
-        Kind::Etcd => "etcd".to_string(),
-        Kind::Etcd35 => procs::etcd35_bin().to_string(),
-    }
-}
-
 /// Starts `kind` named `name` in `ns` with its data under `data`, plus `extra` flags.
 fn member(
     ns: &mut Netns,
@@ -55,7 +47,7 @@ fn member(
         &client,
     ];
     args.extend_from_slice(extra);
-    ns.spawn(&bin(kind), &args);
+    ns.spawn(kind.bin(), &args);
 }
 
 /// The sorted `member list` of three `members` founded through a `service` discovery service.
@@ -100,27 +92,8 @@ fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
     for m in MEMBERS {
         member(&mut ns, members, data.path(), m, &["--discovery", &durl]);
     }
-    let endpoints: Vec<String> = MEMBERS
-        .iter()
-        .map(|(_, _, c)| format!("127.0.0.1:{c}"))
-        .collect();
-    let endpoints = endpoints.join(",");
-    let out = poll_for("all three members to publish", READY_TIMEOUT, || {
-        let out = ns.etcdctl(&endpoints, &["member", "list", "--command-timeout=2s"]);
-        let published = out
-            .stdout
-            .lines()
-            .filter(|l| l.split(", ").nth(4).is_some_and(|c| !c.is_empty()))
-            .count();
-        if out.code == Some(0) && published == 3 {
-            Ok(out)
-        } else {
-            Err(format!("{out:?}"))
-        }
-    });
-    let mut lines: Vec<&str> = out.stdout.lines().collect();
-    lines.sort();
-    lines.join("\n")
+    let ports: Vec<u16> = MEMBERS.iter().map(|m| m.2).collect();
+    ns.published_member_list(&ports)
 }
 
 #[test]

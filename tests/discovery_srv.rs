@@ -7,8 +7,8 @@
 
 mod procs;
 
+use procs::Kind;
 use procs::netns::{Netns, tempfile_dir};
-use procs::{Kind, READY_TIMEOUT, poll_for};
 
 const MEMBERS: [(&str, u16, u16); 3] = [
     ("m1", 12380, 12379),
@@ -36,11 +36,7 @@ fn bootstrap_by_srv(kind: Kind, tag: &str) -> String {
     }
     let dns: Vec<&str> = dns.iter().map(String::as_str).collect();
     ns.spawn("dnsmasq", &dns);
-    let bin = match kind {
-        Kind::Oxcd => procs::oxcd_bin().to_string(),
-        Kind::Etcd => "etcd".to_string(),
-        Kind::Etcd35 => procs::etcd35_bin().to_string(),
-    };
+    let bin = kind.bin();
     for (name, peer, client) in MEMBERS {
         let (peer, client) = (
             format!("http://127.0.0.1:{peer}"),
@@ -48,7 +44,7 @@ fn bootstrap_by_srv(kind: Kind, tag: &str) -> String {
         );
         let dir = format!("{}/{name}", data.path());
         ns.spawn(
-            &bin,
+            bin,
             &[
                 "--name",
                 name,
@@ -69,29 +65,8 @@ fn bootstrap_by_srv(kind: Kind, tag: &str) -> String {
             ],
         );
     }
-    let endpoints: Vec<String> = MEMBERS
-        .iter()
-        .map(|(_, _, c)| format!("127.0.0.1:{c}"))
-        .collect();
-    let endpoints = endpoints.join(",");
-    // Until every member has published its name and client URLs (etcd serves clients only
-    // after that; oxcd starts serving before it, so a list can come first).
-    let out = poll_for("all three members to publish", READY_TIMEOUT, || {
-        let out = ns.etcdctl(&endpoints, &["member", "list", "--command-timeout=2s"]);
-        let published = out
-            .stdout
-            .lines()
-            .filter(|l| l.split(", ").nth(4).is_some_and(|c| !c.is_empty()))
-            .count();
-        if out.code == Some(0) && published == 3 {
-            Ok(out)
-        } else {
-            Err(format!("{out:?}"))
-        }
-    });
-    let mut lines: Vec<&str> = out.stdout.lines().collect();
-    lines.sort();
-    lines.join("\n")
+    let ports: Vec<u16> = MEMBERS.iter().map(|m| m.2).collect();
+    ns.published_member_list(&ports)
 }
 
 #[test]

@@ -22,11 +22,7 @@ impl Drop for Gateway {
 }
 
 fn start_gateway(kind: Kind, endpoints: &str, listen: &str) -> Gateway {
-    let bin = match kind {
-        Kind::Oxcd => procs::oxcd_bin().to_string(),
-        Kind::Etcd => "etcd".to_string(),
-        Kind::Etcd35 => procs::etcd35_bin().to_string(),
-    };
+    let bin = kind.bin();
     let mut c = Command::new(bin);
     // Flags before `start`, as etcd's e2e test gives them.
     c.args([
@@ -139,14 +135,10 @@ fn gateway_by_srv(kind: Kind) {
             &format!("--srv-host=_etcd-client._tcp.oxcd.test,m2.oxcd.test,{dead},0,0"),
         ],
     );
-    let bin = match kind {
-        Kind::Oxcd => procs::oxcd_bin().to_string(),
-        Kind::Etcd => "etcd".to_string(),
-        Kind::Etcd35 => procs::etcd35_bin().to_string(),
-    };
+    let bin = kind.bin();
     let curl = |p: u16| format!("http://127.0.0.1:{p}");
     ns.spawn(
-        &bin,
+        bin,
         &[
             "--data-dir",
             data.path(),
@@ -166,7 +158,7 @@ fn gateway_by_srv(kind: Kind) {
         (ns.listens(client)).then_some(())
     });
     ns.spawn(
-        &bin,
+        bin,
         &[
             "gateway",
             "start",

@@ -164,6 +164,17 @@ pub enum Kind {
     Etcd35,
 }
 
+impl Kind {
+    /// The server's program.
+    pub fn bin(self) -> &'static str {
+        match self {
+            Kind::Oxcd => oxcd_bin(),
+            Kind::Etcd => "etcd",
+            Kind::Etcd35 => etcd35_bin(),
+        }
+    }
+}
+
 /// Raft timing flags passed to every member.
 #[derive(Clone, Copy, Debug)]
 pub struct Timing {
@@ -362,12 +373,7 @@ impl Cluster {
         let kind = self.kind;
         let m = &mut self.members[i];
         assert!(m.child.is_none(), "{} is already running", m.name);
-        let program = match kind {
-            Kind::Oxcd => oxcd_bin(),
-            Kind::Etcd => "etcd",
-            Kind::Etcd35 => etcd35_bin(),
-        };
-        let mut cmd = command(program);
+        let mut cmd = command(kind.bin());
         cmd.arg(format!("--name={}", m.name))
             .arg(format!("--data-dir={}", m.data_dir.display()))
             .arg(format!("--listen-client-urls={}", m.client_url()))
@@ -395,7 +401,7 @@ impl Cluster {
         die_with_parent(&mut cmd);
         m.child = Some(
             cmd.spawn()
-                .unwrap_or_else(|e| panic!("cannot start {program}: {e}")),
+                .unwrap_or_else(|e| panic!("cannot start {}: {e}", kind.bin())),
         );
     }
 

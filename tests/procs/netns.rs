@@ -60,6 +60,33 @@ impl Netns {
         .is_ok_and(|s| s.success())
     }
 
+    /// `member list` (sorted) from the members with these client ports on 127.0.0.1, once
+    /// every one has published its name and client URLs (etcd serves clients only after
+    /// that; oxcd starts serving before it, so a list can come first).
+    pub fn published_member_list(&self, client_ports: &[u16]) -> String {
+        let endpoints: Vec<String> = client_ports
+            .iter()
+            .map(|c| format!("127.0.0.1:{c}"))
+            .collect();
+        let endpoints = endpoints.join(",");
+        let out = super::poll_for("every member to publish", super::READY_TIMEOUT, || {
+            let out = self.etcdctl(&endpoints, &["member", "list", "--command-timeout=2s"]);
+            let published = out
+                .stdout
+                .lines()
+                .filter(|l| l.split(", ").nth(4).is_some_and(|c| !c.is_empty()))
+                .count();
+            if out.code == Some(0) && published == client_ports.len() {
+                Ok(out)
+            } else {
+                Err(format!("{out:?}"))
+            }
+        });
+        let mut lines: Vec<&str> = out.stdout.lines().collect();
+        lines.sort();
+        lines.join("\n")
+    }
+
     pub fn etcdctl(&self, endpoint: &str, args: &[&str]) -> super::Output {
         let out = self
             .command("etcdctl", &[&format!("--endpoints={endpoint}")])
