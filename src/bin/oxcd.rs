@@ -618,7 +618,10 @@ mod real {
     pub fn main() -> ExitCode {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
         if args.get(1).is_some_and(|a| a == "gateway") {
-            return gateway_main(args[1..].to_vec());
+            // Usage lines name the whole command.
+            let mut rest = vec![std::ffi::OsString::from("oxcd gateway")];
+            rest.extend_from_slice(&args[2..]);
+            return gateway_main(rest);
         }
         let mut flags = Flags::parse();
         let level = match flags.log_level.as_str() {
