@@ -72,7 +72,7 @@ pub(super) async fn blocking<T: Send + 'static>(
 }
 
 /// `password`'s bcrypt hash.
-async fn hash(password: String, cost: u32) -> Result<Bytes, Status> {
+pub(crate) async fn hash(password: String, cost: u32) -> Result<Bytes, Status> {
     let hashed = blocking(move || bcrypt::hash(password, cost))
         .await?
         .map_err(|e| Status::internal(format!("etcdserver: {e}")))?;
@@ -80,7 +80,7 @@ async fn hash(password: String, cost: u32) -> Result<Bytes, Status> {
 }
 
 /// Whether `password` matches `hashed`.
-async fn verify(password: String, hashed: Bytes) -> bool {
+pub(crate) async fn verify(password: String, hashed: Bytes) -> bool {
     blocking(move || {
         let hashed = std::str::from_utf8(&hashed).unwrap_or_default();
         bcrypt::verify(password, hashed).unwrap_or(false)

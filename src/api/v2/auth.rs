@@ -8,8 +8,8 @@
 //! What it does not do: decide anything about the auth state. Changes are
 //! [`AuthCommand`]s proposed through the log and applied by the core's [`v2::V2Auth`], which
 //! holds etcd's rules; this module hashes passwords (bcrypt, cost 10 as etcd's) before
-//! proposing and checks them (off the async threads) when requests arrive. The v2 auth state
-//! is etcd's v2 auth, apart from the v3 auth of the gRPC API, as in etcd.
+//! proposing and checks them when requests arrive, with the v3 auth's `hash` and `verify`.
+//! The v2 auth state is etcd's v2 auth, apart from the v3 auth of the gRPC API, as in etcd.
 
 use super::{V2State, go_json, json_response, not_allowed, percent_decode};
 use crate::api::gateway::with_cors;
@@ -107,11 +107,8 @@ pub(super) async fn caller_in(
     let Some(user) = auth.user(&name) else {
         return Caller::Nobody;
     };
-    let hash = user.password.clone();
-    let ok = tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
-        .await
-        .unwrap_or(false);
-    if ok {
+    let hashed = Bytes::from(user.password.clone());
+    if crate::api::auth::verify(password, hashed).await {
         Caller::User(user, auth)
     } else {
         Caller::Nobody
@@ -455,10 +452,9 @@ async fn put_user(s: &V2State, name: String, body: &[u8]) -> Response {
     let password = if u.password.is_empty() {
         String::new()
     } else {
-        let plain = u.password;
-        match tokio::task::spawn_blocking(move || bcrypt::hash(plain, BCRYPT_COST)).await {
-            Ok(Ok(h)) => h,
-            _ => return message(s, StatusCode::INTERNAL_SERVER_ERROR, "hashing failed"),
+        match crate::api::auth::hash(u.password, BCRYPT_COST).await {
+            Ok(h) => String::from_utf8_lossy(&h).into_owned(),
+            Err(st) => return message(s, StatusCode::INTERNAL_SERVER_ERROR, st.message()),
         }
     };
     let cmd = AuthCommand::PutUser {
