@@ -8,7 +8,7 @@
 
 pub mod auth;
 #[cfg(not(madsim))]
-mod authority;
+pub(crate) mod authority;
 pub mod cluster;
 pub mod convert;
 pub mod error;

@@ -16,6 +16,8 @@ pub mod discovery;
 pub use oxcd_core::{auth, lease, mvcc, node, raft, v2};
 pub mod pb;
 pub mod peer;
+#[cfg(not(madsim))]
+pub mod proxy;
 pub mod server;
 #[cfg(not(madsim))]
 pub mod srv;

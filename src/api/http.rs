@@ -142,6 +142,12 @@ async fn metrics_handler(h: NodeHandle) -> impl IntoResponse {
                 kv.current_revision() as f64,
             );
             gauge(
+                "etcd_debugging_mvcc_watcher_total",
+                "Total number of watchers.",
+                "gauge",
+                d.member().applier().watchers().watchers_len() as f64,
+            );
+            gauge(
                 "etcd_debugging_mvcc_compact_revision",
                 "The revision of the last compaction in store.",
                 "gauge",

@@ -615,8 +615,264 @@ mod real {
         })
     }
 
+    /// etcd's gRPC proxy (`oxcd grpc-proxy start`): etcd's v3 API served to many clients over
+    /// one connection to the cluster, with watch and keep-alive coalescing, a read cache and
+    /// namespaces. Its flags go before or after `start`.
+    #[derive(Parser, Debug)]
+    #[command(name = "oxcd grpc-proxy", args_override_self = true)]
+    struct GrpcProxyCli {
+        #[command(subcommand)]
+        cmd: GatewayCmd,
+        /// Address to listen on (gRPC, and HTTP for /metrics and /health).
+        #[arg(long, global = true, default_value = "127.0.0.1:23790")]
+        listen_addr: String,
+        /// Comma-separated member client endpoints (URLs, or `host:port`).
+        #[arg(long, global = true, default_value = "127.0.0.1:2379")]
+        endpoints: String,
+        /// DNS domain whose `_etcd-client._tcp` (and `-ssl`) SRV records name the members.
+        #[arg(long, global = true, default_value = "")]
+        discovery_srv: String,
+        /// Suffix to the SRV service names.
+        #[arg(long, global = true, default_value = "")]
+        discovery_srv_name: String,
+        /// Accept endpoints found by SRV as they are.
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        insecure_discovery: bool,
+        /// Another address serving /metrics and /health (a URL).
+        #[arg(long, global = true, default_value = "")]
+        metrics_addr: String,
+        /// The address to register and to list in `member list` (empty: pass `member list`
+        /// through to the members).
+        #[arg(long, global = true, default_value = "127.0.0.1:23790")]
+        advertise_client_url: String,
+        /// Prefix to register the proxy under, shared by the proxies of one cluster.
+        #[arg(long, global = true, default_value = "")]
+        resolver_prefix: String,
+        /// TTL in seconds of the registration's lease.
+        #[arg(long, global = true, default_value_t = 0)]
+        resolver_ttl: i64,
+        /// Prefix added to every key of the proxy's clients.
+        #[arg(long, global = true, default_value = "")]
+        namespace: String,
+        /// Accepted for etcd's flag set; oxcd serves no pprof.
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        enable_pprof: bool,
+        /// Where `--auto-tls` keeps its certificate.
+        #[arg(long, global = true, default_value = "default.proxy")]
+        data_dir: PathBuf,
+        /// Client certificate for the connection to the members.
+        #[arg(long, global = true, default_value = "")]
+        cert: String,
+        /// Its key.
+        #[arg(long, global = true, default_value = "")]
+        key: String,
+        /// CA bundle to verify the members' certificates.
+        #[arg(long, global = true, default_value = "")]
+        cacert: String,
+        /// Skip verifying the members' certificates (testing only).
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        insecure_skip_tls_verify: bool,
+        /// The proxy's own TLS certificate.
+        #[arg(long, global = true, default_value = "")]
+        cert_file: String,
+        /// Its key.
+        #[arg(long, global = true, default_value = "")]
+        key_file: String,
+        /// CA bundle the proxy's clients' certificates must chain to.
+        #[arg(long, global = true, default_value = "")]
+        trusted_ca_file: String,
+        /// Serve TLS with a generated certificate.
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        auto_tls: bool,
+        /// Client certificates to refuse.
+        #[arg(long, global = true, default_value = "")]
+        client_crl_file: String,
+        /// TLS 1.2 cipher suites the listener allows (Go names).
+        #[arg(long, global = true, default_value = "", value_delimiter = ',')]
+        listen_cipher_suites: Vec<String>,
+        /// Accepted for etcd's flag set (message sizes are not limited by the proxy).
+        #[arg(long, global = true, default_value_t = 1_572_864)]
+        max_send_bytes: usize,
+        #[arg(long, global = true, default_value_t = i32::MAX as usize)]
+        max_recv_bytes: usize,
+        /// Streams each client connection may open at a time.
+        #[arg(long, global = true, default_value_t = u32::MAX)]
+        max_concurrent_streams: u32,
+        /// Debug-level logging.
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        debug: bool,
+        /// Not supported by oxcd's proxy.
+        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
+          default_missing_value = "true", action = ArgAction::Set)]
+        experimental_serializable_ordering: bool,
+        /// Not supported by oxcd's proxy.
+        #[arg(long, global = true, default_value = "")]
+        experimental_leasing_prefix: String,
+    }
+
+    fn grpc_proxy_main(args: Vec<std::ffi::OsString>) -> ExitCode {
+        let cli = GrpcProxyCli::parse_from(args);
+        let GatewayCmd::Start = cli.cmd;
+        let level = if cli.debug { "debug" } else { "info" };
+        tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_env("OXCD_LOG").unwrap_or_else(|_| {
+                    tracing_subscriber::EnvFilter::new(format!("oxcd={level},warn"))
+                }),
+            )
+            .with_writer(std::io::stderr)
+            .init();
+        // etcd's checks, messages and exit code.
+        if !cli.resolver_prefix.is_empty() && cli.resolver_ttl < 1 {
+            eprintln!("invalid resolver-ttl {}", cli.resolver_ttl);
+            return ExitCode::FAILURE;
+        }
+        if cli.resolver_prefix.is_empty() && cli.resolver_ttl > 0 {
+            eprintln!("invalid resolver-prefix {:?}", cli.resolver_prefix);
+            return ExitCode::FAILURE;
+        }
+        if !cli.resolver_prefix.is_empty() && cli.advertise_client_url.is_empty() {
+            eprintln!(
+                "invalid advertise-client-url {:?}",
+                cli.advertise_client_url
+            );
+            return ExitCode::FAILURE;
+        }
+        if cli.experimental_serializable_ordering || !cli.experimental_leasing_prefix.is_empty() {
+            eprintln!(
+                "oxcd grpc-proxy: --experimental-serializable-ordering and \
+                 --experimental-leasing-prefix are not supported"
+            );
+            return ExitCode::FAILURE;
+        }
+        if cli.enable_pprof {
+            tracing::warn!("--enable-pprof: oxcd serves no pprof endpoints");
+        }
+        let path = |s: &String| (!s.is_empty()).then(|| PathBuf::from(s));
+        let upstream_tls = if cli.cert.is_empty()
+            && cli.key.is_empty()
+            && cli.cacert.is_empty()
+            && !cli.insecure_skip_tls_verify
+        {
+            None
+        } else {
+            let tls = oxcd::server::tls::ClientTls {
+                ca_file: path(&cli.cacert),
+                cert_file: path(&cli.cert),
+                key_file: path(&cli.key),
+                skip_verify: cli.insecure_skip_tls_verify,
+            };
+            match tls.config() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        };
+        let mut serve = TlsInfo {
+            cert_file: path(&cli.cert_file),
+            key_file: path(&cli.key_file),
+            trusted_ca_file: path(&cli.trusted_ca_file),
+            client_cert_auth: !cli.trusted_ca_file.is_empty(),
+            crl_file: path(&cli.client_crl_file),
+            auto_tls: cli.auto_tls,
+            self_signed_cert_validity_years: 1,
+            allowed_cn: None,
+            cipher_suites: cli
+                .listen_cipher_suites
+                .iter()
+                .filter(|c| !c.is_empty())
+                .cloned()
+                .collect(),
+        };
+        let serve_tls = if serve.cert_file.is_some()
+            || serve.key_file.is_some()
+            || serve.trusted_ca_file.is_some()
+        {
+            Some(serve)
+        } else if cli.auto_tls {
+            let host = url_host_port(&cli.listen_addr);
+            let hosts = vec![host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()];
+            match oxcd::server::tls::with_auto_cert(&serve, "proxy", &cli.data_dir, &hosts) {
+                Ok(info) => {
+                    serve = info;
+                    Some(serve)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        } else {
+            None
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            let mut endpoints = cli.endpoints.clone();
+            if !cli.discovery_srv.is_empty() {
+                match oxcd::srv::client_endpoints(&cli.discovery_srv, &cli.discovery_srv_name).await {
+                    Ok(found) => {
+                        let mut found = found;
+                        if !cli.insecure_discovery {
+                            let (kept, dropped) = oxcd::srv::validate_secure(found, path(&cli.cacert)).await;
+                            if !dropped.is_empty() {
+                                tracing::warn!(errors = dropped.join(","), "failed to validate discovered endpoints");
+                            }
+                            found = kept;
+                        }
+                        if !found.is_empty() {
+                            let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
+                            tracing::info!(srv = cli.discovery_srv, endpoints = ?urls, "discovered cluster from SRV");
+                            endpoints = urls.join(",");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "DNS SRV discovery found no endpoints"),
+                }
+            }
+            let endpoints = match oxcd::proxy::upstream::endpoint_urls(&endpoints, upstream_tls.is_some()) {
+                Ok(e) => e,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            let config = oxcd::proxy::ProxyConfig {
+                listen_addr: cli.listen_addr.clone(),
+                endpoints,
+                advertise_client_url: cli.advertise_client_url.clone(),
+                resolver_prefix: cli.resolver_prefix.clone(),
+                resolver_ttl: cli.resolver_ttl,
+                namespace: cli.namespace.clone(),
+                upstream_tls,
+                serve_tls,
+                metrics_addr: (!cli.metrics_addr.is_empty()).then(|| cli.metrics_addr.clone()),
+                max_concurrent_streams: cli.max_concurrent_streams,
+            };
+            if let Err(e) = oxcd::proxy::start(config).await {
+                eprintln!("{e}");
+                return ExitCode::FAILURE;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            ExitCode::SUCCESS
+        })
+    }
+
     pub fn main() -> ExitCode {
         let args: Vec<std::ffi::OsString> = std::env::args_os().collect();
+        if args.get(1).is_some_and(|a| a == "grpc-proxy") {
+            let mut rest = vec![std::ffi::OsString::from("oxcd grpc-proxy")];
+            rest.extend_from_slice(&args[2..]);
+            return grpc_proxy_main(rest);
+        }
         if args.get(1).is_some_and(|a| a == "gateway") {
             // Usage lines name the whole command.
             let mut rest = vec![std::ffi::OsString::from("oxcd gateway")];
