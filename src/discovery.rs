@@ -5,10 +5,12 @@
 //! index are the initial cluster. The member's ID, as etcd derives it there, comes from its
 //! peer URLs and the discovery URL as the cluster token.
 //!
+//! It also reads the founding members for a v2 proxy ([`get_cluster`]): a member that finds
+//! the cluster full becomes one (etcd 3.4's `--discovery-fallback=proxy`, see
+//! [`crate::proxy::http`]).
+//!
 //! What it does not do: serve the protocol (any etcd-compatible cluster's v2 API does,
-//! oxcd's `--enable-v2` among them), start a proxy when the cluster is full (etcd 3.4's
-//! `--discovery-fallback=proxy`: oxcd has no v2 proxy, so it exits as with `exit`), or dial
-//! through `--discovery-proxy` (refused at start).
+//! oxcd's `--enable-v2` among them), or dial through `--discovery-proxy` (refused at start).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -104,13 +106,12 @@ fn base(key: &str) -> &str {
     key.rsplit('/').next().unwrap_or(key)
 }
 
-/// The registered members (key, value, created index) in creation order, the cluster size,
-/// and the index the listing was read at; "cluster is full" when `self_key` is not among the
-/// first `size`.
-async fn check_cluster(
-    s: &Service,
-    self_name: &str,
-) -> Result<(Vec<(String, String, u64)>, usize, u64), String> {
+/// A registration: its key, its value (`name=url,...`) and its creation index.
+type Registration = (String, String, u64);
+
+/// The registered members in creation order, the cluster size, and the index the listing was
+/// read at.
+async fn list_cluster(s: &Service) -> Result<(Vec<Registration>, usize, u64), String> {
     let (status, j) = request(
         s,
         "GET",
@@ -146,6 +147,16 @@ async fn check_cluster(
         .as_u64()
         .unwrap_or(0)
         .max(nodes.iter().map(|n| n.2).max().unwrap_or(0));
+    Ok((nodes, size, index))
+}
+
+/// [`list_cluster`], refused with "cluster is full" when `self_name` is not among the first
+/// `size` registrations.
+async fn check_cluster(
+    s: &Service,
+    self_name: &str,
+) -> Result<(Vec<Registration>, usize, u64), String> {
+    let (nodes, size, index) = list_cluster(s).await?;
     for (i, n) in nodes.iter().enumerate() {
         if base(&n.0) == self_name {
             break;
@@ -155,6 +166,19 @@ async fn check_cluster(
         }
     }
     Ok((nodes, size, index))
+}
+
+/// The founding members registered at `durl`, as `--initial-cluster` spells them: what a
+/// v2 proxy needs (a member falling back from a full cluster, or `--proxy on --discovery`).
+pub async fn get_cluster(durl: &str) -> Result<String, String> {
+    let s = parse(durl)?;
+    let (mut nodes, size, _) = list_cluster(&s).await?;
+    nodes.truncate(size);
+    if nodes.is_empty() {
+        return Err("discovery: no member registered yet".into());
+    }
+    let configs: Vec<&str> = nodes.iter().map(|n| n.1.as_str()).collect();
+    Ok(configs.join(","))
 }
 
 /// Registers this member (`id`, `config` = `name=url,...`) at the discovery service `durl`

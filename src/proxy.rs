@@ -59,6 +59,7 @@ macro_rules! pass_through {
 
 pub mod cache;
 pub mod cluster;
+pub mod http;
 pub mod kv;
 pub mod lease;
 pub mod namespace;

@@ -5,7 +5,8 @@
 //! its own (so every run has the same ports, and so the same member IDs): etcd 3.4.23 members
 //! at an etcd 3.4.23 service, oxcd members at an oxcd service, and oxcd members at an etcd
 //! service. The three `member list`s must be equal, IDs included (they derive from the peer
-//! URLs and the discovery URL).
+//! URLs and the discovery URL). Each time a fourth member comes after the cluster is full and
+//! becomes a v2 proxy to it (`--discovery-fallback=proxy`, etcd's default).
 
 mod procs;
 
@@ -90,11 +91,65 @@ fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
     );
     let durl = format!("{ds}/v2/keys/_etcd/registry/tok");
     for m in MEMBERS {
-        member(&mut ns, members, data.path(), m, &["--discovery", &durl]);
+        // `--enable-v2`: the late member's proxy check reads `/v2/members` through it.
+        member(
+            &mut ns,
+            members,
+            data.path(),
+            m,
+            &["--discovery", &durl, "--enable-v2"],
+        );
     }
     let ports: Vec<u16> = MEMBERS.iter().map(|m| m.2).collect();
-    ns.published_member_list(&ports)
+    let list = ns.published_member_list(&ports);
+    // A fourth finds the cluster full and, with etcd's default `--discovery-fallback=proxy`,
+    // serves as a v2 proxy to it: an HTTP request to it is a member's answer.
+    let (name, peer, client) = LATE;
+    member(&mut ns, members, data.path(), LATE, &["--discovery", &durl]);
+    let proxied = poll_for("the late member to serve as a proxy", READY_TIMEOUT, || {
+        let out = ns
+            .command(
+                "curl",
+                &[
+                    "-s",
+                    "-m",
+                    "2",
+                    &format!("http://127.0.0.1:{client}/v2/members"),
+                ],
+            )
+            .output()
+            .expect("curl runs");
+        let body = String::from_utf8_lossy(&out.stdout).into_owned();
+        if body.contains("\"members\"") {
+            Ok(body)
+        } else {
+            Err(body)
+        }
+    });
+    for (m, p, _) in MEMBERS {
+        assert!(
+            proxied.contains(&format!("\"name\":\"{m}\"")),
+            "{m} in {proxied}"
+        );
+        assert!(
+            proxied.contains(&format!("127.0.0.1:{p}")),
+            "{m}'s peer URL in {proxied}"
+        );
+    }
+    assert!(
+        !proxied.contains(name) && !proxied.contains(&peer.to_string()),
+        "the late member did not join: {proxied}"
+    );
+    assert_eq!(
+        ns.published_member_list(&ports),
+        list,
+        "the cluster is unchanged"
+    );
+    list
 }
+
+/// A member that comes after the cluster is full.
+const LATE: (&str, u16, u16) = ("m4", 42380, 42379);
 
 #[test]
 fn members_bootstrap_through_a_discovery_service_as_etcds_do() {

@@ -90,12 +90,31 @@ mod real {
         #[arg(long, env = "ETCD_DISCOVERY", default_value = "")]
         discovery: String,
         /// What to do when the discovery service's cluster is already full: `exit`, or
-        /// `proxy` (etcd's default, which starts a v2 proxy; oxcd has none and exits too).
+        /// `proxy` (etcd's default: serve as a v2 proxy to the founded cluster, `--proxy on`).
         #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
         discovery_fallback: String,
         /// An HTTP proxy for the discovery service (not supported: refused).
         #[arg(long, env = "ETCD_DISCOVERY_PROXY", default_value = "")]
         discovery_proxy: String,
+        /// `off`, or `on` / `readonly`: run etcd's v2 proxy (HTTP requests passed to the
+        /// members that `--initial-cluster`'s peers list) instead of a member.
+        #[arg(long, env = "ETCD_PROXY", default_value = "off")]
+        proxy: String,
+        /// v2 proxy: how long (ms) a member that failed to answer is set aside.
+        #[arg(long, env = "ETCD_PROXY_FAILURE_WAIT", default_value_t = 5000)]
+        proxy_failure_wait: u64,
+        /// v2 proxy: how often (ms) the member list is read again.
+        #[arg(long, env = "ETCD_PROXY_REFRESH_INTERVAL", default_value_t = 30000)]
+        proxy_refresh_interval: u64,
+        /// v2 proxy: dial timeout (ms) to the members.
+        #[arg(long, env = "ETCD_PROXY_DIAL_TIMEOUT", default_value_t = 1000)]
+        proxy_dial_timeout: u64,
+        /// v2 proxy: accepted for etcd's flag set (ms).
+        #[arg(long, env = "ETCD_PROXY_WRITE_TIMEOUT", default_value_t = 5000)]
+        proxy_write_timeout: u64,
+        /// v2 proxy: accepted for etcd's flag set (ms).
+        #[arg(long, env = "ETCD_PROXY_READ_TIMEOUT", default_value_t = 0)]
+        proxy_read_timeout: u64,
         /// `new` to found a cluster, `existing` to join one (after `member add`).
         #[arg(long, env = "ETCD_INITIAL_CLUSTER_STATE", default_value = "new")]
         initial_cluster_state: String,
@@ -373,16 +392,32 @@ mod real {
             .enable_all()
             .build()
             .expect("a tokio runtime");
-        let cluster = runtime.block_on(oxcd::discovery::join_cluster(
+        let cluster = match runtime.block_on(oxcd::discovery::join_cluster(
             &f.discovery,
             id,
             &me.join(","),
-        ))?;
+        )) {
+            Err(e) if e.ends_with("cluster is full") && f.discovery_fallback == "proxy" => {
+                // etcd's default: serve as a v2 proxy to the founded cluster.
+                tracing::warn!("discovery cluster is full, falling back to proxy");
+                f.proxy = "on".to_string();
+                runtime.block_on(oxcd::discovery::get_cluster(&f.discovery))?
+            }
+            other => other?,
+        };
         f.initial_cluster = Some(cluster);
         Ok(())
     }
 
     fn config(f: Flags) -> Result<ServerConfig, String> {
+        let c = unchecked_config(f)?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The configuration the flags give, before the checks a member's needs (a v2 proxy takes
+    /// its listeners, TLS and `--initial-cluster` from it).
+    fn unchecked_config(f: Flags) -> Result<ServerConfig, String> {
         let advertise_peer = split_urls(&f.initial_advertise_peer_urls);
         let initial_cluster = match &f.initial_cluster {
             Some(s) if !s.trim().is_empty() => parse_initial_cluster(s)?,
@@ -496,7 +531,6 @@ mod real {
                     f.experimental_corrupt_check_time
                 )
             })?;
-        c.validate()?;
         Ok(c)
     }
 
@@ -893,9 +927,25 @@ mod real {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
-        if let Err(e) = discover_cluster(&mut flags) {
+        let found = if flags.proxy == "off" {
+            discover_cluster(&mut flags)
+        } else if !flags.discovery.is_empty() {
+            // A v2 proxy from the start: the members are the discovery service's.
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a tokio runtime")
+                .block_on(oxcd::discovery::get_cluster(&flags.discovery))
+                .map(|c| flags.initial_cluster = Some(c))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = found {
             eprintln!("oxcd: {e}");
             return ExitCode::FAILURE;
+        }
+        if flags.proxy != "off" {
+            return http_proxy_main(flags);
         }
         #[allow(unused_mut)]
         let mut config = match config(flags) {
@@ -925,6 +975,89 @@ mod real {
             .build()
             .expect("a tokio runtime");
         runtime.block_on(run(config))
+    }
+
+    /// `--proxy on|readonly`: etcd's v2 proxy instead of a member.
+    fn http_proxy_main(flags: Flags) -> ExitCode {
+        let readonly = match flags.proxy.as_str() {
+            "on" => false,
+            "readonly" => true,
+            other => {
+                eprintln!("oxcd: invalid --proxy {other:?} (off, readonly, on)");
+                return ExitCode::FAILURE;
+            }
+        };
+        let ms = std::time::Duration::from_millis;
+        let (failure_wait, refresh, dial) = (
+            ms(flags.proxy_failure_wait),
+            ms(flags.proxy_refresh_interval),
+            ms(flags.proxy_dial_timeout),
+        );
+        let proxy = || -> Result<oxcd::proxy::http::HttpProxyConfig, String> {
+            let mut c = unchecked_config(flags)?;
+            // etcd keeps a proxy's state under <data-dir>/proxy.
+            let dir = c.data_dir.join("proxy");
+            let hosts: Vec<String> = c
+                .listen_client
+                .iter()
+                .map(|u| {
+                    let hp = url_host_port(u);
+                    hp.rsplit_once(':').map_or(hp, |(h, _)| h).to_string()
+                })
+                .collect();
+            c.client_tls =
+                oxcd::server::tls::with_auto_cert(&c.client_tls, "client", &dir, &hosts)?;
+            let serve_tls = if c.listen_client.iter().any(|u| u.starts_with("https://")) {
+                Some(std::sync::Arc::new(oxcd::server::tls::Acceptor::new(
+                    &c.client_tls,
+                    "client",
+                )?))
+            } else {
+                None
+            };
+            let dial_with =
+                |info: &TlsInfo| oxcd::server::tls::ClientTls::for_member(info, true).config();
+            // As etcd's: the client certificate where one is given, else the peer's.
+            let client_side = if c.client_tls.cert_file.is_some() {
+                &c.client_tls
+            } else {
+                &c.peer_tls
+            };
+            Ok(oxcd::proxy::http::HttpProxyConfig {
+                listen: c.listen_client.clone(),
+                peer_urls: c
+                    .initial_cluster
+                    .iter()
+                    .flat_map(|(_, urls)| urls.clone())
+                    .collect(),
+                readonly,
+                peer_tls: Some(dial_with(&c.peer_tls)?),
+                client_tls: Some(dial_with(client_side)?),
+                serve_tls,
+                failure_wait,
+                refresh,
+                dial_timeout: dial,
+            })
+        };
+        let config = match proxy() {
+            Ok(c) => c,
+            Err(e) => {
+                eprintln!("oxcd: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime");
+        runtime.block_on(async move {
+            if let Err(e) = oxcd::proxy::http::start(config).await {
+                eprintln!("oxcd: {e}");
+                return ExitCode::FAILURE;
+            }
+            let _ = tokio::signal::ctrl_c().await;
+            ExitCode::SUCCESS
+        })
     }
 
     async fn run(config: ServerConfig) -> ExitCode {
