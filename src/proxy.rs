@@ -406,6 +406,25 @@ fn http_router(proxy: Proxy, upstream: Upstream) -> axum::Router {
         )
 }
 
+/// Serves `router` (plain HTTP) on `incoming`'s connections until the runtime ends; `what`
+/// names the listener in the log if it fails.
+fn serve_http(
+    incoming: tokio_stream::wrappers::ReceiverStream<std::io::Result<crate::server::tls::Conn>>,
+    router: axum::Router,
+    what: &'static str,
+) {
+    tokio::spawn(async move {
+        let r = tonic::transport::Server::builder()
+            .accept_http1(true)
+            .add_routes(tonic::service::Routes::from(router))
+            .serve_with_incoming(incoming)
+            .await;
+        if let Err(e) = r {
+            tracing::error!(error = %e, "the {what} listener failed");
+        }
+    });
+}
+
 /// Starts the proxy: its listener (and `--metrics-addr`'s), its services, and its
 /// registration. Returns once it listens; the tasks run until the runtime ends.
 pub async fn start(config: ProxyConfig) -> Result<Proxy, String> {
@@ -474,17 +493,11 @@ pub async fn start(config: ProxyConfig) -> Result<Proxy, String> {
         };
         let incoming = crate::server::tls::incoming(maddr, tls, false, "metrics")
             .map_err(|e| format!("listen tcp {maddr}: {e}"))?;
-        let router = http_router(proxy.clone(), upstream.clone());
-        tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
-                .accept_http1(true)
-                .add_routes(tonic::service::Routes::from(router))
-                .serve_with_incoming(incoming)
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "the proxy's metrics listener failed");
-            }
-        });
+        serve_http(
+            incoming,
+            http_router(proxy.clone(), upstream.clone()),
+            "metrics",
+        );
     }
     if !config.resolver_prefix.is_empty() && config.resolver_ttl > 0 {
         tokio::spawn(cluster.register(config.resolver_ttl));

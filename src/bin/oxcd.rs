@@ -534,17 +534,15 @@ mod real {
         Ok(c)
     }
 
-    /// etcd's L4 gateway (`oxcd gateway start`): a TCP proxy in front of the members' client
-    /// ports. Its flags go before or after `start`.
-    #[derive(Parser, Debug)]
-    #[command(name = "oxcd gateway", args_override_self = true)]
-    struct GatewayCli {
-        #[command(subcommand)]
-        cmd: GatewayCmd,
+    /// What the gateway and the gRPC proxy share: where they listen and how they find the
+    /// members.
+    #[derive(clap::Args, Debug)]
+    struct FrontEndFlags {
         /// Address to listen on.
         #[arg(long, global = true, default_value = "127.0.0.1:23790")]
         listen_addr: String,
-        /// Comma-separated member client endpoints (`host:port`; a scheme is ignored).
+        /// Comma-separated member client endpoints (`host:port`, or URLs; the gateway ignores
+        /// the scheme).
         #[arg(long, global = true, default_value = "127.0.0.1:2379")]
         endpoints: String,
         /// DNS domain whose `_etcd-client._tcp` (and `-ssl`) SRV records name the members;
@@ -555,10 +553,54 @@ mod real {
         #[arg(long, global = true, default_value = "")]
         discovery_srv_name: String,
         /// Accept endpoints found by SRV as they are: plain ones too, TLS ones unverified
-        /// (without it, only TLS endpoints that `--trusted-ca-file` verifies are used).
+        /// (without it, only TLS endpoints that the CA file verifies are used).
         #[arg(long, global = true, default_value = "false", num_args = 0..=1,
           default_missing_value = "true", action = ArgAction::Set)]
         insecure_discovery: bool,
+    }
+
+    impl FrontEndFlags {
+        /// The members that `--discovery-srv`'s records name (none without it), kept only when
+        /// a handshake verifies them against `ca` unless `--insecure-discovery`.
+        async fn srv_endpoints(&self, ca: Option<PathBuf>) -> Vec<oxcd::tcp_gateway::Endpoint> {
+            if self.discovery_srv.is_empty() {
+                return Vec::new();
+            }
+            let mut found =
+                match oxcd::srv::client_endpoints(&self.discovery_srv, &self.discovery_srv_name)
+                    .await
+                {
+                    Ok(found) => found,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "DNS SRV discovery found no endpoints");
+                        return Vec::new();
+                    }
+                };
+            let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
+            tracing::info!(srv = self.discovery_srv, endpoints = ?urls, "discovered cluster from SRV");
+            if !self.insecure_discovery && !found.is_empty() {
+                let (kept, dropped) = oxcd::srv::validate_secure(found, ca).await;
+                if !dropped.is_empty() {
+                    tracing::warn!(
+                        errors = dropped.join(","),
+                        "failed to validate discovered endpoints"
+                    );
+                }
+                found = kept;
+            }
+            found
+        }
+    }
+
+    /// etcd's L4 gateway (`oxcd gateway start`): a TCP proxy in front of the members' client
+    /// ports. Its flags go before or after `start`.
+    #[derive(Parser, Debug)]
+    #[command(name = "oxcd gateway", args_override_self = true)]
+    struct GatewayCli {
+        #[command(subcommand)]
+        cmd: GatewayCmd,
+        #[command(flatten)]
+        front: FrontEndFlags,
         /// CA certificate for the endpoints found by SRV (with `--insecure-discovery=false`).
         #[arg(long, global = true, default_value = "")]
         trusted_ca_file: String,
@@ -592,29 +634,10 @@ mod real {
             .build()
             .expect("a tokio runtime");
         runtime.block_on(async move {
-            let mut endpoints = Vec::new();
-            if !cli.discovery_srv.is_empty() {
-                match oxcd::srv::client_endpoints(&cli.discovery_srv, &cli.discovery_srv_name).await
-                {
-                    Ok(found) => {
-                        let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
-                        tracing::info!(srv = cli.discovery_srv, endpoints = ?urls, "discovered cluster from SRV");
-                        endpoints = found;
-                    }
-                    Err(e) => tracing::warn!(error = %e, "DNS SRV discovery found no endpoints"),
-                }
-                if !cli.insecure_discovery && !endpoints.is_empty() {
-                    let ca = (!cli.trusted_ca_file.is_empty())
-                        .then(|| std::path::PathBuf::from(&cli.trusted_ca_file));
-                    let (kept, dropped) = oxcd::srv::validate_secure(endpoints, ca).await;
-                    if !dropped.is_empty() {
-                        tracing::warn!(errors = dropped.join(","), "failed to validate discovered endpoints");
-                    }
-                    endpoints = kept;
-                }
-            }
+            let ca = (!cli.trusted_ca_file.is_empty()).then(|| PathBuf::from(&cli.trusted_ca_file));
+            let mut endpoints = cli.front.srv_endpoints(ca).await;
             if endpoints.is_empty() {
-                endpoints = match oxcd::tcp_gateway::parse_endpoints(&cli.endpoints) {
+                endpoints = match oxcd::tcp_gateway::parse_endpoints(&cli.front.endpoints) {
                     Ok(e) => e,
                     Err(e) => {
                         eprintln!("{e}");
@@ -626,10 +649,10 @@ mod real {
                 println!("no endpoints found");
                 return ExitCode::FAILURE;
             }
-            let listener = match tokio::net::TcpListener::bind(&cli.listen_addr).await {
+            let listener = match tokio::net::TcpListener::bind(&cli.front.listen_addr).await {
                 Ok(l) => l,
                 Err(e) => {
-                    eprintln!("listen tcp {}: {e}", cli.listen_addr);
+                    eprintln!("listen tcp {}: {e}", cli.front.listen_addr);
                     return ExitCode::FAILURE;
                 }
             };
@@ -657,22 +680,8 @@ mod real {
     struct GrpcProxyCli {
         #[command(subcommand)]
         cmd: GatewayCmd,
-        /// Address to listen on (gRPC, and HTTP for /metrics and /health).
-        #[arg(long, global = true, default_value = "127.0.0.1:23790")]
-        listen_addr: String,
-        /// Comma-separated member client endpoints (URLs, or `host:port`).
-        #[arg(long, global = true, default_value = "127.0.0.1:2379")]
-        endpoints: String,
-        /// DNS domain whose `_etcd-client._tcp` (and `-ssl`) SRV records name the members.
-        #[arg(long, global = true, default_value = "")]
-        discovery_srv: String,
-        /// Suffix to the SRV service names.
-        #[arg(long, global = true, default_value = "")]
-        discovery_srv_name: String,
-        /// Accept endpoints found by SRV as they are.
-        #[arg(long, global = true, default_value = "false", num_args = 0..=1,
-          default_missing_value = "true", action = ArgAction::Set)]
-        insecure_discovery: bool,
+        #[command(flatten)]
+        front: FrontEndFlags,
         /// Another address serving /metrics and /health (a URL).
         #[arg(long, global = true, default_value = "")]
         metrics_addr: String,
@@ -831,7 +840,7 @@ mod real {
         {
             Some(serve)
         } else if cli.auto_tls {
-            let host = url_host_port(&cli.listen_addr);
+            let host = url_host_port(&cli.front.listen_addr);
             let hosts = vec![host.rsplit_once(':').map_or(host, |(h, _)| h).to_string()];
             match oxcd::server::tls::with_auto_cert(&serve, "proxy", &cli.data_dir, &hosts) {
                 Ok(info) => {
@@ -851,36 +860,23 @@ mod real {
             .build()
             .expect("a tokio runtime");
         runtime.block_on(async move {
-            let mut endpoints = cli.endpoints.clone();
-            if !cli.discovery_srv.is_empty() {
-                match oxcd::srv::client_endpoints(&cli.discovery_srv, &cli.discovery_srv_name).await {
-                    Ok(found) => {
-                        let mut found = found;
-                        if !cli.insecure_discovery {
-                            let (kept, dropped) = oxcd::srv::validate_secure(found, path(&cli.cacert)).await;
-                            if !dropped.is_empty() {
-                                tracing::warn!(errors = dropped.join(","), "failed to validate discovered endpoints");
-                            }
-                            found = kept;
-                        }
-                        if !found.is_empty() {
-                            let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
-                            tracing::info!(srv = cli.discovery_srv, endpoints = ?urls, "discovered cluster from SRV");
-                            endpoints = urls.join(",");
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "DNS SRV discovery found no endpoints"),
-                }
-            }
-            let endpoints = match oxcd::proxy::upstream::endpoint_urls(&endpoints, upstream_tls.is_some()) {
-                Ok(e) => e,
-                Err(e) => {
-                    eprintln!("{e}");
-                    return ExitCode::FAILURE;
-                }
+            let found = cli.front.srv_endpoints(path(&cli.cacert)).await;
+            let endpoints = if found.is_empty() {
+                cli.front.endpoints.clone()
+            } else {
+                let urls: Vec<String> = found.iter().map(oxcd::srv::url).collect();
+                urls.join(",")
             };
+            let endpoints =
+                match oxcd::proxy::upstream::endpoint_urls(&endpoints, upstream_tls.is_some()) {
+                    Ok(e) => e,
+                    Err(e) => {
+                        eprintln!("{e}");
+                        return ExitCode::FAILURE;
+                    }
+                };
             let config = oxcd::proxy::ProxyConfig {
-                listen_addr: cli.listen_addr.clone(),
+                listen_addr: cli.front.listen_addr.clone(),
                 endpoints,
                 advertise_client_url: cli.advertise_client_url.clone(),
                 resolver_prefix: cli.resolver_prefix.clone(),

@@ -257,16 +257,7 @@ pub async fn start(config: HttpProxyConfig) -> Result<(), String> {
             axum::Router::new().fallback(move |request: http::Request<axum::body::Body>| {
                 forward(config.clone(), endpoints.clone(), request)
             });
-        tokio::spawn(async move {
-            let r = tonic::transport::Server::builder()
-                .accept_http1(true)
-                .add_routes(tonic::service::Routes::from(router))
-                .serve_with_incoming(incoming)
-                .await;
-            if let Err(e) = r {
-                tracing::error!(error = %e, "the v2 proxy's listener failed");
-            }
-        });
+        super::serve_http(incoming, router, "v2 proxy");
         tracing::info!(host = %url, "v2 proxy started listening on client requests");
     }
     Ok(())

@@ -6,6 +6,7 @@
 //! What it does not do: send anything. These are pure rewrites of the wire messages, applied
 //! by the services on the way up and on the way down.
 
+pub use crate::mvcc::prefix_end;
 use crate::pb::etcdserverpb::{
     self as pb, request_op::Request as Op, response_op::Response as OpResponse,
 };
@@ -17,20 +18,6 @@ use bytes::{BufMut, Bytes, BytesMut};
 #[derive(Clone, Debug, Default)]
 pub struct Namespace {
     prefix: Bytes,
-}
-
-/// The first key after every key that starts with `prefix`: the prefix with its trailing
-/// 0xff bytes dropped and its last byte raised; `\0` (the end of the keyspace) when the
-/// prefix is all 0xff or empty.
-pub fn prefix_end(prefix: &[u8]) -> Bytes {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < 0xff {
-            end.push(last + 1);
-            return Bytes::from(end);
-        }
-    }
-    Bytes::from_static(b"\0")
 }
 
 impl Namespace {

@@ -163,6 +163,23 @@ fn refused(reason: String, header: pb::ResponseHeader) -> pb::WatchResponse {
     }
 }
 
+/// The members' cancellation `resp` of a live watcher (a compaction, say), as client watcher
+/// `r` gets it.
+fn canceled(
+    r: &Receiver,
+    resp: &pb::WatchResponse,
+    header: pb::ResponseHeader,
+) -> pb::WatchResponse {
+    pb::WatchResponse {
+        header: Some(header),
+        watch_id: r.watch_id,
+        canceled: true,
+        compact_revision: resp.compact_revision,
+        cancel_reason: resp.cancel_reason.clone(),
+        ..Default::default()
+    }
+}
+
 /// Why the member would refuse `c` on a stream holding `ids`, in its order.
 fn refusal(c: &pb::WatchCreateRequest, ids: &HashMap<i64, Bytes>) -> Option<mvcc::Error> {
     let key: &[u8] = if c.key.is_empty() { b"\0" } else { &c.key };
@@ -360,14 +377,7 @@ impl Hub {
                 ended = true;
                 for (i, r) in b.receivers.iter().enumerate() {
                     let answer = if resumed {
-                        pb::WatchResponse {
-                            header: Some(header),
-                            watch_id: r.watch_id,
-                            canceled: true,
-                            compact_revision: resp.compact_revision,
-                            cancel_reason: resp.cancel_reason.clone(),
-                            ..Default::default()
-                        }
+                        canceled(r, &resp, header)
                     } else {
                         refused(resp.cancel_reason.clone(), header)
                     };
@@ -398,17 +408,7 @@ impl Hub {
         } else if resp.canceled || resp.compact_revision != 0 {
             ended = true;
             for (i, r) in b.receivers.iter().enumerate() {
-                outgoing.push((
-                    i,
-                    pb::WatchResponse {
-                        header: Some(header),
-                        watch_id: r.watch_id,
-                        canceled: true,
-                        compact_revision: resp.compact_revision,
-                        cancel_reason: resp.cancel_reason.clone(),
-                        ..Default::default()
-                    },
-                ));
+                outgoing.push((i, canceled(r, &resp, header)));
             }
         } else {
             let Phase::Live { next } = &mut b.phase else {
