@@ -33,6 +33,7 @@ use crate::pb::etcdserverpb::{
 };
 use bytes::Bytes;
 use std::collections::{HashMap, VecDeque};
+use std::ops::DerefMut;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -277,21 +278,31 @@ impl Hub {
     fn link<'a>(self: &Arc<Self>, s: &'a mut State, token: &Token) -> &'a mut Link {
         if !s.links.contains_key(token) {
             let (tx, rx) = mpsc::unbounded_channel();
-            let (stop_tx, stop_rx) = oneshot::channel();
-            s.next_link += 1;
-            let id = s.next_link;
-            s.links.insert(
-                token.clone(),
-                Link {
-                    tx,
-                    id,
-                    pending: VecDeque::new(),
-                    _stop: stop_tx,
-                },
-            );
+            let (id, stop_rx) = Self::add_link(s, token, tx, VecDeque::new());
             tokio::spawn(link_task(self.clone(), token.clone(), id, rx, stop_rx));
         }
         s.links.get_mut(token).expect("made above")
+    }
+
+    /// Records `token`'s link (replacing any): its number, and the end that stops its task
+    /// when the link is dropped.
+    fn add_link(
+        s: &mut State,
+        token: &Token,
+        tx: mpsc::UnboundedSender<pb::WatchRequest>,
+        pending: VecDeque<i64>,
+    ) -> (u64, oneshot::Receiver<()>) {
+        let (stop_tx, stop_rx) = oneshot::channel();
+        s.next_link += 1;
+        let id = s.next_link;
+        let link = Link {
+            tx,
+            id,
+            pending,
+            _stop: stop_tx,
+        };
+        s.links.insert(token.clone(), link);
+        (id, stop_rx)
     }
 
     /// Removes client `stream`'s watcher `watch_id` (all of them for `None`): a broadcast
@@ -563,18 +574,7 @@ impl Hub {
             let _ = tx.send(create_request(id, &b.group, start));
             pending.push_back(id);
         }
-        let (stop_tx, stop_rx) = oneshot::channel();
-        s.next_link += 1;
-        let id = s.next_link;
-        s.links.insert(
-            token.clone(),
-            Link {
-                tx,
-                id,
-                pending,
-                _stop: stop_tx,
-            },
-        );
+        let (id, stop_rx) = Self::add_link(s.deref_mut(), token, tx, pending);
         Some((id, rx, stop_rx))
     }
 }
