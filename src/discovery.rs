@@ -9,8 +9,10 @@
 //! the cluster full becomes one (etcd 3.4's `--discovery-fallback=proxy`, see
 //! [`crate::proxy::http`]).
 //!
+//! With `--discovery-proxy`, every request goes to that HTTP proxy, naming the whole URL.
+//!
 //! What it does not do: serve the protocol (any etcd-compatible cluster's v2 API does,
-//! oxcd's `--enable-v2` among them), or dial through `--discovery-proxy` (refused at start).
+//! oxcd's `--enable-v2` among them), or speak TLS (only `http://` URLs are dialed).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -25,9 +27,24 @@ struct Service {
     authority: String,
     /// The path, e.g. `/v2/keys/_etcd/registry/<token>`.
     path: String,
+    /// `--discovery-proxy`'s `host:port`: requests go there, naming the whole URL.
+    proxy: Option<String>,
 }
 
-fn parse(durl: &str) -> Result<Service, String> {
+/// The discovery URL `durl`, reached through the HTTP proxy `proxy` when it is not empty.
+fn parse(durl: &str, proxy: &str) -> Result<Service, String> {
+    let proxy = if proxy.is_empty() {
+        None
+    } else {
+        let rest = proxy
+            .strip_prefix("http://")
+            .ok_or_else(|| format!("discovery proxy {proxy:?}: only http:// is supported"))?;
+        let authority = rest.trim_end_matches('/');
+        if authority.is_empty() || authority.contains('/') {
+            return Err(format!("discovery proxy {proxy:?}: not host:port"));
+        }
+        Some(authority.to_string())
+    };
     let rest = durl
         .strip_prefix("http://")
         .ok_or_else(|| format!("discovery URL {durl:?}: only http:// is supported"))?;
@@ -42,6 +59,7 @@ fn parse(durl: &str) -> Result<Service, String> {
     Ok(Service {
         authority: authority.to_string(),
         path: path.to_string(),
+        proxy,
     })
 }
 
@@ -55,17 +73,23 @@ async fn request(
     timeout: Option<Duration>,
 ) -> Result<(u16, serde_json::Value), String> {
     let go = async {
-        let tcp = tokio::net::TcpStream::connect(&s.authority)
+        let dialed = s.proxy.as_ref().unwrap_or(&s.authority);
+        let tcp = tokio::net::TcpStream::connect(dialed)
             .await
-            .map_err(|e| format!("dial {}: {e}", s.authority))?;
+            .map_err(|e| format!("dial {dialed}: {e}"))?;
         let (mut sender, conn) =
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(tcp))
                 .await
                 .map_err(|e| e.to_string())?;
         tokio::spawn(conn);
+        // Through a proxy, the request names the whole URL (RFC 9112's absolute form).
+        let uri = match &s.proxy {
+            Some(_) => format!("http://{}{path_and_query}", s.authority),
+            None => path_and_query.to_string(),
+        };
         let mut b = http::Request::builder()
             .method(method)
-            .uri(path_and_query)
+            .uri(uri)
             .header("host", &s.authority);
         if !form.is_empty() {
             b = b.header("content-type", "application/x-www-form-urlencoded");
@@ -170,8 +194,8 @@ async fn check_cluster(
 
 /// The founding members registered at `durl`, as `--initial-cluster` spells them: what a
 /// v2 proxy needs (a member falling back from a full cluster, or `--proxy on --discovery`).
-pub async fn get_cluster(durl: &str) -> Result<String, String> {
-    let s = parse(durl)?;
+pub async fn get_cluster(durl: &str, proxy: &str) -> Result<String, String> {
+    let s = parse(durl, proxy)?;
     let (mut nodes, size, _) = list_cluster(&s).await?;
     nodes.truncate(size);
     if nodes.is_empty() {
@@ -182,9 +206,10 @@ pub async fn get_cluster(durl: &str) -> Result<String, String> {
 }
 
 /// Registers this member (`id`, `config` = `name=url,...`) at the discovery service `durl`
-/// and waits for the rest: the initial cluster, as `--initial-cluster` spells it.
-pub async fn join_cluster(durl: &str, id: u64, config: &str) -> Result<String, String> {
-    let s = parse(durl)?;
+/// (through the HTTP proxy `proxy`, if not empty) and waits for the rest: the initial
+/// cluster, as `--initial-cluster` spells it.
+pub async fn join_cluster(durl: &str, proxy: &str, id: u64, config: &str) -> Result<String, String> {
+    let s = parse(durl, proxy)?;
     let me = format!("{id:x}");
     // A full cluster is refused before registering.
     check_cluster(&s, &me).await?;

@@ -6,7 +6,8 @@
 //! at an etcd 3.4.23 service, oxcd members at an oxcd service, and oxcd members at an etcd
 //! service. The three `member list`s must be equal, IDs included (they derive from the peer
 //! URLs and the discovery URL). Each time a fourth member comes after the cluster is full and
-//! becomes a v2 proxy to it (`--discovery-fallback=proxy`, etcd's default).
+//! becomes a v2 proxy to it (`--discovery-fallback=proxy`, etcd's default). In the mixed run
+//! the members reach the service through an HTTP proxy (tinyproxy, `--discovery-proxy`).
 
 mod procs;
 
@@ -51,10 +52,37 @@ fn member(
     ns.spawn(kind.bin(), &args);
 }
 
-/// The sorted `member list` of three `members` founded through a `service` discovery service.
-fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
+/// The port of the HTTP proxy (tinyproxy) that members reach the service through, when a
+/// run asks for one.
+const HTTP_PROXY: u16 = 8888;
+
+/// The sorted `member list` of three `members` founded through a `service` discovery service,
+/// reached straight or, with `through_proxy`, through tinyproxy (`--discovery-proxy`), whose
+/// log must then show the members' requests.
+fn bootstrap(service: Kind, members: Kind, tag: &str, through_proxy: bool) -> String {
     let mut ns = Netns::new(tag);
     let data = tempfile_dir();
+    let proxy_log = format!("{}/tinyproxy.log", data.path());
+    let mut proxy_flags: Vec<String> = Vec::new();
+    if through_proxy {
+        let conf = format!("{}/tinyproxy.conf", data.path());
+        std::fs::write(
+            &conf,
+            format!(
+                "Port {HTTP_PROXY}\nListen 127.0.0.1\nTimeout 600\nAllow 127.0.0.1\n\
+                 LogFile \"{proxy_log}\"\nLogLevel Info\nMaxClients 100\n"
+            ),
+        )
+        .expect("tinyproxy's configuration");
+        ns.spawn("tinyproxy", &["-d", "-c", &conf]);
+        poll_for("tinyproxy to listen", READY_TIMEOUT, || {
+            ns.listens(HTTP_PROXY).then_some(()).ok_or_else(|| "not yet".to_string())
+        });
+        proxy_flags = vec![
+            "--discovery-proxy".to_string(),
+            format!("http://127.0.0.1:{HTTP_PROXY}"),
+        ];
+    }
     let peer = format!("http://127.0.0.1:{}", SERVICE.1);
     let cluster = format!("ds={peer}");
     member(
@@ -90,22 +118,20 @@ fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
         },
     );
     let durl = format!("{ds}/v2/keys/_etcd/registry/tok");
+    let mut flags: Vec<&str> = vec!["--discovery", &durl];
+    flags.extend(proxy_flags.iter().map(String::as_str));
     for m in MEMBERS {
         // `--enable-v2`: the late member's proxy check reads `/v2/members` through it.
-        member(
-            &mut ns,
-            members,
-            data.path(),
-            m,
-            &["--discovery", &durl, "--enable-v2"],
-        );
+        let mut flags = flags.clone();
+        flags.push("--enable-v2");
+        member(&mut ns, members, data.path(), m, &flags);
     }
     let ports: Vec<u16> = MEMBERS.iter().map(|m| m.2).collect();
     let list = ns.published_member_list(&ports);
     // A fourth finds the cluster full and, with etcd's default `--discovery-fallback=proxy`,
     // serves as a v2 proxy to it: an HTTP request to it is a member's answer.
     let (name, peer, client) = LATE;
-    member(&mut ns, members, data.path(), LATE, &["--discovery", &durl]);
+    member(&mut ns, members, data.path(), LATE, &flags);
     let proxied = poll_for("the late member to serve as a proxy", READY_TIMEOUT, || {
         let out = ns
             .command(
@@ -145,6 +171,14 @@ fn bootstrap(service: Kind, members: Kind, tag: &str) -> String {
         list,
         "the cluster is unchanged"
     );
+    if through_proxy {
+        let log = std::fs::read_to_string(&proxy_log).unwrap_or_default();
+        let registration = format!("PUT {durl}/");
+        assert!(
+            log.contains(&registration) && log.contains(&format!("GET {durl}")),
+            "the members' requests went through the HTTP proxy: {log}"
+        );
+    }
     list
 }
 
@@ -153,14 +187,14 @@ const LATE: (&str, u16, u16) = ("m4", 42380, 42379);
 
 #[test]
 fn members_bootstrap_through_a_discovery_service_as_etcds_do() {
-    let want = bootstrap(Kind::Etcd, Kind::Etcd, "dse");
+    let want = bootstrap(Kind::Etcd, Kind::Etcd, "dse", false);
     assert_eq!(want.lines().count(), 3, "{want}");
-    let own = bootstrap(Kind::Oxcd, Kind::Oxcd, "dso");
+    let own = bootstrap(Kind::Oxcd, Kind::Oxcd, "dso", false);
     assert_eq!(
         own, want,
         "oxcd members at oxcd's service differ from etcd's"
     );
-    let mixed = bootstrap(Kind::Etcd, Kind::Oxcd, "dsm");
+    let mixed = bootstrap(Kind::Etcd, Kind::Oxcd, "dsm", true);
     assert_eq!(
         mixed, want,
         "oxcd members at etcd's service differ from etcd's"

@@ -93,7 +93,7 @@ mod real {
         /// `proxy` (etcd's default: serve as a v2 proxy to the founded cluster, `--proxy on`).
         #[arg(long, env = "ETCD_DISCOVERY_FALLBACK", default_value = "proxy")]
         discovery_fallback: String,
-        /// An HTTP proxy for the discovery service (not supported: refused).
+        /// An HTTP proxy (`http://host:port`) to reach the discovery service through.
         #[arg(long, env = "ETCD_DISCOVERY_PROXY", default_value = "")]
         discovery_proxy: String,
         /// `off`, or `on` / `readonly`: run etcd's v2 proxy (HTTP requests passed to the
@@ -364,9 +364,6 @@ mod real {
     /// With `--discovery`, on a member not yet founded: the initial cluster from the discovery
     /// service, the discovery URL as the cluster token (etcd's rules).
     fn join_by_discovery(f: &mut Flags) -> Result<(), String> {
-        if !f.discovery_proxy.is_empty() {
-            return Err("--discovery-proxy is not supported".into());
-        }
         if !matches!(f.discovery_fallback.as_str(), "exit" | "proxy") {
             return Err(format!(
                 "invalid --discovery-fallback {:?} (exit or proxy)",
@@ -394,6 +391,7 @@ mod real {
             .expect("a tokio runtime");
         let cluster = match runtime.block_on(oxcd::discovery::join_cluster(
             &f.discovery,
+            &f.discovery_proxy,
             id,
             &me.join(","),
         )) {
@@ -401,7 +399,7 @@ mod real {
                 // etcd's default: serve as a v2 proxy to the founded cluster.
                 tracing::warn!("discovery cluster is full, falling back to proxy");
                 f.proxy = "on".to_string();
-                runtime.block_on(oxcd::discovery::get_cluster(&f.discovery))?
+                runtime.block_on(oxcd::discovery::get_cluster(&f.discovery, &f.discovery_proxy))?
             }
             other => other?,
         };
@@ -931,7 +929,10 @@ mod real {
                 .enable_all()
                 .build()
                 .expect("a tokio runtime")
-                .block_on(oxcd::discovery::get_cluster(&flags.discovery))
+                .block_on(oxcd::discovery::get_cluster(
+                    &flags.discovery,
+                    &flags.discovery_proxy,
+                ))
                 .map(|c| flags.initial_cluster = Some(c))
         } else {
             Ok(())
