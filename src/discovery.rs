@@ -208,7 +208,12 @@ pub async fn get_cluster(durl: &str, proxy: &str) -> Result<String, String> {
 /// Registers this member (`id`, `config` = `name=url,...`) at the discovery service `durl`
 /// (through the HTTP proxy `proxy`, if not empty) and waits for the rest: the initial
 /// cluster, as `--initial-cluster` spells it.
-pub async fn join_cluster(durl: &str, proxy: &str, id: u64, config: &str) -> Result<String, String> {
+pub async fn join_cluster(
+    durl: &str,
+    proxy: &str,
+    id: u64,
+    config: &str,
+) -> Result<String, String> {
     let s = parse(durl, proxy)?;
     let me = format!("{id:x}");
     // A full cluster is refused before registering.
@@ -288,11 +293,16 @@ mod tests {
 
     #[test]
     fn discovery_urls_split_into_host_and_token() {
-        let s = parse("http://127.0.0.1:2379/v2/keys/_etcd/registry/abc/").unwrap();
+        let s = parse("http://127.0.0.1:2379/v2/keys/_etcd/registry/abc/", "").unwrap();
         assert_eq!(s.authority, "127.0.0.1:2379");
         assert_eq!(s.path, "/v2/keys/_etcd/registry/abc");
-        assert!(parse("http://127.0.0.1:2379").is_err());
-        assert!(parse("ftp://x/y").is_err());
+        assert_eq!(s.proxy, None);
+        assert!(parse("http://127.0.0.1:2379", "").is_err());
+        assert!(parse("ftp://x/y", "").is_err());
+        let s = parse("http://d/v2/keys/t", "http://127.0.0.1:8888/").unwrap();
+        assert_eq!(s.proxy.as_deref(), Some("127.0.0.1:8888"));
+        assert!(parse("http://d/v2/keys/t", "https://p:1").is_err());
+        assert!(parse("http://d/v2/keys/t", "http://p:1/path").is_err());
         assert_eq!(urlencode("m1=http://a:1"), "m1%3Dhttp%3A%2F%2Fa%3A1");
     }
 }

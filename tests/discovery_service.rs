@@ -76,7 +76,9 @@ fn bootstrap(service: Kind, members: Kind, tag: &str, through_proxy: bool) -> St
         .expect("tinyproxy's configuration");
         ns.spawn("tinyproxy", &["-d", "-c", &conf]);
         poll_for("tinyproxy to listen", READY_TIMEOUT, || {
-            ns.listens(HTTP_PROXY).then_some(()).ok_or_else(|| "not yet".to_string())
+            ns.listens(HTTP_PROXY)
+                .then_some(())
+                .ok_or_else(|| "not yet".to_string())
         });
         proxy_flags = vec![
             "--discovery-proxy".to_string(),

@@ -399,7 +399,10 @@ mod real {
                 // etcd's default: serve as a v2 proxy to the founded cluster.
                 tracing::warn!("discovery cluster is full, falling back to proxy");
                 f.proxy = "on".to_string();
-                runtime.block_on(oxcd::discovery::get_cluster(&f.discovery, &f.discovery_proxy))?
+                runtime.block_on(oxcd::discovery::get_cluster(
+                    &f.discovery,
+                    &f.discovery_proxy,
+                ))?
             }
             other => other?,
         };
