@@ -25,32 +25,37 @@ const BYTES_MAX: usize = 64 << 20;
 /// An answer larger than this is not kept.
 const ENTRY_BYTES_MAX: usize = 1 << 20;
 
-/// A cached range's interval in the member's keyspace (prefixed), for invalidation.
+/// A cached range's interval in the member's keyspace (prefixed), for invalidation: its first
+/// key, and the first key after it (`None`: it runs to the end of the keyspace), worked out
+/// once so that a write's scan over the cache allocates nothing.
 #[derive(Clone, Debug)]
 struct Interval {
     key: Bytes,
-    /// Empty: the key alone; `\0`: every key from `key` on.
-    end: Bytes,
+    upper: Option<Bytes>,
 }
 
 impl Interval {
-    /// The first key after the interval, or `None` when it runs to the end of the keyspace.
-    fn upper(&self) -> Option<Vec<u8>> {
-        if self.end.is_empty() {
-            let mut k = self.key.to_vec();
+    /// The keys a range request names: `end` empty is the key alone, `\0` every key from
+    /// `key` on.
+    fn new(key: &Bytes, end: &Bytes) -> Interval {
+        let upper = if end.is_empty() {
+            let mut k = key.to_vec();
             k.push(0);
-            Some(k)
-        } else if self.end.as_ref() == b"\0" {
+            Some(Bytes::from(k))
+        } else if end.as_ref() == b"\0" {
             None
         } else {
-            Some(self.end.to_vec())
+            Some(end.clone())
+        };
+        Interval {
+            key: key.clone(),
+            upper,
         }
     }
 
     fn overlaps(&self, other: &Interval) -> bool {
-        let below =
-            |key: &Bytes, upper: Option<Vec<u8>>| upper.is_none_or(|u| key.as_ref() < u.as_slice());
-        below(&self.key, other.upper()) && below(&other.key, self.upper())
+        let below = |key: &Bytes, upper: &Option<Bytes>| upper.as_ref().is_none_or(|u| key < u);
+        below(&self.key, &other.upper) && below(&other.key, &self.upper)
     }
 }
 
@@ -185,10 +190,7 @@ impl RangeCache {
         self.order.insert(self.clock, key.clone());
         self.bytes += bytes;
         let entry = Entry {
-            interval: Interval {
-                key: request.key.clone(),
-                end: request.range_end.clone(),
-            },
+            interval: Interval::new(&request.key, &request.range_end),
             response,
             stored_at: (request.revision <= 0).then_some(now),
             bytes,
@@ -202,10 +204,7 @@ impl RangeCache {
     /// names them).
     pub fn invalidate(&mut self, key: &Bytes, end: &Bytes) {
         self.generation += 1;
-        let written = Interval {
-            key: key.clone(),
-            end: end.clone(),
-        };
+        let written = Interval::new(key, end);
         let hit: Vec<Vec<u8>> = self
             .entries
             .iter()

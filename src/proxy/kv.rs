@@ -72,17 +72,18 @@ impl Kv for KvProxy {
         self.namespace.range(&mut r);
         let token = token_of(&request);
         let key = RangeCache::key(&r, token.as_ref().map(|t| t.as_bytes()));
-        if r.serializable
-            && let Some(mut hit) = self
-                .cache
-                .lock()
-                .expect("range cache")
-                .get(&key, Instant::now())
-        {
-            self.namespace.range_response(&mut hit);
-            return Ok(Response::new(hit));
-        }
-        let generation = self.cache.lock().expect("range cache").generation();
+        // One look at the cache: its answer, or the generation to store the fetched one under.
+        let generation = {
+            let mut cache = self.cache.lock().expect("range cache");
+            if r.serializable
+                && let Some(mut hit) = cache.get(&key, Instant::now())
+            {
+                drop(cache);
+                self.namespace.range_response(&mut hit);
+                return Ok(Response::new(hit));
+            }
+            cache.generation()
+        };
         let mut answer = forward_call!(
             self.upstream,
             KvClient,
