@@ -63,6 +63,9 @@ pub struct FixAuthority<T> {
     /// Bytes read from `inner` and not handed on yet: `buf[..ready]` are checked, the rest
     /// wait for the end of the frame they belong to.
     buf: Vec<u8>,
+    /// Where each read from `inner` lands first: zeroed once, so no read pays for clearing
+    /// room in `buf`.
+    scratch: Box<[u8; READ_BYTES]>,
     ready: usize,
     stage: Stage,
     eof: bool,
@@ -73,6 +76,7 @@ impl<T> FixAuthority<T> {
         FixAuthority {
             inner,
             buf: Vec::new(),
+            scratch: Box::new([0; READ_BYTES]),
             ready: 0,
             stage: Stage::Preface,
             eof: false,
@@ -199,12 +203,10 @@ impl<T: AsyncRead + Unpin> AsyncRead for FixAuthority<T> {
                     return r;
                 }
             }
-            let start = this.buf.len();
-            this.buf.resize(start + READ_BYTES, 0);
-            let mut read = ReadBuf::new(&mut this.buf[start..]);
+            let mut read = ReadBuf::new(&mut this.scratch[..]);
             let r = Pin::new(&mut this.inner).poll_read(cx, &mut read);
             let n = read.filled().len();
-            this.buf.truncate(start + n);
+            this.buf.extend_from_slice(&this.scratch[..n]);
             match r {
                 Poll::Ready(Ok(())) if n == 0 => this.eof = true,
                 Poll::Ready(Ok(())) => this.check(),

@@ -57,6 +57,12 @@ impl std::fmt::Debug for FjallEngine {
 /// fjall's block cache. Its default (32 MiB) is sized for a database that reads from its
 /// tables; here reads of recent data come from the memtables and the MVCC key index.
 const BLOCK_CACHE_BYTES: u64 = 8 << 20;
+/// fjall's background threads (memtable flushes and compactions). One: with more, fjall 3.1's
+/// first worker hands every compaction job back to the queue while another worker is busy and
+/// takes it again at once, spinning a core for as long as that job runs (seen in `perf` under
+/// a put load as `worker_tick` and `flume::Shared::send`). A member's writes are one stream,
+/// so one thread keeps up with them.
+const STORAGE_WORKER_THREADS: usize = 1;
 /// Per keyspace: beyond this a memtable is flushed to a table. fjall's default (64 MiB) held
 /// two copies of every recent value in memory (the Raft log's and the MVCC store's), and made
 /// a restart replay that much journal. Measured after 100,000 puts of 256-byte values on one
@@ -99,6 +105,7 @@ impl FjallEngine {
             Database::builder(dir.join(DB_DIR))
                 .manual_journal_persist(true)
                 .cache_size(BLOCK_CACHE_BYTES)
+                .worker_threads(STORAGE_WORKER_THREADS)
                 .max_journaling_size(JOURNALING_BYTES_MAX)
                 .open()
         })

@@ -54,7 +54,7 @@ use crate::raft::{
 use crate::storage::{Engine, StorageError};
 use crate::v2::V2Command;
 use bytes::Bytes;
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Applied entries after which the log is compacted even when the configured snapshot count
 /// is larger. The Raft log is mirrored in memory, and etcd's default of 100,000 entries held
@@ -1057,7 +1057,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             }
         }
         if !batch.is_empty() {
-            let carried: Vec<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
+            // A set: the batch and the waiting renews can both run to thousands.
+            let carried: BTreeSet<LeaseId> = batch.iter().map(|(id, _)| *id).collect();
             let (ride, wait): (Vec<_>, Vec<_>) = std::mem::take(&mut self.renews_pending)
                 .into_iter()
                 .partition(|(id, _, _)| carried.contains(id));
