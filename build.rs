@@ -34,7 +34,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .skip_protoc_run()
         .bytes(["."])
         .compile_protos(PROTOS, &["proto"])?;
+    sized_codec(&out_dir)?;
     json(&fds_bytes, &out_dir)?;
+    Ok(())
+}
+
+/// Points the generated (non-simulated) services and clients at `crate::api::codec`'s codec,
+/// which sizes each message's buffer once (the builder offers no setting for it).
+fn sized_codec(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    const PROST: &str = "tonic_prost::ProstCodec::default()";
+    const SIZED: &str = "crate::api::codec::SizedCodec::default()";
+    let mut patched = 0;
+    for entry in std::fs::read_dir(out_dir)? {
+        let path = entry?.path();
+        if path.extension().is_some_and(|e| e == "rs") {
+            let code = std::fs::read_to_string(&path)?;
+            if code.contains(PROST) {
+                std::fs::write(&path, code.replace(PROST, SIZED))?;
+                patched += 1;
+            }
+        }
+    }
+    assert!(
+        patched > 0,
+        "no generated service names {PROST}: the generator changed"
+    );
     Ok(())
 }
 

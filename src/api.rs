@@ -10,6 +10,8 @@ pub mod auth;
 #[cfg(not(madsim))]
 pub(crate) mod authority;
 pub mod cluster;
+#[cfg(not(madsim))]
+pub mod codec;
 pub mod convert;
 pub mod error;
 #[cfg(not(madsim))]

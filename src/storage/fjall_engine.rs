@@ -206,8 +206,16 @@ fn check_stamp(dir: &Path) -> Result<()> {
     }
 }
 
+/// Values at least this long are handed on in the memory fjall read them into; shorter ones
+/// are copied, so that a small value never keeps a larger allocation alive.
+const SHARE_BYTES_MIN: usize = 4096;
+
 fn bytes_of(s: fjall::Slice) -> Bytes {
-    Bytes::copy_from_slice(&s)
+    if s.len() >= SHARE_BYTES_MIN {
+        Bytes::from_owner(s)
+    } else {
+        Bytes::copy_from_slice(&s)
+    }
 }
 
 fn scan_readable(

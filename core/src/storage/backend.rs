@@ -115,9 +115,9 @@ fn corrupt(space: Space, key: &[u8], e: CodecError) -> BackendError {
     backend_error(StorageError::corrupt(space, key, e))
 }
 
-fn decode_pair(k: &[u8], v: &[u8]) -> Result<(Revision, Record), BackendError> {
+fn decode_pair(k: &[u8], v: &Bytes) -> Result<(Revision, Record), BackendError> {
     let rev = codec::decode_revision_key(k).map_err(|e| corrupt(Space::Mvcc, k, e))?;
-    let record = codec::decode_record(k, v).map_err(|e| corrupt(Space::Mvcc, k, e))?;
+    let record = codec::decode_record_shared(k, v).map_err(|e| corrupt(Space::Mvcc, k, e))?;
     if record.kv.mod_revision != rev.main {
         return Err(backend_error(StorageError::Inconsistent(format!(
             "record at revision {} says it was written at {}",

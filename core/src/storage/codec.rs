@@ -233,12 +233,26 @@ pub fn encode_record(key: &[u8], r: &Record) -> Bytes {
     encode_frame_keyed(Kind::MvccRecord, key, &w.finish())
 }
 
-/// Decodes the MVCC record stored at `key`.
+/// Decodes the MVCC record stored at `key`, copying its key and value out of `buf`.
 pub fn decode_record(key: &[u8], buf: &[u8]) -> Result<Record, CodecError> {
+    decode_record_with(key, buf, Bytes::copy_from_slice)
+}
+
+/// Decodes the MVCC record stored at `key`, its key and value sharing `buf`'s memory: a read
+/// of large values copies none of them (a range answer then holds the bytes storage read).
+pub fn decode_record_shared(key: &[u8], buf: &Bytes) -> Result<Record, CodecError> {
+    decode_record_with(key, buf, |part| buf.slice_ref(part))
+}
+
+fn decode_record_with(
+    key: &[u8],
+    buf: &[u8],
+    own: impl Fn(&[u8]) -> Bytes,
+) -> Result<Record, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::MvccRecord, key)?);
     let tombstone = p.bool()?;
-    let key = p.bytes()?;
-    let value = p.bytes()?;
+    let key = own(p.slice()?);
+    let value = own(p.slice()?);
     let (create_revision, mod_revision, version, lease) = (p.i64()?, p.i64()?, p.i64()?, p.i64()?);
     p.finish()?;
     Ok(Record {
@@ -654,8 +668,13 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn bytes(&mut self) -> Result<Bytes, CodecError> {
+        Ok(Bytes::copy_from_slice(self.slice()?))
+    }
+
+    /// A length-prefixed byte string, in place.
+    pub(crate) fn slice(&mut self) -> Result<&'a [u8], CodecError> {
         let n = self.u32()? as usize;
-        Ok(Bytes::copy_from_slice(self.take(n)?))
+        self.take(n)
     }
 
     /// A list of `u64`s, its count checked against the bytes left before anything is allocated.
@@ -710,6 +729,22 @@ mod tests {
                 },
                 tombstone,
             })
+    }
+
+    proptest! {
+        /// The shared decode gives the copying one's record, with the key and value pointing
+        /// into the stored bytes rather than at copies.
+        #[test]
+        fn a_shared_record_decode_equals_the_copy_and_copies_nothing(r in record()) {
+            let buf = encode_record(KEY, &r);
+            let shared = decode_record_shared(KEY, &buf).unwrap();
+            prop_assert_eq!(&shared, &decode_record(KEY, &buf).unwrap());
+            let within = |b: &Bytes| {
+                let (start, end) = (buf.as_ptr() as usize, buf.as_ptr() as usize + buf.len());
+                b.is_empty() || (b.as_ptr() as usize >= start && b.as_ptr() as usize + b.len() <= end)
+            };
+            prop_assert!(within(&shared.kv.key) && within(&shared.kv.value));
+        }
     }
 
     fn ids() -> impl Strategy<Value = Vec<u64>> {
