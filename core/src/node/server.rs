@@ -63,6 +63,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// more than `snapshot_catchup_entries` behind gets a snapshot either way.
 pub const LOG_COMPACTION_ENTRIES_MAX: u64 = 10_000;
 
+/// Bytes of applied entries after which the log is compacted whatever their number, and the
+/// most bytes of applied entries kept for slow followers: with large values, 10,000 entries
+/// (or etcd's 5,000 kept for catch-up) would hold gigabytes of the mirrored log in memory. A
+/// follower further behind gets a snapshot, as one behind by more entries does.
+pub const LOG_COMPACTION_BYTES_MAX: u64 = 64 << 20;
+
 /// The shortest time between two v2 expiry proposals (etcd's SYNC ticker).
 pub const V2_SYNC_INTERVAL_MS: u64 = 500;
 
@@ -314,6 +320,11 @@ pub struct MemberServer<E: Engine, W> {
     /// No v2 expiry is proposed before this (`now_ms`): one at a time, as etcd's SYNC ticker.
     v2_sync_after_ms: u64,
     applied_since_compaction: u64,
+    /// Bytes of the entries applied since the last compaction.
+    applied_bytes_since_compaction: u64,
+    /// `(index, bytes)` of the latest applied entries, at most `snapshot_catchup_entries`:
+    /// what a compaction may keep for slow followers within [`LOG_COMPACTION_BYTES_MAX`].
+    applied_recent: VecDeque<(u64, u64)>,
     /// The membership last handed out by `poll_membership`.
     conf_state: ConfState,
     membership_changed: bool,
@@ -370,6 +381,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             promoted_term: None,
             v2_sync_after_ms: 0,
             applied_since_compaction: 0,
+            applied_bytes_since_compaction: 0,
+            applied_recent: VecDeque::new(),
             conf_state: ConfState::default(),
             membership_changed: false,
             quota_alarm_asked_ms: None,
@@ -673,8 +686,9 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             return Ok(Handled::default());
         }
         let compact = self.applied_since_compaction
-            >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX);
-        let keep = self.config.snapshot_catchup_entries;
+            >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX)
+            || self.applied_bytes_since_compaction >= LOG_COMPACTION_BYTES_MAX;
+        let keep = self.entries_to_keep();
         let member = &mut self.member;
         let result = member.handle_ready(now_ms).and_then(|out| {
             let Some(mut out) = out else {
@@ -698,6 +712,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         });
         if compact {
             self.applied_since_compaction = 0;
+            self.applied_bytes_since_compaction = 0;
         }
         match result {
             Ok(Some(mut out)) => {
@@ -1044,6 +1059,15 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         self.propose(Command::V2(V2Command::Sync { now_ms: wall_ms }), None);
     }
 
+    /// How many of the latest applied entries a compaction keeps (see [`entries_to_keep`]).
+    fn entries_to_keep(&self) -> u64 {
+        entries_to_keep(
+            &self.applied_recent,
+            self.config.snapshot_catchup_entries,
+            LOG_COMPACTION_BYTES_MAX,
+        )
+    }
+
     fn lease_work(&mut self, now_ms: u64) {
         if self.promoted_term.is_none() || self.stopped.is_some() {
             return;
@@ -1083,6 +1107,15 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             }
         }
         let applied_n = out.applied.len() as u64;
+        let keep_max = self.config.snapshot_catchup_entries as usize;
+        for entry in &out.applied {
+            let bytes = entry.data.len() as u64;
+            self.applied_bytes_since_compaction += bytes;
+            self.applied_recent.push_back((entry.index, bytes));
+        }
+        while self.applied_recent.len() > keep_max {
+            self.applied_recent.pop_front();
+        }
         let term = self.member.raw().raft.term;
         for entry in out.applied {
             match entry.outcome {
@@ -1317,5 +1350,62 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         };
         self.propose(raise, None);
         false
+    }
+}
+
+/// How many of the latest applied entries a compaction keeps for slow followers: `keep_max`
+/// (etcd's `snapshot_catchup_entries`), or fewer when the newest of `recent` (`(index,
+/// bytes)`, oldest first, at most `keep_max` of them) hold more than `bytes_max`.
+fn entries_to_keep(recent: &VecDeque<(u64, u64)>, keep_max: u64, bytes_max: u64) -> u64 {
+    debug_assert!(recent.len() as u64 <= keep_max);
+    let mut bytes = 0;
+    let within = (recent.iter().rev())
+        .take_while(|(_, b)| {
+            bytes += b;
+            bytes <= bytes_max
+        })
+        .count();
+    if within == recent.len() {
+        // All of them fit: keep as many as configured (after a restart fewer are known).
+        keep_max
+    } else {
+        within as u64
+    }
+}
+
+#[cfg(test)]
+mod keep_tests {
+    use super::*;
+
+    fn recent(sizes: &[u64]) -> VecDeque<(u64, u64)> {
+        sizes
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u64 + 1, *b))
+            .collect()
+    }
+
+    #[test]
+    fn small_entries_keep_the_configured_count() {
+        assert_eq!(entries_to_keep(&recent(&[300; 50]), 5_000, 64 << 20), 5_000);
+        assert_eq!(entries_to_keep(&recent(&[]), 5_000, 64 << 20), 5_000);
+        assert_eq!(entries_to_keep(&recent(&[]), 0, 64 << 20), 0);
+    }
+
+    #[test]
+    fn large_entries_keep_only_the_newest_within_the_byte_budget() {
+        let mib = 1 << 20;
+        // 100 entries of 1 MiB, newest last: 64 of them fit in 64 MiB.
+        assert_eq!(entries_to_keep(&recent(&[mib; 100]), 5_000, 64 * mib), 64);
+        // The newest alone is over the budget: keep none.
+        assert_eq!(
+            entries_to_keep(&recent(&[1, 1, 100 * mib]), 5_000, 64 * mib),
+            0
+        );
+        // Counted from the newest: small recent entries fit behind an old large one.
+        assert_eq!(
+            entries_to_keep(&recent(&[100 * mib, 1, 1, 1]), 5_000, 64 * mib),
+            3
+        );
     }
 }
