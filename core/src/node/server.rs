@@ -322,9 +322,10 @@ pub struct MemberServer<E: Engine, W> {
     applied_since_compaction: u64,
     /// Bytes of the entries applied since the last compaction.
     applied_bytes_since_compaction: u64,
-    /// `(index, bytes)` of the latest applied entries, at most `snapshot_catchup_entries`:
-    /// what a compaction may keep for slow followers within [`LOG_COMPACTION_BYTES_MAX`].
-    applied_recent: VecDeque<(u64, u64)>,
+    /// Bytes of each of the latest applied entries, oldest first, at most
+    /// `snapshot_catchup_entries`: what a compaction may keep for slow followers within
+    /// [`LOG_COMPACTION_BYTES_MAX`].
+    applied_recent: VecDeque<u64>,
     /// The membership last handed out by `poll_membership`.
     conf_state: ConfState,
     membership_changed: bool,
@@ -688,7 +689,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         let compact = self.applied_since_compaction
             >= self.config.snapshot_count.min(LOG_COMPACTION_ENTRIES_MAX)
             || self.applied_bytes_since_compaction >= LOG_COMPACTION_BYTES_MAX;
-        let keep = self.entries_to_keep();
+        // Walked only when compacting: it reads up to `snapshot_catchup_entries` sizes.
+        let keep = if compact { self.entries_to_keep() } else { 0 };
         let member = &mut self.member;
         let result = member.handle_ready(now_ms).and_then(|out| {
             let Some(mut out) = out else {
@@ -1111,7 +1113,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         for entry in &out.applied {
             let bytes = entry.data.len() as u64;
             self.applied_bytes_since_compaction += bytes;
-            self.applied_recent.push_back((entry.index, bytes));
+            self.applied_recent.push_back(bytes);
         }
         while self.applied_recent.len() > keep_max {
             self.applied_recent.pop_front();
@@ -1354,13 +1356,13 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
 }
 
 /// How many of the latest applied entries a compaction keeps for slow followers: `keep_max`
-/// (etcd's `snapshot_catchup_entries`), or fewer when the newest of `recent` (`(index,
-/// bytes)`, oldest first, at most `keep_max` of them) hold more than `bytes_max`.
-fn entries_to_keep(recent: &VecDeque<(u64, u64)>, keep_max: u64, bytes_max: u64) -> u64 {
+/// (etcd's `snapshot_catchup_entries`), or fewer when the newest of `recent` (entry sizes,
+/// oldest first, at most `keep_max` of them) hold more than `bytes_max`.
+fn entries_to_keep(recent: &VecDeque<u64>, keep_max: u64, bytes_max: u64) -> u64 {
     debug_assert!(recent.len() as u64 <= keep_max);
     let mut bytes = 0;
     let within = (recent.iter().rev())
-        .take_while(|(_, b)| {
+        .take_while(|&&b| {
             bytes += b;
             bytes <= bytes_max
         })
@@ -1377,12 +1379,8 @@ fn entries_to_keep(recent: &VecDeque<(u64, u64)>, keep_max: u64, bytes_max: u64)
 mod keep_tests {
     use super::*;
 
-    fn recent(sizes: &[u64]) -> VecDeque<(u64, u64)> {
-        sizes
-            .iter()
-            .enumerate()
-            .map(|(i, b)| (i as u64 + 1, *b))
-            .collect()
+    fn recent(sizes: &[u64]) -> VecDeque<u64> {
+        sizes.iter().copied().collect()
     }
 
     #[test]
