@@ -280,6 +280,7 @@ struct MemberArgs {
 #[derive(Clone, Copy, ValueEnum)]
 enum MemberBug {
     KeepAliveBeforeCheckpoint,
+    CheckpointCoverAtProposal,
     AlarmNotReplicated,
     ExpiredLeasesKept,
     AuthCheckedOnEntryOnly,
@@ -291,6 +292,9 @@ impl From<MemberBug> for oxcd::node::PolicyBug {
         match b {
             MemberBug::KeepAliveBeforeCheckpoint => {
                 oxcd::node::PolicyBug::KeepAliveBeforeCheckpoint
+            }
+            MemberBug::CheckpointCoverAtProposal => {
+                oxcd::node::PolicyBug::CheckpointCoverAtProposal
             }
             MemberBug::AlarmNotReplicated => oxcd::node::PolicyBug::AlarmNotReplicated,
             MemberBug::ExpiredLeasesKept => oxcd::node::PolicyBug::ExpiredLeasesKept,
@@ -478,7 +482,7 @@ fn member(args: MemberArgs) -> ExitCode {
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);
-    let (mut auth_changes, mut auth_writes) = (0u64, 0u64);
+    let (mut auth_changes, mut auth_writes, mut at_once) = (0u64, 0u64, 0u64);
     let (mut v2_known, mut v2_events, mut v2_gaps) = (0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
@@ -489,6 +493,7 @@ fn member(args: MemberArgs) -> ExitCode {
         ops += r.register_ops;
         known += r.register_ops_known;
         acked += r.keep_alives_acked;
+        at_once += r.keep_alives_at_once;
         watch_events += r.watch_events;
         streams += r.watch_streams;
         changes += r.membership_changes;
@@ -513,7 +518,7 @@ fn member(args: MemberArgs) -> ExitCode {
     let simulated_s = ticks as f64 * 0.1;
     println!(
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
-         known outcome), {acked} keep-alives acknowledged, {watch_events} watch events ({streams} \
+         known outcome), {acked} keep-alives acknowledged ({at_once} at once), {watch_events} watch events ({streams} \
          streams), {changes} membership changes, {auth_changes} auth changes ({auth_writes} \
          writes as a user), {v2_known} v2 register ops with known outcome, {v2_events} v2 watch \
          events ({v2_gaps} resumes past a cleared history); {simulated_s:.0} simulated s in \

@@ -28,6 +28,7 @@ fn clean_policy_survives_faults_on_3_and_5_members() {
         let sum = |f: fn(&sim::member_sim::Report) -> u64| reports.iter().map(f).sum::<u64>();
         let known = sum(|r| r.register_ops_known);
         let acked = sum(|r| r.keep_alives_acked);
+        let at_once = sum(|r| r.keep_alives_at_once);
         let alarms = sum(|r| r.alarm_changes);
         let watched = sum(|r| r.watch_events);
         let streams = sum(|r| r.watch_streams);
@@ -42,6 +43,10 @@ fn clean_policy_survives_faults_on_3_and_5_members() {
             "only {known} register ops with a known outcome"
         );
         assert!(acked > 150 * 20, "only {acked} keep-alives acknowledged");
+        assert!(
+            at_once > acked / 10 && at_once < acked,
+            "{at_once} of {acked} keep-alives answered at once (covered)"
+        );
         assert!(alarms > 150, "only {alarms} alarm changes");
         let auth_changes = sum(|r| r.auth_changes);
         let auth_writes = sum(|r| r.auth_writes);
@@ -86,6 +91,14 @@ fn caught(bug: PolicyBug, property: &str) {
 fn a_keep_alive_answered_before_its_checkpoint_applies_is_caught() {
     caught(
         PolicyBug::KeepAliveBeforeCheckpoint,
+        "acknowledged keep-alive promised",
+    );
+}
+
+#[test]
+fn a_checkpoint_counted_as_committed_when_proposed_is_caught() {
+    caught(
+        PolicyBug::CheckpointCoverAtProposal,
         "acknowledged keep-alive promised",
     );
 }

@@ -15,7 +15,9 @@ pub struct LessorConfig {
     /// replaying the log after a restart starts from a recent value.
     pub checkpoint_interval_ms: u64,
     /// A renewed lease is checkpointed at most this long after its renew; renews made meanwhile
-    /// share the batch. Until the batch commits, a leader failure loses the renew.
+    /// share the batch. Until the batch commits, a leader failure loses the renew. A renew
+    /// whose deadline a committed one covers (see [`crate::lease`]) waits up to a quarter of
+    /// the grace instead: nobody waits for its batch.
     pub renew_checkpoint_delay_ms: u64,
     /// A lease offered for revoking by `expired` is offered again after this long if it still
     /// exists (its revoke was lost).

@@ -306,6 +306,7 @@ impl Lessor {
                     expiry_ms,
                     offer_ms: expiry_ms,
                     dirty_ms: None,
+                    committed_ms: 0,
                     checkpoint_ms,
                 },
             );
@@ -337,10 +338,29 @@ impl Lessor {
         if expiry_ms <= now_ms {
             return Err(Error::NotFound { id });
         }
-        primary.renew(id, now_ms, lease.ttl_ms());
+        let delay_ms = self.config.renew_checkpoint_delay_ms;
+        primary.renew(id, now_ms, lease.ttl_ms(), delay_ms);
         let ttl_s = lease.ttl_s;
         self.debug_assert_invariants();
         Ok(ttl_s)
+    }
+
+    /// Whether lease `id`'s latest renew may be answered before a checkpoint batch carries it:
+    /// its deadline is within half a grace of a deadline this primary saw committed (see
+    /// [`Lessor::checkpoint_committed`]), so any later primary honours it. False when not
+    /// primary or no such lease.
+    pub fn renew_covered(&self, id: LeaseId) -> bool {
+        self.primary.as_ref().is_some_and(|p| p.covered(id))
+    }
+
+    /// A checkpoint batch that this primary returned from [`Lessor::poll_checkpoints`] at
+    /// `proposed_ms` has applied: the deadlines it carried are committed. A no-op when not
+    /// primary; leases revoked since are skipped.
+    pub fn checkpoint_committed(&mut self, proposed_ms: u64, batch: &[(LeaseId, u64)]) {
+        if let Some(primary) = &mut self.primary {
+            primary.committed(proposed_ms, batch);
+        }
+        self.debug_assert_invariants();
     }
 
     /// A lease's time to live on this primary, with its keys if asked.
@@ -387,20 +407,17 @@ impl Lessor {
 
     /// The next checkpoint batch, `(lease, remaining_ms)` sorted by lease, at most `batch_max`:
     /// propose it as one entry. Empty when nothing is due or not primary. Renewed leases are
-    /// due `renew_checkpoint_delay_ms` after the oldest renew among them; every lease is due
+    /// due `renew_checkpoint_delay_ms` after the oldest renew among them (a quarter grace for
+    /// a [covered](Lessor::renew_covered) renew); every lease is due
     /// `checkpoint_interval_ms` after it was last checkpointed (or granted, or promoted).
     pub fn poll_checkpoints(&mut self, now_ms: u64) -> Vec<(LeaseId, u64)> {
         self.observe(now_ms);
         let c = &self.config;
-        let (delay_ms, interval_ms, batch_max) = (
-            c.renew_checkpoint_delay_ms,
-            c.checkpoint_interval_ms,
-            c.batch_max,
-        );
+        let (interval_ms, batch_max) = (c.checkpoint_interval_ms, c.batch_max);
         let Some(primary) = &mut self.primary else {
             return Vec::new();
         };
-        let batch = primary.checkpoints(now_ms, delay_ms, interval_ms, batch_max);
+        let batch = primary.checkpoints(now_ms, interval_ms, batch_max);
         self.debug_assert_invariants();
         batch
     }
@@ -409,9 +426,7 @@ impl Lessor {
     /// return something; `None` when not primary or without leases. A time at or before the
     /// last `now_ms` means "call again now" (a batch limit left work due).
     pub fn poll_timeout(&self) -> Option<u64> {
-        self.primary
-            .as_ref()?
-            .poll_timeout(self.config.renew_checkpoint_delay_ms)
+        self.primary.as_ref()?.poll_timeout()
     }
 
     /// Checks that the key index and the leases' key sets agree, that TTLs are within limits,
@@ -445,6 +460,7 @@ impl Lessor {
                 &self.leases,
                 self.now_ms,
                 self.config.checkpoint_interval_ms,
+                self.config.renew_checkpoint_delay_ms,
             );
         }
     }
@@ -720,6 +736,46 @@ mod tests {
         assert_eq!(l.expiry_ms(2), Some(11_080));
         assert_eq!(l.lease(2).unwrap().remaining_ms(), 9_880);
         assert_eq!(l.lease(2).unwrap().anchor_ms(), 1300);
+    }
+
+    #[test]
+    fn a_renew_within_half_a_grace_of_a_committed_deadline_is_covered() {
+        let mut l = primary(0);
+        l.grant(1, 10, 0).unwrap();
+        l.renew(1, 1000).unwrap();
+        assert!(
+            !l.renew_covered(1),
+            "nothing committed yet: wait for the batch"
+        );
+        let batch = l.poll_checkpoints(1100);
+        assert_eq!(batch, vec![(1, 9_900)]);
+        l.renew(1, 1200).unwrap();
+        assert!(!l.renew_covered(1), "proposed is not committed");
+        // The batch applies: 11_000 is committed; deadlines up to 11_500 are covered.
+        l.apply_checkpoint(&batch, 1300);
+        l.checkpoint_committed(1100, &batch);
+        assert_eq!(
+            l.poll_checkpoints(1300),
+            vec![(1, 9_900)],
+            "the renew at 1200"
+        );
+        l.renew(1, 1400).unwrap();
+        assert!(l.renew_covered(1));
+        assert_eq!(
+            l.poll_timeout(),
+            Some(1400 + GRACE_MS / 4),
+            "a covered renew's batch waits a quarter grace"
+        );
+        l.renew(1, 1500).unwrap();
+        assert!(l.renew_covered(1), "11_500 is half a grace past 11_000");
+        l.renew(1, 1501).unwrap();
+        assert!(!l.renew_covered(1), "11_501 is beyond the cover");
+        assert_eq!(l.poll_timeout(), Some(1601), "an uncovered renew's delay");
+        // A new term's primary starts with nothing committed.
+        l.demote();
+        l.promote(2000, GRACE_MS);
+        l.renew(1, 2100).unwrap();
+        assert!(!l.renew_covered(1));
     }
 
     #[test]

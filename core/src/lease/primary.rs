@@ -18,8 +18,12 @@ pub(super) struct Timers {
     pub expiry_ms: u64,
     /// When `expired` next offers the lease: its expiry, then `revoke_retry_ms` after each offer.
     pub offer_ms: u64,
-    /// The first renew since the lease last went into a checkpoint batch.
+    /// When the next checkpoint batch must carry the renews made since the lease last went
+    /// into one; `None` without such a renew.
     pub dirty_ms: Option<u64>,
+    /// The latest deadline this primary proposed in a checkpoint batch that has since applied
+    /// (0: none yet). Every later primary's estimate is at least this.
+    pub committed_ms: u64,
     /// When the lease's periodic checkpoint is due.
     pub checkpoint_ms: u64,
 }
@@ -32,8 +36,19 @@ impl Timers {
             expiry_ms: deadline_ms,
             offer_ms: deadline_ms,
             dirty_ms: None,
+            committed_ms: 0,
             checkpoint_ms,
         }
+    }
+
+    /// Whether the deadline is within half a grace of one already committed: a later primary
+    /// expires the lease no earlier than that committed deadline plus its grace (see the
+    /// module docs of [`crate::lease`]), so a keep-alive that set this deadline may be
+    /// answered before a checkpoint carries it. Half, not all: members configured with a
+    /// shorter election timeout, and clocks that run at slightly different rates, must not
+    /// make the promise unsafe.
+    pub fn covered(&self, grace_ms: u64) -> bool {
+        self.committed_ms > 0 && self.deadline_ms <= self.committed_ms.saturating_add(grace_ms / 2)
     }
 }
 
@@ -46,7 +61,8 @@ pub(super) struct Primary {
     timers: BTreeMap<LeaseId, Timers>,
     /// `(offer_ms, id)` for every lease.
     offers: BTreeSet<(u64, LeaseId)>,
-    /// `(dirty_ms, id)` for every renewed lease not yet in a checkpoint batch.
+    /// `(dirty_ms, id)` for every renewed lease not yet in a checkpoint batch: when the batch
+    /// carrying it is due.
     dirty: BTreeSet<(u64, LeaseId)>,
     /// `(checkpoint_ms, id)` for every lease.
     checkpoints: BTreeSet<(u64, LeaseId)>,
@@ -105,8 +121,11 @@ impl Primary {
     }
 
     /// A keep-alive at `now_ms`: the lease's deadline and expiry become `now_ms + ttl_ms`
-    /// (dropping any grace), and the next checkpoint batch carries it.
-    pub fn renew(&mut self, id: LeaseId, now_ms: u64, ttl_ms: u64) {
+    /// (dropping any grace), and a checkpoint batch carries it: `delay_ms` from now, or a
+    /// quarter grace from now when the new deadline is [covered](Timers::covered) (nobody
+    /// waits for that batch; it has to apply before later renews leave the cover).
+    pub fn renew(&mut self, id: LeaseId, now_ms: u64, ttl_ms: u64, delay_ms: u64) {
+        let grace_ms = self.grace_ms;
         self.update(id, |t| {
             assert!(t.expiry_ms > now_ms, "lease {id} renewed after its expiry");
             debug_assert_eq!(
@@ -117,8 +136,32 @@ impl Primary {
             t.deadline_ms = deadline_ms;
             t.expiry_ms = deadline_ms;
             t.offer_ms = deadline_ms;
-            t.dirty_ms = t.dirty_ms.or(Some(now_ms));
+            let wait_ms = if t.covered(grace_ms) {
+                grace_ms / 4
+            } else {
+                delay_ms
+            };
+            let due_ms = now_ms.saturating_add(wait_ms);
+            t.dirty_ms = Some(t.dirty_ms.map_or(due_ms, |d| d.min(due_ms)));
         });
+    }
+
+    /// Whether lease `id`'s deadline is [covered](Timers::covered) by a committed one.
+    pub fn covered(&self, id: LeaseId) -> bool {
+        self.timers
+            .get(&id)
+            .is_some_and(|t| t.covered(self.grace_ms))
+    }
+
+    /// A checkpoint batch this primary proposed at `proposed_ms` has applied: each lease's
+    /// deadline then (`proposed_ms + remaining`) is committed.
+    pub fn committed(&mut self, proposed_ms: u64, batch: &[(LeaseId, u64)]) {
+        for &(id, remaining_ms) in batch {
+            if let Some(t) = self.timers.get_mut(&id) {
+                // No index holds it: changed in place.
+                t.committed_ms = t.committed_ms.max(proposed_ms.saturating_add(remaining_ms));
+            }
+        }
     }
 
     /// The leases whose offer time has come, earliest first, at most `batch_max`; each is
@@ -145,21 +188,20 @@ impl Primary {
         due
     }
 
-    /// The next checkpoint batch, sorted by lease ID, at most `batch_max`: nothing unless the
-    /// oldest renew has waited `delay_ms` or a periodic checkpoint is due; then every renewed
+    /// The next checkpoint batch, sorted by lease ID, at most `batch_max`: nothing unless a
+    /// renew's batch or a periodic checkpoint is due; then every renewed
     /// lease (oldest renew first; they ride along when the entry goes anyway) and the
     /// periodic ones that are due. Each carries `deadline − now`, floored at 0.
     pub fn checkpoints(
         &mut self,
         now_ms: u64,
-        delay_ms: u64,
         interval_ms: u64,
         batch_max: usize,
     ) -> Vec<(LeaseId, u64)> {
         let dirty_due = self
             .dirty
             .first()
-            .is_some_and(|&(dirty_ms, _)| dirty_ms.saturating_add(delay_ms) <= now_ms);
+            .is_some_and(|&(dirty_ms, _)| dirty_ms <= now_ms);
         let periodic_due = self
             .checkpoints
             .first()
@@ -199,12 +241,9 @@ impl Primary {
 
     /// The earliest time at which `expired` or `checkpoints` has something; at or before the
     /// last `now_ms` when a batch limit left due work behind.
-    pub fn poll_timeout(&self, delay_ms: u64) -> Option<u64> {
+    pub fn poll_timeout(&self) -> Option<u64> {
         let offer = self.offers.first().map(|&(ms, _)| ms);
-        let dirty = self
-            .dirty
-            .first()
-            .map(|&(ms, _)| ms.saturating_add(delay_ms));
+        let dirty = self.dirty.first().map(|&(ms, _)| ms);
         let checkpoint = self.checkpoints.first().map(|&(ms, _)| ms);
         [offer, dirty, checkpoint].into_iter().flatten().min()
     }
@@ -215,6 +254,7 @@ impl Primary {
         leases: &BTreeMap<LeaseId, Lease>,
         now_ms: u64,
         interval_ms: u64,
+        delay_ms: u64,
     ) {
         debug_assert!(
             self.timers.keys().eq(leases.keys()),
@@ -233,6 +273,7 @@ impl Primary {
                 t.deadline_ms
             );
             debug_assert!(t.deadline_ms <= t.expiry_ms && t.expiry_ms <= t.offer_ms);
+            debug_assert!(t.committed_ms <= t.deadline_ms, "lease {id}: {t:?}");
             debug_assert!(t.expiry_ms - t.deadline_ms <= self.grace_ms);
             // Offered only once expired; an unexpired lease's offer is its expiry.
             debug_assert!(t.offer_ms == t.expiry_ms || t.expiry_ms <= now_ms);
@@ -240,7 +281,8 @@ impl Primary {
             if let Some(dirty_ms) = t.dirty_ms {
                 dirty += 1;
                 debug_assert!(self.dirty.contains(&(dirty_ms, id)));
-                debug_assert!(dirty_ms <= now_ms);
+                let wait_ms = delay_ms.max(self.grace_ms / 4);
+                debug_assert!(dirty_ms <= now_ms.saturating_add(wait_ms));
                 debug_assert_eq!(t.expiry_ms, t.deadline_ms, "a renew drops the grace");
             }
         }

@@ -166,6 +166,9 @@ pub enum PolicyBug {
     /// A keep-alive is answered as soon as the leader renewed the lease, before the
     /// checkpoint carrying the renew has applied (a leader change then loses it).
     KeepAliveBeforeCheckpoint,
+    /// A checkpoint batch's deadlines count as committed once it is proposed, not once it has
+    /// applied: keep-alives they cover are answered on a promise a leader change can lose.
+    CheckpointCoverAtProposal,
     /// An alarm is raised and cleared on the member that was asked only, not through the log.
     AlarmNotReplicated,
     /// A client's key or lease command is checked against the auth state when it enters
@@ -308,6 +311,9 @@ pub struct MemberServer<E: Engine, W> {
     read_ctx: u64,
     /// Renewed leases waiting for a checkpoint batch to carry them.
     renews_pending: Vec<(LeaseId, i64, Timed<W>)>,
+    /// This primary's checkpoint batches in flight, by request sequence: when each was
+    /// proposed and what it carries, told to the lessor when it applies (its renew cover).
+    checkpoints_proposed: BTreeMap<u64, (u64, Vec<(LeaseId, u64)>)>,
     /// Commands whose simple token was issued at a log index this member has not applied
     /// yet (through another member), waiting for it, in arrival order. Each waits at most
     /// a request timeout; once the index applies, its command enters as if it had just
@@ -379,6 +385,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             reads_ready: VecDeque::new(),
             read_ctx: 0,
             renews_pending: Vec::new(),
+            checkpoints_proposed: BTreeMap::new(),
             promoted_term: None,
             v2_sync_after_ms: 0,
             applied_since_compaction: 0,
@@ -536,7 +543,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     }
 
     /// Renews a lease (the primary lessor only); answered once the checkpoint that carries the
-    /// renew has applied, so a leader change never loses an acknowledged renew.
+    /// renew has applied, so a leader change never loses an acknowledged renew, or at once when
+    /// a committed checkpoint already covers the new deadline (see [`crate::lease`]).
     pub fn handle_keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64) {
         let timed = self.timed(waiter, now_ms);
         self.keep_alive(id, timed, now_ms, false);
@@ -551,12 +559,17 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
             return;
         }
-        match lessor.renew(id, now_ms) {
-            Ok(ttl) if self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) => {
+        let renewed = lessor
+            .renew(id, now_ms)
+            .map(|ttl| (ttl, lessor.renew_covered(id)));
+        match renewed {
+            Ok((ttl, covered))
+                if covered || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) =>
+            {
                 let header = self.header();
                 self.respond(timed.waiter, Response::KeepAlive(Ok((ttl, header))));
             }
-            Ok(ttl) => self.renews_pending.push((id, ttl, timed)),
+            Ok((ttl, _)) => self.renews_pending.push((id, ttl, timed)),
             Err(lease::Error::NotFound { .. }) if !confirmed => {
                 self.reads_pending.push(Read::KeepAlive(id, timed));
             }
@@ -999,10 +1012,12 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         }
     }
 
-    fn propose(&mut self, cmd: Command, waiting: Option<Waiting<W>>) {
+    /// Proposes `cmd`; `waiting` is answered when it applies. Returns the request's sequence
+    /// number if Raft took it.
+    fn propose(&mut self, cmd: Command, waiting: Option<Waiting<W>>) -> Option<u64> {
         if self.stopped.is_some() {
             self.fail(waiting, Refusal::Stopped);
-            return;
+            return None;
         }
         let id = self.next_request();
         match self.member.propose_request(id, &cmd) {
@@ -1010,8 +1025,12 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                 if let Some(w) = waiting {
                     self.waiters.insert(id.seq, w);
                 }
+                Some(id.seq)
             }
-            Err(e) => self.fail(waiting, Refusal::Raft(e)),
+            Err(e) => {
+                self.fail(waiting, Refusal::Raft(e));
+                None
+            }
         }
     }
 
@@ -1089,10 +1108,17 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                 .into_iter()
                 .partition(|(id, _, _)| carried.contains(id));
             self.renews_pending = wait;
-            self.propose(
+            if self.config.bug(PolicyBug::CheckpointCoverAtProposal) {
+                let lessor = self.member.applier_mut().lessor_mut();
+                lessor.checkpoint_committed(now_ms, &batch);
+            }
+            let carried = batch.clone();
+            if let Some(seq) = self.propose(
                 Command::LeaseCheckpoint(batch),
                 Some(Waiting::KeepAlives(ride)),
-            );
+            ) {
+                self.checkpoints_proposed.insert(seq, (now_ms, carried));
+            }
         }
     }
 
@@ -1137,6 +1163,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                     let Some(req) = entry.request.filter(|r| r.member == self.member_id) else {
                         continue;
                     };
+                    if let Some((proposed_ms, batch)) = self.checkpoints_proposed.remove(&req.seq) {
+                        let lessor = self.member.applier_mut().lessor_mut();
+                        lessor.checkpoint_committed(proposed_ms, &batch);
+                    }
                     let Some(waiting) = self.waiters.remove(&req.seq) else {
                         continue;
                     };
@@ -1182,6 +1212,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     fn on_soft_state(&mut self, ss: &SoftState) {
         if ss.role != StateRole::Leader && self.promoted_term.take().is_some() {
             self.member.applier_mut().lessor_mut().demote();
+            self.checkpoints_proposed.clear();
             // Renews waiting for a checkpoint will not get one from this member.
             for (_, _, t) in std::mem::take(&mut self.renews_pending) {
                 self.respond(t.waiter, Response::KeepAlive(Err(Refusal::LeaderChanged)));
