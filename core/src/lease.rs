@@ -55,23 +55,26 @@
 //! before an acknowledged deadline answers a keep-alive once a checkpoint batch proposed after
 //! the renew has applied; a server that answers at once, as etcd does, risks only the renews of
 //! the last `renew_checkpoint_delay_ms` plus a commit before its leader failed, and those only
-//! when the previous renew that did commit is more than a grace older.
-//!
-//! Hence the **cover**: a primary remembers, per lease, the latest deadline it proposed in a
-//! checkpoint batch that has since applied (`committed`; every later primary's estimate is at
-//! least that, by 1 and 2). A renew whose new deadline is at most half a grace past
-//! `committed` ([`Lessor::renew_covered`]) is safe to answer at once: a later primary expires
-//! the lease no earlier than `committed + grace`, whether or not the renew's own batch
-//! commits, and whether or not this leader was already deposed. Half a grace leaves room for
-//! members configured with a shorter election timeout and for clock rates that differ a little.
-//! Its batch is then due a quarter grace later, so that a lease renewed often stays covered
-//! with one entry per quarter grace instead of one per renew. A renew outside the cover waits
-//! for its batch as above. (A stale leader that
+//! when the previous renew that did commit is more than a grace older. (A stale leader that
 //! has not yet noticed it was deposed is outside this argument: check-quorum bounds how long
 //! it acts.) Were `promote` called as soon as the election is won, a checkpoint that commits
 //! later would arrive after the new expiries were set, and safety would need each renew to be
 //! checkpointed within the grace less a commit; waiting for the earlier terms' entries removes
 //! that race instead of bounding it.
+//!
+//! Hence the **cover**: a primary remembers, per lease, the latest deadline it proposed in a
+//! checkpoint batch that has since applied (`committed`; every later primary's estimate is at
+//! least that, by 1 and 2). A renew whose new deadline is at most `renew_cover_ms` past
+//! `committed` ([`Lessor::renew_covered`]) needs no batch of its own before its answer: as
+//! long as `renew_cover_ms` is within the grace, a later primary expires the lease no earlier
+//! than `committed + grace`, whether or not the renew's own batch commits. The default is half
+//! the grace, leaving room for members configured with a shorter election timeout and for
+//! clocks whose rates differ a little. The renew's batch is then due half the cover later, so
+//! that a lease renewed often stays covered with one entry per half cover instead of one per
+//! renew; a renew outside the cover waits for its batch as above. The member server still
+//! confirms that it leads with a ReadIndex round (which writes nothing) before it renews under
+//! the cover, as etcd's leader does before a renew: a leader deposed unawares could otherwise
+//! call alive a lease that a newer leader revoked.
 //!
 //! **Bound** (no lease lives much past its deadline). A primary promoted at `t`, whose caller
 //! follows `poll_timeout`, reports a lease expired no later than

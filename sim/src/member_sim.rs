@@ -57,7 +57,7 @@ mod v2;
 
 /// Simulated milliseconds per tick: one heartbeat.
 const TICK_MS: u64 = 100;
-const ELECTION_MS: u64 = 1000;
+pub const ELECTION_MS: u64 = 1000;
 /// Leases' TTL, in seconds (the lessor's minimum for a 1 s election timeout is 2 s).
 const LEASE_TTL_S: i64 = 3;
 /// A client gives up on a request after this long (its outcome is then unknown).
@@ -95,6 +95,8 @@ pub struct Options {
     pub liveness_ticks_max: u64,
     /// A deliberate policy mistake to switch on in every member.
     pub bug: Option<PolicyBug>,
+    /// The lessors' `renew_cover_ms`, if not their default (half an election timeout).
+    pub renew_cover_ms: Option<u64>,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             ticks: 600,
             liveness_ticks_max: 600,
             bug: None,
+            renew_cover_ms: None,
         }
     }
 }
@@ -118,8 +121,11 @@ pub struct Report {
     pub register_ops: u64,
     pub register_ops_known: u64,
     pub keep_alives_acked: u64,
-    /// Keep-alives answered in the tick they were sent: a committed checkpoint covered them.
-    pub keep_alives_at_once: u64,
+    /// Keep-alives the members answered under a committed checkpoint's cover, without a
+    /// checkpoint of their own.
+    pub keep_alives_covered: u64,
+    /// Keep-alives sent for a lease after its revoke was acknowledged (each must find it gone).
+    pub keep_alives_after_revoke: u64,
     pub leases_granted: u64,
     pub alarm_changes: u64,
     /// Auth commands the auth client sent (setup, grants, revokes).
@@ -179,7 +185,9 @@ enum Pending {
     KeepAlive {
         id: LeaseId,
     },
-    Revoke,
+    Revoke {
+        id: LeaseId,
+    },
     Alarm,
     Membership(Change),
     /// An auth command as root: a setup step, or a grant (`Some(true)`) or revoke
@@ -234,6 +242,9 @@ struct Client {
     lease: Option<(LeaseId, u64, u32)>,
     /// Where this client last found the leader.
     leader_hint: NodeId,
+    /// A lease this client revoked (acknowledged): it sends one more keep-alive for it, to
+    /// the member it last found leading, which must not find it alive.
+    probe: Option<LeaseId>,
 }
 
 /// What a watcher got for one revision of the register keys: the revision, the key, and the
@@ -266,6 +277,8 @@ struct World {
     void: BTreeSet<usize>,
     /// Leases a client revoked (their disappearance is no violation).
     revoked: BTreeSet<LeaseId>,
+    /// When each acknowledged revoke was acknowledged.
+    revokes_acked: BTreeMap<LeaseId, u64>,
     /// The latest deadline promised for each lease.
     promised: BTreeMap<LeaseId, u64>,
     /// The raised alarm the alarm client will clear next, if any.
@@ -310,6 +323,7 @@ impl World {
                 next_op: 0,
                 lease: None,
                 leader_hint: 1,
+                probe: None,
             })
             .collect();
         let mut world = World {
@@ -323,6 +337,7 @@ impl World {
             events: 0,
             void: BTreeSet::new(),
             revoked: BTreeSet::new(),
+            revokes_acked: BTreeMap::new(),
             promised: BTreeMap::new(),
             alarm_up: None,
             auth: AuthModel::default(),
@@ -376,7 +391,11 @@ impl World {
             initial_voters: voters.clone(),
             cluster_id: 0x5eed,
             initial_members: voters.iter().map(|&v| (v, record(v).encode())).collect(),
-            lessor: LessorConfig::new(ELECTION_MS, TICK_MS),
+            lessor: LessorConfig {
+                renew_cover_ms: (self.options.renew_cover_ms)
+                    .unwrap_or(LessorConfig::new(ELECTION_MS, TICK_MS).renew_cover_ms),
+                ..LessorConfig::new(ELECTION_MS, TICK_MS)
+            },
             watch: WatchConfig::default(),
             txn_ops_max: 128,
             force_new_cluster: false,
@@ -409,7 +428,9 @@ impl World {
     fn retire(&mut self, id: NodeId) {
         let node = self.nodes.get_mut(&id).expect("a member");
         node.removed = true;
-        node.server = None;
+        if let Some(s) = node.server.take() {
+            self.report.keep_alives_covered += s.keep_alives_covered();
+        }
         if debug() {
             eprintln!("t{} m{id} removed", self.tick);
         }
@@ -420,9 +441,10 @@ impl World {
             eprintln!("t{} crash m{id}", self.tick);
         }
         let node = self.nodes.get_mut(&id).expect("a member");
-        if node.server.take().is_none() {
+        let Some(s) = node.server.take() else {
             return;
-        }
+        };
+        self.report.keep_alives_covered += s.keep_alives_covered();
         node.disk.crash();
         node.disk = node.disk.reopen();
         self.net.lose_unsent(id, self.tick);
@@ -815,6 +837,19 @@ impl World {
 
     fn lease_op(&mut self, c: usize, up: &[NodeId]) {
         let now = self.now_ms();
+        if let Some(id) = self.clients[c].probe.take() {
+            let hint = self.clients[c].leader_hint;
+            let at = if up.contains(&hint) {
+                hint
+            } else {
+                up[self.rng.gen_range(0..up.len())]
+            };
+            self.report.keep_alives_after_revoke += 1;
+            self.send(c, at, Pending::KeepAlive { id }, |s, t, now| {
+                s.handle_keep_alive(id, t, now)
+            });
+            return;
+        }
         match self.clients[c].lease {
             None => {
                 let at = up[self.rng.gen_range(0..up.len())];
@@ -833,7 +868,7 @@ impl World {
                     let at = up[self.rng.gen_range(0..up.len())];
                     self.revoked.insert(id);
                     let cmd = Command::LeaseRevoke { id };
-                    self.send(c, at, Pending::Revoke, |s, t, now| {
+                    self.send(c, at, Pending::Revoke { id }, |s, t, now| {
                         s.handle_propose(cmd, t, now)
                     });
                 }
@@ -1078,8 +1113,15 @@ impl World {
                     return;
                 }
                 self.report.keep_alives_acked += 1;
-                if now == call_ms {
-                    self.report.keep_alives_at_once += 1;
+                if let Some(&revoked_ms) = self.revokes_acked.get(&id)
+                    && revoked_ms <= call_ms
+                {
+                    self.violation(format!(
+                        "lease {id:x}: a keep-alive sent at {call_ms} ms through member {at} \
+                         found it alive (TTL {ttl} s), though its revoke was acknowledged at \
+                         {revoked_ms} ms"
+                    ));
+                    return;
                 }
                 let deadline = call_ms + ttl as u64 * 1000;
                 if let Some((_, promised, left)) = &mut self.clients[c].lease {
@@ -1098,6 +1140,10 @@ impl World {
                 }
                 Change::Remove(id) => self.retire(id),
             },
+            (Pending::Revoke { id }, Response::Command(Ok(_))) => {
+                self.revokes_acked.insert(id, now);
+                self.clients[c].probe = Some(id);
+            }
             (Pending::KeepAlive { .. }, Response::KeepAlive(Err(Refusal::NotLeader))) => {
                 let leader = self
                     .server(at)
@@ -1448,6 +1494,8 @@ impl World {
         // A member that stopped itself (it learned it was removed) is gone for good.
         for (id, node) in &mut self.nodes {
             if let Some(why) = node.server.as_ref().and_then(|s| s.stopped()) {
+                let covered = node.server.as_ref().map_or(0, |s| s.keep_alives_covered());
+                self.report.keep_alives_covered += covered;
                 if why != REMOVED_MESSAGE {
                     let why = why.to_string();
                     node.server = None;
@@ -1770,6 +1818,10 @@ pub fn run(options: &Options) -> Report {
     let mut world = World::new(options);
     world.run();
     let mut report = world.report;
+    report.keep_alives_covered += (world.nodes.values())
+        .filter_map(|n| n.server.as_ref())
+        .map(|s| s.keep_alives_covered())
+        .sum::<u64>();
     report.ticks = world.tick;
     report.watch_streams = world.watcher.streams;
     report.hash = world.trace.u64(world.events).finish();

@@ -275,12 +275,15 @@ struct MemberArgs {
     /// Switch on a deliberate policy mistake (to see the simulator catch it).
     #[arg(long, value_enum)]
     bug: Option<MemberBug>,
+    /// The lessors' `renew_cover_ms` instead of half an election timeout (more than a whole
+    /// one is a mistake the simulator should catch).
+    #[arg(long)]
+    renew_cover_ms: Option<u64>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
 enum MemberBug {
     KeepAliveBeforeCheckpoint,
-    CheckpointCoverAtProposal,
     AlarmNotReplicated,
     ExpiredLeasesKept,
     AuthCheckedOnEntryOnly,
@@ -292,9 +295,6 @@ impl From<MemberBug> for oxcd::node::PolicyBug {
         match b {
             MemberBug::KeepAliveBeforeCheckpoint => {
                 oxcd::node::PolicyBug::KeepAliveBeforeCheckpoint
-            }
-            MemberBug::CheckpointCoverAtProposal => {
-                oxcd::node::PolicyBug::CheckpointCoverAtProposal
             }
             MemberBug::AlarmNotReplicated => oxcd::node::PolicyBug::AlarmNotReplicated,
             MemberBug::ExpiredLeasesKept => oxcd::node::PolicyBug::ExpiredLeasesKept,
@@ -479,21 +479,32 @@ fn member(args: MemberArgs) -> ExitCode {
         .and_then(|b| b.to_possible_value())
         .map(|v| format!(" --bug {}", v.get_name()))
         .unwrap_or_default();
+    let bug_flag = match args.renew_cover_ms {
+        Some(ms) => format!("{bug_flag} --renew-cover-ms {ms}"),
+        None => bug_flag,
+    };
+    let bug_flag = match args.renew_cover_ms {
+        Some(ms) => format!("{bug_flag} --renew-cover-ms {ms}"),
+        None => bug_flag,
+    };
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);
-    let (mut auth_changes, mut auth_writes, mut at_once) = (0u64, 0u64, 0u64);
+    let (mut auth_changes, mut auth_writes) = (0u64, 0u64);
+    let (mut covered, mut probes) = (0u64, 0u64);
     let (mut v2_known, mut v2_events, mut v2_gaps) = (0u64, 0u64, 0u64);
     for seed in args.seed..args.seed + args.count {
         let mut o = member_sim::Options::new(seed, args.nodes);
         o.ticks = args.ticks;
         o.bug = args.bug.map(Into::into);
+        o.renew_cover_ms = args.renew_cover_ms;
         let r = member_sim::run(&o);
         ticks += r.ticks;
         ops += r.register_ops;
         known += r.register_ops_known;
         acked += r.keep_alives_acked;
-        at_once += r.keep_alives_at_once;
+        covered += r.keep_alives_covered;
+        probes += r.keep_alives_after_revoke;
         watch_events += r.watch_events;
         streams += r.watch_streams;
         changes += r.membership_changes;
@@ -518,7 +529,7 @@ fn member(args: MemberArgs) -> ExitCode {
     let simulated_s = ticks as f64 * 0.1;
     println!(
         "member sim: {} seeds on {} members, {failed} failed; {ops} register ops ({known} with \
-         known outcome), {acked} keep-alives acknowledged ({at_once} at once), {watch_events} watch events ({streams} \
+         known outcome), {acked} keep-alives acknowledged ({covered} covered, {probes} after a revoke), {watch_events} watch events ({streams} \
          streams), {changes} membership changes, {auth_changes} auth changes ({auth_writes} \
          writes as a user), {v2_known} v2 register ops with known outcome, {v2_events} v2 watch \
          events ({v2_gaps} resumes past a cleared history); {simulated_s:.0} simulated s in \

@@ -19,6 +19,12 @@ pub struct LessorConfig {
     /// whose deadline a committed one covers (see [`crate::lease`]) waits up to a quarter of
     /// the grace instead: nobody waits for its batch.
     pub renew_checkpoint_delay_ms: u64,
+    /// A renew whose deadline lies at most this far past a deadline the primary saw commit
+    /// needs no checkpoint batch of its own before its answer (see [`crate::lease`]); its batch
+    /// is then due half this long after it. Safe up to the grace a later primary adds (one
+    /// election timeout, when every member has the same); the default is half of that. 0:
+    /// every renew waits for its batch.
+    pub renew_cover_ms: u64,
     /// A lease offered for revoking by `expired` is offered again after this long if it still
     /// exists (its revoke was lost).
     pub revoke_retry_ms: u64,
@@ -52,6 +58,9 @@ impl LessorConfig {
             // them take 100-200 ms). Keep-alives that arrive together still share one entry:
             // the driver proposes one batch per turn, so the batching is group commit's.
             renew_checkpoint_delay_ms: 0,
+            // Half the grace: room for members with a shorter election timeout, and for clocks
+            // whose rates differ a little.
+            renew_cover_ms: election_timeout_ms / 2,
             // etcd's retry interval for expired leases whose revoke did not happen.
             revoke_retry_ms: 3000,
             // etcd's largest checkpoint batch; also its revokes per second.

@@ -291,7 +291,7 @@ impl Lessor {
             "promoted twice; demote between terms"
         );
         self.observe(now_ms);
-        let mut primary = Primary::new(grace_ms);
+        let mut primary = Primary::new(grace_ms, self.config.renew_cover_ms);
         // The replicated remaining TTL is not older than the leader's: no need to checkpoint
         // right away (that would add a commit latency of stretch and a burst of entries).
         let checkpoint_ms = now_ms.saturating_add(self.config.checkpoint_interval_ms);
@@ -346,11 +346,20 @@ impl Lessor {
     }
 
     /// Whether lease `id`'s latest renew may be answered before a checkpoint batch carries it:
-    /// its deadline is within half a grace of a deadline this primary saw committed (see
+    /// its deadline is within `renew_cover_ms` of a deadline this primary saw committed (see
     /// [`Lessor::checkpoint_committed`]), so any later primary honours it. False when not
     /// primary or no such lease.
     pub fn renew_covered(&self, id: LeaseId) -> bool {
         self.primary.as_ref().is_some_and(|p| p.covered(id))
+    }
+
+    /// Whether a renew of lease `id` at `now_ms` would be [covered](Lessor::renew_covered),
+    /// without renewing it. False when not primary or no such lease.
+    pub fn renew_would_be_covered(&self, id: LeaseId, now_ms: u64) -> bool {
+        let (Some(primary), Some(lease)) = (&self.primary, self.leases.get(&id)) else {
+            return false;
+        };
+        primary.would_cover(id, now_ms.saturating_add(lease.ttl_ms()))
     }
 
     /// A checkpoint batch that this primary returned from [`Lessor::poll_checkpoints`] at
@@ -407,7 +416,7 @@ impl Lessor {
 
     /// The next checkpoint batch, `(lease, remaining_ms)` sorted by lease, at most `batch_max`:
     /// propose it as one entry. Empty when nothing is due or not primary. Renewed leases are
-    /// due `renew_checkpoint_delay_ms` after the oldest renew among them (a quarter grace for
+    /// due `renew_checkpoint_delay_ms` after the oldest renew among them (half of `renew_cover_ms` for
     /// a [covered](Lessor::renew_covered) renew); every lease is due
     /// `checkpoint_interval_ms` after it was last checkpointed (or granted, or promoted).
     pub fn poll_checkpoints(&mut self, now_ms: u64) -> Vec<(LeaseId, u64)> {
@@ -764,10 +773,13 @@ mod tests {
         assert_eq!(
             l.poll_timeout(),
             Some(1400 + GRACE_MS / 4),
-            "a covered renew's batch waits a quarter grace"
+            "a covered renew's batch waits half the cover"
         );
         l.renew(1, 1500).unwrap();
-        assert!(l.renew_covered(1), "11_500 is half a grace past 11_000");
+        assert!(
+            l.renew_covered(1),
+            "11_500 is the cover (half a grace) past 11_000"
+        );
         l.renew(1, 1501).unwrap();
         assert!(!l.renew_covered(1), "11_501 is beyond the cover");
         assert_eq!(l.poll_timeout(), Some(1601), "an uncovered renew's delay");

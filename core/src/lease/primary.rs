@@ -41,14 +41,17 @@ impl Timers {
         }
     }
 
-    /// Whether the deadline is within half a grace of one already committed: a later primary
+    /// Whether the deadline is at most `cover_ms` past one already committed: a later primary
     /// expires the lease no earlier than that committed deadline plus its grace (see the
-    /// module docs of [`crate::lease`]), so a keep-alive that set this deadline may be
-    /// answered before a checkpoint carries it. Half, not all: members configured with a
-    /// shorter election timeout, and clocks that run at slightly different rates, must not
-    /// make the promise unsafe.
-    pub fn covered(&self, grace_ms: u64) -> bool {
-        self.committed_ms > 0 && self.deadline_ms <= self.committed_ms.saturating_add(grace_ms / 2)
+    /// module docs of [`crate::lease`]), so with `cover_ms` within the grace a keep-alive
+    /// that set this deadline may be answered before a checkpoint carries it.
+    pub fn covered(&self, cover_ms: u64) -> bool {
+        self.covers(self.deadline_ms, cover_ms)
+    }
+
+    /// Whether a committed deadline covers `deadline_ms` (see [`Timers::covered`]).
+    fn covers(&self, deadline_ms: u64, cover_ms: u64) -> bool {
+        self.committed_ms > 0 && deadline_ms <= self.committed_ms.saturating_add(cover_ms)
     }
 }
 
@@ -58,6 +61,8 @@ impl Timers {
 pub(super) struct Primary {
     /// One election timeout, given at promotion.
     grace_ms: u64,
+    /// How far past a committed deadline a renew's is covered (`renew_cover_ms`).
+    cover_ms: u64,
     timers: BTreeMap<LeaseId, Timers>,
     /// `(offer_ms, id)` for every lease.
     offers: BTreeSet<(u64, LeaseId)>,
@@ -69,9 +74,10 @@ pub(super) struct Primary {
 }
 
 impl Primary {
-    pub fn new(grace_ms: u64) -> Primary {
+    pub fn new(grace_ms: u64, cover_ms: u64) -> Primary {
         Primary {
             grace_ms,
+            cover_ms,
             timers: BTreeMap::new(),
             offers: BTreeSet::new(),
             dirty: BTreeSet::new(),
@@ -121,11 +127,11 @@ impl Primary {
     }
 
     /// A keep-alive at `now_ms`: the lease's deadline and expiry become `now_ms + ttl_ms`
-    /// (dropping any grace), and a checkpoint batch carries it: `delay_ms` from now, or a
-    /// quarter grace from now when the new deadline is [covered](Timers::covered) (nobody
-    /// waits for that batch; it has to apply before later renews leave the cover).
+    /// (dropping any grace), and a checkpoint batch carries it: `delay_ms` from now, or half
+    /// the cover from now when the new deadline is [covered](Timers::covered) (nobody waits
+    /// for that batch; it has to apply before later renews leave the cover).
     pub fn renew(&mut self, id: LeaseId, now_ms: u64, ttl_ms: u64, delay_ms: u64) {
-        let grace_ms = self.grace_ms;
+        let cover_ms = self.cover_ms;
         self.update(id, |t| {
             assert!(t.expiry_ms > now_ms, "lease {id} renewed after its expiry");
             debug_assert_eq!(
@@ -136,8 +142,8 @@ impl Primary {
             t.deadline_ms = deadline_ms;
             t.expiry_ms = deadline_ms;
             t.offer_ms = deadline_ms;
-            let wait_ms = if t.covered(grace_ms) {
-                grace_ms / 4
+            let wait_ms = if t.covered(cover_ms) {
+                cover_ms / 2
             } else {
                 delay_ms
             };
@@ -150,7 +156,12 @@ impl Primary {
     pub fn covered(&self, id: LeaseId) -> bool {
         self.timers
             .get(&id)
-            .is_some_and(|t| t.covered(self.grace_ms))
+            .is_some_and(|t| t.covered(self.cover_ms))
+    }
+
+    /// Whether a committed deadline of lease `id` would cover `deadline_ms`.
+    pub fn would_cover(&self, id: LeaseId, deadline_ms: u64) -> bool {
+        (self.timers.get(&id)).is_some_and(|t| t.covers(deadline_ms, self.cover_ms))
     }
 
     /// A checkpoint batch this primary proposed at `proposed_ms` has applied: each lease's
@@ -281,7 +292,7 @@ impl Primary {
             if let Some(dirty_ms) = t.dirty_ms {
                 dirty += 1;
                 debug_assert!(self.dirty.contains(&(dirty_ms, id)));
-                let wait_ms = delay_ms.max(self.grace_ms / 4);
+                let wait_ms = delay_ms.max(self.cover_ms / 2);
                 debug_assert!(dirty_ms <= now_ms.saturating_add(wait_ms));
                 debug_assert_eq!(t.expiry_ms, t.deadline_ms, "a renew drops the grace");
             }

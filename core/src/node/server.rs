@@ -166,9 +166,6 @@ pub enum PolicyBug {
     /// A keep-alive is answered as soon as the leader renewed the lease, before the
     /// checkpoint carrying the renew has applied (a leader change then loses it).
     KeepAliveBeforeCheckpoint,
-    /// A checkpoint batch's deadlines count as committed once it is proposed, not once it has
-    /// applied: keep-alives they cover are answered on a promise a leader change can lose.
-    CheckpointCoverAtProposal,
     /// An alarm is raised and cleared on the member that was asked only, not through the log.
     AlarmNotReplicated,
     /// A client's key or lease command is checked against the auth state when it enters
@@ -314,6 +311,8 @@ pub struct MemberServer<E: Engine, W> {
     /// This primary's checkpoint batches in flight, by request sequence: when each was
     /// proposed and what it carries, told to the lessor when it applies (its renew cover).
     checkpoints_proposed: BTreeMap<u64, (u64, Vec<(LeaseId, u64)>)>,
+    /// Keep-alives answered under a committed checkpoint's cover since this server started.
+    keep_alives_covered: u64,
     /// Commands whose simple token was issued at a log index this member has not applied
     /// yet (through another member), waiting for it, in arrival order. Each waits at most
     /// a request timeout; once the index applies, its command enters as if it had just
@@ -386,6 +385,7 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             read_ctx: 0,
             renews_pending: Vec::new(),
             checkpoints_proposed: BTreeMap::new(),
+            keep_alives_covered: 0,
             promoted_term: None,
             v2_sync_after_ms: 0,
             applied_since_compaction: 0,
@@ -543,8 +543,11 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     }
 
     /// Renews a lease (the primary lessor only); answered once the checkpoint that carries the
-    /// renew has applied, so a leader change never loses an acknowledged renew, or at once when
-    /// a committed checkpoint already covers the new deadline (see [`crate::lease`]).
+    /// renew has applied, so a leader change never loses an acknowledged renew, or, when a
+    /// committed checkpoint already covers the new deadline (see [`crate::lease`]), once a
+    /// ReadIndex round confirmed that this member still leads, as etcd's leader confirms
+    /// before a renew: a leader deposed unawares would otherwise call alive a lease that the
+    /// new leader revoked.
     pub fn handle_keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64) {
         let timed = self.timed(waiter, now_ms);
         self.keep_alive(id, timed, now_ms, false);
@@ -559,13 +562,20 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
             return;
         }
+        if !confirmed && lessor.renew_would_be_covered(id, now_ms) {
+            // Renewed after the round, at the time it confirmed.
+            self.reads_pending.push(Read::KeepAlive(id, timed));
+            return;
+        }
         let renewed = lessor
             .renew(id, now_ms)
             .map(|ttl| (ttl, lessor.renew_covered(id)));
         match renewed {
             Ok((ttl, covered))
-                if covered || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) =>
+                if (covered && confirmed)
+                    || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) =>
             {
+                self.keep_alives_covered += u64::from(covered && confirmed);
                 let header = self.header();
                 self.respond(timed.waiter, Response::KeepAlive(Ok((ttl, header))));
             }
@@ -981,6 +991,12 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             .poll_response(stream)
     }
 
+    /// How many keep-alives this server answered under a committed checkpoint's cover,
+    /// without waiting for a checkpoint of their own.
+    pub fn keep_alives_covered(&self) -> u64 {
+        self.keep_alives_covered
+    }
+
     /// The membership as Raft holds it now.
     pub fn membership_now(&self) -> ConfState {
         self.member.raw().raft.tracker.conf_state()
@@ -1108,10 +1124,6 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
                 .into_iter()
                 .partition(|(id, _, _)| carried.contains(id));
             self.renews_pending = wait;
-            if self.config.bug(PolicyBug::CheckpointCoverAtProposal) {
-                let lessor = self.member.applier_mut().lessor_mut();
-                lessor.checkpoint_committed(now_ms, &batch);
-            }
             let carried = batch.clone();
             if let Some(seq) = self.propose(
                 Command::LeaseCheckpoint(batch),
