@@ -65,7 +65,7 @@
 //! Hence the **cover**: a primary remembers, per lease, the latest deadline it proposed in a
 //! checkpoint batch that has since applied (`committed`; every later primary's estimate is at
 //! least that, by 1 and 2). A renew whose new deadline is at most `renew_cover_ms` past
-//! `committed` ([`Lessor::renew_covered`]) needs no batch of its own before its answer: as
+//! `committed` ([`Lessor::renew_would_be_covered`]) needs no batch of its own before its answer: as
 //! long as `renew_cover_ms` is within the grace, a later primary expires the lease no earlier
 //! than `committed + grace`, whether or not the renew's own batch commits. The default is half
 //! the grace, leaving room for members configured with a shorter election timeout and for

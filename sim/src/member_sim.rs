@@ -149,6 +149,13 @@ pub struct Report {
     pub hash: u64,
 }
 
+impl Report {
+    /// Adds what a member server counted before it goes away (a crash, a removal, the end).
+    fn count_server(&mut self, s: &Server) {
+        self.keep_alives_covered += s.keep_alives_covered();
+    }
+}
+
 /// Names the client request a member answers.
 #[derive(Clone, Copy, Debug)]
 struct Token {
@@ -386,16 +393,16 @@ impl World {
         };
         let mut raft_config = raft::Config::new(id);
         raft_config.election_ticks = (ELECTION_MS / TICK_MS) as usize;
+        let mut lessor = LessorConfig::new(ELECTION_MS, TICK_MS);
+        if let Some(ms) = self.options.renew_cover_ms {
+            lessor.renew_cover_ms = ms;
+        }
         let config = MemberConfig {
             raft: raft_config,
             initial_voters: voters.clone(),
             cluster_id: 0x5eed,
             initial_members: voters.iter().map(|&v| (v, record(v).encode())).collect(),
-            lessor: LessorConfig {
-                renew_cover_ms: (self.options.renew_cover_ms)
-                    .unwrap_or(LessorConfig::new(ELECTION_MS, TICK_MS).renew_cover_ms),
-                ..LessorConfig::new(ELECTION_MS, TICK_MS)
-            },
+            lessor,
             watch: WatchConfig::default(),
             txn_ops_max: 128,
             force_new_cluster: false,
@@ -429,7 +436,7 @@ impl World {
         let node = self.nodes.get_mut(&id).expect("a member");
         node.removed = true;
         if let Some(s) = node.server.take() {
-            self.report.keep_alives_covered += s.keep_alives_covered();
+            self.report.count_server(&s);
         }
         if debug() {
             eprintln!("t{} m{id} removed", self.tick);
@@ -444,7 +451,7 @@ impl World {
         let Some(s) = node.server.take() else {
             return;
         };
-        self.report.keep_alives_covered += s.keep_alives_covered();
+        self.report.count_server(&s);
         node.disk.crash();
         node.disk = node.disk.reopen();
         self.net.lose_unsent(id, self.tick);
@@ -1494,8 +1501,9 @@ impl World {
         // A member that stopped itself (it learned it was removed) is gone for good.
         for (id, node) in &mut self.nodes {
             if let Some(why) = node.server.as_ref().and_then(|s| s.stopped()) {
-                let covered = node.server.as_ref().map_or(0, |s| s.keep_alives_covered());
-                self.report.keep_alives_covered += covered;
+                if let Some(s) = &node.server {
+                    self.report.count_server(s);
+                }
                 if why != REMOVED_MESSAGE {
                     let why = why.to_string();
                     node.server = None;
@@ -1818,10 +1826,9 @@ pub fn run(options: &Options) -> Report {
     let mut world = World::new(options);
     world.run();
     let mut report = world.report;
-    report.keep_alives_covered += (world.nodes.values())
-        .filter_map(|n| n.server.as_ref())
-        .map(|s| s.keep_alives_covered())
-        .sum::<u64>();
+    for s in world.nodes.values().filter_map(|n| n.server.as_ref()) {
+        report.count_server(s);
+    }
     report.ticks = world.tick;
     report.watch_streams = world.watcher.streams;
     report.hash = world.trace.u64(world.events).finish();

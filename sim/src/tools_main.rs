@@ -483,10 +483,6 @@ fn member(args: MemberArgs) -> ExitCode {
         Some(ms) => format!("{bug_flag} --renew-cover-ms {ms}"),
         None => bug_flag,
     };
-    let bug_flag = match args.renew_cover_ms {
-        Some(ms) => format!("{bug_flag} --renew-cover-ms {ms}"),
-        None => bug_flag,
-    };
     let (mut failed, mut ticks, mut ops, mut known, mut acked, mut last_hash) =
         (0u64, 0u64, 0u64, 0u64, 0u64, 0u64);
     let (mut watch_events, mut streams, mut changes) = (0u64, 0u64, 0u64);

@@ -16,8 +16,8 @@ pub struct LessorConfig {
     pub checkpoint_interval_ms: u64,
     /// A renewed lease is checkpointed at most this long after its renew; renews made meanwhile
     /// share the batch. Until the batch commits, a leader failure loses the renew. A renew
-    /// whose deadline a committed one covers (see [`crate::lease`]) waits up to a quarter of
-    /// the grace instead: nobody waits for its batch.
+    /// whose deadline a committed one covers (see `renew_cover_ms`) waits half the cover
+    /// instead: nobody waits for its batch.
     pub renew_checkpoint_delay_ms: u64,
     /// A renew whose deadline lies at most this far past a deadline the primary saw commit
     /// needs no checkpoint batch of its own before its answer (see [`crate::lease`]); its batch

@@ -345,16 +345,10 @@ impl Lessor {
         Ok(ttl_s)
     }
 
-    /// Whether lease `id`'s latest renew may be answered before a checkpoint batch carries it:
-    /// its deadline is within `renew_cover_ms` of a deadline this primary saw committed (see
-    /// [`Lessor::checkpoint_committed`]), so any later primary honours it. False when not
-    /// primary or no such lease.
-    pub fn renew_covered(&self, id: LeaseId) -> bool {
-        self.primary.as_ref().is_some_and(|p| p.covered(id))
-    }
-
-    /// Whether a renew of lease `id` at `now_ms` would be [covered](Lessor::renew_covered),
-    /// without renewing it. False when not primary or no such lease.
+    /// Whether a renew of lease `id` at `now_ms` may be answered before a checkpoint batch
+    /// carries it: its deadline would be within `renew_cover_ms` of a deadline this primary
+    /// saw committed (see [`Lessor::checkpoint_committed`]), so any later primary honours it.
+    /// Ask before [`Lessor::renew`]; false when not primary or no such lease.
     pub fn renew_would_be_covered(&self, id: LeaseId, now_ms: u64) -> bool {
         let (Some(primary), Some(lease)) = (&self.primary, self.leases.get(&id)) else {
             return false;
@@ -417,7 +411,7 @@ impl Lessor {
     /// The next checkpoint batch, `(lease, remaining_ms)` sorted by lease, at most `batch_max`:
     /// propose it as one entry. Empty when nothing is due or not primary. Renewed leases are
     /// due `renew_checkpoint_delay_ms` after the oldest renew among them (half of `renew_cover_ms` for
-    /// a [covered](Lessor::renew_covered) renew); every lease is due
+    /// a [covered](Lessor::renew_would_be_covered) renew); every lease is due
     /// `checkpoint_interval_ms` after it was last checkpointed (or granted, or promoted).
     pub fn poll_checkpoints(&mut self, now_ms: u64) -> Vec<(LeaseId, u64)> {
         self.observe(now_ms);
@@ -751,15 +745,18 @@ mod tests {
     fn a_renew_within_half_a_grace_of_a_committed_deadline_is_covered() {
         let mut l = primary(0);
         l.grant(1, 10, 0).unwrap();
-        l.renew(1, 1000).unwrap();
         assert!(
-            !l.renew_covered(1),
+            !l.renew_would_be_covered(1, 1000),
             "nothing committed yet: wait for the batch"
         );
+        l.renew(1, 1000).unwrap();
         let batch = l.poll_checkpoints(1100);
         assert_eq!(batch, vec![(1, 9_900)]);
+        assert!(
+            !l.renew_would_be_covered(1, 1200),
+            "proposed is not committed"
+        );
         l.renew(1, 1200).unwrap();
-        assert!(!l.renew_covered(1), "proposed is not committed");
         // The batch applies: 11_000 is committed; deadlines up to 11_500 are covered.
         l.apply_checkpoint(&batch, 1300);
         l.checkpoint_committed(1100, &batch);
@@ -768,26 +765,28 @@ mod tests {
             vec![(1, 9_900)],
             "the renew at 1200"
         );
+        assert!(l.renew_would_be_covered(1, 1400));
         l.renew(1, 1400).unwrap();
-        assert!(l.renew_covered(1));
         assert_eq!(
             l.poll_timeout(),
             Some(1400 + GRACE_MS / 4),
             "a covered renew's batch waits half the cover"
         );
-        l.renew(1, 1500).unwrap();
         assert!(
-            l.renew_covered(1),
+            l.renew_would_be_covered(1, 1500),
             "11_500 is the cover (half a grace) past 11_000"
         );
+        l.renew(1, 1500).unwrap();
+        assert!(
+            !l.renew_would_be_covered(1, 1501),
+            "11_501 is beyond the cover"
+        );
         l.renew(1, 1501).unwrap();
-        assert!(!l.renew_covered(1), "11_501 is beyond the cover");
         assert_eq!(l.poll_timeout(), Some(1601), "an uncovered renew's delay");
         // A new term's primary starts with nothing committed.
         l.demote();
         l.promote(2000, GRACE_MS);
-        l.renew(1, 2100).unwrap();
-        assert!(!l.renew_covered(1));
+        assert!(!l.renew_would_be_covered(1, 2100));
     }
 
     #[test]

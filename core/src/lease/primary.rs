@@ -152,13 +152,6 @@ impl Primary {
         });
     }
 
-    /// Whether lease `id`'s deadline is [covered](Timers::covered) by a committed one.
-    pub fn covered(&self, id: LeaseId) -> bool {
-        self.timers
-            .get(&id)
-            .is_some_and(|t| t.covered(self.cover_ms))
-    }
-
     /// Whether a committed deadline of lease `id` would cover `deadline_ms`.
     pub fn would_cover(&self, id: LeaseId, deadline_ms: u64) -> bool {
         (self.timers.get(&id)).is_some_and(|t| t.covers(deadline_ms, self.cover_ms))

@@ -562,24 +562,19 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
             self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
             return;
         }
-        if !confirmed && lessor.renew_would_be_covered(id, now_ms) {
+        let covered = lessor.renew_would_be_covered(id, now_ms);
+        if covered && !confirmed {
             // Renewed after the round, at the time it confirmed.
             self.reads_pending.push(Read::KeepAlive(id, timed));
             return;
         }
-        let renewed = lessor
-            .renew(id, now_ms)
-            .map(|ttl| (ttl, lessor.renew_covered(id)));
-        match renewed {
-            Ok((ttl, covered))
-                if (covered && confirmed)
-                    || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) =>
-            {
-                self.keep_alives_covered += u64::from(covered && confirmed);
+        match lessor.renew(id, now_ms) {
+            Ok(ttl) if covered || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) => {
+                self.keep_alives_covered += u64::from(covered);
                 let header = self.header();
                 self.respond(timed.waiter, Response::KeepAlive(Ok((ttl, header))));
             }
-            Ok((ttl, _)) => self.renews_pending.push((id, ttl, timed)),
+            Ok(ttl) => self.renews_pending.push((id, ttl, timed)),
             Err(lease::Error::NotFound { .. }) if !confirmed => {
                 self.reads_pending.push(Read::KeepAlive(id, timed));
             }
