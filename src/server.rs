@@ -508,16 +508,18 @@ pub async fn start(
         tracing::debug!(error = %e, "the sole voter could not campaign at start");
     }
     let (shutdown, shutdown_rx) = watch::channel(false);
+    let removed = driver.removed.clone();
+    let (stop_driver, stop) = oneshot::channel();
+    let (shared, driver) = driver.start(rx, stop);
     let handle = NodeHandle::new(
         tx,
+        shared,
         identity.member_id,
         identity.cluster_id,
         config.clone(),
-        driver.removed.clone(),
+        removed,
         shutdown_rx.clone(),
     );
-    let (stop_driver, stop) = oneshot::channel();
-    let driver = driver.start(rx, stop);
 
     let mut servers = Vec::new();
     #[cfg(not(madsim))]
