@@ -89,6 +89,10 @@ const SCRIPT: &[Step] = &[
     step(&["put", "/p/x", "1", ALICE]),
     step(&["get", "/p/", "--prefix", ALICE]),
     step(&["get", "/p0", ALICE]),
+    // Serializable one-key reads (served off the driver when it is free) are checked alike.
+    step(&["get", "/p0", "--consistency=s", ALICE]),
+    step(&["get", "/p/x", "--consistency=s", ALICE]),
+    step(&["get", "/p/", "--prefix", "--consistency=s", ALICE]),
     step(&["put", "b", "1", ALICE]),
     step(&["get", "b", ALICE]),
     step(&["del", "a", "c", ALICE]),
