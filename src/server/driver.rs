@@ -98,8 +98,10 @@ pub type RemovedPeers = Arc<std::sync::Mutex<std::collections::BTreeSet<NodeId>>
 
 /// The driver, shared between its own loop (which holds it for each whole turn) and the
 /// services, which may take it between turns for a one-key serializable read (see
-/// [`NodeHandle::range`]).
-pub type SharedDriver = Arc<std::sync::Mutex<Driver>>;
+/// [`NodeHandle::range`]). `None` once the loop ended: the driver is dropped then, as it was
+/// when it was the loop's alone, so every request still waiting for it gets "server
+/// stopped" at once.
+pub type SharedDriver = Arc<std::sync::Mutex<Option<Driver>>>;
 
 /// What the rest of the server holds to talk to the driver.
 #[derive(Clone)]
@@ -299,7 +301,7 @@ impl NodeHandle {
         if !linearizable
             && req.range_end.is_empty()
             && let Ok(mut d) = self.driver.try_lock()
-            && !d.closed
+            && let Some(d) = d.as_mut()
         {
             return d.range_as(&who, &req);
         }
@@ -382,9 +384,6 @@ pub struct Driver {
     conf_state: ConfState,
     /// Members removed while this process ran.
     pub removed: RemovedPeers,
-    /// Set when the loop ended: the member serves nothing more, not even from the services'
-    /// side of [`SharedDriver`].
-    closed: bool,
 }
 
 impl Driver {
@@ -443,7 +442,6 @@ impl Driver {
             sync_durations_us: Vec::new(),
             conf_state: ConfState::default(),
             removed: RemovedPeers::default(),
-            closed: false,
         }
     }
 
@@ -813,16 +811,17 @@ impl Driver {
         rx: mpsc::Receiver<Input>,
         stop: oneshot::Receiver<()>,
     ) -> (SharedDriver, tokio::task::JoinHandle<Result<(), String>>) {
-        let shared: SharedDriver = Arc::new(std::sync::Mutex::new(self));
+        let shared: SharedDriver = Arc::new(std::sync::Mutex::new(Some(self)));
         let looping = shared.clone();
         let until_stopped = async move {
-            let r = tokio::select! {
+            // Drops the driver when the loop ends, or when this future is dropped (a task
+            // aborted, a simulated crash).
+            let _ends = DropsDriver(looping.clone());
+            tokio::select! {
                 biased;
                 _ = stop => Ok(()),
                 r = Driver::run(&looping, rx) => r,
-            };
-            lock(&looping).closed = true;
-            r
+            }
         };
         #[cfg(madsim)]
         return (shared, tokio::spawn(until_stopped));
@@ -857,13 +856,14 @@ impl Driver {
     /// It holds the driver for each whole turn and lets go of it while it waits.
     async fn run(shared: &SharedDriver, mut rx: mpsc::Receiver<Input>) -> Result<(), String> {
         let period = {
-            let d = lock(shared);
+            let mut g = lock(shared);
+            let d = running(&mut g);
             d.config.clock.real_duration(d.config.heartbeat_ms)
         };
         let mut tick = tokio::time::interval(period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            let due = lock(shared).next_due();
+            let due = running(&mut lock(shared)).next_due();
             let deadline = async move {
                 match due {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -875,7 +875,8 @@ impl Driver {
                 _ = deadline => Woke::Deadline,
                 input = rx.recv() => Woke::Input(input),
             };
-            let mut d = lock(shared);
+            let mut g = lock(shared);
+            let d = running(&mut g);
             match woke {
                 Woke::Tick => d.tick(),
                 Woke::Deadline => {}
@@ -946,10 +947,25 @@ enum Woke {
     Input(Option<Input>),
 }
 
-/// The driver, from its lock; a panic while it was held (which ends the process's serving
-/// anyway) does not make every later caller panic too.
-fn lock(shared: &SharedDriver) -> std::sync::MutexGuard<'_, Driver> {
+/// The driver's lock; a panic while it was held (which ends the process's serving anyway)
+/// does not make every later caller panic too.
+fn lock(shared: &SharedDriver) -> std::sync::MutexGuard<'_, Option<Driver>> {
     shared.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The driver, to its own loop: only [`DropsDriver`] takes it away, once the loop is over.
+fn running<'a>(g: &'a mut std::sync::MutexGuard<'_, Option<Driver>>) -> &'a mut Driver {
+    g.as_mut().expect("the driver is there while its loop runs")
+}
+
+/// Takes the driver out of its lock and drops it (outside the lock) when dropped.
+struct DropsDriver(SharedDriver);
+
+impl Drop for DropsDriver {
+    fn drop(&mut self) {
+        let driver = lock(&self.0).take();
+        drop(driver);
+    }
 }
 
 /// Whether `e` is an mvcc error (re-exported for services).
