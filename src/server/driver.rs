@@ -2,8 +2,11 @@
 //! the core) and does its IO: the inbox, the heartbeat timer, the fsyncing storage, the
 //! transport, the reply channels and the watch streams' outboxes.
 //!
-//! Everything that touches the member goes through the driver's inbox ([`Input`]), so the
-//! core stays single-threaded and deterministic. One turn of the loop follows the member
+//! Everything that changes the member goes through the driver's inbox ([`Input`]), so the
+//! core stays single-threaded and deterministic. The one exception only reads: a
+//! serializable read of one key may take the driver's lock between turns and read on the
+//! caller's thread ([`NodeHandle::range`]), seeing what a job at the start of the next turn
+//! would see. One turn of the loop follows the member
 //! server's call order: take every input that is waiting (up to a bound: that is the group
 //! commit, many proposals share one Ready and one fsync), start the turn, handle the Ready
 //! (on the driver's own thread: see [`Driver::start`]) and send its messages, finish the
