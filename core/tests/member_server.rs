@@ -1,7 +1,8 @@
 //! The member server's request timeouts: a request with no outcome is answered
 //! `Refusal::Timeout` once the request timeout has passed, `poll_timeout` says when, and a
 //! member that stops answers everything still waiting; a command whose simple token another
-//! member issued at an index not applied here waits for it.
+//! member issued at an index not applied here waits for it; a member that leads alone
+//! answers linearizable reads and covered keep-alives at once, one that does not never.
 
 use oxcd_core::lease::{IdGen, LessorConfig};
 use oxcd_core::mvcc::WatchConfig;
@@ -28,7 +29,11 @@ impl Waiter for Client {
 /// Member 1 of a three-voter cluster whose peers never answer: it can neither lead nor
 /// confirm a read.
 fn lonely_member() -> MemberServer<SimDisk, Client> {
-    let voters = vec![1, 2, 3];
+    member_of(vec![1, 2, 3])
+}
+
+/// Member 1 of a new cluster of `voters`.
+fn member_of(voters: Vec<u64>) -> MemberServer<SimDisk, Client> {
     let mut raft = raft::Config::new(1);
     raft.election_ticks = (ELECTION_MS / TICK_MS) as usize;
     let records = voters
@@ -178,4 +183,65 @@ fn a_token_from_an_index_not_applied_here_waits_for_it() {
         ),
         "{answers:?}"
     );
+}
+
+#[test]
+fn a_member_that_leads_alone_answers_reads_and_covered_keep_alives_at_once() {
+    use oxcd_core::node::{Applied, Command};
+    let mut s = member_of(vec![1]);
+    // Not leading yet: a read waits for a round.
+    assert!(!s.reads_at_once());
+    s.handle_read(Client(1), 0);
+    assert!(s.poll_response().is_none());
+    let mut now = 0;
+    while !s.is_leader() || !s.reads_at_once() {
+        now += TICK_MS;
+        assert!(now <= 10 * ELECTION_MS, "the only voter leads");
+        s.tick(now);
+        turn(&mut s, now);
+    }
+    // Leading alone, with this term's entry applied: answered without a turn.
+    s.handle_read(Client(2), now);
+    let answer = s.poll_response();
+    assert!(
+        matches!(answer, Some((Client(2), Response::Read(Ok(()))))),
+        "{answer:?}"
+    );
+    s.handle_propose(Command::LeaseGrant { id: 0, ttl_s: 10 }, Client(3), now);
+    let granted = turn(&mut s, now);
+    let [(Client(3), Response::Command(Ok((Applied::LeaseGrant(g), _))))] = &granted[..] else {
+        panic!("{granted:?}");
+    };
+    let id = g.id;
+    // The first renew goes past every committed deadline: it waits for its checkpoint.
+    assert!(s.keep_alive_at_once(id, now).is_none());
+    s.handle_keep_alive(id, Client(4), now);
+    let mut answers = Vec::new();
+    while answers.is_empty() {
+        now += TICK_MS;
+        assert!(now <= 20 * ELECTION_MS, "the checkpoint commits");
+        s.tick(now);
+        answers = turn(&mut s, now);
+    }
+    assert!(
+        matches!(
+            &answers[..],
+            [(Client(4), Response::KeepAlive(Ok((10, _))))]
+        ),
+        "{answers:?}"
+    );
+    // The checkpoint's deadline covers a renew now: answered on the spot.
+    let renewed = s.keep_alive_at_once(id, now);
+    assert!(matches!(renewed, Some(Ok((10, _)))), "{renewed:?}");
+    // Half a TTL later the renew goes past what was committed: it waits for a checkpoint.
+    assert!(s.keep_alive_at_once(id, now + 5000).is_none());
+}
+
+#[test]
+fn a_member_that_cannot_confirm_it_leads_answers_nothing_at_once() {
+    let mut s = lonely_member();
+    assert!(!s.reads_at_once());
+    assert!(s.keep_alive_at_once(1, 0).is_none());
+    s.handle_read(Client(1), 0);
+    assert!(s.poll_response().is_none());
 }

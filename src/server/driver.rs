@@ -2,11 +2,12 @@
 //! the core) and does its IO: the inbox, the heartbeat timer, the fsyncing storage, the
 //! transport, the reply channels and the watch streams' outboxes.
 //!
-//! Everything that changes the member goes through the driver's inbox ([`Input`]), so the
-//! core stays single-threaded and deterministic. The one exception only reads: a
-//! serializable read of one key may take the driver's lock between turns and read on the
-//! caller's thread ([`NodeHandle::range`]), seeing what a job at the start of the next turn
-//! would see. One turn of the loop follows the member
+//! Everything goes through the driver's inbox ([`Input`]), so the core stays single-threaded
+//! and deterministic, with two exceptions that take the driver's lock between turns (never
+//! waiting for it) and run on the caller's thread what a job at the start of the next turn
+//! would: a read of one key, serializable or needing no ReadIndex round
+//! ([`NodeHandle::range`]), and a keep-alive the member answers at once
+//! ([`NodeHandle::keep_alive`]). One turn of the loop follows the member
 //! server's call order: take every input that is waiting (up to a bound: that is the group
 //! commit, many proposals share one Ready and one fsync), start the turn, handle the Ready
 //! (on the driver's own thread: see [`Driver::start`]) and send its messages, finish the
@@ -229,7 +230,18 @@ impl NodeHandle {
             .await
     }
 
+    /// A keep-alive. Answered on the caller's thread when the driver is between turns and
+    /// the member can answer it without waiting (it leads alone and a committed checkpoint
+    /// covers the renew: [`MemberServer::keep_alive_at_once`]); through the inbox otherwise.
     pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Error> {
+        if let Ok(mut d) = self.driver.try_lock()
+            && let Some(d) = d.as_mut()
+        {
+            let now = d.now_ms();
+            if let Some(r) = d.server.keep_alive_at_once(id, now) {
+                return r.map_err(Error::from);
+            }
+        }
         let (reply, rx) = oneshot::channel();
         self.send_and_wait(Input::KeepAlive { id, reply }, rx).await
     }
@@ -290,8 +302,11 @@ impl NodeHandle {
     /// between turns (its lock is free): it sees what a job run by the driver would see at
     /// the start of its next turn, and it costs no trip to the driver's thread and back,
     /// which is most of such a read's cost (measured: a third of the member's CPU per read).
-    /// Reads of a range of keys, which may take long and would hold up the driver's next
-    /// turn (heartbeats among it), and any read while a turn runs, go through the inbox.
+    /// So is a linearizable one when the member needs no round for it
+    /// ([`MemberServer::reads_at_once`]: it leads alone and has applied all that is
+    /// committed). Reads of a range of keys, which may take long and would hold up the
+    /// driver's next turn (heartbeats among it), and any read while a turn runs, go through
+    /// the inbox.
     pub async fn range(
         &self,
         who: Credential,
@@ -301,10 +316,10 @@ impl NodeHandle {
             && !self
                 .config
                 .has_bug(super::config::ServerBug::LocalLinearizableReads);
-        if !linearizable
-            && req.range_end.is_empty()
+        if req.range_end.is_empty()
             && let Ok(mut d) = self.driver.try_lock()
             && let Some(d) = d.as_mut()
+            && (!linearizable || d.server.reads_at_once())
         {
             return d.range_as(&who, &req);
         }

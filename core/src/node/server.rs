@@ -242,6 +242,17 @@ pub trait Waiter {
     fn abandoned(&self) -> bool;
 }
 
+/// What a keep-alive gets now.
+#[derive(Debug)]
+enum KeepAliveStep {
+    /// Its answer.
+    Answer(Result<(i64, Header), Refusal>),
+    /// Nothing yet: a ReadIndex round must confirm this member leads first.
+    AfterRound,
+    /// Renewed to this TTL; answered once a checkpoint carrying the renew applies.
+    AfterCheckpoint(i64),
+}
+
 /// What waits for a ReadIndex round.
 enum Read<W> {
     /// A client's linearizable read.
@@ -535,9 +546,15 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     }
 
     /// A linearizable read: [`Response::Read`] comes back once a ReadIndex round confirmed
-    /// this member's view and the index it returned has applied; a read the member cannot
+    /// this member's view and the index it returned has applied (at once when no round is
+    /// needed: [`reads_at_once`](Self::reads_at_once)); a read the member cannot
     /// confirm within the request timeout gets [`Refusal::Timeout`] (as a [`Response::Command`]).
     pub fn handle_read(&mut self, waiter: W, now_ms: u64) {
+        if self.reads_at_once() {
+            // The round would confirm at once what holds now.
+            self.respond(waiter, Response::Read(Ok(())));
+            return;
+        }
         let timed = self.timed(waiter, now_ms);
         self.reads_pending.push(Read::Client(timed));
     }
@@ -547,42 +564,85 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// committed checkpoint already covers the new deadline (see [`crate::lease`]), once a
     /// ReadIndex round confirmed that this member still leads, as etcd's leader confirms
     /// before a renew: a leader deposed unawares would otherwise call alive a lease that the
-    /// new leader revoked.
+    /// new leader revoked (at once when no round is needed:
+    /// [`reads_at_once`](Self::reads_at_once)).
     pub fn handle_keep_alive(&mut self, id: LeaseId, waiter: W, now_ms: u64) {
         let timed = self.timed(waiter, now_ms);
         self.keep_alive(id, timed, now_ms, false);
     }
 
+    /// Whether a linearizable read, or the leadership check of a keep-alive, may be served now
+    /// without a ReadIndex round: Raft would answer the round at once
+    /// ([`raft::Raft::reads_at_once`]: this member leads alone) and everything committed is
+    /// applied.
+    pub fn reads_at_once(&self) -> bool {
+        let raft = &self.member.raw().raft;
+        self.stopped.is_none()
+            && raft.reads_at_once()
+            && raft.raft_log.applied >= raft.raft_log.committed
+    }
+
+    /// A keep-alive answered now, when [`handle_keep_alive`](Self::handle_keep_alive) would
+    /// answer it without waiting for anything: this member leads alone
+    /// ([`reads_at_once`](Self::reads_at_once)) and a committed checkpoint covers the renew.
+    /// `None`: not so, and nothing was renewed; hand it to `handle_keep_alive`.
+    pub fn keep_alive_at_once(
+        &mut self,
+        id: LeaseId,
+        now_ms: u64,
+    ) -> Option<Result<(i64, Header), Refusal>> {
+        if !self.reads_at_once()
+            || !self
+                .member
+                .applier()
+                .lessor()
+                .renew_would_be_covered(id, now_ms)
+        {
+            return None;
+        }
+        match self.keep_alive_step(id, now_ms, true) {
+            KeepAliveStep::Answer(r) => Some(r),
+            step => {
+                debug_assert!(false, "a confirmed, covered keep-alive waits: {step:?}");
+                None
+            }
+        }
+    }
+
     /// A keep-alive; `confirmed`: a ReadIndex round since it arrived showed this member leads
     /// and has applied everything committed before it.
     fn keep_alive(&mut self, id: LeaseId, timed: Timed<W>, now_ms: u64, confirmed: bool) {
+        match self.keep_alive_step(id, now_ms, confirmed) {
+            KeepAliveStep::Answer(r) => self.respond(timed.waiter, Response::KeepAlive(r)),
+            KeepAliveStep::AfterRound => self.reads_pending.push(Read::KeepAlive(id, timed)),
+            KeepAliveStep::AfterCheckpoint(ttl) => self.renews_pending.push((id, ttl, timed)),
+        }
+    }
+
+    /// What a keep-alive gets now (see [`keep_alive`](Self::keep_alive)); renews the lease
+    /// unless it must wait for a ReadIndex round first.
+    fn keep_alive_step(&mut self, id: LeaseId, now_ms: u64, confirmed: bool) -> KeepAliveStep {
+        // A member that leads alone needs no round to confirm it.
+        let confirmed = confirmed || self.reads_at_once();
         let promoted = self.promoted_term.is_some();
         let lessor = self.member.applier_mut().lessor_mut();
         if !promoted || !lessor.is_primary() {
-            self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::NotLeader)));
-            return;
+            return KeepAliveStep::Answer(Err(Refusal::NotLeader));
         }
         let covered = lessor.renew_would_be_covered(id, now_ms);
         if covered && !confirmed {
             // Renewed after the round, at the time it confirmed.
-            self.reads_pending.push(Read::KeepAlive(id, timed));
-            return;
+            return KeepAliveStep::AfterRound;
         }
         match lessor.renew(id, now_ms) {
             Ok(ttl) if covered || self.config.bug(PolicyBug::KeepAliveBeforeCheckpoint) => {
                 self.keep_alives_covered += u64::from(covered);
-                let header = self.header();
-                self.respond(timed.waiter, Response::KeepAlive(Ok((ttl, header))));
+                KeepAliveStep::Answer(Ok((ttl, self.header())))
             }
-            Ok(ttl) => self.renews_pending.push((id, ttl, timed)),
-            Err(lease::Error::NotFound { .. }) if !confirmed => {
-                self.reads_pending.push(Read::KeepAlive(id, timed));
-            }
-            Err(lease::Error::NotFound { .. }) => {
-                let header = self.header();
-                self.respond(timed.waiter, Response::KeepAlive(Ok((0, header))));
-            }
-            Err(e) => self.respond(timed.waiter, Response::KeepAlive(Err(Refusal::Lease(e)))),
+            Ok(ttl) => KeepAliveStep::AfterCheckpoint(ttl),
+            Err(lease::Error::NotFound { .. }) if !confirmed => KeepAliveStep::AfterRound,
+            Err(lease::Error::NotFound { .. }) => KeepAliveStep::Answer(Ok((0, self.header()))),
+            Err(e) => KeepAliveStep::Answer(Err(Refusal::Lease(e))),
         }
     }
 

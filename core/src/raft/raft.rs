@@ -781,6 +781,22 @@ impl<S: Storage> Raft<S> {
             .maybe_commit(index, self.term, skip_term_check)
     }
 
+    /// Whether a ReadIndex read would be answered at once, with no heartbeat round: this
+    /// member leads alone (the only voter, no joint change) and has committed an entry of its
+    /// term. No other member can lead then, so its commit index is the cluster's.
+    pub fn reads_at_once(&self) -> bool {
+        self.state == StateRole::Leader
+            && self.tracker.is_singleton()
+            && self
+                .tracker
+                .config
+                .voters
+                .incoming
+                .voters
+                .contains(&self.id)
+            && self.committed_entry_in_current_term()
+    }
+
     fn committed_entry_in_current_term(&self) -> bool {
         self.raft_log.term_or_zero(self.raft_log.committed) == self.term
     }

@@ -95,6 +95,18 @@ pub(super) async fn nemesis_step(w: &mut World, rng: &mut ChaCha8Rng, faults: Fa
     let kind = kinds[rng.gen_range(0..kinds.len())];
     let hold = Duration::from_millis(rng.gen_range(500..4000));
     let victim = rng.gen_range(0..n);
+    // A partition needs a majority and a minority; a transfer or a replacement, a second
+    // member. A cluster too small for this fault runs without one for the while.
+    let members_min = match kind {
+        "partition" => 3,
+        "transfer" | "member" => 2,
+        _ => 1,
+    };
+    if n < members_min {
+        w.note(kind, format!("none: {n} member(s), for {hold:?}"));
+        tokio::time::sleep(hold).await;
+        return;
+    }
     match kind {
         "partition" => {
             let mut order: Vec<usize> = (0..n).collect();
