@@ -28,7 +28,7 @@ use crate::checker::linearizability::{Limits, Operation, Verdict, check_operatio
 use crate::checker::registers::RegistersModel;
 use oxcd::pb::etcdserverpb as pb;
 use oxcd::pb::etcdserverpb::maintenance_client::MaintenanceClient;
-use registers::{History, Outcome, Recorded, perform};
+use registers::{History, Outcome, Recorded, SerialReads, perform};
 use std::future::Future;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -152,6 +152,7 @@ impl Findings {
 pub struct Running {
     plan: Plan,
     history: History,
+    serial: SerialReads,
     clients: Vec<JoinHandle<()>>,
     watch: Option<JoinHandle<watcher::WatchLog>>,
     slow_watch: Option<JoinHandle<watcher::WatchLog>>,
@@ -167,13 +168,14 @@ impl Running {
     pub fn start(sp: &impl Spawner, plan: Plan) -> Running {
         let (seed, n, start, until) = (plan.seed, plan.nodes, plan.start, plan.until);
         let history: History = Arc::new(Mutex::new(Vec::new()));
+        let serial: SerialReads = Arc::new(Mutex::new(Vec::new()));
         let clients = (0..plan.clients)
             .map(|c| {
-                let h = history.clone();
+                let (h, s) = (history.clone(), serial.clone());
                 sp.spawn(
                     &format!("client{c}"),
                     &format!("10.0.1.{}", c + 1),
-                    registers::client(c, seed, n, start, until, h),
+                    registers::client(c, seed, n, start, until, h, s),
                 )
             })
             .collect();
@@ -236,6 +238,7 @@ impl Running {
         Running {
             plan,
             history,
+            serial,
             clients,
             watch,
             slow_watch,
@@ -382,6 +385,9 @@ impl Running {
             let end = registers::nanos(self.plan.start);
             let lost = registers::resolve(&mut recorded, written, end);
             f.add("lost or invented writes", recorded.len(), lost);
+            let serial = self.serial.lock().expect("one thread").clone();
+            let stale = registers::check_serializable(&serial, written);
+            f.add("serializable reads", serial.len(), stale);
         }
         f.add(
             "revision invariants",

@@ -1,6 +1,8 @@
 //! The register workload: clients that read, write and compare-and-set a few hot keys through
 //! the real gRPC client, the history they record, and what the store's own history says of it
-//! (unknown outcomes resolved, lost or invented writes, revision invariants).
+//! (unknown outcomes resolved, lost or invented writes, revision invariants). Serializable
+//! reads are recorded apart, outside the linearizability check (they may be stale): each
+//! must show the register as the store held it at the revision its answer names.
 
 use super::{KEYS, OP_TIMEOUT, THINK_MS_MAX, client_url, watcher};
 use crate::checker::history_files::{RegisterInput, RegisterOutput};
@@ -27,6 +29,19 @@ pub struct Recorded {
 }
 
 pub(crate) type History = Arc<Mutex<Vec<Recorded>>>;
+
+/// A serializable read that was answered: what it saw, at which revision, from which member.
+#[derive(Clone, Debug)]
+pub struct SerialRead {
+    pub client: usize,
+    pub key: u32,
+    pub member: usize,
+    pub value: Option<u64>,
+    /// The answer's header revision: the member's store as of it is what the read saw.
+    pub revision: i64,
+}
+
+pub(crate) type SerialReads = Arc<Mutex<Vec<SerialRead>>>;
 
 pub(crate) fn nanos(since: Instant) -> u64 {
     since.elapsed().as_nanos() as u64
@@ -62,19 +77,8 @@ pub(crate) async fn send(
     {
         match op {
             RegisterInput::Read => {
-                let r = c
-                    .range(pb::RangeRequest {
-                        key: k,
-                        ..Default::default()
-                    })
-                    .await
-                    .ok()?
-                    .into_inner();
-                let value = match r.kvs.first() {
-                    Some(kv) => Some(std::str::from_utf8(&kv.value).ok()?.parse().ok()?),
-                    None => None,
-                };
-                Some((RegisterOutput::Read(value), r.header?.revision))
+                let (value, revision) = read(&mut c, k, false).await?;
+                Some((RegisterOutput::Read(value), revision))
             }
             RegisterInput::Write(v) => {
                 let r = c
@@ -118,8 +122,45 @@ pub(crate) async fn send(
     }
 }
 
+/// A read of register `k`: its value (none when absent) and the answer's header revision;
+/// `None` when it was not answered or did not parse.
+async fn read(
+    c: &mut KvClient<tonic::transport::Channel>,
+    k: Bytes,
+    serializable: bool,
+) -> Option<(Option<u64>, i64)> {
+    let r = c
+        .range(pb::RangeRequest {
+            key: k,
+            serializable,
+            ..Default::default()
+        })
+        .await
+        .ok()?
+        .into_inner();
+    let value = match r.kvs.first() {
+        Some(kv) => Some(std::str::from_utf8(&kv.value).ok()?.parse().ok()?),
+        None => None,
+    };
+    Some((value, r.header?.revision))
+}
+
+/// A serializable read of register `key` from member `m`, or `None` when it was not
+/// answered in time.
+async fn read_serializable(m: usize, key: u32) -> Option<(Option<u64>, i64)> {
+    let answered = async {
+        let mut c = KvClient::connect(client_url(m)).await.ok()?;
+        read(&mut c, Bytes::from(format!("reg/{key}")), true).await
+    };
+    tokio::time::timeout(OP_TIMEOUT, answered)
+        .await
+        .ok()
+        .flatten()
+}
+
 /// A client: random reads, writes of unique values and compare-and-sets on the registers,
-/// each to a random member, until `until`.
+/// each to a random member, until `until`; one operation in eleven is a serializable read,
+/// recorded in `serial`.
 pub(crate) async fn client(
     id: usize,
     seed: u64,
@@ -127,6 +168,7 @@ pub(crate) async fn client(
     start: Instant,
     until: Instant,
     history: History,
+    serial: SerialReads,
 ) {
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ (0x5eed_c11e_u64 + id as u64));
     let mut seq = 0u64;
@@ -137,9 +179,23 @@ pub(crate) async fn client(
         seq += 1;
         // Values are unique per client and operation, so every write is told apart.
         let fresh = (id as u64 + 1) * 1_000_000 + seq;
-        let op = match rng.gen_range(0..10) {
+        let op = match rng.gen_range(0..11) {
             0..=3 => RegisterInput::Read,
             4..=6 => RegisterInput::Write(fresh),
+            10 => {
+                if let Some((value, revision)) = read_serializable(m, key).await {
+                    serial.lock().expect("one thread").push(SerialRead {
+                        client: id,
+                        key,
+                        member: m,
+                        value,
+                        revision,
+                    });
+                }
+                let think = rng.gen_range(0..=THINK_MS_MAX);
+                tokio::time::sleep(Duration::from_millis(think)).await;
+                continue;
+            }
             _ => RegisterInput::Cas {
                 from: last_seen.get(&key).copied().unwrap_or(0),
                 to: fresh,
@@ -290,6 +346,34 @@ pub(crate) fn resolve(
     out
 }
 
+/// Serializable reads against the store's history (`written`: value -> (register, revision),
+/// every write there was): each read must have seen the last value written to its register
+/// at or before its answer's revision (none, if nothing was), since a member answers from
+/// its store as of the revision it names. Stale is allowed; a mix of states is not.
+pub(crate) fn check_serializable(
+    reads: &[SerialRead],
+    written: &BTreeMap<u64, (u32, i64)>,
+) -> Vec<String> {
+    let mut by_key: BTreeMap<u32, BTreeMap<i64, u64>> = BTreeMap::new();
+    for (&value, &(key, rev)) in written {
+        by_key.entry(key).or_default().insert(rev, value);
+    }
+    let mut out = Vec::new();
+    for r in reads {
+        let held = by_key
+            .get(&r.key)
+            .and_then(|revs| revs.range(..=r.revision).next_back())
+            .map(|(_, &v)| v);
+        if held != r.value {
+            out.push(format!(
+                "a serializable read of reg/{} via m{} (client {}) saw {:?} at revision {}; the store held {:?} then",
+                r.key, r.member, r.client, r.value, r.revision, held
+            ));
+        }
+    }
+    out
+}
+
 /// Revision invariants of the recorded history: no two acknowledged writes share a revision,
 /// and each client's linearizable answers never go back in revision.
 pub(crate) fn revision_violations(history: &[Recorded]) -> Vec<String> {
@@ -349,4 +433,45 @@ pub(crate) fn describe(r: &Recorded) -> String {
         },
         r.revision
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read(key: u32, value: Option<u64>, revision: i64) -> SerialRead {
+        SerialRead {
+            client: 0,
+            key,
+            member: 0,
+            value,
+            revision,
+        }
+    }
+
+    #[test]
+    fn a_serializable_read_must_show_the_store_as_of_its_revision() {
+        // reg/0: 11 at revision 5, 12 at 9; reg/1: 21 at 7.
+        let written = BTreeMap::from([(11, (0, 5)), (12, (0, 9)), (21, (1, 7))]);
+        let fine = [
+            read(0, None, 4),
+            read(0, Some(11), 5),
+            read(0, Some(11), 8),
+            read(0, Some(12), 9),
+            read(1, None, 6),
+            read(1, Some(21), 30),
+        ];
+        assert!(check_serializable(&fine, &written).is_empty());
+        let wrong = [
+            // Older than its revision says.
+            read(0, Some(11), 9),
+            // Newer than its revision says.
+            read(0, Some(12), 8),
+            // Gone while the store held it.
+            read(1, None, 7),
+            // Another register's value.
+            read(1, Some(11), 8),
+        ];
+        assert_eq!(check_serializable(&wrong, &written).len(), wrong.len());
+    }
 }
