@@ -233,6 +233,9 @@ impl NodeHandle {
     /// A keep-alive. Answered on the caller's thread when the driver is between turns and
     /// the member can answer it without waiting (it leads alone and a committed checkpoint
     /// covers the renew: [`MemberServer::keep_alive_at_once`]); through the inbox otherwise.
+    /// The renew may bring the lessor's next checkpoint forward of the deadline the loop is
+    /// sleeping to; the loop sees it at its next wake, a heartbeat tick at the latest, and a
+    /// late checkpoint only sends later renews the slow way (the cover does not rest on it).
     pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Error> {
         if let Ok(mut d) = self.driver.try_lock()
             && let Some(d) = d.as_mut()
