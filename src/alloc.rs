@@ -19,11 +19,11 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 const PURGE_DELAY_MS: std::ffi::c_long = 100;
 
 /// Commits arena memory only as it is used, instead of whole arenas up front, and keeps
-/// freed pages only briefly ([`PURGE_DELAY_MS`]). After 100,000 puts of 256-byte values on
+/// freed pages only briefly (`PURGE_DELAY_MS`). After 100,000 puts of 256-byte values on
 /// one member: 124 MB resident with mimalloc's defaults, 64 MB with these.
 ///
 /// Arena commit is decided when mimalloc reserves its first arena, before `main`: a binary
-/// calls this from its load-time constructor ([`set_options_at_load!`]), which runs before
+/// calls this from its load-time constructor (`set_options_at_load!`), which runs before
 /// Rust's runtime allocates. It allocates nothing itself. These settings take the place of
 /// `MIMALLOC_PURGE_DELAY` and `MIMALLOC_ARENA_EAGER_COMMIT` from the environment.
 pub extern "C" fn return_memory_promptly() {

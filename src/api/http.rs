@@ -1,5 +1,5 @@
 //! Plain HTTP beside gRPC: the health endpoints (`/health`, `/livez`, `/readyz`: see
-//! [`probes`]), `/version` and `/metrics` (Prometheus text, with etcd's metric names where
+//! `probes`), `/version` and `/metrics` (Prometheus text, with etcd's metric names where
 //! etcd has them), on the client port and on `--listen-metrics-urls`.
 
 mod probes;

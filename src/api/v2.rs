@@ -7,7 +7,7 @@
 //! [`V2Command`] (times read here, on this member's wall clock, as etcd's handler reads them),
 //! proposes it, and renders the events the core returns; plain reads run in the driver on the
 //! applied tree, `quorum=true` reads after a ReadIndex round. The v2 auth API and its checks
-//! are in [`auth`].
+//! are in `auth`.
 
 mod auth;
 

@@ -177,7 +177,7 @@ pub fn is_transport_failure(status: &Status) -> bool {
 }
 
 /// `message` as a call to the member, carrying what of the client call's metadata `from` the
-/// member must see (see [`FORWARDED_METADATA`]).
+/// member must see (see `FORWARDED_METADATA`).
 pub fn forwarded<U>(from: &tonic::metadata::MetadataMap, message: U) -> Request<U> {
     let mut out = Request::new(message);
     for name in FORWARDED_METADATA {

@@ -210,7 +210,7 @@ fn log_finding(me: u64, local: &HashKv, peers: &[(u64, Vec<String>)], finding: &
 
 /// `--experimental-initial-corrupt-check` on a restarting member that is not serving yet,
 /// whose hash at its current revision is `local` and whose peers are `peers`
-/// ([`peers_of`]): `Err` (etcd's "<id> found data inconsistency with peers") when a peer with
+/// ([`peers_of`]): `Err` (etcd's `"<id> found data inconsistency with peers"`) when a peer with
 /// the same compact revision has another hash at that revision.
 pub async fn check_before_serving(
     me: u64,

@@ -818,7 +818,7 @@ impl Driver {
         }
     }
 
-    /// Runs the driver until [`run`](Self::run) returns or `stop` fires (or is dropped), and
+    /// Runs the driver until its loop (`run`) returns or `stop` fires (or is dropped), and
     /// returns it shared (for [`NodeHandle::new`]) with the task that ends with it.
     ///
     /// In production it gets a thread of its own with a single-threaded runtime: handling a

@@ -9,7 +9,7 @@ use crate::raft;
 use thiserror::Error;
 
 /// Errors the server raises itself (not the store or the lessor). `Display` is the message
-/// without [`MESSAGE_PREFIX`]; [`ServerError::status`] is what the client receives.
+/// without `api::error::MESSAGE_PREFIX`; [`ServerError::status`] is what the client receives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Error)]
 #[non_exhaustive]
 pub enum ServerError {
