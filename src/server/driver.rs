@@ -237,13 +237,12 @@ impl NodeHandle {
     /// sleeping to; the loop sees it at its next wake, a heartbeat tick at the latest, and a
     /// late checkpoint only sends later renews the slow way (the cover does not rest on it).
     pub async fn keep_alive(&self, id: LeaseId) -> Result<(i64, Header), Error> {
-        if let Ok(mut d) = self.driver.try_lock()
-            && let Some(d) = d.as_mut()
-        {
+        let at_once = self.between_turns(|d| {
             let now = d.now_ms();
-            if let Some(r) = d.server.keep_alive_at_once(id, now) {
-                return r.map_err(Error::from);
-            }
+            d.server.keep_alive_at_once(id, now)
+        });
+        if let Some(r) = at_once {
+            return r.map_err(Error::from);
         }
         let (reply, rx) = oneshot::channel();
         self.send_and_wait(Input::KeepAlive { id, reply }, rx).await
@@ -320,14 +319,22 @@ impl NodeHandle {
                 .config
                 .has_bug(super::config::ServerBug::LocalLinearizableReads);
         if req.range_end.is_empty()
-            && let Ok(mut d) = self.driver.try_lock()
-            && let Some(d) = d.as_mut()
-            && (!linearizable || d.server.reads_at_once())
+            && let Some(r) = self.between_turns(|d| {
+                (!linearizable || d.server.reads_at_once()).then(|| d.range_as(&who, &req))
+            })
         {
-            return d.range_as(&who, &req);
+            return r;
         }
         self.run(linearizable, move |d| d.range_as(&who, &req))
             .await
+    }
+
+    /// `f` on the caller's thread with the driver, when the driver is between turns (its
+    /// lock is free: never waits for it) and still running; `None` otherwise, or when `f`
+    /// says the request must go through the inbox after all.
+    fn between_turns<T>(&self, f: impl FnOnce(&mut Driver) -> Option<T>) -> Option<T> {
+        let mut g = self.driver.try_lock().ok()?;
+        f(g.as_mut()?)
     }
 
     /// Hands a peer's message to the driver; dropped when the inbox is full (Raft resends).
