@@ -238,10 +238,25 @@ fn a_member_that_leads_alone_answers_reads_and_covered_keep_alives_at_once() {
 }
 
 #[test]
-fn a_member_that_cannot_confirm_it_leads_answers_nothing_at_once() {
+fn a_member_that_cannot_confirm_it_leads_reads_nothing_at_once_and_refuses_keep_alives() {
     let mut s = lonely_member();
     assert!(!s.reads_at_once());
-    assert!(s.keep_alive_at_once(1, 0).is_none());
+    // Not the leader: a keep-alive is refused on the spot, as the inbox refuses it, for the
+    // front end to forward it to the leader.
+    let at_once = s.keep_alive_at_once(1, 0);
+    assert!(
+        matches!(at_once, Some(Err(Refusal::NotLeader))),
+        "{at_once:?}"
+    );
+    s.handle_keep_alive(1, Client(2), 0);
+    let answer = s.poll_response();
+    assert!(
+        matches!(
+            answer,
+            Some((Client(2), Response::KeepAlive(Err(Refusal::NotLeader))))
+        ),
+        "{answer:?}"
+    );
     s.handle_read(Client(1), 0);
     assert!(s.poll_response().is_none());
 }

@@ -231,8 +231,9 @@ impl NodeHandle {
     }
 
     /// A keep-alive. Answered on the caller's thread when the driver is between turns and
-    /// the member can answer it without waiting (it leads alone and a committed checkpoint
-    /// covers the renew: [`MemberServer::keep_alive_at_once`]); through the inbox otherwise.
+    /// the member can answer it without waiting ([`MemberServer::keep_alive_at_once`]: it
+    /// leads alone and a committed checkpoint covers the renew, or it does not lead and
+    /// refuses it, for the front end to forward); through the inbox otherwise.
     /// The renew may bring the lessor's next checkpoint forward of the deadline the loop is
     /// sleeping to; the loop sees it at its next wake, a heartbeat tick at the latest, and a
     /// late checkpoint only sends later renews the slow way (the cover does not rest on it).

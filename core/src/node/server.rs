@@ -583,7 +583,8 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     }
 
     /// A keep-alive answered now, when [`handle_keep_alive`](Self::handle_keep_alive) would
-    /// answer it without waiting for anything: this member leads alone
+    /// answer it without waiting for anything: this member does not hold the leases (not
+    /// leader: refused, for the caller to forward it), or it leads alone
     /// ([`reads_at_once`](Self::reads_at_once)) and a committed checkpoint covers the renew.
     /// `None`: not so, and nothing was renewed; hand it to `handle_keep_alive`.
     pub fn keep_alive_at_once(
@@ -591,6 +592,9 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         id: LeaseId,
         now_ms: u64,
     ) -> Option<Result<(i64, Header), Refusal>> {
+        if !self.holds_leases() {
+            return Some(Err(Refusal::NotLeader));
+        }
         if !self.reads_at_once()
             || !self
                 .member
@@ -609,6 +613,12 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         }
     }
 
+    /// Whether this member renews leases: it leads and its lessor was promoted. A keep-alive
+    /// to any other member is refused at once (the front end forwards it to the leader).
+    fn holds_leases(&self) -> bool {
+        self.promoted_term.is_some() && self.member.applier().lessor().is_primary()
+    }
+
     /// A keep-alive; `confirmed`: a ReadIndex round since it arrived showed this member leads
     /// and has applied everything committed before it.
     fn keep_alive(&mut self, id: LeaseId, timed: Timed<W>, now_ms: u64, confirmed: bool) {
@@ -624,11 +634,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     fn keep_alive_step(&mut self, id: LeaseId, now_ms: u64, confirmed: bool) -> KeepAliveStep {
         // A member that leads alone needs no round to confirm it.
         let confirmed = confirmed || self.reads_at_once();
-        let promoted = self.promoted_term.is_some();
-        let lessor = self.member.applier_mut().lessor_mut();
-        if !promoted || !lessor.is_primary() {
+        if !self.holds_leases() {
             return KeepAliveStep::Answer(Err(Refusal::NotLeader));
         }
+        let lessor = self.member.applier_mut().lessor_mut();
         let covered = lessor.renew_would_be_covered(id, now_ms);
         if covered && !confirmed {
             // Renewed after the round, at the time it confirmed.
