@@ -13,12 +13,15 @@
 //! - [`EngineBackend`]: the MVCC backend over an engine.
 //! - [`snapshot`]: the state machine as a stream of checksummed chunks, and its restore.
 //! - [`etcd_format`]: the state machine to and from etcd's backend (its snapshot files).
+//! - [`wal`]: the format of the Raft log's own file, planned to take the log out of the
+//!   engine (`docs/raft-log-file.md`); not used by the member yet.
 
 pub mod codec;
 pub mod engine;
 pub mod etcd_format;
 mod sim_disk;
 pub mod snapshot;
+pub mod wal;
 
 pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
 pub use sim_disk::{

@@ -52,10 +52,12 @@ pub enum Kind {
     Auth = 13,
     /// A v2 node's own record (kind, indexes, expiry, value), keyed by its path.
     V2Node = 14,
+    /// A record of the Raft log's own file ([`super::wal`]).
+    WalRecord = 15,
 }
 
 impl Kind {
-    const ALL: [Kind; 14] = [
+    const ALL: [Kind; 15] = [
         Kind::MvccRecord,
         Kind::LogEntry,
         Kind::HardState,
@@ -70,6 +72,7 @@ impl Kind {
         Kind::Proposal,
         Kind::Auth,
         Kind::V2Node,
+        Kind::WalRecord,
     ];
 
     fn from_u8(b: u8) -> Option<Kind> {
@@ -305,9 +308,9 @@ pub fn lease_key(id: i64) -> [u8; 8] {
     index_key((id as u64) ^ (1 << 63))
 }
 
-/// A Raft log entry, stored at [`index_key`] of its index.
-pub fn encode_entry(e: &Entry) -> Bytes {
-    let mut w = Writer::with_capacity(32 + e.data.len());
+/// An entry's fields (term, index, kind, data), as a stored log entry and a record of the
+/// log file ([`super::wal`]) hold them.
+pub(crate) fn write_entry(w: &mut Writer, e: &Entry) {
     w.u64(e.term);
     w.u64(e.index);
     w.u8(match e.kind {
@@ -315,50 +318,74 @@ pub fn encode_entry(e: &Entry) -> Bytes {
         EntryKind::ConfChange => 1,
     });
     w.bytes(&e.data);
-    encode_frame_keyed(Kind::LogEntry, &index_key(e.index), &w.finish())
 }
 
-/// Decodes the entry stored at `key`; its index must be the key's.
-pub fn decode_entry(key: &[u8], buf: &[u8]) -> Result<Entry, CodecError> {
-    let mut p = Reader::new(decode_exact_keyed(buf, Kind::LogEntry, key)?);
+/// The fields [`write_entry`] writes.
+pub(crate) fn read_entry(p: &mut Reader<'_>) -> Result<Entry, CodecError> {
     let (term, index) = (p.u64()?, p.u64()?);
     let kind = match p.u8()? {
         0 => EntryKind::Normal,
         1 => EntryKind::ConfChange,
         _ => return Err(CodecError::Malformed { why: "entry kind" }),
     };
-    let data = p.bytes()?;
-    p.finish()?;
-    if index != decode_index_key(key)? {
-        return Err(CodecError::Malformed {
-            why: "entry index differs from its key",
-        });
-    }
     Ok(Entry {
         term,
         index,
         kind,
-        data,
+        data: p.bytes()?,
+    })
+}
+
+/// The fewest bytes [`write_entry`] writes (an entry with no data), to bound a count.
+pub(crate) const ENTRY_BYTES_MIN: usize = 8 + 8 + 1 + 4;
+
+/// A Raft log entry, stored at [`index_key`] of its index.
+pub fn encode_entry(e: &Entry) -> Bytes {
+    let mut w = Writer::with_capacity(32 + e.data.len());
+    write_entry(&mut w, e);
+    encode_frame_keyed(Kind::LogEntry, &index_key(e.index), &w.finish())
+}
+
+/// Decodes the entry stored at `key`; its index must be the key's.
+pub fn decode_entry(key: &[u8], buf: &[u8]) -> Result<Entry, CodecError> {
+    let mut p = Reader::new(decode_exact_keyed(buf, Kind::LogEntry, key)?);
+    let entry = read_entry(&mut p)?;
+    p.finish()?;
+    if entry.index != decode_index_key(key)? {
+        return Err(CodecError::Malformed {
+            why: "entry index differs from its key",
+        });
+    }
+    Ok(entry)
+}
+
+/// Raft's hard state's fields (term, vote, commit).
+pub(crate) fn write_hard_state(w: &mut Writer, hs: &HardState) {
+    w.u64(hs.term);
+    w.u64(hs.vote);
+    w.u64(hs.commit);
+}
+
+/// The fields [`write_hard_state`] writes.
+pub(crate) fn read_hard_state(p: &mut Reader<'_>) -> Result<HardState, CodecError> {
+    Ok(HardState {
+        term: p.u64()?,
+        vote: p.u64()?,
+        commit: p.u64()?,
     })
 }
 
 /// Raft's hard state as the value stored at `key`.
 pub fn encode_hard_state(key: &[u8], hs: &HardState) -> Bytes {
     let mut w = Writer::with_capacity(24);
-    w.u64(hs.term);
-    w.u64(hs.vote);
-    w.u64(hs.commit);
+    write_hard_state(&mut w, hs);
     encode_frame_keyed(Kind::HardState, key, &w.finish())
 }
 
 /// Decodes the hard state stored at `key`.
 pub fn decode_hard_state(key: &[u8], buf: &[u8]) -> Result<HardState, CodecError> {
     let mut p = Reader::new(decode_exact_keyed(buf, Kind::HardState, key)?);
-    let hs = HardState {
-        term: p.u64()?,
-        vote: p.u64()?,
-        commit: p.u64()?,
-    };
+    let hs = read_hard_state(&mut p)?;
     p.finish()?;
     Ok(hs)
 }

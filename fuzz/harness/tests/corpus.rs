@@ -19,6 +19,7 @@ const TARGETS: &[(&str, Harness)] = &[
     ("request_decode", oxcd_fuzzing::request_decode),
     ("snapshot_read", oxcd_fuzzing::snapshot_read),
     ("stored_value_decode", oxcd_fuzzing::stored_value_decode),
+    ("wal_read", oxcd_fuzzing::wal_read),
 ];
 
 /// `fuzz/`, the cargo-fuzz crate's directory, which holds this crate's (`fuzz/harness/`).
