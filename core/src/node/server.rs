@@ -592,6 +592,10 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
         id: LeaseId,
         now_ms: u64,
     ) -> Option<Result<(i64, Header), Refusal>> {
+        // A stopped member answers through the inbox, whatever it answers there.
+        if self.stopped.is_some() {
+            return None;
+        }
         if !self.holds_leases() {
             return Some(Err(Refusal::NotLeader));
         }

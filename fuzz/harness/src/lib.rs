@@ -134,11 +134,13 @@
 //!
 //! The Raft log file's reader (`storage::wal`, not used by the member yet) must never panic
 //! on any bytes. What `read_segment` accepts must encode back to exactly the bytes it says
-//! were written (one encoding per record, so nothing torn or corrupt passes as a record), and
-//! `read_log` must give the log that applying those records one by one gives, or refuse
-//! exactly when that refuses. The input is tried twice: as a segment, and as a record's
-//! payload that the harness frames with a correct checksum and follows with zeros (a
-//! preallocated file's rest), so the fuzzer reaches the payload parser behind the CRC.
+//! were written (one encoding per record, so nothing torn or corrupt passes as a record);
+//! `read_log` must refuse exactly when applying those records one by one refuses; and the
+//! log it gives must hold what a log is, checked here on its own: entries contiguous from
+//! just after its start, terms never below the start's nor going down. The input is tried
+//! twice: as a segment, and as record payloads (each a length byte and that many bytes) that
+//! the harness frames with correct checksums and follows with zeros (a preallocated file's
+//! rest), so the fuzzer reaches the payload parser and runs of records behind the CRC.
 //!
 //! # `stored_value_decode`
 //!
@@ -1263,11 +1265,15 @@ pub fn snapshot_read(data: &[u8]) {
 /// The Raft log file's reader on arbitrary bytes: see the module docs.
 pub fn wal_read(data: &[u8]) {
     check_wal_segment(data);
-    if data.len() <= FRAME_PAYLOAD_BYTES_MAX {
-        let mut segment = encode_frame(Kind::WalRecord, data).to_vec();
-        segment.extend_from_slice(&[0; 8]);
-        check_wal_segment(&segment);
+    let mut segment = Vec::new();
+    let mut rest = data;
+    while let Some((&n, tail)) = rest.split_first() {
+        let (payload, after) = tail.split_at(usize::from(n).min(tail.len()));
+        segment.extend_from_slice(&encode_frame(Kind::WalRecord, payload));
+        rest = after;
     }
+    segment.extend_from_slice(&[0; 8]);
+    check_wal_segment(&segment);
 }
 
 fn check_wal_segment(segment: &[u8]) {
@@ -1291,6 +1297,14 @@ fn check_wal_segment(segment: &[u8]) {
             assert!(applied.is_ok(), "read_log took what apply refused");
             assert_eq!(log, one_by_one);
             assert_eq!(torn.is_some(), read.end != SegmentEnd::Clean);
+            let mut expect = log.start.0.checked_add(1);
+            let mut term = log.start.1;
+            for e in &log.entries {
+                assert_eq!(Some(e.index), expect, "the log has a gap");
+                assert!(e.term >= term, "a term goes down at {}", e.index);
+                expect = e.index.checked_add(1);
+                term = e.term;
+            }
         }
         Err(e) => assert!(applied.is_err(), "read_log refused what apply took: {e}"),
     }
