@@ -636,11 +636,11 @@ impl<E: Engine, W: Waiter> MemberServer<E, W> {
     /// What a keep-alive gets now (see [`keep_alive`](Self::keep_alive)); renews the lease
     /// unless it must wait for a ReadIndex round first.
     fn keep_alive_step(&mut self, id: LeaseId, now_ms: u64, confirmed: bool) -> KeepAliveStep {
-        // A member that leads alone needs no round to confirm it.
-        let confirmed = confirmed || self.reads_at_once();
         if !self.holds_leases() {
             return KeepAliveStep::Answer(Err(Refusal::NotLeader));
         }
+        // A member that leads alone needs no round to confirm it.
+        let confirmed = confirmed || self.reads_at_once();
         let lessor = self.member.applier_mut().lessor_mut();
         let covered = lessor.renew_would_be_covered(id, now_ms);
         if covered && !confirmed {

@@ -41,6 +41,32 @@ pub struct RaftStore<E: Engine> {
     fresh: bool,
 }
 
+/// Checks that `entries` can follow the entry `after` (index, term) in a log: each at the
+/// next index, terms never going down. What is read from a disk is held to this.
+pub(super) fn check_follows(
+    after: (u64, u64),
+    entries: &[Entry],
+) -> std::result::Result<(), String> {
+    let (mut expect, mut term) = (after.0.checked_add(1), after.1);
+    for e in entries {
+        if Some(e.index) != expect {
+            return Err(format!(
+                "log entry {} where {expect:?} was expected (after {})",
+                e.index, after.0
+            ));
+        }
+        if e.term < term {
+            return Err(format!(
+                "log entry {} has term {} < {term}",
+                e.index, e.term
+            ));
+        }
+        expect = e.index.checked_add(1);
+        term = e.term;
+    }
+    Ok(())
+}
+
 fn get_decoded<E: Engine, T>(
     engine: &E,
     space: Space,
@@ -75,31 +101,13 @@ impl<E: Engine> RaftStore<E> {
             && entries.is_empty();
         let meta = snapshot.unwrap_or_default();
         let hs = hard_state.unwrap_or_default();
-        let inconsistent = |why: String| Err(StorageError::Inconsistent(why));
-        let mut expect = meta.index + 1;
-        let mut term = meta.term;
-        for e in &entries {
-            if e.index != expect {
-                return inconsistent(format!(
-                    "log entry {} where {expect} was expected (snapshot at {})",
-                    e.index, meta.index
-                ));
-            }
-            if e.term < term {
-                return inconsistent(format!(
-                    "log entry {} has term {} < {term}",
-                    e.index, e.term
-                ));
-            }
-            expect += 1;
-            term = e.term;
-        }
-        if hs.commit > expect - 1 {
-            return inconsistent(format!(
-                "commit index {} beyond the last stored entry {}",
-                hs.commit,
-                expect - 1
-            ));
+        check_follows((meta.index, meta.term), &entries).map_err(StorageError::Inconsistent)?;
+        let last = entries.last().map_or(meta.index, |e| e.index);
+        if hs.commit > last {
+            return Err(StorageError::Inconsistent(format!(
+                "commit index {} beyond the last stored entry {last}",
+                hs.commit
+            )));
         }
         let mut cache = MemStorage::new();
         if meta.index > 0 {

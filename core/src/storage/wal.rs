@@ -20,6 +20,7 @@
 //! header record in each segment (its start and the hard state), as etcd's WAL has.
 
 use super::codec::{self, CodecError, Kind, Reader, Writer};
+use super::raft_store::check_follows;
 use crate::raft::{Entry, HardState};
 use bytes::Bytes;
 
@@ -241,18 +242,8 @@ impl WalLog {
                             self.last_index()
                         ));
                     }
-                    let mut term = self.term_at(from - 1).expect("from - 1 is in the log");
-                    let mut expect = Some(from);
-                    for e in &entries {
-                        if Some(e.index) != expect || e.term < term {
-                            return Err(format!(
-                                "entry {} (term {}) where {expect:?} (term ≥ {term}) was expected",
-                                e.index, e.term,
-                            ));
-                        }
-                        expect = e.index.checked_add(1);
-                        term = e.term;
-                    }
+                    let term = self.term_at(from - 1).expect("from - 1 is in the log");
+                    check_follows((from - 1, term), &entries)?;
                     self.entries.truncate((from - self.start.0 - 1) as usize);
                     self.entries.extend(entries);
                 }
