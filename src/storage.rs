@@ -2,6 +2,7 @@
 //! disk; see [`oxcd_core::storage`]) and what the server adds around it, which opens files:
 //!
 //! - [`FjallEngine`]: fjall on a real data dir, with a lock file and a format stamp.
+//! - [`wal_file::FileWalDir`]: the Raft log's own file, preallocated segments in `wal/`.
 //! - [`save_file`] / [`restore_file`] / [`file_status`]: backups, and a fresh data dir built
 //!   from one (etcd's snapshot format or oxcd's own).
 
@@ -11,6 +12,8 @@ pub use oxcd_core::storage::*;
 mod backup;
 #[cfg(not(madsim))]
 mod fjall_engine;
+#[cfg(not(madsim))]
+pub mod wal_file;
 
 #[cfg(not(madsim))]
 pub use backup::{
@@ -18,4 +21,6 @@ pub use backup::{
     save_file,
 };
 #[cfg(not(madsim))]
-pub use fjall_engine::{FORMAT_FILE, FORMAT_STAMP, FjallEngine, FjallView, LOCK_FILE};
+pub use fjall_engine::{
+    FORMAT_FILE, FORMAT_STAMP, FORMAT_STAMP_LAYOUT_1, FjallEngine, FjallView, LOCK_FILE,
+};

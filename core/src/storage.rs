@@ -25,8 +25,8 @@ pub mod wal;
 
 pub use engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch};
 pub use sim_disk::{
-    CrashReport, DiskFaults, DiskStats, SimDisk, SimView, decode_journal_frame,
-    encode_journal_frame,
+    CrashReport, DiskFaults, DiskStats, SIM_WAL_SEGMENT_BYTES, SimDisk, SimView, SimWalDir,
+    decode_journal_frame, encode_journal_frame,
 };
 mod backend;
 mod raft_store;

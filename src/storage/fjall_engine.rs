@@ -8,6 +8,7 @@
 //! byte of it is believed.
 
 use super::engine::{Engine, EngineRead, Result, Space, StorageError, WriteBatch, scan_limit};
+use super::wal_file::{FileWalDir, WAL_DIR};
 use bytes::Bytes;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode, Readable};
 use std::collections::BTreeMap;
@@ -21,8 +22,13 @@ use std::sync::Arc;
 pub const LOCK_FILE: &str = "oxcd.lock";
 /// The format stamp's name in the data dir.
 pub const FORMAT_FILE: &str = "oxcd.format";
-/// What the format stamp of this layout says.
-pub const FORMAT_STAMP: &str = "oxcd data dir, layout 1 (fjall 3)\n";
+/// What the format stamp of this layout says: the state machine in fjall, the Raft log and
+/// hard state in their own file (`wal/`).
+pub const FORMAT_STAMP: &str = "oxcd data dir, layout 2 (fjall 3, wal)\n";
+/// What the stamp of the layout before said: everything in fjall, the Raft log too. Such a
+/// dir is opened, and the layers above move its log into the log file and restamp it
+/// ([`Engine::stamp_current_layout`]); a build of that layout refuses a dir stamped since.
+pub const FORMAT_STAMP_LAYOUT_1: &str = "oxcd data dir, layout 1 (fjall 3)\n";
 const DB_DIR: &str = "db";
 
 fn io(e: impl std::fmt::Display) -> StorageError {
@@ -38,6 +44,8 @@ fn fjall_error(e: fjall::Error) -> StorageError {
 
 struct Inner {
     db: Database,
+    /// Whether the stamp says [`FORMAT_STAMP_LAYOUT_1`] still.
+    layout_1: std::sync::atomic::AtomicBool,
     spaces: Vec<Keyspace>,
     dir: PathBuf,
     /// Held for the engine's life: the flock on the lock file.
@@ -98,7 +106,7 @@ impl FjallEngine {
                 return Err(StorageError::Io(format!("{shown}/{LOCK_FILE}: {e}")));
             }
         }
-        check_stamp(&dir)?;
+        let layout_1 = check_stamp(&dir)?;
         // fjall panics on some corrupt journal bytes instead of returning an error: report
         // that as the corruption it is.
         let opened = std::panic::catch_unwind(|| {
@@ -137,6 +145,7 @@ impl FjallEngine {
             .map_err(fjall_error)?;
         Ok(FjallEngine(Arc::new(Inner {
             db,
+            layout_1: layout_1.into(),
             spaces,
             dir,
             _lock: lock,
@@ -165,12 +174,24 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
         .unwrap_or_else(|| "a panic".into())
 }
 
-/// Writes the format stamp into an empty dir, or checks the one there.
-fn check_stamp(dir: &Path) -> Result<()> {
+/// Writes `stamp` as the dir's format stamp, durably, replacing any there whole.
+fn write_stamp(dir: &Path, stamp: &str) -> Result<()> {
+    let tmp = dir.join(format!("{FORMAT_FILE}.tmp"));
+    let mut f = File::create(&tmp).map_err(io)?;
+    f.write_all(stamp.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, dir.join(FORMAT_FILE)).map_err(io)?;
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io)
+}
+
+/// Writes the format stamp into an empty dir, or checks the one there. Returns whether it
+/// says layout 1 (to be converted by the layers above).
+fn check_stamp(dir: &Path) -> Result<bool> {
     let shown = dir.display().to_string();
     let stamp = dir.join(FORMAT_FILE);
     match std::fs::read_to_string(&stamp) {
-        Ok(s) if s == FORMAT_STAMP => Ok(()),
+        Ok(s) if s == FORMAT_STAMP => Ok(false),
+        Ok(s) if s == FORMAT_STAMP_LAYOUT_1 => Ok(true),
         Ok(s) => Err(StorageError::Format {
             dir: shown,
             why: format!(
@@ -196,11 +217,8 @@ fn check_stamp(dir: &Path) -> Result<()> {
                 });
             }
             // Stamp first, durably: a dir with a stamp and no database is a fresh one.
-            let mut f = File::create(&stamp).map_err(io)?;
-            f.write_all(FORMAT_STAMP.as_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-            File::open(dir).and_then(|d| d.sync_all()).map_err(io)?;
-            Ok(())
+            write_stamp(dir, FORMAT_STAMP)?;
+            Ok(false)
         }
         Err(e) => Err(StorageError::Io(format!("{}: {e}", stamp.display()))),
     }
@@ -290,6 +308,20 @@ impl EngineRead for FjallView {
 
 impl Engine for FjallEngine {
     type View = FjallView;
+    type Wal = FileWalDir;
+
+    fn wal_dir(&self) -> Result<FileWalDir> {
+        FileWalDir::open(self.0.dir.join(WAL_DIR))
+    }
+
+    fn stamp_current_layout(&self) -> Result<()> {
+        use std::sync::atomic::Ordering;
+        if self.0.layout_1.load(Ordering::Acquire) {
+            write_stamp(&self.0.dir, FORMAT_STAMP)?;
+            self.0.layout_1.store(false, Ordering::Release);
+        }
+        Ok(())
+    }
 
     fn view(&self) -> FjallView {
         FjallView {

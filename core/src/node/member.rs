@@ -219,6 +219,11 @@ impl<E: Engine> Member<E> {
         }
         let applier = recover_applier(engine, &config, now_ms)?;
         let applied = applier.applied_index().map_err(apply_storage_error)?;
+        // The state machine and the log file are synced apart: a hard state that only moved
+        // the commit index is written unsynced (as raft's `must_sync` allows), and the
+        // entries it applied may reach the disk before it does. An entry is applied only
+        // once committed, and its append was synced before: take the commit index up to it.
+        store.commit_applied(applied)?;
         let snap = store.snapshot_metadata().index;
         let commit = store.hard_state().commit;
         if applied < snap || applied > commit.max(snap) {

@@ -12,6 +12,7 @@
 //! [`StorageError::Corrupt`], never as data.
 
 use super::codec::CodecError;
+use super::wal::WalDir;
 use bytes::Bytes;
 use std::fmt;
 use std::time::Duration;
@@ -228,6 +229,19 @@ pub trait Engine: EngineRead + Clone {
 
     /// A frozen view of everything written so far.
     fn view(&self) -> Self::View;
+
+    /// Where the Raft log's own file lives on this disk ([`super::wal`]).
+    type Wal: WalDir + Send + fmt::Debug + 'static;
+
+    /// The Raft log file's directory on this disk.
+    fn wal_dir(&self) -> Result<Self::Wal>;
+
+    /// Called once the layers above moved what an older layout kept in the engine (the Raft
+    /// log and hard state) into the log file: an engine that stamps its layout stamps this
+    /// build's. Nothing to do for one that has no stamp.
+    fn stamp_current_layout(&self) -> Result<()> {
+        Ok(())
+    }
 
     /// Applies `batch` atomically. It is visible to reads at once and durable after the next
     /// successful [`Engine::sync`]; a crash before that loses it whole or keeps it whole.

@@ -1,15 +1,26 @@
-//! The Raft half of a member's storage over an [`Engine`]: the log, the hard state, the
-//! metadata of the snapshot the log was compacted to, and the membership as of the applied
-//! index. It is the [`crate::raft::Storage`] the Raft core reads.
+//! The Raft half of a member's storage: the log and the hard state in the log file
+//! ([`super::wal`]), and in the [`Engine`] the metadata of the snapshot the log was compacted
+//! to and the membership as of the applied index. It is the [`crate::raft::Storage`] the
+//! Raft core reads.
 //!
-//! Reads never touch the disk: the whole (compacted) log is mirrored in a
-//! [`MemStorage`], loaded and checked on [`RaftStore::open`], and every change goes to the
-//! engine first and to the mirror only once the engine took it, as etcd keeps its WAL beside a
-//! `MemoryStorage`. One [`RaftStore::persist`] writes a whole Ready (snapshot, entries, hard
-//! state) as one atomic batch and syncs once: group commit.
+//! Reads never touch the disk: the whole (compacted) log is mirrored in a [`MemStorage`],
+//! loaded and checked on [`RaftStore::open`], and every change goes to disk first and to the
+//! mirror only once written, as etcd keeps its WAL beside a `MemoryStorage`. One
+//! [`RaftStore::persist`] writes a Ready's entries and hard state as one log record and syncs
+//! the log file once: group commit. The engine is not synced for it: what the state machine
+//! writes there is replayed from the log after a crash.
+//!
+//! The order of writes, so that a crash anywhere leaves a log that reads (the plan,
+//! `docs/raft-log-file.md`): the log file always holds every entry after the snapshot the
+//! engine holds durably, and is read from that snapshot on open. A snapshot installed is
+//! written to the engine and synced before the log file's reset record; a compaction writes
+//! the snapshot's metadata to the engine, and syncs it only before log segments go. A data
+//! dir of the layout before (the log and hard state in the engine's `raft_log` and
+//! `raft_state` keyspaces) is moved into the log file on open.
 
-use super::codec::{self, index_key};
+use super::codec;
 use super::engine::{Engine, Result, Space, StorageError, WriteBatch};
+use super::wal::{Wal, WalLog, WalRecord};
 use crate::raft::{
     self, ConfState, Entry, HardState, MemStorage, Snapshot, SnapshotMetadata, Storage,
 };
@@ -36,6 +47,7 @@ pub struct ForcedRestart {
 #[derive(Debug)]
 pub struct RaftStore<E: Engine> {
     engine: E,
+    wal: Wal<E::Wal>,
     cache: MemStorage,
     conf_state: ConfState,
     fresh: bool,
@@ -82,26 +94,39 @@ fn get_decoded<E: Engine, T>(
 }
 
 impl<E: Engine> RaftStore<E> {
-    /// Loads and checks what `engine` holds: every entry decodes at its own index, the log is
-    /// contiguous from just after the snapshot, terms never decrease, and the commit index is
-    /// within the log.
+    /// Loads and checks what `engine` and its log file hold: the log read from the snapshot
+    /// the engine holds, contiguous, terms never decreasing, and the commit index within it.
+    /// A data dir of the layout before has its log and hard state moved into the log file
+    /// first.
     pub fn open(engine: E) -> Result<RaftStore<E>> {
-        let hard_state = get_decoded(&engine, Space::Raft, HARD_STATE, codec::decode_hard_state)?;
         let snapshot = get_decoded(&engine, Space::Raft, SNAPSHOT, codec::decode_snapshot_meta)?;
         let conf_state = get_decoded(&engine, Space::Raft, CONF_STATE, codec::decode_conf_state)?;
-        let mut entries = Vec::new();
-        for (k, v) in engine.scan(Space::Log, &[], None, 0)? {
-            let e = codec::decode_entry(&k, &v)
-                .map_err(|err| StorageError::corrupt(Space::Log, &k, err))?;
-            entries.push(e);
+        let meta = snapshot.clone().unwrap_or_default();
+        let start = (meta.index, meta.term);
+        let (mut wal, mut log) = Wal::open(engine.wal_dir()?, start)?;
+        if let Some(moved) = move_layout_1_log(&engine, &mut wal, start)? {
+            log = moved;
         }
-        let fresh = hard_state.is_none()
-            && snapshot.is_none()
-            && conf_state.is_none()
-            && entries.is_empty();
-        let meta = snapshot.unwrap_or_default();
-        let hs = hard_state.unwrap_or_default();
-        check_follows((meta.index, meta.term), &entries).map_err(StorageError::Inconsistent)?;
+        engine.stamp_current_layout()?;
+        if log.start != start {
+            return Err(StorageError::Inconsistent(format!(
+                "the log file starts after {} but the stored snapshot is at {}",
+                log.start.0, start.0
+            )));
+        }
+        let fresh = snapshot.is_none() && conf_state.is_none() && wal.is_empty();
+        let WalLog {
+            entries,
+            hard_state: mut hs,
+            ..
+        } = log;
+        // A snapshot installed and synced, then a crash before the log file's record of it:
+        // what it covers is committed, and its term was reached.
+        hs.commit = hs.commit.max(meta.index);
+        if hs.term < meta.term {
+            hs.term = meta.term;
+            hs.vote = 0;
+        }
         let last = entries.last().map_or(meta.index, |e| e.index);
         if hs.commit > last {
             return Err(StorageError::Inconsistent(format!(
@@ -122,6 +147,7 @@ impl<E: Engine> RaftStore<E> {
         cache.set_hard_state(hs);
         Ok(RaftStore {
             engine,
+            wal,
             cache,
             conf_state: conf_state.unwrap_or(meta.conf_state),
             fresh,
@@ -221,6 +247,19 @@ impl<E: Engine> RaftStore<E> {
         })
     }
 
+    /// Takes the commit index up to `applied` (the state machine's applied index, read on
+    /// open) when the log holds that entry and the hard state says less: see
+    /// [`crate::node::Member::open`]. Written and synced, so it is said once.
+    pub fn commit_applied(&mut self, applied: u64) -> Result<()> {
+        let mut hs = self.hard_state();
+        let last = self.cache.last_index().expect("cache");
+        if applied <= hs.commit || applied > last {
+            return Ok(());
+        }
+        hs.commit = applied;
+        self.persist(None, &[], Some(&hs), WriteBatch::default(), true)
+    }
+
     /// Whether the engine held nothing of Raft's when opened: a member that has never run.
     pub fn is_fresh(&self) -> bool {
         self.fresh
@@ -249,24 +288,15 @@ impl<E: Engine> RaftStore<E> {
             .metadata
     }
 
-    /// Adds to `batch` what makes `snapshot` the start of the log: the log before it gone,
-    /// its metadata and membership stored. The caller writes the batch, then calls
-    /// [`RaftStore::snapshot_persisted`].
+    /// Adds to `batch` what makes `snapshot` the start of the log in the engine: its
+    /// metadata and membership.
     fn stage_snapshot(&self, batch: &mut WriteBatch, meta: &SnapshotMetadata) {
-        for i in self.first_stored()..=self.cache.last_index().expect("cache") {
-            batch.delete(Space::Log, index_key(i).to_vec());
-        }
         batch.put(
             Space::Raft,
             SNAPSHOT,
             codec::encode_snapshot_meta(SNAPSHOT, meta),
         );
         self.stage_conf_state(batch, &meta.conf_state);
-    }
-
-    /// The first index held as an entry (the one after the snapshot).
-    fn first_stored(&self) -> u64 {
-        self.cache.first_index().expect("cache")
     }
 
     /// Adds the membership to `batch` (a member stores it with the applied index of the
@@ -284,8 +314,10 @@ impl<E: Engine> RaftStore<E> {
         self.conf_state = cs;
     }
 
-    /// Persists a Ready's snapshot metadata, entries and hard state in one atomic batch,
-    /// together with `extra` (a received snapshot's data), then syncs when `sync` is set.
+    /// Persists a Ready: `extra` (a received snapshot's data) and the snapshot's metadata in
+    /// the engine, synced before anything else when there is a snapshot; then the entries and
+    /// the hard state as one record of the log file (after a reset record for the snapshot),
+    /// synced when `sync` is set.
     pub fn persist(
         &mut self,
         snapshot: Option<&SnapshotMetadata>,
@@ -298,38 +330,33 @@ impl<E: Engine> RaftStore<E> {
         if let Some(meta) = snapshot {
             self.stage_snapshot(&mut batch, meta);
         }
-        if let Some(first) = entries.first().map(|e| e.index) {
-            let last_new = first + entries.len() as u64 - 1;
-            let (old_first, old_last) = if snapshot.is_some() {
-                (1, 0)
-            } else {
-                (self.first_stored(), self.cache.last_index().expect("cache"))
-            };
-            for i in (last_new + 1).max(old_first)..=old_last {
-                batch.delete(Space::Log, index_key(i).to_vec());
-            }
-            // Entries the snapshot covers are not stored (the mirror ignores them too).
-            let floor = snapshot.map_or(self.snapshot_metadata().index, |m| m.index);
-            for e in entries.iter().filter(|e| e.index > floor) {
-                batch.put(
-                    Space::Log,
-                    index_key(e.index).to_vec(),
-                    codec::encode_entry(e),
-                );
-            }
-        }
-        if let Some(hs) = hard_state {
-            batch.put(
-                Space::Raft,
-                HARD_STATE,
-                codec::encode_hard_state(HARD_STATE, hs),
-            );
-        }
         if !batch.is_empty() {
             self.engine.write(batch)?;
+            if sync || snapshot.is_some() {
+                // A snapshot is durable in the engine before the log file says the log
+                // starts after it: the log file is read from the engine's snapshot.
+                self.engine.sync()?;
+            }
         }
+        let mut records = Vec::with_capacity(2);
+        if let Some(meta) = snapshot {
+            records.push(WalRecord::Reset {
+                index: meta.index,
+                term: meta.term,
+            });
+        }
+        // Entries the snapshot covers are not stored (the mirror ignores them too).
+        let floor = snapshot.map_or(self.snapshot_metadata().index, |m| m.index);
+        let after = entries.partition_point(|e| e.index <= floor);
+        if after < entries.len() || hard_state.is_some() {
+            records.push(WalRecord::Ready {
+                entries: entries[after..].to_vec(),
+                hard_state: hard_state.copied(),
+            });
+        }
+        self.wal.append(&records)?;
         if sync {
-            self.engine.sync()?;
+            self.wal.sync()?;
         }
         if let Some(meta) = snapshot {
             self.cache
@@ -351,8 +378,8 @@ impl<E: Engine> RaftStore<E> {
     }
 
     /// Records a snapshot of the applied state at `index` (with the membership `cs` as of it)
-    /// and drops the log up to it. Nothing needs syncing: a crash before the next sync leaves
-    /// the longer log and the older snapshot, which is as good.
+    /// and drops the log up to it. The engine is synced only when log segments can go: a
+    /// crash before that leaves the older snapshot and the longer log, which is as good.
     pub fn compact(&mut self, index: u64, cs: ConfState) -> Result<()> {
         if index <= self.snapshot_metadata().index {
             return Ok(());
@@ -367,9 +394,6 @@ impl<E: Engine> RaftStore<E> {
             term,
         };
         let mut batch = WriteBatch::default();
-        for i in self.first_stored()..=index {
-            batch.delete(Space::Log, index_key(i).to_vec());
-        }
         batch.put(
             Space::Raft,
             SNAPSHOT,
@@ -379,8 +403,61 @@ impl<E: Engine> RaftStore<E> {
         self.cache
             .create_snapshot(index, meta.conf_state, Bytes::new())
             .and_then(|_| self.cache.compact(index))
-            .map_err(|e| StorageError::Inconsistent(format!("compact at {index}: {e}")))
+            .map_err(|e| StorageError::Inconsistent(format!("compact at {index}: {e}")))?;
+        if self.wal.releasable(index) > 0 {
+            // The log file is read from the engine's snapshot: it must be durable before the
+            // segments it covers go (and with it every write before it, the applied index's).
+            self.engine.sync()?;
+            self.wal.release_through(index)?;
+        }
+        Ok(())
     }
+
+    /// The log file's segments (for tests and tools).
+    pub fn wal_segments(&self) -> usize {
+        self.wal.segments().len()
+    }
+}
+
+/// Moves the log and hard state of a layout-1 data dir (kept in the engine) into the log
+/// file, and then drops them from the engine; returns the log as the file now holds it, or
+/// `None` when there was nothing to move. Crash-safe at every step: the log file is written
+/// and synced whole before the engine's copy goes, and a log file that holds a record already
+/// was written by an earlier attempt.
+fn move_layout_1_log<E: Engine>(
+    engine: &E,
+    wal: &mut Wal<E::Wal>,
+    start: (u64, u64),
+) -> Result<Option<WalLog>> {
+    let hard_state = get_decoded(engine, Space::Raft, HARD_STATE, codec::decode_hard_state)?;
+    let stored = engine.scan(Space::Log, &[], None, 0)?;
+    if hard_state.is_none() && stored.is_empty() {
+        return Ok(None);
+    }
+    let mut old = WriteBatch::default();
+    old.delete(Space::Raft, HARD_STATE);
+    let mut entries = Vec::with_capacity(stored.len());
+    for (k, v) in stored {
+        let e = codec::decode_entry(&k, &v)
+            .map_err(|err| StorageError::corrupt(Space::Log, &k, err))?;
+        old.delete(Space::Log, k);
+        entries.push(e);
+    }
+    if wal.is_empty() {
+        check_follows(start, &entries).map_err(StorageError::Inconsistent)?;
+        wal.append(&[WalRecord::Ready {
+            entries,
+            hard_state,
+        }])?;
+        wal.sync()?;
+    }
+    engine.stamp_current_layout()?;
+    engine.write(old)?;
+    engine.sync()?;
+    // Read back as the next open will read it.
+    let (reopened, log) = Wal::open(engine.wal_dir()?, start)?;
+    *wal = reopened;
+    Ok(Some(log))
 }
 
 impl<E: Engine> Storage for RaftStore<E> {
@@ -413,6 +490,8 @@ impl<E: Engine> Storage for RaftStore<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::storage::engine::EngineRead;
+    use crate::storage::wal::WalDir;
     use crate::storage::{DiskFaults, SimDisk};
 
     fn ent(index: u64, term: u64) -> Entry {
@@ -530,17 +609,178 @@ mod tests {
         assert_eq!(again.snapshot_metadata().index, 2);
     }
 
-    #[test]
-    fn a_gap_in_the_stored_log_is_refused() {
-        let disk = SimDisk::new(1, DiskFaults::default());
-        let mut s = RaftStore::open(disk.reopen()).unwrap();
-        let entries: Vec<Entry> = (1..=3).map(|i| ent(i, 1)).collect();
-        s.persist(None, &entries, None, WriteBatch::default(), true)
-            .unwrap();
+    /// Writes `entries` and `hs` into `disk` as the layout before kept them (in the engine).
+    fn write_layout_1(disk: &SimDisk, entries: &[Entry], hs: Option<HardState>) {
         let mut b = WriteBatch::default();
-        b.delete(Space::Log, index_key(2).to_vec());
+        for e in entries {
+            b.put(
+                Space::Log,
+                codec::index_key(e.index).to_vec(),
+                codec::encode_entry(e),
+            );
+        }
+        if let Some(hs) = hs {
+            b.put(
+                Space::Raft,
+                HARD_STATE,
+                codec::encode_hard_state(HARD_STATE, &hs),
+            );
+        }
         disk.write(b).unwrap();
+        disk.sync().unwrap();
+    }
+
+    #[test]
+    fn a_layout_1_log_moves_into_the_log_file_even_across_a_crash() {
+        let hs = HardState {
+            term: 2,
+            vote: 1,
+            commit: 4,
+        };
+        let entries: Vec<Entry> = (3..=6).map(|i| ent(i, 2)).collect();
+        let meta = SnapshotMetadata {
+            conf_state: ConfState::with_voters([1]),
+            index: 2,
+            term: 1,
+        };
+        for crash in [false, true] {
+            let disk = SimDisk::new(1, DiskFaults::default());
+            let mut b = WriteBatch::default();
+            b.put(
+                Space::Raft,
+                SNAPSHOT,
+                codec::encode_snapshot_meta(SNAPSHOT, &meta),
+            );
+            disk.write(b).unwrap();
+            write_layout_1(&disk, &entries, Some(hs));
+            if crash {
+                // The log file written and synced, then a crash before the engine's copy
+                // went: the next open finds both and keeps the file's.
+                let (mut wal, _) = Wal::open(disk.wal_dir().unwrap(), (2, 1)).unwrap();
+                wal.append(&[WalRecord::Ready {
+                    entries: entries.clone(),
+                    hard_state: Some(hs),
+                }])
+                .unwrap();
+                wal.sync().unwrap();
+                disk.crash();
+            }
+            let s = RaftStore::open(disk.reopen()).unwrap();
+            assert!(!s.is_fresh());
+            assert_eq!(log(&s), vec![(3, 2), (4, 2), (5, 2), (6, 2)]);
+            assert_eq!(s.hard_state(), hs);
+            assert_eq!(s.wal_segments(), 1);
+            let disk = disk.reopen();
+            assert!(disk.scan(Space::Log, &[], None, 0).unwrap().is_empty());
+            assert!(disk.get(Space::Raft, HARD_STATE).unwrap().is_none());
+            drop(s);
+            let again = RaftStore::open(disk.reopen()).unwrap();
+            assert_eq!(log(&again), vec![(3, 2), (4, 2), (5, 2), (6, 2)]);
+            assert_eq!(again.hard_state(), hs);
+        }
+        // A gap in a layout-1 log is refused, and nothing is moved.
+        let disk = SimDisk::new(1, DiskFaults::default());
+        write_layout_1(&disk, &[ent(1, 1), ent(3, 1)], Some(hs));
         let err = RaftStore::open(disk.reopen()).unwrap_err();
         assert!(matches!(err, StorageError::Inconsistent(_)), "{err}");
+        assert!(disk.wal_dir().unwrap().list().unwrap().is_empty());
+    }
+
+    /// A snapshot installed: the engine holds it (synced), then a crash before the log file's
+    /// reset record. The log read from it keeps nothing of the old log past it, unless the old
+    /// log held the snapshot's own entry, and what it covers counts as committed.
+    #[test]
+    fn a_crash_between_an_installed_snapshot_and_its_log_record_loses_nothing() {
+        for (old_term_at_4, kept) in [(1, vec![]), (3, vec![(5, 3), (6, 3)])] {
+            let disk = SimDisk::new(1, DiskFaults::default());
+            let mut s = RaftStore::open(disk.reopen()).unwrap();
+            let entries: Vec<Entry> = (1..=6)
+                .map(|i| ent(i, if i < 4 { 1 } else { old_term_at_4 }))
+                .collect();
+            let hs = HardState {
+                term: old_term_at_4,
+                vote: 1,
+                commit: 2,
+            };
+            s.persist(None, &entries, Some(&hs), WriteBatch::default(), true)
+                .unwrap();
+            let meta = SnapshotMetadata {
+                conf_state: ConfState::with_voters([1]),
+                index: 4,
+                term: 3,
+            };
+            let mut b = WriteBatch::default();
+            s.stage_snapshot(&mut b, &meta);
+            disk.write(b).unwrap();
+            disk.sync().unwrap();
+            disk.crash();
+            let again = RaftStore::open(disk.reopen()).unwrap();
+            assert_eq!(again.snapshot_metadata().index, 4);
+            assert_eq!(log(&again), kept);
+            let hs = again.hard_state();
+            assert_eq!((hs.term, hs.commit), (3, 4));
+            assert_eq!(hs.vote, if old_term_at_4 == 3 { 1 } else { 0 });
+        }
+        // The whole install, then a crash: whatever the crash keeps of what was not synced,
+        // the log starts after the snapshot.
+        for seed in 0..8 {
+            let disk = SimDisk::new(seed, DiskFaults::default());
+            let mut s = RaftStore::open(disk.reopen()).unwrap();
+            let entries: Vec<Entry> = (1..=6).map(|i| ent(i, 1)).collect();
+            s.persist(None, &entries, None, WriteBatch::default(), true)
+                .unwrap();
+            let meta = SnapshotMetadata {
+                conf_state: ConfState::with_voters([1]),
+                index: 9,
+                term: 2,
+            };
+            let hs = HardState {
+                term: 2,
+                vote: 0,
+                commit: 9,
+            };
+            s.persist(Some(&meta), &[], Some(&hs), WriteBatch::default(), true)
+                .unwrap();
+            disk.crash();
+            let again = RaftStore::open(disk.reopen()).unwrap();
+            assert_eq!(again.snapshot_metadata().index, 9, "seed {seed}");
+            assert_eq!(log(&again), vec![]);
+            assert_eq!(again.hard_state(), hs);
+        }
+    }
+
+    /// Many small segments: compactions drop the old ones (the engine synced first), and a
+    /// crash after leaves a log that reads from the engine's snapshot.
+    #[test]
+    fn compactions_release_old_segments_and_a_crash_after_reads_back() {
+        for seed in 0..8 {
+            compactions_release_old_segments_and_a_crash_after_reads_back_with(seed);
+        }
+    }
+
+    fn compactions_release_old_segments_and_a_crash_after_reads_back_with(seed: u64) {
+        let disk = SimDisk::new(seed, DiskFaults::default());
+        disk.set_wal_segment_bytes(256);
+        let mut s = RaftStore::open(disk.reopen()).unwrap();
+        let mut hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 0,
+        };
+        for i in 1..=200 {
+            hs.commit = i - 1;
+            s.persist(None, &[ent(i, 1)], Some(&hs), WriteBatch::default(), true)
+                .unwrap();
+            if i % 50 == 0 {
+                s.compact(i - 10, ConfState::with_voters([1])).unwrap();
+            }
+        }
+        assert!(s.wal_segments() < 20, "{} segments", s.wal_segments());
+        let want = log(&s);
+        disk.crash();
+        let again = RaftStore::open(disk.reopen()).unwrap();
+        assert_eq!(again.snapshot_metadata().index, 190);
+        assert_eq!(log(&again), want);
+        assert_eq!(again.hard_state(), hs);
     }
 }

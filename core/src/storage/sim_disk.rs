@@ -19,6 +19,7 @@
 
 use super::codec::{self, CodecError, Kind, Reader, Writer};
 use super::engine::{Engine, EngineRead, Op, Result, Space, StorageError, WriteBatch, scan_limit};
+use super::wal::{SegmentName, WalDir};
 use bytes::Bytes;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -59,6 +60,12 @@ pub struct DiskStats {
     pub slow_ios: u64,
     /// Crashes simulated.
     pub crashes: u64,
+    /// Writes to the log file's zone.
+    pub wal_writes: u64,
+    /// Syncs of the log file's zone, failed ones included.
+    pub wal_syncs: u64,
+    /// Log segments whose unsynced bytes a crash cut inside.
+    pub wal_torn: u64,
 }
 
 /// What a crash did to the unsynced writes.
@@ -87,7 +94,39 @@ struct Disk {
     delay: Duration,
     epoch: u64,
     stats: DiskStats,
+    /// The Raft log file's zone: its segments.
+    wal: BTreeMap<SegmentName, SimSegment>,
+    wal_segment_bytes: u64,
 }
+
+/// One segment of the log file's zone: what survives a crash, what reads see, and the writes
+/// since the last sync, in order (offset, length), of which a crash keeps a prefix of bytes.
+#[derive(Clone, Debug)]
+struct SimSegment {
+    durable: Vec<u8>,
+    live: Vec<u8>,
+    unsynced: Vec<(usize, usize)>,
+}
+
+impl SimSegment {
+    /// Copies into the durable bytes the first `keep` bytes of the unsynced writes, in the
+    /// order they were written, and forgets the writes.
+    fn settle(&mut self, mut keep: usize) {
+        for (at, len) in std::mem::take(&mut self.unsynced) {
+            let n = len.min(keep);
+            self.durable[at..at + n].copy_from_slice(&self.live[at..at + n]);
+            keep -= n;
+        }
+    }
+
+    fn unsynced_bytes(&self) -> usize {
+        self.unsynced.iter().map(|(_, len)| len).sum()
+    }
+}
+
+/// The log file's segments on a simulated disk are this long unless set otherwise: small, so
+/// that simulated runs start new segments and drop old ones.
+pub const SIM_WAL_SEGMENT_BYTES: u64 = 16 << 10;
 
 /// A handle on one simulated disk. Clones share it.
 #[derive(Clone, Debug)]
@@ -111,6 +150,8 @@ impl SimDisk {
                 delay: Duration::ZERO,
                 epoch: 0,
                 stats: DiskStats::default(),
+                wal: BTreeMap::new(),
+                wal_segment_bytes: SIM_WAL_SEGMENT_BYTES,
             })),
             epoch: 0,
         }
@@ -157,16 +198,27 @@ impl SimDisk {
     /// comes back holding what survived, and every handle taken before now is detached. Use
     /// [`SimDisk::reopen`] for a handle on the recovered disk.
     pub fn crash(&self) -> CrashReport {
+        self.crash_keeping(None)
+    }
+
+    /// A crash that loses every unsynced write (in the engine and in the log file's zone):
+    /// what survives is exactly what was synced.
+    pub fn crash_losing_unsynced(&self) -> CrashReport {
+        self.crash_keeping(Some(0))
+    }
+
+    fn crash_keeping(&self, keep: Option<usize>) -> CrashReport {
         let mut d = self.lock();
         let d = &mut *d;
         d.stats.crashes += 1;
         d.epoch += 1;
         let journal = std::mem::take(&mut d.journal);
         let unsynced = std::mem::take(&mut d.journal_batches);
-        let cut = match d.rng.gen_range(0..3) {
-            0 => 0,
-            1 => journal.len(),
-            _ => d.rng.gen_range(0..=journal.len()),
+        let cut = match (keep, d.rng.gen_range(0..3)) {
+            (Some(keep), _) => keep.min(journal.len()),
+            (None, 0) => 0,
+            (None, 1) => journal.len(),
+            (None, _) => d.rng.gen_range(0..=journal.len()),
         };
         let mut kept = 0;
         let mut at = 0;
@@ -184,11 +236,31 @@ impl SimDisk {
         }
         d.live = d.durable.clone();
         d.live_bytes = d.live.iter().flat_map(|m| m.iter()).map(pair_bytes).sum();
+        for seg in d.wal.values_mut() {
+            let unsynced = seg.unsynced_bytes();
+            let keep = match (keep, d.rng.gen_range(0..3)) {
+                (Some(keep), _) => keep.min(unsynced),
+                (None, 0) => 0,
+                (None, 1) => unsynced,
+                (None, _) => d.rng.gen_range(0..=unsynced),
+            };
+            if keep > 0 && keep < unsynced {
+                d.stats.wal_torn += 1;
+            }
+            seg.settle(keep);
+            seg.live = seg.durable.clone();
+        }
         CrashReport {
             unsynced,
             kept,
             torn: at < cut,
         }
+    }
+
+    /// Makes the log file's new segments `bytes` long (for tests that fill segments fast or
+    /// never).
+    pub fn set_wal_segment_bytes(&self, bytes: u64) {
+        self.lock().wal_segment_bytes = bytes;
     }
 
     /// A handle on the disk as it is now (after a crash: as it recovered).
@@ -215,6 +287,23 @@ impl SimDisk {
             }
         }
         found
+    }
+
+    /// Bit rot in the log file's zone: flips bit `bit` (modulo the written part's bits: up to
+    /// its last non-zero byte) of the `segment`th segment, in both layers. Returns whether
+    /// there was such a segment with something written.
+    pub fn rot_wal(&self, segment: usize, bit: usize) -> bool {
+        let mut d = self.lock();
+        let Some(seg) = d.wal.values_mut().nth(segment) else {
+            return false;
+        };
+        let Some(end) = seg.live.iter().rposition(|b| *b != 0) else {
+            return false;
+        };
+        let i = bit % ((end + 1) * 8);
+        seg.live[i / 8] ^= 1 << (i % 8);
+        seg.durable[i / 8] ^= 1 << (i % 8);
+        true
     }
 
     /// Every key in `space`, for tests that rot each stored value in turn.
@@ -375,6 +464,12 @@ impl EngineRead for SimDisk {
 
 impl Engine for SimDisk {
     type View = SimView;
+    type Wal = SimWalDir;
+
+    fn wal_dir(&self) -> Result<SimWalDir> {
+        drop(self.attached()?);
+        Ok(SimWalDir(self.clone()))
+    }
 
     fn view(&self) -> SimView {
         SimView(Arc::new(self.lock().live.clone()))
@@ -422,6 +517,99 @@ impl Engine for SimDisk {
 
     fn take_io_delay(&self) -> Duration {
         std::mem::take(&mut self.lock().delay)
+    }
+}
+
+/// The simulated disk's zone for the Raft log's file, a [`WalDir`]: segments of bytes written
+/// in place. A sync makes a segment's writes durable; a crash keeps a prefix of the bytes
+/// written since (the seed chooses: none, all, or cut at any byte), the way a file's unsynced
+/// pages reach the platter in order. Syncs fail, writes are slow and new segments meet the
+/// capacity as the disk's [`DiskFaults`] say. Its reads are never corrupted: a flipped byte
+/// in the last segment's synced part would read as a torn tail there (the open point in
+/// `docs/raft-log-file.md`), and that fault waits for the rule that tells them apart.
+#[derive(Clone, Debug)]
+pub struct SimWalDir(SimDisk);
+
+impl SimWalDir {
+    fn segment(d: &mut Disk, name: SegmentName) -> Result<&mut SimSegment> {
+        d.wal
+            .get_mut(&name)
+            .ok_or_else(|| StorageError::Io(format!("no log segment {}", name.file_name())))
+    }
+}
+
+impl WalDir for SimWalDir {
+    fn list(&self) -> Result<Vec<SegmentName>> {
+        Ok(self.0.attached()?.wal.keys().copied().collect())
+    }
+
+    fn read(&self, name: SegmentName) -> Result<Vec<u8>> {
+        let mut d = self.0.attached()?;
+        Ok(SimWalDir::segment(&mut d, name)?.live.clone())
+    }
+
+    fn create(&mut self, name: SegmentName, len: u64) -> Result<()> {
+        let mut d = self.0.attached()?;
+        let d = &mut *d;
+        d.maybe_slow();
+        let len = usize::try_from(len).expect("a segment that fits in memory");
+        let wal_bytes: usize = d.wal.values().map(|s| s.live.len()).sum();
+        if let Some(cap) = d.faults.capacity_bytes
+            && d.live_bytes + (d.journal.len() + wal_bytes + len) as u64 > cap
+        {
+            d.stats.full_writes += 1;
+            return Err(StorageError::NoSpace);
+        }
+        assert!(!d.wal.contains_key(&name), "segment {name:?} created twice");
+        let zeros = vec![0; len];
+        d.wal.insert(
+            name,
+            SimSegment {
+                durable: zeros.clone(),
+                live: zeros,
+                unsynced: Vec::new(),
+            },
+        );
+        Ok(())
+    }
+
+    fn write(&mut self, name: SegmentName, offset: u64, bytes: &[u8]) -> Result<()> {
+        let mut d = self.0.attached()?;
+        d.maybe_slow();
+        d.stats.wal_writes += 1;
+        let seg = SimWalDir::segment(&mut d, name)?;
+        let at = usize::try_from(offset).expect("an offset in memory");
+        assert!(
+            at + bytes.len() <= seg.live.len(),
+            "a write past the end of segment {name:?}"
+        );
+        seg.live[at..at + bytes.len()].copy_from_slice(bytes);
+        seg.unsynced.push((at, bytes.len()));
+        Ok(())
+    }
+
+    fn sync(&mut self, name: SegmentName) -> Result<()> {
+        let mut d = self.0.attached()?;
+        let d = &mut *d;
+        d.maybe_slow();
+        d.stats.wal_syncs += 1;
+        if d.rng.gen_bool(d.faults.sync_failure.clamp(0.0, 1.0)) {
+            d.stats.sync_failures += 1;
+            return Err(StorageError::Sync("simulated fsync failure".into()));
+        }
+        let seg = SimWalDir::segment(d, name)?;
+        let all = seg.unsynced_bytes();
+        seg.settle(all);
+        Ok(())
+    }
+
+    fn remove(&mut self, name: SegmentName) -> Result<()> {
+        self.0.attached()?.wal.remove(&name);
+        Ok(())
+    }
+
+    fn segment_bytes(&self) -> u64 {
+        self.0.lock().wal_segment_bytes
     }
 }
 

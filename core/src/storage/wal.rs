@@ -1,25 +1,29 @@
-//! The format of the Raft log's own file (the plan: `docs/raft-log-file.md`): what a record
-//! holds, how a segment's bytes read back into records, and the log a sequence of records
-//! describes. Bytes in, records out: opening, writing, syncing and removing segment files is
-//! the owner's business (not wired into the member yet: the log still lives in the engine's
-//! `raft_log` keyspace).
+//! The Raft log's own file (the plan: `docs/raft-log-file.md`): what a record holds, how a
+//! segment's bytes read back into records, the log a run of records describes, and [`Wal`],
+//! which writes records into the segments of a [`WalDir`] and reads them back on open. Which
+//! records a Ready makes, and the order of writes against the state machine's store, is
+//! [`super::RaftStore`]'s business; opening, writing and syncing files is the [`WalDir`]'s.
 //!
 //! A segment is a run of [`codec`] frames of kind [`Kind::WalRecord`], then zeros (the
 //! preallocated rest of the file) or its end. A frame cannot start with a zero byte (the
 //! magic), so the first zero where a frame should start is the end of what was written.
-//! Whatever fails to read after the last whole record of the last segment is a torn tail: the
-//! suffix a crash cut short before it was synced, which was never acknowledged. In any earlier
-//! segment it is corruption (a segment is synced whole before the next one starts), and so is
-//! anything but zeros after such a segment's end. A frame that passes its checksum and does
-//! not hold a record is corruption wherever it is.
+//! A crash keeps a prefix of what was written since the last sync, so a torn record is the
+//! last thing in its segment: a frame that fails to read with no whole record anywhere after
+//! it, in the last segment, is a torn tail, never acknowledged, and is cut. Anything else
+//! that fails to read is corruption: a bad frame with a whole record after it, a bad frame in
+//! a segment before the last (a segment is synced whole before the next one starts),
+//! anything but zeros after such a segment's end, and a frame that passes its checksum and
+//! does not hold a record.
 //!
-//! Not decided yet (the plan's open points): a flipped byte inside the synced part of the
-//! last segment reads as a torn tail there, and the records after it are dropped; telling the
-//! two apart needs etcd's rule (a torn frame spans a zeroed sector) or a synced-length mark.
-//! And [`read_log`] reads from the first segment ever written: removing old segments needs a
-//! header record in each segment (its start and the hard state), as etcd's WAL has.
+//! The one case this cannot tell apart: rot in the very last record of the last segment
+//! reads as a torn write, and that record is dropped (etcd's WAL has the same limit).
+//!
+//! Each segment opens with a record of the hard state as of its start, so that old segments
+//! can go once the state machine's snapshot covers them ([`Wal::release_through`]); the log
+//! is read from that snapshot ([`read_log`]'s `start`), not from the first record written.
 
 use super::codec::{self, CodecError, Kind, Reader, Writer};
+use super::engine::{Result, StorageError};
 use super::raft_store::check_follows;
 use crate::raft::{Entry, HardState};
 use bytes::Bytes;
@@ -35,9 +39,9 @@ pub enum WalRecord {
         /// The hard state, when it changed.
         hard_state: Option<HardState>,
     },
-    /// The log now starts after `index` (of `term`): a compaction, when the log holds that
-    /// entry with that term (the entries after it stay), or an installed snapshot otherwise
-    /// (every entry goes), as Raft itself decides.
+    /// A snapshot was installed: the log now starts after `index` (of `term`), and every
+    /// entry after it goes (a compaction writes no record: the log is read from the state
+    /// machine's snapshot).
     Reset {
         /// The last index the snapshot covers.
         index: u64,
@@ -188,6 +192,10 @@ pub fn read_segment(buf: &[u8]) -> Result<Segment, (usize, CodecError)> {
             }
             // Found after the checksum passed: a whole frame of no known kind.
             Err(e @ CodecError::UnknownKind { .. }) => return Err((at, e)),
+            // A crash keeps a prefix of what was written since the last sync, so a torn
+            // frame is the last thing in its segment: a whole record after it means this
+            // frame was written whole and went bad since.
+            Err(e) if record_after(buf, at + 1) => return Err((at, e)),
             Err(e) => break SegmentEnd::Torn(e),
         }
     };
@@ -198,7 +206,17 @@ pub fn read_segment(buf: &[u8]) -> Result<Segment, (usize, CodecError)> {
     })
 }
 
-/// The log that a run of records describes.
+/// Whether a whole record starts anywhere in `buf` from `from` on.
+fn record_after(buf: &[u8], from: usize) -> bool {
+    (from..buf.len()).any(|p| {
+        buf[p] == codec::MAGIC
+            && matches!(codec::decode_frame(&buf[p..]),
+                Ok((Kind::WalRecord, payload, _)) if WalRecord::decode(payload).is_ok())
+    })
+}
+
+/// The log that a run of records describes, read from where the state machine's snapshot
+/// says the log starts.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct WalLog {
     /// The index and term the log starts after (the snapshot's), `(0, 0)` before any.
@@ -210,12 +228,22 @@ pub struct WalLog {
 }
 
 impl WalLog {
+    /// An empty log that starts after `start` (index, term): the snapshot the state machine
+    /// holds, which records older than it may reach behind.
+    pub fn starting_after(start: (u64, u64)) -> WalLog {
+        WalLog {
+            start,
+            ..WalLog::default()
+        }
+    }
+
     /// The index of the last entry (the start's when there is none).
     pub fn last_index(&self) -> u64 {
         self.entries.last().map_or(self.start.0, |e| e.index)
     }
 
-    fn term_at(&self, index: u64) -> Option<u64> {
+    /// The term of the entry at `index`, if the log holds it (the start's included).
+    pub fn term_at(&self, index: u64) -> Option<u64> {
         if index == self.start.0 {
             return Some(self.start.1);
         }
@@ -225,8 +253,15 @@ impl WalLog {
             .map(|e| e.term)
     }
 
-    /// Applies one record, as Raft's storage would have taken it. A record that does not fit
-    /// the log is refused and leaves the log as it was.
+    /// Applies one record, as Raft's storage took it when it was written. A record that does
+    /// not fit the log is refused and leaves the log as it was.
+    ///
+    /// A Ready's entries replace the log from their first index on. One that starts at or
+    /// before the start was written before the snapshot: it still drops every entry after
+    /// the start that earlier records wrote, and of its own it keeps those after the start
+    /// when it holds the start's entry with the start's term (if it holds it with another
+    /// term, a later record rewrote the start and says what follows). A Reset is an
+    /// installed snapshot: every entry after it goes, and the start moves up to it.
     pub fn apply(&mut self, record: WalRecord) -> Result<(), String> {
         match record {
             WalRecord::Ready {
@@ -235,35 +270,43 @@ impl WalLog {
             } => {
                 if let Some(first) = entries.first() {
                     let from = first.index;
-                    if from <= self.start.0 || from - 1 > self.last_index() {
+                    let last = self.last_index();
+                    if from == 0 || from - 1 > last {
                         return Err(format!(
-                            "entries from {from} do not follow the log (after {}, up to {})",
-                            self.start.0,
-                            self.last_index()
+                            "entries from {from} do not follow the log (up to {last})"
                         ));
                     }
-                    let term = self.term_at(from - 1).expect("from - 1 is in the log");
-                    check_follows((from - 1, term), &entries)?;
-                    self.entries.truncate((from - self.start.0 - 1) as usize);
-                    self.entries.extend(entries);
+                    if from > self.start.0 {
+                        let term = self.term_at(from - 1).expect("from - 1 is in the log");
+                        check_follows((from - 1, term), &entries)?;
+                        self.entries.truncate((from - self.start.0 - 1) as usize);
+                        self.entries.extend(entries);
+                    } else {
+                        check_follows((from - 1, 0), &entries)?;
+                        let at_start = entries.iter().position(|e| e.index == self.start.0);
+                        let kept = match at_start {
+                            Some(i) if entries[i].term == self.start.1 => &entries[i + 1..],
+                            _ => &[],
+                        };
+                        check_follows(self.start, kept)?;
+                        self.entries = kept.to_vec();
+                    }
                 }
                 if let Some(hs) = hard_state {
                     self.hard_state = hs;
                 }
             }
             WalRecord::Reset { index, term } => {
-                if index < self.start.0 || (index == self.start.0 && term != self.start.1) {
+                let (at, at_term) = self.start;
+                if (index == at && term != at_term) || (index > at && term < at_term) {
                     return Err(format!(
-                        "a reset to {index} (term {term}) against the start {} (term {})",
-                        self.start.0, self.start.1
+                        "a snapshot at {index} (term {term}) against the start {at} (term {at_term})"
                     ));
                 }
-                if self.term_at(index) == Some(term) {
-                    self.entries.drain(..(index - self.start.0) as usize);
-                } else {
-                    self.entries.clear();
+                if index > at {
+                    self.start = (index, term);
                 }
-                self.start = (index, term);
+                self.entries.clear();
                 self.hard_state.commit = self.hard_state.commit.max(index);
             }
         }
@@ -271,11 +314,14 @@ impl WalLog {
     }
 }
 
-/// Reads segments in the order written into the log they describe. A torn end is allowed in
-/// the last segment only; it is reported with the number of whole bytes before it, where the
-/// owner truncates the file before writing again.
-pub fn read_log(segments: &[&[u8]]) -> Result<(WalLog, Option<usize>), WalError> {
-    let mut log = WalLog::default();
+/// Reads segments in the order written into the log they describe, from `start` (the
+/// snapshot the state machine holds). A torn end is allowed in the last segment only; it is
+/// reported with the number of whole bytes before it, where the owner writes next.
+pub fn read_log(
+    start: (u64, u64),
+    segments: &[&[u8]],
+) -> Result<(WalLog, Option<usize>), WalError> {
+    let mut log = WalLog::starting_after(start);
     let mut torn_at = None;
     for (i, buf) in segments.iter().enumerate() {
         let last = i + 1 == segments.len();
@@ -310,6 +356,245 @@ pub fn read_log(segments: &[&[u8]]) -> Result<(WalLog, Option<usize>), WalError>
         }
     }
     Ok((log, torn_at))
+}
+
+/// A segment's name: its place in the order written, and the first index its records may
+/// rewrite (the first entry of the record that opened it, or the index after the log's last
+/// when that record had no entries). Everything the log holds from that index on was written
+/// into this segment or a later one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SegmentName {
+    /// The segment's sequence number, one more than the segment before it.
+    pub seq: u64,
+    /// The first index the segment's records may rewrite.
+    pub first_index: u64,
+}
+
+impl SegmentName {
+    /// The segment's file name: both numbers in 16 hex digits, as `<seq>-<index>.wal`.
+    pub fn file_name(&self) -> String {
+        format!("{:016x}-{:016x}.wal", self.seq, self.first_index)
+    }
+
+    /// The name a file name spells, if it is one.
+    pub fn parse(file_name: &str) -> Option<SegmentName> {
+        let stem = file_name.strip_suffix(".wal")?;
+        let (seq, index) = stem.split_once('-')?;
+        if seq.len() != 16 || index.len() != 16 {
+            return None;
+        }
+        Some(SegmentName {
+            seq: u64::from_str_radix(seq, 16).ok()?,
+            first_index: u64::from_str_radix(index, 16).ok()?,
+        })
+    }
+}
+
+/// Where a log file's segments are kept: a directory of files
+/// (`oxcd::storage::wal_file::FileWalDir`), or a zone of the simulated disk
+/// ([`super::SimWalDir`]). A segment is created at its full length, zero-filled, and written
+/// in place; a write is durable once a sync of its segment returns.
+pub trait WalDir {
+    /// The segments there, in the order written.
+    fn list(&self) -> Result<Vec<SegmentName>>;
+    /// A segment's bytes, its zero-filled rest included.
+    fn read(&self, name: SegmentName) -> Result<Vec<u8>>;
+    /// Creates `name` holding `len` zero bytes, durably (its blocks allocated and written,
+    /// and its entry in the directory).
+    fn create(&mut self, name: SegmentName, len: u64) -> Result<()>;
+    /// Writes `bytes` at `offset` of `name`, within its length.
+    fn write(&mut self, name: SegmentName, offset: u64, bytes: &[u8]) -> Result<()>;
+    /// Makes every write to `name` so far durable.
+    fn sync(&mut self, name: SegmentName) -> Result<()>;
+    /// Removes `name`. Need not be durable: a segment that comes back after a crash is read
+    /// and skipped like any older one.
+    fn remove(&mut self, name: SegmentName) -> Result<()>;
+    /// How long a new segment is made.
+    fn segment_bytes(&self) -> u64;
+}
+
+/// The Raft log's file: appends records to the last segment of a [`WalDir`], starts a new
+/// segment when one is full, and drops old segments once the state machine's snapshot covers
+/// them. Opening reads the whole log back ([`Wal::open`]).
+///
+/// Call order: [`Wal::append`] the records of a Ready (one write), [`Wal::sync`] before
+/// anything that depends on them leaves the member; [`Wal::release_through`] only after the
+/// snapshot at that index is durable in the state machine's store.
+#[derive(Debug)]
+pub struct Wal<D: WalDir> {
+    dir: D,
+    /// The segments, in order; the last is written to.
+    segments: Vec<SegmentName>,
+    /// Where the next record goes in the last segment.
+    offset: u64,
+    /// The last segment's length.
+    len: u64,
+    /// The hard state as of the records written: each new segment opens with it, so that the
+    /// segments that recorded it can go.
+    hard_state: HardState,
+    /// The log's last index as of the records written.
+    last_index: u64,
+}
+
+fn inconsistent(e: WalError) -> StorageError {
+    StorageError::Inconsistent(format!("the Raft log file: {e}"))
+}
+
+impl<D: WalDir> Wal<D> {
+    /// Reads the log in `dir` from `start` (the snapshot the state machine holds durably) and
+    /// readies it for appending. The last segment's written part ends at its last whole
+    /// record: what follows (a torn write's bytes) is zeroed and synced first, so a record
+    /// written there is never followed by junk, and a last segment that holds no whole record
+    /// goes. Corruption (a bad frame anywhere else, a record that does not fit the log) is an
+    /// error: nothing is served from a log that does not read.
+    pub fn open(mut dir: D, start: (u64, u64)) -> Result<(Wal<D>, WalLog)> {
+        let mut segments = dir.list()?;
+        let mut bufs = Vec::with_capacity(segments.len());
+        for name in &segments {
+            bufs.push(dir.read(*name)?);
+        }
+        let mut written = 0;
+        while let Some(buf) = bufs.last() {
+            // A frame that does not parse is left for `read_log` to report.
+            written = read_segment(buf).map_or(usize::MAX, |seg| seg.written_bytes);
+            if written > 0 {
+                break;
+            }
+            // Created, and cut short before its first record was synced: it holds nothing.
+            let name = segments.pop().expect("a last segment");
+            bufs.pop();
+            dir.remove(name)?;
+        }
+        let refs: Vec<&[u8]> = bufs.iter().map(|b| b.as_slice()).collect();
+        let (log, torn) = read_log(start, &refs).map_err(inconsistent)?;
+        if let Some(at) = torn {
+            written = at;
+        }
+        let len = bufs.last().map_or(0, |b| b.len() as u64);
+        if let (Some(name), Some(buf)) = (segments.last(), bufs.last())
+            && let Some(junk_end) = buf.iter().rposition(|b| *b != 0).filter(|e| *e >= written)
+        {
+            dir.write(*name, written as u64, &vec![0; junk_end + 1 - written])?;
+            dir.sync(*name)?;
+        }
+        let wal = Wal {
+            dir,
+            segments,
+            offset: written as u64,
+            len,
+            hard_state: log.hard_state,
+            last_index: log.last_index(),
+        };
+        Ok((wal, log))
+    }
+
+    /// Whether no record was ever kept: a log file that has never been written.
+    pub fn is_empty(&self) -> bool {
+        self.segments.is_empty()
+    }
+
+    /// The segments, in order.
+    pub fn segments(&self) -> &[SegmentName] {
+        &self.segments
+    }
+
+    /// Writes `records` after the last one, in one write (a new segment first when they do
+    /// not fit in the last one's room). Durable after [`Wal::sync`].
+    pub fn append(&mut self, records: &[WalRecord]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let mut bytes: Vec<u8> = records.iter().flat_map(|r| r.encode()).collect();
+        if self.segments.is_empty() || self.offset + bytes.len() as u64 > self.len {
+            let first_index = match &records[0] {
+                WalRecord::Ready { entries, .. } => entries
+                    .first()
+                    .map_or(self.last_index.saturating_add(1), |e| e.index),
+                WalRecord::Reset { index, .. } => index.saturating_add(1),
+            };
+            if let Some(last) = self.segments.last() {
+                // A segment is synced whole before the next starts: only the last may tear.
+                self.dir.sync(*last)?;
+            }
+            let header = WalRecord::Ready {
+                entries: Vec::new(),
+                hard_state: Some(self.hard_state),
+            }
+            .encode();
+            let name = SegmentName {
+                seq: self.segments.last().map_or(1, |s| s.seq + 1),
+                first_index,
+            };
+            let len = self
+                .dir
+                .segment_bytes()
+                .max((header.len() + bytes.len()) as u64);
+            self.dir.create(name, len)?;
+            self.segments.push(name);
+            self.offset = 0;
+            self.len = len;
+            bytes.splice(0..0, header.iter().copied());
+        }
+        let last = *self.segments.last().expect("a segment to write");
+        self.dir.write(last, self.offset, &bytes)?;
+        self.offset += bytes.len() as u64;
+        for r in records {
+            match r {
+                WalRecord::Ready {
+                    entries,
+                    hard_state,
+                } => {
+                    if let Some(e) = entries.last() {
+                        self.last_index = e.index;
+                    }
+                    if let Some(hs) = hard_state {
+                        self.hard_state = *hs;
+                    }
+                }
+                WalRecord::Reset { index, .. } => {
+                    // As `WalLog::apply` takes it: what a snapshot covers is committed.
+                    self.last_index = *index;
+                    self.hard_state.commit = self.hard_state.commit.max(*index);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Makes every record appended so far durable.
+    pub fn sync(&mut self) -> Result<()> {
+        match self.segments.last() {
+            Some(last) => self.dir.sync(*last),
+            None => Ok(()),
+        }
+    }
+
+    /// How many of the oldest segments a log read from a snapshot at `index` no longer needs:
+    /// those before a segment whose records rewrite the log from `index + 1` or lower.
+    pub fn releasable(&self, index: u64) -> usize {
+        let target = index.saturating_add(1);
+        self.segments
+            .iter()
+            .skip(1)
+            .rposition(|s| s.first_index <= target)
+            .map_or(0, |i| i + 1)
+    }
+
+    /// Removes the segments that a log read from a snapshot at `index` no longer needs. The
+    /// snapshot must be durable first (the state machine's store synced): opening reads from
+    /// it. Returns how many went.
+    pub fn release_through(&mut self, index: u64) -> Result<usize> {
+        let n = self.releasable(index);
+        for name in self.segments.drain(..n).collect::<Vec<_>>() {
+            self.dir.remove(name)?;
+        }
+        Ok(n)
+    }
+
+    /// The directory underneath.
+    pub fn dir(&self) -> &D {
+        &self.dir
+    }
 }
 
 #[cfg(test)]
@@ -352,7 +637,7 @@ mod tests {
         let records = vec![
             ready(1, 3, 1, Some(2)),
             ready(4, 4, 1, None),
-            WalRecord::Reset { index: 2, term: 1 },
+            WalRecord::Reset { index: 4, term: 1 },
             ready(5, 6, 2, Some(5)),
         ];
         let mut buf: Vec<u8> = records.iter().flat_map(|r| r.encode()).collect();
@@ -362,10 +647,10 @@ mod tests {
         assert_eq!(seg.records, records);
         assert_eq!(seg.written_bytes, written);
         assert_eq!(seg.end, SegmentEnd::Clean);
-        let (log, torn) = read_log(&[&buf]).unwrap();
+        let (log, torn) = read_log((0, 0), &[&buf]).unwrap();
         assert_eq!(torn, None);
-        assert_eq!(log.start, (2, 1));
-        assert_eq!(indexes(&log), vec![(3, 1), (4, 1), (5, 2), (6, 2)]);
+        assert_eq!(log.start, (4, 1));
+        assert_eq!(indexes(&log), vec![(5, 2), (6, 2)]);
         assert_eq!(log.hard_state.commit, 5);
     }
 
@@ -384,30 +669,55 @@ mod tests {
     }
 
     #[test]
-    fn a_reset_keeps_the_tail_when_it_matches_and_drops_it_otherwise() {
+    fn a_reset_drops_every_entry_after_it() {
         let mut log = WalLog::default();
         log.apply(ready(1, 5, 1, Some(1))).unwrap();
-        // A compaction at 3: the log holds 3 at term 1.
+        // A snapshot installed at 3, where this log holds 3 at term 1: Raft drops the whole
+        // log on an install all the same.
         log.apply(WalRecord::Reset { index: 3, term: 1 }).unwrap();
-        assert_eq!((log.start, indexes(&log)), ((3, 1), vec![(4, 1), (5, 1)]));
+        assert_eq!((log.start, indexes(&log)), ((3, 1), vec![]));
         assert_eq!(
             log.hard_state.commit, 3,
             "what a snapshot covers is committed"
         );
-        // A snapshot at 4 of term 2, where this log has term 1: its entries were another
-        // leader's, and every one goes, 5 too.
-        log.apply(WalRecord::Reset { index: 4, term: 2 }).unwrap();
-        assert_eq!((log.start, indexes(&log)), ((4, 2), vec![]));
-        log.apply(ready(5, 7, 2, None)).unwrap();
-        // A snapshot at 8, term 3, beyond the log: every entry goes.
+        log.apply(ready(4, 7, 2, None)).unwrap();
+        // A snapshot at 8, term 3, beyond the log.
         log.apply(WalRecord::Reset { index: 8, term: 3 }).unwrap();
         assert_eq!((log.start, indexes(&log)), ((8, 3), vec![]));
-        assert!(
-            log.apply(ready(8, 8, 3, None)).is_err(),
-            "covered by the start"
-        );
         log.apply(ready(9, 9, 3, None)).unwrap();
-        assert!(log.apply(WalRecord::Reset { index: 7, term: 3 }).is_err());
+        // One from before the start (the state machine took a later one since): the entries
+        // after the start that records before it wrote go all the same.
+        log.apply(WalRecord::Reset { index: 7, term: 3 }).unwrap();
+        assert_eq!((log.start, indexes(&log)), ((8, 3), vec![]));
+        assert!(log.apply(WalRecord::Reset { index: 8, term: 2 }).is_err());
+        assert!(log.apply(WalRecord::Reset { index: 9, term: 2 }).is_err());
+    }
+
+    #[test]
+    fn records_older_than_the_start_keep_only_what_follows_the_start_s_own_entry() {
+        let start = (5, 2);
+        let mut log = WalLog::starting_after(start);
+        // Written before the snapshot at 5, and holding 5 at term 2: 6 to 8 stay.
+        let mut older = ready(1, 8, 2, Some(4));
+        log.apply(older.clone()).unwrap();
+        assert_eq!(indexes(&log), vec![(6, 2), (7, 2), (8, 2)]);
+        // A record that ends before the start still dropped what followed it.
+        log.apply(ready(3, 4, 2, None)).unwrap();
+        assert_eq!(indexes(&log), vec![]);
+        // One that holds 5 with another term was rewritten later: none of it stays.
+        log.apply(ready(4, 7, 1, None)).unwrap();
+        assert_eq!(indexes(&log), vec![]);
+        log.apply(ready(6, 6, 3, None)).unwrap();
+        assert_eq!(indexes(&log), vec![(6, 3)]);
+        assert_eq!(log.hard_state.commit, 4);
+        // Its entries must still follow one another.
+        if let WalRecord::Ready { entries, .. } = &mut older {
+            entries[6].index = 9;
+        }
+        let before = log.clone();
+        assert!(log.apply(older).is_err());
+        assert_eq!(log, before, "a refused record changes nothing");
+        assert!(log.apply(ready(0, 0, 2, None)).is_err(), "index 0");
     }
 
     /// Every cut of the last segment, and every single corrupted byte in its last record,
@@ -459,7 +769,7 @@ mod tests {
             }
             let mut tail = second[..cut].to_vec();
             tail.extend(vec![0; 16]);
-            let (got, torn) = read_log(&[&first, &tail]).unwrap();
+            let (got, torn) = read_log((0, 0), &[&first, &tail]).unwrap();
             assert_eq!(got, expect(whole), "cut at {cut}");
             let clean = ends.contains(&cut);
             assert_eq!(torn.is_some(), !clean, "cut at {cut}");
@@ -469,20 +779,38 @@ mod tests {
         for at in last_start..second.len() {
             let mut bad = second.clone();
             bad[at] ^= 0x41;
-            let (got, torn) = read_log(&[&first, &bad]).unwrap();
+            let (got, torn) = read_log((0, 0), &[&first, &bad]).unwrap();
             assert_eq!(got, expect(frames.len() - 1), "byte {at} flipped");
             assert_eq!(torn, Some(last_start));
+        }
+        // Damage to a record the last segment has more records after is corruption: a crash
+        // leaves nothing after a torn record.
+        for at in 0..ends[1] {
+            let mut bad = second.clone();
+            bad[at] ^= 0x41;
+            let err = read_log((0, 0), &[&first, &bad]).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    WalError::Corrupt {
+                        segment: 1,
+                        at: 0,
+                        ..
+                    }
+                ),
+                "byte {at}: {err}"
+            );
         }
         // The same damage in a segment before the last is corruption, not a torn tail.
         let mut bad = first.clone();
         let n = bad.len();
         bad[n - 1] ^= 0x41;
-        let err = read_log(&[&bad, &second]).unwrap_err();
+        let err = read_log((0, 0), &[&bad, &second]).unwrap_err();
         assert!(matches!(err, WalError::Corrupt { segment: 0, .. }), "{err}");
         // So is anything but zeros after a closed segment's end.
         let mut junk = first.clone();
         junk.extend([0, 0, 7]);
-        let err = read_log(&[&junk, &second]).unwrap_err();
+        let err = read_log((0, 0), &[&junk, &second]).unwrap_err();
         assert!(matches!(err, WalError::Corrupt { segment: 0, .. }), "{err}");
     }
 
@@ -500,7 +828,7 @@ mod tests {
             Bytes::from(unknown),
         ] {
             let segment: Vec<u8> = good.iter().chain(bad.iter()).copied().collect();
-            let err = read_log(&[&segment]).unwrap_err();
+            let err = read_log((0, 0), &[&segment]).unwrap_err();
             assert!(
                 matches!(err, WalError::Corrupt { segment: 0, at, .. } if at == good.len()),
                 "{err}"
@@ -509,19 +837,21 @@ mod tests {
     }
 
     #[test]
-    fn records_at_the_edge_of_the_index_space_are_refused_not_a_panic() {
+    fn records_at_the_edge_of_the_index_space_are_no_panic() {
         let mut log = WalLog::default();
         log.apply(WalRecord::Reset {
             index: u64::MAX,
             term: 1,
         })
         .unwrap();
-        assert!(log.apply(ready(5, 5, 1, None)).is_err());
+        // Both from before the start: nothing follows it.
+        log.apply(ready(5, 5, 1, None)).unwrap();
         let at_max = WalRecord::Ready {
             entries: vec![ent(u64::MAX, 1)],
             hard_state: None,
         };
-        assert!(log.apply(at_max).is_err(), "covered by the start");
+        log.apply(at_max).unwrap();
+        assert_eq!((log.start, indexes(&log)), ((u64::MAX, 1), vec![]));
         assert!(
             log.apply(WalRecord::Reset {
                 index: u64::MAX,
@@ -540,5 +870,156 @@ mod tests {
         };
         assert!(log.apply(back_in_term).is_err());
         assert_eq!(log, before);
+    }
+
+    use crate::storage::{DiskFaults, Engine, SimDisk};
+
+    fn log_of(start: (u64, u64), records: &[WalRecord]) -> WalLog {
+        let mut log = WalLog::starting_after(start);
+        for r in records {
+            log.apply(r.clone()).unwrap();
+        }
+        log
+    }
+
+    /// A record as a member writes one after `log`: a new leader rewriting the tail, a hard
+    /// state, now and then an installed snapshot.
+    fn next_record(rng: &mut ChaCha8Rng, log: &WalLog) -> WalRecord {
+        let last_term = log.entries.last().map_or(log.start.1, |e| e.term);
+        let term = last_term.max(log.hard_state.term) + u64::from(rng.gen_ratio(1, 6));
+        if rng.gen_ratio(1, 12) {
+            return WalRecord::Reset {
+                index: log.last_index() + rng.gen_range(1..5),
+                term: term + 1,
+            };
+        }
+        let from = log
+            .last_index()
+            .saturating_sub(2)
+            .max(log.start.0)
+            .saturating_add(1);
+        let from = rng.gen_range(from..=log.last_index() + 1);
+        let n = rng.gen_range(0..6);
+        ready(from, from + n - 1, term, Some(log.start.0))
+    }
+
+    fn random_records(rng: &mut ChaCha8Rng, n: usize) -> Vec<WalRecord> {
+        let mut log = WalLog::default();
+        let mut records = Vec::new();
+        for _ in 0..n {
+            let r = next_record(rng, &log);
+            log.apply(r.clone()).unwrap();
+            records.push(r);
+        }
+        records
+    }
+
+    #[test]
+    fn the_log_file_reads_back_across_segments_and_after_old_ones_go() {
+        let disk = SimDisk::new(3, DiskFaults::default());
+        disk.set_wal_segment_bytes(300);
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        let mut records = random_records(&mut rng, 80);
+        let last = log_of((0, 0), &records).last_index();
+        // A stretch without snapshots, where the state machine's snapshot can be anywhere.
+        for i in 0..40 {
+            records.push(ready(last + 1 + i, last + 1 + i, 50, None));
+        }
+        let (mut wal, log) = Wal::open(disk.wal_dir().unwrap(), (0, 0)).unwrap();
+        assert!(wal.is_empty());
+        assert_eq!(log, WalLog::default());
+        for r in &records {
+            wal.append(std::slice::from_ref(r)).unwrap();
+            wal.sync().unwrap();
+        }
+        assert!(wal.segments().len() > 5, "{:?}", wal.segments());
+        let whole = log_of((0, 0), &records);
+        let (again, log) = Wal::open(disk.wal_dir().unwrap(), (0, 0)).unwrap();
+        assert_eq!(log, whole);
+        assert_eq!(again.segments(), wal.segments());
+        // A snapshot at any entry the log holds (the state machine's, durable): the
+        // segments before it go, and the log read from it is the same log after it, hard
+        // state too.
+        let mut released = 0;
+        for at in whole.start.0..=whole.last_index() {
+            let start = (at, whole.term_at(at).unwrap());
+            let disk = SimDisk::new(3, DiskFaults::default());
+            disk.set_wal_segment_bytes(300);
+            let (mut wal, _) = Wal::open(disk.wal_dir().unwrap(), (0, 0)).unwrap();
+            for r in &records {
+                wal.append(std::slice::from_ref(r)).unwrap();
+            }
+            wal.sync().unwrap();
+            released += wal.release_through(at).unwrap();
+            assert!(!wal.segments().is_empty());
+            let (_, log) = Wal::open(disk.wal_dir().unwrap(), start).unwrap();
+            assert_eq!(log.start, start);
+            assert_eq!(log.hard_state, whole.hard_state);
+            let after: Vec<Entry> = whole
+                .entries
+                .iter()
+                .filter(|e| e.index > at)
+                .cloned()
+                .collect();
+            assert_eq!(log.entries, after, "released through {at}");
+        }
+        assert!(released > 20, "{released} segments released");
+        let at = whole.last_index() - 3;
+        let start = (at, whole.term_at(at).unwrap());
+        wal.release_through(at).unwrap();
+        // A record bigger than a segment gets a segment of its own size.
+        let big = ready(whole.last_index() + 1, whole.last_index() + 60, 99, Some(1));
+        wal.append(std::slice::from_ref(&big)).unwrap();
+        wal.sync().unwrap();
+        let (_, log) = Wal::open(disk.wal_dir().unwrap(), start).unwrap();
+        assert_eq!(log.last_index(), whole.last_index() + 60);
+    }
+
+    /// Crashes at random points, each cutting the unsynced bytes anywhere: what reads back is
+    /// always the records up to some point at or after the last sync, and the log file takes
+    /// records after it as if nothing had happened.
+    #[test]
+    fn a_crash_keeps_every_synced_record_and_a_prefix_of_the_rest() {
+        let mut torn = 0;
+        for seed in 0..40 {
+            let mut rng = ChaCha8Rng::seed_from_u64(seed);
+            let disk = SimDisk::new(seed, DiskFaults::default());
+            disk.set_wal_segment_bytes(rng.gen_range(120..600));
+            let mut kept: Vec<WalRecord> = Vec::new();
+            let mut synced = 0;
+            let (mut wal, _) = Wal::open(disk.wal_dir().unwrap(), (0, 0)).unwrap();
+            for _ in 0..60 {
+                let mut log = log_of((0, 0), &kept);
+                let n = rng.gen_range(1..=3);
+                for _ in 0..n {
+                    let r = next_record(&mut rng, &log);
+                    log.apply(r.clone()).unwrap();
+                    kept.push(r);
+                }
+                wal.append(&kept[kept.len() - n..]).unwrap();
+                if rng.gen_ratio(2, 3) {
+                    wal.sync().unwrap();
+                    synced = kept.len();
+                }
+                if rng.gen_ratio(1, 8) {
+                    disk.crash();
+                    let (reopened, log) = Wal::open(disk.reopen().wal_dir().unwrap(), (0, 0))
+                        .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+                    let survived = (synced..=kept.len())
+                        .find(|&k| log_of((0, 0), &kept[..k]) == log)
+                        .unwrap_or_else(|| panic!("seed {seed}: not a prefix from {synced}"));
+                    if survived < kept.len() {
+                        torn += 1;
+                    }
+                    kept.truncate(survived);
+                    synced = survived;
+                    wal = reopened;
+                }
+            }
+            wal.sync().unwrap();
+            let (_, log) = Wal::open(disk.reopen().wal_dir().unwrap(), (0, 0)).unwrap();
+            assert_eq!(log, log_of((0, 0), &kept), "seed {seed}");
+        }
+        assert!(torn > 10, "crashes lost unsynced records {torn} times");
     }
 }

@@ -1292,7 +1292,7 @@ fn check_wal_segment(segment: &[u8]) {
         .records
         .iter()
         .try_for_each(|r| one_by_one.apply(r.clone()));
-    match wal::read_log(&[segment]) {
+    match wal::read_log((0, 0), &[segment]) {
         Ok((log, torn)) => {
             assert!(applied.is_ok(), "read_log took what apply refused");
             assert_eq!(log, one_by_one);
