@@ -54,10 +54,15 @@ pub async fn move_leader(nodes: usize, to: usize) -> Result<usize, String> {
 
 /// The cluster's member list, from whichever member answers first.
 pub async fn member_list(nodes: usize) -> Option<Vec<pb::Member>> {
+    member_list_as(nodes, true).await
+}
+
+/// [`member_list`], linearizable or as the first member to answer applied it.
+async fn member_list_as(nodes: usize, linearizable: bool) -> Option<Vec<pb::Member>> {
     for m in 0..nodes {
         let list = async {
             let mut c = ClusterClient::connect(client_url(m)).await.ok()?;
-            c.member_list(pb::MemberListRequest { linearizable: true })
+            c.member_list(pb::MemberListRequest { linearizable })
                 .await
                 .ok()
                 .map(|r| r.into_inner().members)
@@ -97,11 +102,13 @@ pub async fn remove_member(nodes: usize, victim: usize) -> Result<u64, String> {
     Err(format!("m{victim} ({id:x}) is still a member"))
 }
 
-/// Adds member `victim`'s peer URL back (as a learner if `learner`), retrying until the member
-/// list has it: its new ID.
+/// Adds member `victim`'s peer URL back (as a learner if `learner`), retrying until the add
+/// is answered or a member's list has it: its new ID. The lists asked are not linearizable:
+/// a voter added to a cluster of one makes a quorum of two, and nothing linearizable is
+/// answered until the new member runs, which its caller starts only after this returns.
 pub async fn add_member(nodes: usize, victim: usize, learner: bool) -> Result<u64, String> {
     for attempt in 0..30 {
-        if let Some(members) = member_list(nodes).await
+        if let Some(members) = member_list_as(nodes, false).await
             && let Some(m) = members
                 .iter()
                 .find(|m| m.peer_ur_ls.contains(&peer_url(victim)))
@@ -118,7 +125,11 @@ pub async fn add_member(nodes: usize, victim: usize, learner: bool) -> Result<u6
             .await
             .ok()
         };
-        let _ = tokio::time::timeout(OP_TIMEOUT * 3, add).await;
+        if let Ok(Some(added)) = tokio::time::timeout(OP_TIMEOUT * 3, add).await
+            && let Some(member) = added.into_inner().member
+        {
+            return Ok(member.id);
+        }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     Err(format!("m{victim} was not added back"))
