@@ -4,8 +4,9 @@
 //! 1. the floor: appending records to a plain file with `fdatasync` after every record, and
 //!    after every batch of records; and overwriting a file written before, one record per
 //!    `fdatasync` (no size or block changes to commit: the device's own latency);
-//! 2. the Raft log: [`RaftStore::persist`] on a [`FjallEngine`], one entry per sync, and one
-//!    sync per batch of entries (group commit);
+//! 2. the Raft log: [`RaftStore::persist`] on a data dir of a [`FjallEngine`] (the entries
+//!    go to its log file, `wal/`), one entry per sync, and one sync per batch of entries
+//!    (group commit; the first persist creates the first segment);
 //! 3. recovery: keys loaded through a one-member [`Member`] (proposed, committed, applied, the
 //!    log compacted as etcd does), then, in a fresh process of this binary (the hidden
 //!    subcommand [`RECOVER_SUBCOMMAND`], so its peak RSS is the recovery's alone), the time
@@ -225,7 +226,7 @@ pub fn run(o: &Options) -> BenchResult<()> {
         fdatasync_run(dir, unbatched, 1, FileMode::Overwrite, &entries)?
     );
 
-    println!("-- Raft log: RaftStore::persist on fjall, one sync per persist");
+    println!("-- Raft log: RaftStore::persist into the log file (wal/), one sync per persist");
     println!("{}", raft_run(dir, o.unbatched_entries, 1, &entries)?);
     for &b in &o.batches {
         println!("{}", raft_run(dir, o.entries, b, &entries)?);
@@ -314,7 +315,7 @@ fn fdatasync_run(
     })
 }
 
-/// Appends `entries` entries (from index 1, term 1) to a fresh `RaftStore` on fjall, `batch`
+/// Appends `entries` entries (from index 1, term 1) to a fresh `RaftStore` (its log file), `batch`
 /// per `persist` with a hard state and one sync, as a Ready of a busy leader carries them.
 fn raft_run(dir: &Path, entries: usize, batch: usize, pool: &Pool) -> BenchResult<Figure> {
     let path = dir.join(format!("raft-{batch}"));

@@ -132,8 +132,8 @@
 //!
 //! # `wal_read`
 //!
-//! The Raft log file's reader (`storage::wal`, not used by the member yet) must never panic
-//! on any bytes. What `read_segment` accepts must encode back to exactly the bytes it says
+//! The Raft log file's reader (`storage::wal`, what a member reads its log from on open)
+//! must never panic on any bytes. What `read_segment` accepts must encode back to exactly the bytes it says
 //! were written (one encoding per record, so nothing torn or corrupt passes as a record);
 //! `read_log` must refuse exactly when applying those records one by one refuses; and the
 //! log it gives must hold what a log is, checked here on its own: entries contiguous from
