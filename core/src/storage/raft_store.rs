@@ -421,9 +421,10 @@ impl<E: Engine> RaftStore<E> {
 
 /// Moves the log and hard state of a layout-1 data dir (kept in the engine) into the log
 /// file, and then drops them from the engine; returns the log as the file now holds it, or
-/// `None` when there was nothing to move. Crash-safe at every step: the log file is written
-/// and synced whole before the engine's copy goes, and a log file that holds a record already
-/// was written by an earlier attempt.
+/// `None` when the file holds what it held when opened (nothing to move, or an earlier
+/// attempt moved it). Crash-safe at every step: the log file is written and synced whole
+/// before the engine's copy goes, and a log file that holds a record already was written by
+/// an earlier attempt.
 fn move_layout_1_log<E: Engine>(
     engine: &E,
     wal: &mut Wal<E::Wal>,
@@ -443,21 +444,24 @@ fn move_layout_1_log<E: Engine>(
         old.delete(Space::Log, k);
         entries.push(e);
     }
-    if wal.is_empty() {
+    let moved = if wal.is_empty() {
         check_follows(start, &entries).map_err(StorageError::Inconsistent)?;
-        wal.append(&[WalRecord::Ready {
+        let record = WalRecord::Ready {
             entries,
             hard_state,
-        }])?;
+        };
+        wal.append(std::slice::from_ref(&record))?;
         wal.sync()?;
-    }
+        let mut log = WalLog::starting_after(start);
+        log.apply(record).map_err(StorageError::Inconsistent)?;
+        Some(log)
+    } else {
+        None
+    };
     engine.stamp_current_layout()?;
     engine.write(old)?;
     engine.sync()?;
-    // Read back as the next open will read it.
-    let (reopened, log) = Wal::open(engine.wal_dir()?, start)?;
-    *wal = reopened;
-    Ok(Some(log))
+    Ok(moved)
 }
 
 impl<E: Engine> Storage for RaftStore<E> {

@@ -214,12 +214,7 @@ impl SimDisk {
         d.epoch += 1;
         let journal = std::mem::take(&mut d.journal);
         let unsynced = std::mem::take(&mut d.journal_batches);
-        let cut = match (keep, d.rng.gen_range(0..3)) {
-            (Some(keep), _) => keep.min(journal.len()),
-            (None, 0) => 0,
-            (None, 1) => journal.len(),
-            (None, _) => d.rng.gen_range(0..=journal.len()),
-        };
+        let cut = crash_cut(&mut d.rng, keep, journal.len());
         let mut kept = 0;
         let mut at = 0;
         while at < cut {
@@ -238,12 +233,7 @@ impl SimDisk {
         d.live_bytes = d.live.iter().flat_map(|m| m.iter()).map(pair_bytes).sum();
         for seg in d.wal.values_mut() {
             let unsynced = seg.unsynced_bytes();
-            let keep = match (keep, d.rng.gen_range(0..3)) {
-                (Some(keep), _) => keep.min(unsynced),
-                (None, 0) => 0,
-                (None, 1) => unsynced,
-                (None, _) => d.rng.gen_range(0..=unsynced),
-            };
+            let keep = crash_cut(&mut d.rng, keep, unsynced);
             if keep > 0 && keep < unsynced {
                 d.stats.wal_torn += 1;
             }
@@ -312,6 +302,17 @@ impl SimDisk {
             .keys()
             .cloned()
             .collect()
+    }
+}
+
+/// How many of `unsynced` bytes a crash keeps: `keep` when given, else none, all, or a cut
+/// anywhere (the seed chooses).
+fn crash_cut(rng: &mut ChaCha8Rng, keep: Option<usize>, unsynced: usize) -> usize {
+    match (keep, rng.gen_range(0..3)) {
+        (Some(keep), _) => keep.min(unsynced),
+        (None, 0) => 0,
+        (None, 1) => unsynced,
+        (None, _) => rng.gen_range(0..=unsynced),
     }
 }
 
@@ -394,6 +395,15 @@ impl Disk {
         let i = self.rng.gen_range(0..v.len() * 8);
         v[i / 8] ^= 1 << (i % 8);
         *bytes = Bytes::from(v);
+    }
+
+    /// A sync fault: fails the sync at the configured rate, counting it.
+    fn maybe_fail_sync(&mut self) -> Result<()> {
+        if self.rng.gen_bool(self.faults.sync_failure.clamp(0.0, 1.0)) {
+            self.stats.sync_failures += 1;
+            return Err(StorageError::Sync("simulated fsync failure".into()));
+        }
+        Ok(())
     }
 
     fn maybe_slow(&mut self) {
@@ -498,10 +508,7 @@ impl Engine for SimDisk {
         let d = &mut *d;
         d.maybe_slow();
         d.stats.syncs += 1;
-        if d.rng.gen_bool(d.faults.sync_failure.clamp(0.0, 1.0)) {
-            d.stats.sync_failures += 1;
-            return Err(StorageError::Sync("simulated fsync failure".into()));
-        }
+        d.maybe_fail_sync()?;
         let journal = std::mem::take(&mut d.journal);
         d.journal_batches = 0;
         let mut at = 0;
@@ -593,10 +600,7 @@ impl WalDir for SimWalDir {
         let d = &mut *d;
         d.maybe_slow();
         d.stats.wal_syncs += 1;
-        if d.rng.gen_bool(d.faults.sync_failure.clamp(0.0, 1.0)) {
-            d.stats.sync_failures += 1;
-            return Err(StorageError::Sync("simulated fsync failure".into()));
-        }
+        d.maybe_fail_sync()?;
         let seg = SimWalDir::segment(d, name)?;
         let all = seg.unsynced_bytes();
         seg.settle(all);

@@ -81,6 +81,18 @@ impl WalRecord {
         codec::encode_frame(Kind::WalRecord, &w.finish())
     }
 
+    /// The hard state after this record, given the one before it: a Ready's own when it
+    /// carries one; after a Reset, its index at least committed (what a snapshot covers is).
+    fn hard_state_after(&self, before: HardState) -> HardState {
+        match self {
+            WalRecord::Ready { hard_state, .. } => hard_state.unwrap_or(before),
+            WalRecord::Reset { index, .. } => HardState {
+                commit: before.commit.max(*index),
+                ..before
+            },
+        }
+    }
+
     /// Parses a record's payload (a frame that passed its checksum).
     fn decode(payload: &[u8]) -> Result<WalRecord, CodecError> {
         let mut p = Reader::new(payload);
@@ -263,11 +275,9 @@ impl WalLog {
     /// term, a later record rewrote the start and says what follows). A Reset is an
     /// installed snapshot: every entry after it goes, and the start moves up to it.
     pub fn apply(&mut self, record: WalRecord) -> Result<(), String> {
+        let hard_state = record.hard_state_after(self.hard_state);
         match record {
-            WalRecord::Ready {
-                entries,
-                hard_state,
-            } => {
+            WalRecord::Ready { entries, .. } => {
                 if let Some(first) = entries.first() {
                     let from = first.index;
                     let last = self.last_index();
@@ -292,9 +302,6 @@ impl WalLog {
                         self.entries = kept.to_vec();
                     }
                 }
-                if let Some(hs) = hard_state {
-                    self.hard_state = hs;
-                }
             }
             WalRecord::Reset { index, term } => {
                 let (at, at_term) = self.start;
@@ -307,9 +314,9 @@ impl WalLog {
                     self.start = (index, term);
                 }
                 self.entries.clear();
-                self.hard_state.commit = self.hard_state.commit.max(index);
             }
         }
+        self.hard_state = hard_state;
         Ok(())
     }
 }
@@ -539,23 +546,14 @@ impl<D: WalDir> Wal<D> {
         self.dir.write(last, self.offset, &bytes)?;
         self.offset += bytes.len() as u64;
         for r in records {
+            self.hard_state = r.hard_state_after(self.hard_state);
             match r {
-                WalRecord::Ready {
-                    entries,
-                    hard_state,
-                } => {
+                WalRecord::Ready { entries, .. } => {
                     if let Some(e) = entries.last() {
                         self.last_index = e.index;
                     }
-                    if let Some(hs) = hard_state {
-                        self.hard_state = *hs;
-                    }
                 }
-                WalRecord::Reset { index, .. } => {
-                    // As `WalLog::apply` takes it: what a snapshot covers is committed.
-                    self.last_index = *index;
-                    self.hard_state.commit = self.hard_state.commit.max(*index);
-                }
+                WalRecord::Reset { index, .. } => self.last_index = *index,
             }
         }
         Ok(())
